@@ -1,0 +1,79 @@
+// Turning NumPy arrays into kernel arguments. Every binding checks dtype, contiguity and shapes here and
+// raises a Python exception on mismatch: a kernel only ever sees valid, C-contiguous buffers.
+// (The Python layer converts user input first; these checks guard fastnn.ops callers and our own bugs.)
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "kernels/parallel.hpp"
+
+namespace fastnn::bind {
+
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+inline void require(bool ok, const std::string& message) {
+  if (!ok) throw py::value_error(message);
+}
+
+enum class DType { f32, f64 };
+
+// The floating dtype of `a`; TypeError for anything else.
+inline DType float_dtype(const py::array& a, const char* what) {
+  if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
+  if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
+  throw py::type_error(std::string(what) + ": expected a float32 or float64 array, got dtype " +
+                       std::string(py::str(a.dtype())));
+}
+
+// Calls fn(T{}) with T = float or double, so one generic lambda serves both precisions.
+template <typename Fn>
+decltype(auto) dispatch(DType dtype, Fn&& fn) {
+  if (dtype == DType::f32) return fn(float{});
+  return fn(double{});
+}
+
+template <typename T>
+const T* in_ptr(const py::array& a, const char* what) {
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(what) + ": dtype " + std::string(py::str(a.dtype())) +
+                         " does not match the other arguments");
+  require(a.flags() & py::array::c_style, std::string(what) + " must be C-contiguous");
+  return static_cast<const T*>(a.data());
+}
+
+template <typename T>
+T* out_ptr(py::array& a, const char* what) {
+  const T* p = in_ptr<T>(a, what);
+  require(a.writeable(), std::string(what) + " must be writeable");
+  return const_cast<T*>(p);
+}
+
+inline void require_shape(const py::array& a, std::initializer_list<index_t> shape, const char* what) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  std::string want = "(";
+  py::ssize_t i = 0;
+  for (index_t d : shape) {
+    if (ok && a.shape(i) != d) ok = false;
+    want += (i ? ", " : "") + std::to_string(d);
+    ++i;
+  }
+  want += shape.size() == 1 ? ",)" : ")";
+  require(ok, std::string(what) + ": expected shape " + want + ", got " + shape_str(a));
+}
+
+template <typename T>
+py::array_t<T> empty_array(std::vector<py::ssize_t> shape) {
+  return py::array_t<T>(std::move(shape));
+}
+
+}  // namespace fastnn::bind

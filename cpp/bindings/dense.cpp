@@ -1,0 +1,96 @@
+// Bindings of the dense kernels: shapes checked, GIL released around the GEMMs.
+#include "bindings/array_args.hpp"
+#include "bindings/registry.hpp"
+#include "kernels/checks.hpp"
+#include "kernels/dense.hpp"
+
+namespace fastnn::bind {
+
+namespace {
+
+// x [N, I], weight [O, I], bias [O] or None -> y [N, O].
+py::array linear_forward(const py::array& x, const py::array& weight, const py::object& bias, bool check_finite) {
+  require(weight.ndim() == 2, "linear_forward: weight must be 2-D, got " + shape_str(weight));
+  const index_t O = weight.shape(0), I = weight.shape(1);
+  require(x.ndim() == 2 && x.shape(1) == I,
+          "linear_forward: input " + shape_str(x) + " does not match weight " + shape_str(weight));
+  const index_t N = x.shape(0);
+  return dispatch(float_dtype(weight, "linear_forward weight"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* px = in_ptr<T>(x, "linear_forward input");
+    const T* pw = in_ptr<T>(weight, "linear_forward weight");
+    const T* pb = nullptr;
+    if (!bias.is_none()) {
+      auto b = bias.cast<py::array>();
+      require_shape(b, {O}, "linear_forward bias");
+      pb = in_ptr<T>(b, "linear_forward bias");
+    }
+    auto y = empty_array<T>({N, O});
+    T* py_ = y.mutable_data();
+    bool finite = true;
+    {
+      py::gil_scoped_release release;
+      if (check_finite) finite = all_finite(px, N * I);
+      if (finite) dense_forward(px, pw, pb, py_, N, I, O);
+    }
+    require(finite, "input contains NaN or infinity");
+    return y;
+  });
+}
+
+// Accumulates grad_weight (and grad_bias) in place; returns dx [N, I], or None when need_input_grad is false.
+py::object linear_backward(const py::array& grad_y, const py::array& x, const py::array& weight,
+                           py::array grad_weight, const py::object& grad_bias, bool need_input_grad) {
+  require(weight.ndim() == 2, "linear_backward: weight must be 2-D, got " + shape_str(weight));
+  const index_t O = weight.shape(0), I = weight.shape(1);
+  require(x.ndim() == 2 && x.shape(1) == I, "linear_backward: input " + shape_str(x) + " does not match weight " +
+                                                shape_str(weight));
+  const index_t N = x.shape(0);
+  require_shape(grad_y, {N, O}, "linear_backward grad_output");
+  require_shape(grad_weight, {O, I}, "linear_backward grad_weight");
+  return dispatch(float_dtype(weight, "linear_backward weight"), [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    const T* pdy = in_ptr<T>(grad_y, "linear_backward grad_output");
+    const T* px = in_ptr<T>(x, "linear_backward input");
+    const T* pw = in_ptr<T>(weight, "linear_backward weight");
+    T* pdw = out_ptr<T>(grad_weight, "linear_backward grad_weight");
+    T* pdb = nullptr;
+    if (!grad_bias.is_none()) {
+      auto db = grad_bias.cast<py::array>();
+      require_shape(db, {O}, "linear_backward grad_bias");
+      pdb = out_ptr<T>(db, "linear_backward grad_bias");
+    }
+    py::object result = py::none();
+    T* pdx = nullptr;
+    if (need_input_grad) {
+      auto dx = empty_array<T>({N, I});
+      pdx = dx.mutable_data();
+      result = dx;
+    }
+    py::gil_scoped_release release;
+    dense_backward_weight(pdy, px, pdw, N, I, O);
+    if (pdb) dense_backward_bias(pdy, pdb, N, O);
+    if (pdx) dense_backward_input(pdy, pw, pdx, N, I, O);
+    return result;
+  });
+}
+
+}  // namespace
+
+void register_dense(py::module_& m) {
+  m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
+        py::arg("check_finite") = false, "y = x @ weight.T + bias for x [N, in], weight [out, in].");
+  m.def("linear_backward", &linear_backward, py::arg("grad_output"), py::arg("x"), py::arg("weight"),
+        py::arg("grad_weight"), py::arg("grad_bias") = py::none(), py::arg("need_input_grad") = true,
+        "Accumulates dW += dyᵀx and db += Σdy in place; returns dx = dy @ weight (or None).");
+  m.def("all_finite", [](const py::array& a) {
+    return dispatch(float_dtype(a, "all_finite"), [&](auto tag) {
+      using T = decltype(tag);
+      const T* p = in_ptr<T>(a, "all_finite");
+      py::gil_scoped_release release;
+      return all_finite(p, static_cast<index_t>(a.size()));
+    });
+  });
+}
+
+}  // namespace fastnn::bind

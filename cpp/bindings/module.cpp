@@ -1,0 +1,11 @@
+// The private extension module fastnn._core: kernels only; the public API lives in python/fastnn.
+#include "bindings/registry.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastnn C++ kernels (Eigen + OpenMP). Private: use fastnn.ops or fastnn.nn.";
+  fastnn::bind::register_threads(m);
+  fastnn::bind::register_dense(m);
+  fastnn::bind::register_activations(m);
+  fastnn::bind::register_losses(m);
+  fastnn::bind::register_optimizers(m);
+}

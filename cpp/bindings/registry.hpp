@@ -1,0 +1,11 @@
+// One register_* function per binding file; module.cpp calls them all.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace fastnn::bind {
+void register_threads(pybind11::module_& m);
+void register_dense(pybind11::module_& m);
+void register_activations(pybind11::module_& m);
+void register_losses(pybind11::module_& m);
+void register_optimizers(pybind11::module_& m);
+}  // namespace fastnn::bind

@@ -1,0 +1,62 @@
+// Dense (fully connected) layer as GEMMs, Caffe's split: y = x·Wᵀ + b, dx = dy·W, dW += dyᵀ·x, db += Σ dy.
+// Row-major raw pointers; x [N, I], W [O, I], b [O], y/dy [N, O]. Gradients of parameters accumulate.
+#pragma once
+#include <Eigen/Core>
+#include "kernels/parallel.hpp"
+
+namespace fastnn {
+
+template <typename T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using MatrixMap = Eigen::Map<RowMatrix<T>>;
+template <typename T>
+using ConstMatrixMap = Eigen::Map<const RowMatrix<T>>;
+template <typename T>
+using VectorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using ConstVectorMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using ConstRowVectorMap = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+
+template <typename T>
+void dense_forward(const T* x, const T* weight, const T* bias, T* y, index_t batch, index_t in_features,
+                   index_t out_features) {
+  ConstMatrixMap<T> X(x, batch, in_features);
+  ConstMatrixMap<T> W(weight, out_features, in_features);
+  MatrixMap<T> Y(y, batch, out_features);
+  if (bias) {
+    // Start from the broadcast bias so the GEMM accumulates onto it: one pass over y instead of two.
+    Y.rowwise() = ConstRowVectorMap<T>(bias, out_features);
+    Y.noalias() += X * W.transpose();
+  } else {
+    Y.noalias() = X * W.transpose();
+  }
+}
+
+template <typename T>
+void dense_backward_input(const T* grad_y, const T* weight, T* grad_x, index_t batch, index_t in_features,
+                          index_t out_features) {
+  ConstMatrixMap<T> dY(grad_y, batch, out_features);
+  ConstMatrixMap<T> W(weight, out_features, in_features);
+  MatrixMap<T> dX(grad_x, batch, in_features);
+  dX.noalias() = dY * W;
+}
+
+template <typename T>
+void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t batch, index_t in_features,
+                           index_t out_features) {
+  ConstMatrixMap<T> dY(grad_y, batch, out_features);
+  ConstMatrixMap<T> X(x, batch, in_features);
+  MatrixMap<T> dW(grad_weight, out_features, in_features);
+  dW.noalias() += dY.transpose() * X;
+}
+
+template <typename T>
+void dense_backward_bias(const T* grad_y, T* grad_bias, index_t batch, index_t out_features) {
+  ConstMatrixMap<T> dY(grad_y, batch, out_features);
+  VectorMap<T> db(grad_bias, out_features);
+  db.noalias() += dY.colwise().sum().transpose();
+}
+
+}  // namespace fastnn

@@ -1,0 +1,26 @@
+"""fastnn: fast CPU neural-network training. C++ kernels (Eigen, OpenMP) behind a small PyTorch-style API."""
+from . import _core
+from .random import manual_seed
+from . import init, nn, ops, optim, data, callbacks
+from .trainer import Trainer
+from .serialization import save, load
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n):
+    """Threads used by kernels (Eigen's GEMM and OpenMP loops)."""
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads():
+    return _core.get_num_threads()
+
+
+def build_info():
+    """How the extension was compiled: ISA extensions Eigen vectorises with, Eigen and OpenMP versions."""
+    return dict(_core.build_info())
+
+
+__all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "Trainer", "save", "load", "manual_seed",
+           "set_num_threads", "get_num_threads", "build_info", "__version__"]

@@ -1,0 +1,39 @@
+"""Inverted dropout: at training, zero each element with probability p and scale survivors by 1/(1−p),
+so evaluation is the identity."""
+import numpy as np
+
+from ..random import generator
+from ._checks import as_float_array, module_dtype, require_forward, check_grad_shape
+from .module import Module
+
+
+class Dropout(Module):
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = float(p)
+        self._mask = None
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+    def forward(self, x):
+        x = as_float_array(self, x, module_dtype(self, x))
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            self._shape = x.shape
+            return x
+        if self.p == 1.0:
+            self._mask = np.zeros_like(x)
+        else:
+            keep = generator().random(x.shape, dtype=np.float32) >= self.p
+            self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        self._shape = x.shape
+        return x * self._mask
+
+    def backward(self, grad_output):
+        require_forward(self, getattr(self, "_shape", None))
+        g = np.asarray(grad_output)
+        check_grad_shape(self, g, self._shape)
+        return g if self._mask is None else g * self._mask

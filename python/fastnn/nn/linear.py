@@ -1,0 +1,132 @@
+"""Linear (dense) layer: y = x·Wᵀ + b over kernels/dense.hpp; plus Identity, Flatten and Unflatten."""
+import math
+
+import numpy as np
+
+from .. import _core, init
+from ._checks import as_float_array, check_grad_shape, require_forward
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias. weight [out_features, in_features], bias [out_features]; input (N, in)
+    or unbatched (in,). Initialised as PyTorch: U(±1/√in_features) for weight and bias."""
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        if int(in_features) <= 0 or int(out_features) <= 0:
+            raise ValueError(f"Linear: in_features and out_features must be positive, "
+                             f"got {in_features} and {out_features}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.weight = Parameter(np.empty((self.out_features, self.in_features), np.float32))
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = Parameter(np.empty(self.out_features, np.float32)) if bias else None
+        if bias:
+            init.default_bias_(self.bias, self.in_features)
+        self._input = None
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}" + ("" if self.bias is not None else ", bias=False")
+
+    def forward(self, x):
+        w = self.weight.data
+        x = as_float_array(self, x, w.dtype)
+        unbatched = x.ndim == 1
+        if unbatched:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"{self!r}: expected input of shape (N, {self.in_features}) or "
+                             f"({self.in_features},), got {x.shape if not unbatched else x.shape[1:]}")
+        try:
+            y = _core.linear_forward(x, w, None if self.bias is None else self.bias.data, True)
+        except ValueError as e:
+            raise ValueError(f"{self!r}: {e} (input shape {x.shape})") from None
+        self._input = x
+        self._unbatched = unbatched
+        return y[0] if unbatched else y
+
+    def _backward(self, grad_output, need_input_grad):
+        x = self._input
+        require_forward(self, x)
+        g = as_float_array(self, grad_output, x.dtype, "grad_output")
+        if self._unbatched:
+            g = g.reshape(1, -1) if g.shape == (self.out_features,) else g
+        check_grad_shape(self, g, (x.shape[0], self.out_features))
+        w, b = self.weight, self.bias
+        # Frozen parameters get no gradient: accumulate into scratch space that is thrown away.
+        gw = w.grad if w.requires_grad else np.empty_like(w.data)
+        gb = None if b is None else (b.grad if b.requires_grad else np.empty_like(b.data))
+        dx = _core.linear_backward(g, x, w.data, gw, gb, need_input_grad)
+        if dx is not None and self._unbatched:
+            dx = dx[0]
+        return dx
+
+    def backward(self, grad_output):
+        return self._backward(grad_output, True)
+
+    def backward_parameters(self, grad_output):
+        self._backward(grad_output, False)
+
+
+class Identity(Module):
+    """Returns its input unchanged (accepts and ignores constructor arguments, like PyTorch)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+    def backward(self, grad_output):
+        return grad_output
+
+
+class Flatten(Module):
+    """Flattens dimensions start_dim..end_dim (default: all but the batch dimension)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self._shape = None
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def forward(self, x):
+        x = np.asarray(x)
+        nd = x.ndim
+        s = self.start_dim % nd if nd else 0
+        e = self.end_dim % nd if nd else 0
+        if s > e:
+            raise ValueError(f"{self!r}: cannot flatten input of shape {x.shape}")
+        self._shape = x.shape
+        return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+
+    def backward(self, grad_output):
+        require_forward(self, self._shape)
+        return np.asarray(grad_output).reshape(self._shape)
+
+
+class Unflatten(Module):
+    """Splits dimension `dim` into `unflattened_size`."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = int(dim), tuple(int(s) for s in unflattened_size)
+        self._shape = None
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+    def forward(self, x):
+        x = np.asarray(x)
+        d = self.dim % x.ndim
+        if math.prod(self.unflattened_size) != x.shape[d]:
+            raise ValueError(f"{self!r}: dimension {d} of input {x.shape} has size {x.shape[d]}, "
+                             f"which cannot be unflattened to {self.unflattened_size}")
+        self._shape = x.shape
+        return x.reshape(x.shape[:d] + self.unflattened_size + x.shape[d + 1:])
+
+    def backward(self, grad_output):
+        require_forward(self, self._shape)
+        return np.asarray(grad_output).reshape(self._shape)

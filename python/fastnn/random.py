@@ -1,0 +1,19 @@
+"""The one random source behind initialisation, dropout, shuffling and augmentation.
+
+`manual_seed(s)` resets it, so the same seed gives the same weights and the same training run bit for bit.
+"""
+import numpy as np
+
+_generator = np.random.default_rng()
+
+
+def manual_seed(seed):
+    """Seed fastnn's generator (weights init, dropout masks, shuffling)."""
+    global _generator
+    _generator = np.random.default_rng(int(seed))
+    return _generator
+
+
+def generator():
+    """The current numpy Generator used by fastnn."""
+    return _generator

@@ -13,7 +13,7 @@ def as_float_array(module, x, dtype, name="input"):
     if type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous:
         return x  # the common case: no copy, no further checks
     if not isinstance(x, np.ndarray):
-        if isinstance(x, (list, tuple)) or np.isscalar(x):
+        if isinstance(x, (list, tuple, int, float, np.number)):
             x = np.asarray(x)
         else:
             raise TypeError(f"{module!r}: {name} must be a numpy.ndarray, got {type(x).__name__}")

@@ -1,0 +1,10 @@
+"""Tests run against the installed fastnn, or against the working tree when tools/dev-build has linked a
+freshly built extension into python/fastnn/ (developer loop: `tools/dev-build && pytest`)."""
+import glob
+import os
+import sys
+
+_tree = os.path.join(os.path.dirname(__file__), "..", "python")
+if glob.glob(os.path.join(_tree, "fastnn", "_core*.so")):
+    sys.path.insert(0, os.path.abspath(_tree))
+sys.path.insert(0, os.path.dirname(__file__))  # tests import harness.py and oracles

@@ -38,22 +38,28 @@ py::array linear_forward(const py::array& x, const py::array& weight, const py::
   });
 }
 
-// Accumulates grad_weight (and grad_bias) in place; returns dx [N, I], or None when need_input_grad is false.
+// Writes grad_weight and grad_bias in place (each may be None: frozen); returns dx [N, I], or None when
+// need_input_grad is false.
 py::object linear_backward(const py::array& grad_y, const py::array& x, const py::array& weight,
-                           py::array grad_weight, const py::object& grad_bias, bool need_input_grad) {
+                           const py::object& grad_weight, const py::object& grad_bias, bool need_input_grad,
+                           bool accumulate_weight, bool accumulate_bias) {
   require(weight.ndim() == 2, "linear_backward: weight must be 2-D, got " + shape_str(weight));
   const index_t O = weight.shape(0), I = weight.shape(1);
   require(x.ndim() == 2 && x.shape(1) == I, "linear_backward: input " + shape_str(x) + " does not match weight " +
                                                 shape_str(weight));
   const index_t N = x.shape(0);
   require_shape(grad_y, {N, O}, "linear_backward grad_output");
-  require_shape(grad_weight, {O, I}, "linear_backward grad_weight");
   return dispatch(float_dtype(weight, "linear_backward weight"), [&](auto tag) -> py::object {
     using T = decltype(tag);
     const T* pdy = in_ptr<T>(grad_y, "linear_backward grad_output");
     const T* px = in_ptr<T>(x, "linear_backward input");
     const T* pw = in_ptr<T>(weight, "linear_backward weight");
-    T* pdw = out_ptr<T>(grad_weight, "linear_backward grad_weight");
+    T* pdw = nullptr;
+    if (!grad_weight.is_none()) {
+      auto dw = grad_weight.cast<py::array>();
+      require_shape(dw, {O, I}, "linear_backward grad_weight");
+      pdw = out_ptr<T>(dw, "linear_backward grad_weight");
+    }
     T* pdb = nullptr;
     if (!grad_bias.is_none()) {
       auto db = grad_bias.cast<py::array>();
@@ -68,8 +74,8 @@ py::object linear_backward(const py::array& grad_y, const py::array& x, const py
       result = dx;
     }
     py::gil_scoped_release release;
-    dense_backward_weight(pdy, px, pdw, N, I, O);
-    if (pdb) dense_backward_bias(pdy, pdb, N, O);
+    if (pdw) dense_backward_weight(pdy, px, pdw, N, I, O, accumulate_weight);
+    if (pdb) dense_backward_bias(pdy, pdb, N, O, accumulate_bias);
     if (pdx) dense_backward_input(pdy, pw, pdx, N, I, O);
     return result;
   });
@@ -82,7 +88,8 @@ void register_dense(py::module_& m) {
         py::arg("check_finite") = false, "y = x @ weight.T + bias for x [N, in], weight [out, in].");
   m.def("linear_backward", &linear_backward, py::arg("grad_output"), py::arg("x"), py::arg("weight"),
         py::arg("grad_weight"), py::arg("grad_bias") = py::none(), py::arg("need_input_grad") = true,
-        "Accumulates dW += dyᵀx and db += Σdy in place; returns dx = dy @ weight (or None).");
+        py::arg("accumulate_weight") = true, py::arg("accumulate_bias") = true,
+        "Writes dW (+)= dyᵀx and db (+)= Σdy in place (None skips one); returns dx = dy @ weight or None.");
   m.def("all_finite", [](const py::array& a) {
     return dispatch(float_dtype(a, "all_finite"), [&](auto tag) {
       using T = decltype(tag);

@@ -1,5 +1,6 @@
 // Dense (fully connected) layer as GEMMs, Caffe's split: y = x·Wᵀ + b, dx = dy·W, dW += dyᵀ·x, db += Σ dy.
-// Row-major raw pointers; x [N, I], W [O, I], b [O], y/dy [N, O]. Gradients of parameters accumulate.
+// Row-major raw pointers; x [N, I], W [O, I], b [O], y/dy [N, O]. Parameter gradients are added to the
+// buffers (accumulate=true, PyTorch's semantics) or overwrite them (after a lazy zero_grad).
 #pragma once
 #include <omp.h>
 
@@ -83,18 +84,24 @@ void dense_backward_input(const T* grad_y, const T* weight, T* grad_x, index_t b
 
 template <typename T>
 void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t batch, index_t in_features,
-                           index_t out_features) {
+                           index_t out_features, bool accumulate) {
   ConstMatrixMap<T> dY(grad_y, batch, out_features);
   ConstMatrixMap<T> X(x, batch, in_features);
   MatrixMap<T> dW(grad_weight, out_features, in_features);
-  dW.noalias() += dY.transpose() * X;
+  if (accumulate)
+    dW.noalias() += dY.transpose() * X;
+  else
+    dW.noalias() = dY.transpose() * X;
 }
 
 template <typename T>
-void dense_backward_bias(const T* grad_y, T* grad_bias, index_t batch, index_t out_features) {
+void dense_backward_bias(const T* grad_y, T* grad_bias, index_t batch, index_t out_features, bool accumulate) {
   ConstMatrixMap<T> dY(grad_y, batch, out_features);
   VectorMap<T> db(grad_bias, out_features);
-  db.noalias() += dY.colwise().sum().transpose();
+  if (accumulate)
+    db.noalias() += dY.colwise().sum().transpose();
+  else
+    db.noalias() = dY.colwise().sum().transpose();
 }
 
 }  // namespace fastnn

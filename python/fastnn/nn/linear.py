@@ -53,10 +53,10 @@ class Linear(Module):
             g = g.reshape(1, -1) if g.shape == (self.out_features,) else g
         check_grad_shape(self, g, (x.shape[0], self.out_features))
         w, b = self.weight, self.bias
-        # Frozen parameters get no gradient: accumulate into scratch space that is thrown away.
-        gw = w.grad if w.requires_grad else np.empty_like(w.data)
-        gb = None if b is None else (b.grad if b.requires_grad else np.empty_like(b.data))
-        dx = _core.linear_backward(g, x, w.data, gw, gb, need_input_grad)
+        # Frozen parameters get no gradient: the kernel is given None and skips that GEMM.
+        gw, acc_w = w.grad_for_kernel() if w.requires_grad else (None, True)
+        gb, acc_b = b.grad_for_kernel() if b is not None and b.requires_grad else (None, True)
+        dx = _core.linear_backward(g, x, w.data, gw, gb, need_input_grad, acc_w, acc_b)
         if dx is not None and self._unbatched:
             dx = dx[0]
         return dx

@@ -13,14 +13,45 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 
 class Parameter:
     """A learnable array: `data`, its gradient `grad` (same shape and dtype) and `requires_grad`.
-    Frozen parameters (requires_grad=False) get no gradient and are skipped by optimizers."""
+    Frozen parameters (requires_grad=False) get no gradient and are skipped by optimizers.
 
-    __slots__ = ("data", "grad", "requires_grad")
+    zero_grad() is lazy: it only marks the gradient as zero, and the next backward overwrites the buffer
+    instead of adding to it (the effect of PyTorch's set_to_none, without ever making `grad` None). Reading
+    `grad` while it is marked zero fills it with zeros first, so users always see the true value.
+    """
+
+    __slots__ = ("data", "_grad", "_grad_is_zero", "requires_grad")
 
     def __init__(self, data, requires_grad=True):
         self.data = np.ascontiguousarray(data)
-        self.grad = np.zeros_like(self.data)
+        self._grad = np.zeros_like(self.data)
+        self._grad_is_zero = False
         self.requires_grad = bool(requires_grad)
+
+    @property
+    def grad(self):
+        if self._grad_is_zero:
+            self._grad.fill(0)
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        value = np.asarray(value)
+        if value.shape != self.data.shape:
+            raise ValueError(f"Parameter: grad of shape {value.shape} does not match data {self.data.shape}")
+        self._grad = np.ascontiguousarray(value, dtype=self.data.dtype)
+        self._grad_is_zero = False
+
+    def zero_grad(self):
+        self._grad_is_zero = True
+
+    def grad_for_kernel(self):
+        """(buffer, accumulate) for a kernel about to write this gradient: accumulate=False means the
+        buffer's contents are stale and must be overwritten, not added to."""
+        accumulate = not self._grad_is_zero
+        self._grad_is_zero = False
+        return self._grad, accumulate
 
     @property
     def shape(self):
@@ -37,7 +68,7 @@ class Parameter:
     def _cast(self, dtype):
         if self.data.dtype != dtype:
             self.data = self.data.astype(dtype)
-            self.grad = self.grad.astype(dtype)
+            self._grad = self._grad.astype(dtype)
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}, requires_grad={self.requires_grad})"
@@ -138,7 +169,7 @@ class Module:
 
     def zero_grad(self):
         for p in self.parameters():
-            p.grad.fill(0)
+            p.zero_grad()
 
     def num_parameters(self, trainable_only=False):
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)

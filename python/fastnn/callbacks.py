@@ -1,1 +1,339 @@
+"""Callbacks for Trainer.fit, with Keras's hooks and semantics.
 
+A callback subclasses `Callback` and overrides any of the hooks. The Trainer sets `callback.trainer`
+before training; `callback.model` is `trainer.model`; setting `trainer.stop_training = True` ends
+training after the current batch.
+
+    on_train_begin(logs)         on_train_end(logs)
+    on_epoch_begin(epoch, logs)  on_epoch_end(epoch, logs)   # logs: loss, metrics, val_*, lr
+    on_batch_begin(batch, logs)  on_batch_end(batch, logs)   # batch: index in the epoch;
+                                                             # logs: loss, size, step (global), lr
+
+Epoch numbers are 0-based, as in Keras (the progress line prints epoch + 1).
+"""
+import csv
+import inspect
+import json
+import math
+import os
+
+__all__ = ["Callback", "CallbackList", "EarlyStopping", "LambdaCallback", "LearningRateScheduler",
+           "ModelCheckpoint", "CSVLogger", "JSONLogger", "TerminateOnNaN"]
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    def __init__(self):
+        self.trainer = None
+
+    def set_trainer(self, trainer):
+        self.trainer = trainer
+
+    @property
+    def model(self):
+        return None if self.trainer is None else self.trainer.model
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+
+class CallbackList:
+    """Calls a hook on every callback in order (used by the Trainer)."""
+
+    def __init__(self, callbacks, trainer):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be fastnn.callbacks.Callback instances, got {type(cb).__name__}")
+            cb.set_trainer(trainer)
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def __len__(self):
+        return len(self.callbacks)
+
+    def _call(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+    def on_train_begin(self, logs=None):
+        self._call("on_train_begin", logs)
+
+    def on_train_end(self, logs=None):
+        self._call("on_train_end", logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._call("on_epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._call("on_epoch_end", epoch, logs)
+
+    def on_batch_begin(self, batch, logs=None):
+        self._call("on_batch_begin", batch, logs)
+
+    def on_batch_end(self, batch, logs=None):
+        self._call("on_batch_end", batch, logs)
+
+
+def _monitor_value(callback, monitor, logs):
+    logs = logs or {}
+    if monitor not in logs:
+        raise ValueError(f"{type(callback).__name__}: monitored key {monitor!r} is not in the epoch logs; "
+                         f"available keys: {sorted(logs)}. (val_* keys need validation_data or "
+                         f"validation_split; metric keys need metrics=[...] in the Trainer)")
+    return float(logs[monitor])
+
+
+def _resolve_mode(callback, mode, monitor):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{type(callback).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        mode = "max" if "acc" in monitor else "min"
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stop training when `monitor` has not improved for `patience` epochs (Keras semantics).
+
+    An epoch improves when its value is better than the best so far by MORE than `min_delta` (an equal
+    value, or one better by exactly min_delta, is not an improvement). mode "auto" maximises monitors whose
+    name contains "acc" and minimises the rest. After `patience` epochs in a row without improvement,
+    training stops (`stopped_epoch` is that 0-based epoch; 0 when training ran to the end).
+
+    restore_best_weights: keep a copy of `model.state_dict()` from the best epoch and load it back when
+    training ends, whether or not it stopped early. `best` is the best monitored value, `best_epoch` its
+    epoch. baseline: training stops unless the monitor beats it within `patience` epochs.
+    start_from_epoch: epochs before it are not monitored (warm-up). A monitor missing from the logs raises
+    ValueError listing the available keys.
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, restore_best_weights=True, mode="auto",
+                 baseline=None, start_from_epoch=0, verbose=0):
+        super().__init__()
+        if int(patience) < 0:
+            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
+        self.monitor = str(monitor)
+        self.patience = int(patience)
+        self.min_delta = abs(float(min_delta))
+        self.restore_best_weights = bool(restore_best_weights)
+        self.mode = _resolve_mode(self, mode, self.monitor)
+        self.baseline = None if baseline is None else float(baseline)
+        self.start_from_epoch = int(start_from_epoch)
+        self.verbose = int(verbose)
+        self._reset()
+
+    def _reset(self):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = None
+        self.best_weights = None
+
+    def _is_improvement(self, value, reference):
+        if self.mode == "min":
+            return value < reference - self.min_delta
+        return value > reference + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitor_value(self, self.monitor, logs)
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            # Until something improves, the first monitored epoch's weights are the best there are.
+            self.best_weights = self.model.state_dict()
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.state_dict()
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.trainer.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.verbose and self.stopped_epoch > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.load_state_dict(self.best_weights)
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: LambdaCallback(on_epoch_end=lambda epoch, logs: ...)."""
+
+    def __init__(self, on_train_begin=None, on_train_end=None, on_epoch_begin=None, on_epoch_end=None,
+                 on_batch_begin=None, on_batch_end=None):
+        super().__init__()
+        hooks = dict(on_train_begin=on_train_begin, on_train_end=on_train_end, on_epoch_begin=on_epoch_begin,
+                     on_epoch_end=on_epoch_end, on_batch_begin=on_batch_begin, on_batch_end=on_batch_end)
+        for name, fn in hooks.items():
+            if fn is not None:
+                if not callable(fn):
+                    raise TypeError(f"LambdaCallback: {name} must be callable, got {type(fn).__name__}")
+                setattr(self, name, fn)
+
+
+class LearningRateScheduler(Callback):
+    """Per-epoch learning rate: before each epoch, optimizer.lr = schedule(epoch, lr) (Keras's signature;
+    a one-argument schedule(epoch) works too). For per-step schedules use Trainer(schedule=...)."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be callable, got {type(schedule).__name__}")
+        self.schedule = schedule
+        self.verbose = int(verbose)
+        self._two_args = _accepts_two_args(schedule)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        opt = self.trainer.optimizer
+        lr = float(self.schedule(epoch, float(opt.lr)) if self._two_args else self.schedule(epoch))
+        if not math.isfinite(lr):
+            raise ValueError(f"LearningRateScheduler: schedule returned {lr} at epoch {epoch}")
+        opt.lr = lr
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr:.6g}.")
+
+
+def _accepts_two_args(fn):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: assume Keras's (epoch, lr)
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a batch loss is NaN or infinite."""
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: invalid loss {loss}, terminating training")
+            self.trainer.stop_training = True
+
+
+class ModelCheckpoint(Callback):
+    """Save the model with fastnn.save every `every_n_epochs` epochs, or only when `monitor` improves
+    (save_best_only=True; improvement as in EarlyStopping with min_delta 0). `filepath` may hold format
+    fields filled from the epoch (1-based, as printed) and the logs: "ckpt-{epoch:03d}-{val_loss:.4f}.fnn".
+    `best` is the best monitored value; `saved` lists the paths written."""
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", every_n_epochs=1,
+                 verbose=0):
+        super().__init__()
+        if int(every_n_epochs) < 1:
+            raise ValueError(f"ModelCheckpoint: every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.filepath = os.fspath(filepath)
+        self.monitor = str(monitor)
+        self.save_best_only = bool(save_best_only)
+        self.mode = _resolve_mode(self, mode, self.monitor)
+        self.every_n_epochs = int(every_n_epochs)
+        self.verbose = int(verbose)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.saved = []
+
+    def _save(self, epoch, logs):
+        from . import save
+        path = self.filepath.format(epoch=epoch + 1, **(logs or {}))
+        save(self.model, path)
+        self.saved.append(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved model to {path}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        if not self.save_best_only:
+            self._save(epoch, logs)
+            return
+        current = _monitor_value(self, self.monitor, logs)
+        better = current < self.best if self.mode == "min" else current > self.best
+        if better:
+            self.best = current
+            self._save(epoch, logs)
+
+
+class CSVLogger(Callback):
+    """Append one row per epoch (epoch, then every log key) to a CSV file."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.separator = separator
+        self.append = bool(append)
+        self._file = None
+        self._writer = None
+        self._keys = None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._keys = None
+        self._header_written = exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self._keys is None:
+            self._keys = sorted(logs)
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch"] + self._keys,
+                                          delimiter=self.separator, extrasaction="ignore")
+            if not self._header_written:
+                self._writer.writeheader()
+        row = {"epoch": epoch}
+        row.update({k: logs.get(k, "NA") for k in self._keys})
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class JSONLogger(Callback):
+    """Write the history so far as JSON ({"epoch": [...], "loss": [...], ...}) after every epoch."""
+
+    def __init__(self, filename):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.log = {}
+
+    def on_train_begin(self, logs=None):
+        self.log = {"epoch": []}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.log["epoch"].append(int(epoch))
+        for k, v in (logs or {}).items():
+            self.log.setdefault(k, []).append(float(v))
+        tmp = self.filename + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.log, f, indent=1)
+        os.replace(tmp, self.filename)

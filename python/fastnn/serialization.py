@@ -1,2 +1,503 @@
-def save(*a, **k): raise NotImplementedError
-def load(*a, **k): raise NotImplementedError
+"""Saving and loading models: safetensors weights + a JSON architecture. Nothing is ever pickled.
+
+`fastnn.save(model, path)` writes ONE safetensors file (see `fastnn.safetensors`):
+
+* the tensors are exactly `model.state_dict()` (parameters and buffers, same names, same dtypes);
+* `__metadata__` (str -> str) holds
+    - "fastnn.format_version": "1"
+    - "fastnn.version":        the fastnn version that wrote the file
+    - "fastnn.architecture":   JSON tree of the model, built from each module's recorded constructor
+                               arguments: {"class": "Linear", "args": {"in_features": 4, "out_features": 2}}
+    - "fastnn.dtype":          "float32" or "float64" (restored on load)
+    - "fastnn.eval_modules":   JSON list of module names in eval mode ("" is the model itself)
+    - "fastnn.frozen":         JSON list of parameter names with requires_grad=False
+
+Argument values in the architecture are JSON scalars and lists; other values are tagged objects:
+{"__module__": node} (a nested Module), {"__tuple__": [...]}, {"__dict__": [[key, value], ...]},
+{"__ordereddict__": [[key, value], ...]}, {"__float__": "nan" | "inf" | "-inf"}. Only the arguments the
+caller passed are stored (defaults are not), so a file stays loadable when new optional arguments appear.
+
+`fastnn.load(path)` instantiates classes only from an explicit registry: the Module subclasses defined in
+the fastnn package plus the classes registered with `fastnn.register_module`. It never unpickles, imports
+or evaluates anything named in the file. Building the model does not disturb fastnn's random generator.
+
+Saves are atomic (temporary file, fsync, rename): a failed save leaves an existing file untouched.
+Corrupted, truncated or foreign files raise ValueError naming the file.
+"""
+import contextlib
+import functools
+import inspect
+import json
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from . import safetensors as _st
+from .nn.module import Module, Sequential
+
+__all__ = ["save", "load", "save_state_dict", "load_state_dict", "register_module", "FORMAT_VERSION"]
+
+#: Version of the layout of fastnn's metadata; files with a larger version are refused.
+FORMAT_VERSION = 1
+
+_KEY_FORMAT = "fastnn.format_version"
+_KEY_VERSION = "fastnn.version"
+_KEY_ARCH = "fastnn.architecture"
+_KEY_DTYPE = "fastnn.dtype"
+_KEY_EVAL = "fastnn.eval_modules"
+_KEY_FROZEN = "fastnn.frozen"
+
+_TAGS = ("__module__", "__tuple__", "__dict__", "__ordereddict__", "__float__")
+
+# ---------------------------------------------------------------------------------------------------------
+# the class registry
+# ---------------------------------------------------------------------------------------------------------
+_user_classes = {}   # registered name -> class
+_user_names = {}     # class -> registered name
+
+
+def _all_subclasses(cls):
+    seen, stack = [], list(cls.__subclasses__())
+    while stack:
+        c = stack.pop()
+        if c not in seen:
+            seen.append(c)
+            stack.extend(c.__subclasses__())
+    return seen
+
+
+def _is_fastnn_class(cls):
+    mod = getattr(cls, "__module__", "") or ""
+    return mod == "fastnn" or mod.startswith("fastnn.")
+
+
+_active_table = None  # the builtin table of the save/load in progress (computed once per call)
+
+
+@contextlib.contextmanager
+def _builtins_cached():
+    global _active_table
+    _active_table = _builtin_classes()
+    try:
+        yield
+    finally:
+        _active_table = None
+
+
+def _builtin_classes():
+    """name -> class for every Module subclass defined inside the fastnn package (computed afresh for each
+    save/load, so layers added by modules imported later are included). A name shared by several fastnn
+    classes goes to the one exported as fastnn.nn.<name> or fastnn.<name>; if none is, the name is
+    ambiguous and left out."""
+    if _active_table is not None:
+        return _active_table
+    import fastnn
+    groups = {}
+    for c in [Module] + _all_subclasses(Module):
+        if _is_fastnn_class(c):
+            groups.setdefault(c.__name__, []).append(c)
+    table = {}
+    for name, classes in groups.items():
+        if len(classes) == 1:
+            table[name] = classes[0]
+            continue
+        public = [c for c in classes
+                  if getattr(fastnn.nn, name, None) is c or getattr(fastnn, name, None) is c]
+        if len(public) == 1:
+            table[name] = public[0]
+    return table
+
+
+def register_module(cls=None, *, name=None):
+    """Allow `fastnn.load` to instantiate the Module subclass `cls` (your own layers and models).
+
+    Usable as `register_module(MyNet)`, as a decorator `@register_module`, or `@register_module(name="x")`.
+    The file stores the class under `name` (default: the class's __name__); load looks the name up in the
+    registry, so register the class before loading. Returns the class."""
+    if cls is None:
+        return lambda c: register_module(c, name=name)
+    if not (isinstance(cls, type) and issubclass(cls, Module)):
+        raise TypeError(f"register_module: expected a subclass of fastnn.nn.Module, got {cls!r}")
+    name = cls.__name__ if name is None else name
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_module: name must be a non-empty str, got {name!r}")
+    if _is_fastnn_class(cls):
+        if _builtin_classes().get(name) is cls:
+            return cls  # already known
+        raise ValueError(f"register_module: {cls.__name__} is part of fastnn; it needs no registration")
+    builtin = _builtin_classes().get(name)
+    if builtin is not None:
+        raise ValueError(f"register_module: the name '{name}' is fastnn's {builtin.__module__}.{name}; "
+                         f"register {cls.__module__}.{cls.__qualname__} under another name, "
+                         f"e.g. register_module({cls.__name__}, name='my{name}')")
+    old = _user_classes.get(name)
+    if old is not None and old is not cls and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"register_module: the name '{name}' is already registered for "
+                         f"{old.__module__}.{old.__qualname__}; pass another name=")
+    # A redefinition of the same class (same module and qualified name, e.g. a re-run notebook cell) replaces it.
+    if old is not None:
+        _user_names.pop(old, None)
+    _user_classes[name] = cls
+    _user_names[cls] = name
+    return cls
+
+
+def _resolve(name):
+    cls = _user_classes.get(name)
+    if cls is None:
+        cls = _builtin_classes().get(name)
+    return cls
+
+
+def _class_name(cls, where):
+    """The registry name of cls, checked to resolve back to cls; TypeError if cls cannot be loaded."""
+    name = _user_names.get(cls)
+    if name is None and _is_fastnn_class(cls):
+        name = cls.__name__
+    if name is None or _resolve(name) is not cls:
+        raise TypeError(f"fastnn.save: {where} is an instance of {cls.__module__}.{cls.__qualname__}, which "
+                        f"fastnn.load could not rebuild: register the class with "
+                        f"fastnn.register_module({cls.__name__}) (or decorate it with @fastnn.register_module)")
+    return name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# architecture: Module -> JSON-able tree
+# ---------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=512)
+def _init_signature(cls):
+    """Signature of cls.__init__ without `self`."""
+    sig = inspect.signature(cls.__init__)
+    params = list(sig.parameters.values())
+    return sig.replace(parameters=params[1:])
+
+
+def _describe(path, module):
+    return "the model" if path == "" else f"module '{path}' ({type(module).__name__})"
+
+
+def _constructor_arguments(module, where):
+    """OrderedDict parameter name -> value of the arguments module was constructed with."""
+    cls = type(module)
+    sig = _init_signature(cls)
+    if cls is Sequential:
+        # Built from the current children, so layers added later with append() are saved too.
+        items = list(module._modules.items())
+        var = next(p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_POSITIONAL)
+        if [n for n, _ in items] == [str(i) for i in range(len(items))]:
+            return OrderedDict([(var, tuple(m for _, m in items))]) if items else OrderedDict()
+        return OrderedDict([(var, (OrderedDict(items),))])
+    init_args = module.__dict__.get("_init_args")
+    if init_args is None:
+        raise TypeError(f"fastnn.save: {where} has no recorded constructor arguments (was Module.__new__ "
+                        f"bypassed?)")
+    args, kwargs = init_args
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"fastnn.save: the recorded constructor arguments of {where} no longer match "
+                        f"{cls.__name__}.__init__{sig}: {e}") from None
+    return OrderedDict(bound.arguments)
+
+
+def _encode_value(value, where, arg, path):
+    def bad(v):
+        return TypeError(f"fastnn.save: cannot save {where}: constructor argument '{arg}' holds a "
+                         f"{type(v).__module__}.{type(v).__qualname__} ({v!r:.80}), which is not "
+                         f"JSON-serialisable (allowed: None, bool, int, float, str, lists, tuples, dicts of "
+                         f"these, and Modules)")
+
+    def enc(v, depth=0):
+        if depth > 100:
+            raise TypeError(f"fastnn.save: cannot save {where}: constructor argument '{arg}' is nested too "
+                            f"deeply (a reference cycle?)")
+        if v is None or isinstance(v, (bool, np.bool_)):
+            return None if v is None else bool(v)
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        if isinstance(v, (float, np.floating)):
+            v = float(v)
+            if math.isfinite(v):
+                return v
+            return {"__float__": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
+        if isinstance(v, str):
+            return str(v)
+        if isinstance(v, Module):
+            return {"__module__": _encode_module(v, f"{path}.{arg}" if path else arg)}
+        if isinstance(v, list):
+            return [enc(x, depth + 1) for x in v]
+        if isinstance(v, tuple):
+            return {"__tuple__": [enc(x, depth + 1) for x in v]}
+        if isinstance(v, dict):
+            pairs = []
+            for k, x in v.items():
+                if not (k is None or isinstance(k, (str, bool, int, float, np.integer, np.floating))):
+                    raise bad(k)
+                pairs.append([enc(k, depth + 1), enc(x, depth + 1)])
+            return {"__ordereddict__" if isinstance(v, OrderedDict) else "__dict__": pairs}
+        raise bad(v)
+
+    return enc(value)
+
+
+def _encode_module(module, path):
+    where = _describe(path, module)
+    name = _class_name(type(module), where)
+    arguments = _constructor_arguments(module, where)
+    params = _init_signature(type(module)).parameters
+    args = OrderedDict()
+    for arg, value in arguments.items():
+        if params[arg].kind is inspect.Parameter.VAR_POSITIONAL:
+            # *args become a JSON list; Sequential's modules are named "0", "1", ... as in state_dict
+            sub = (lambda i: f"{path}.{i}" if path else str(i)) if type(module) is Sequential \
+                else (lambda i: f"{path}.{arg}[{i}]" if path else f"{arg}[{i}]")
+            args[arg] = [{"__module__": _encode_module(v, sub(i))} if isinstance(v, Module)
+                         else _encode_value(v, where, arg, path) for i, v in enumerate(value)]
+        else:
+            args[arg] = _encode_value(value, where, arg, path)
+    return OrderedDict([("class", name), ("args", args)])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# architecture: JSON tree -> Module (registry only)
+# ---------------------------------------------------------------------------------------------------------
+class _Corrupt(ValueError):
+    pass
+
+
+def _decode_value(v):
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, list):
+        return [_decode_value(x) for x in v]
+    if isinstance(v, dict):
+        if len(v) != 1 or next(iter(v)) not in _TAGS:
+            raise _Corrupt(f"unexpected object {json.dumps(v)[:80]} in constructor arguments")
+        tag, x = next(iter(v.items()))
+        if tag == "__module__":
+            return _build(x)
+        if tag == "__float__":
+            if x not in ("nan", "inf", "-inf"):
+                raise _Corrupt(f"bad float value {x!r}")
+            return float(x)
+        if not isinstance(x, list):
+            raise _Corrupt(f"{tag} must hold a list")
+        if tag == "__tuple__":
+            return tuple(_decode_value(e) for e in x)
+        if not all(isinstance(p, list) and len(p) == 2 for p in x):
+            raise _Corrupt(f"{tag} must hold [key, value] pairs")
+        items = [(_decode_value(k), _decode_value(e)) for k, e in x]
+        try:
+            return OrderedDict(items) if tag == "__ordereddict__" else dict(items)
+        except TypeError as e:
+            raise _Corrupt(f"bad dictionary key ({e})") from None
+    raise _Corrupt(f"unexpected value {v!r:.80} in constructor arguments")
+
+
+def _build(node):
+    if not (isinstance(node, dict) and isinstance(node.get("class"), str) and isinstance(node.get("args"), dict)):
+        raise _Corrupt(f"a module entry must be an object with 'class' (str) and 'args' (object), "
+                       f"got {json.dumps(node)[:80]}")
+    name = node["class"]
+    cls = _resolve(name)
+    if cls is None:
+        raise _Corrupt(f"unknown module class '{name}'. fastnn only builds its own layers and classes "
+                       f"registered with fastnn.register_module; if '{name}' is your class, call "
+                       f"fastnn.register_module({name}) (or decorate it with @fastnn.register_module) "
+                       f"before fastnn.load")
+    sig = _init_signature(cls)
+    params = sig.parameters
+    arguments = OrderedDict()
+    for arg, raw in node["args"].items():
+        if arg not in params:
+            raise _Corrupt(f"{name} has no constructor argument '{arg}' (its signature is {name}{sig})")
+        value = _decode_value(raw)
+        kind = params[arg].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            if not isinstance(value, (list, tuple)):
+                raise _Corrupt(f"{name}: *{arg} must be a list")
+            value = tuple(value)
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            if not (isinstance(value, dict) and all(isinstance(k, str) for k in value)):
+                raise _Corrupt(f"{name}: **{arg} must be a dict with str keys")
+        arguments[arg] = value
+    ordered = OrderedDict((p, arguments[p]) for p in params if p in arguments)
+    bound = inspect.BoundArguments(sig, ordered)
+    try:
+        return cls(*bound.args, **bound.kwargs)
+    except (TypeError, ValueError, OverflowError, MemoryError, KeyError, IndexError) as e:
+        raise _Corrupt(f"could not build {name} with arguments {json.dumps(node['args'])[:200]}: "
+                       f"{type(e).__name__}: {e}") from e
+
+
+@contextlib.contextmanager
+def _scratch_random_state():
+    """Run constructors (which draw initial weights) without consuming the caller's random streams."""
+    from . import random as _random
+    saved_fastnn = _random._generator
+    saved_numpy = np.random.get_state()
+    _random._generator = np.random.default_rng(0)
+    try:
+        yield
+    finally:
+        _random._generator = saved_fastnn
+        np.random.set_state(saved_numpy)
+
+
+def _shapes(model):
+    return OrderedDict((k, np.shape(v)) for k, v in model.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------------------
+def save(model, path, *, check=True):
+    """Save `model` (architecture + weights) to one safetensors file at `path`, atomically.
+
+    Every module must be a fastnn layer or a class registered with `fastnn.register_module`, and its
+    constructor arguments must be JSON-able (None, bool, int, float, str, lists, tuples, dicts, Modules);
+    otherwise TypeError, naming the module and the argument. With check=True (default) the architecture is
+    rebuilt once before writing and compared with the model's parameter names and shapes, so a model that
+    was changed after construction (a layer swapped in by attribute assignment, ...) is refused now with a
+    ValueError rather than producing a file that cannot be loaded. Nothing is written when save fails."""
+    with _builtins_cached():
+        return _save(model, path, check)
+
+
+def _save(model, path, check):
+    from . import __version__
+    if not isinstance(model, Module):
+        raise TypeError(f"fastnn.save: expected a fastnn.nn.Module, got {type(model).__name__} "
+                        f"(use fastnn.save_state_dict for a dict of arrays)")
+    dtype = np.dtype(model.dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"fastnn.save: the model's dtype is {dtype}; only float32 and float64 models are saved")
+    arch = _encode_module(model, "")
+    arch_json = json.dumps(arch, separators=(",", ":"), allow_nan=False)
+    state = model.state_dict()
+    if check:
+        try:
+            with _scratch_random_state():
+                rebuilt = _build(json.loads(arch_json))
+        except _Corrupt as e:
+            raise ValueError(f"fastnn.save: the model cannot be rebuilt from its constructor arguments: "
+                             f"{e}") from e.__cause__
+        ours = OrderedDict((k, np.shape(v)) for k, v in state.items())
+        theirs = _shapes(rebuilt)
+        if ours != theirs:
+            diff = [f"'{k}': model {ours.get(k)}, rebuilt {theirs.get(k)}"
+                    for k in list(ours) + [k for k in theirs if k not in ours] if ours.get(k) != theirs.get(k)]
+            raise ValueError(f"fastnn.save: rebuilding the model from its constructor arguments gives different "
+                             f"parameters/buffers ({'; '.join(diff[:5])}{' ...' if len(diff) > 5 else ''}); "
+                             f"was it changed after construction (a layer assigned or replaced)? Save it "
+                             f"with fastnn.save_state_dict(model.state_dict(), path) instead")
+    eval_modules = [name for name, m in model.named_modules() if not m.training]
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    metadata = {
+        _KEY_FORMAT: str(FORMAT_VERSION),
+        _KEY_VERSION: str(__version__),
+        _KEY_ARCH: arch_json,
+        _KEY_DTYPE: dtype.name,
+        _KEY_EVAL: json.dumps(eval_modules),
+        _KEY_FROZEN: json.dumps(frozen),
+    }
+    _st.save_file(state, path, metadata)
+
+
+def load(path):
+    """Rebuild a model written by `fastnn.save`: architecture, weights (bit for bit), dtype, train/eval
+    modes and frozen parameters. Classes come only from fastnn and `fastnn.register_module`; anything
+    wrong with the file raises ValueError naming it."""
+    with _builtins_cached():
+        return _load(path)
+
+
+def _load(path):
+    tensors, meta = _st.read(path)
+    where = _st._name(path)
+
+    def fail(msg, cause=None):
+        raise ValueError(f"fastnn.load: {where}: {msg}") from cause
+
+    if _KEY_ARCH not in meta:
+        fail(f"no architecture metadata ('{_KEY_ARCH}'): this is not a model saved by fastnn.save. If it is "
+             f"a plain weights file, build the model yourself and use "
+             f"model.load_state_dict(fastnn.load_state_dict(path))")
+    version = meta.get(_KEY_FORMAT)
+    if version is None or not version.isdigit():
+        fail(f"missing or invalid '{_KEY_FORMAT}' ({version!r})")
+    if int(version) > FORMAT_VERSION:
+        fail(f"written with format version {version} (fastnn {meta.get(_KEY_VERSION, '?')}); this fastnn reads "
+             f"up to version {FORMAT_VERSION}: upgrade fastnn")
+    dtype_name = meta.get(_KEY_DTYPE, "float32")
+    if dtype_name not in ("float32", "float64"):
+        fail(f"invalid dtype {dtype_name!r} (expected float32 or float64)")
+
+    def parse(key, default):
+        if key not in meta:
+            return default
+        try:
+            return json.loads(meta[key])
+        except (ValueError, RecursionError) as e:
+            fail(f"metadata '{key}' is not valid JSON ({e})", e)
+
+    arch = parse(_KEY_ARCH, None)
+    eval_modules = parse(_KEY_EVAL, [])
+    frozen = parse(_KEY_FROZEN, [])
+    for key, names in ((_KEY_EVAL, eval_modules), (_KEY_FROZEN, frozen)):
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            fail(f"metadata '{key}' must be a JSON list of names")
+
+    try:
+        with _scratch_random_state():
+            model = _build(arch)
+    except _Corrupt as e:
+        fail(f"invalid architecture: {e}", e.__cause__)
+    except RecursionError as e:
+        fail("invalid architecture: nested too deeply", e)
+    if not isinstance(model, Module):
+        fail("the architecture does not describe a Module")
+    model.to(np.dtype(dtype_name))
+
+    expected = _shapes(model)
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    if missing or unexpected:
+        fail(f"the weights do not match the architecture: arrays missing {missing}, unexpected {unexpected}")
+    for k, shape in expected.items():
+        if tensors[k].shape != shape:
+            fail(f"array '{k}' has shape {tensors[k].shape}, the architecture expects {shape}")
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except (ValueError, TypeError, KeyError) as e:
+        fail(f"cannot load the weights: {e}", e)
+
+    modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
+    for name in eval_modules:
+        if name not in modules:
+            fail(f"metadata '{_KEY_EVAL}' names unknown module '{name}'")
+        object.__setattr__(modules[name], "training", False)
+    for name in frozen:
+        if name not in params:
+            fail(f"metadata '{_KEY_FROZEN}' names unknown parameter '{name}'")
+        params[name].requires_grad = False
+    return model
+
+
+def save_state_dict(state_dict, path, metadata=None):
+    """Write a dict name -> numpy array (e.g. `model.state_dict()` of any module, registered or not) to a
+    safetensors file, atomically. metadata: optional dict str -> str, stored in the header."""
+    if isinstance(state_dict, Module):
+        raise TypeError("fastnn.save_state_dict: expected a dict of arrays; pass model.state_dict() "
+                        "(or use fastnn.save(model, path) to save the architecture too)")
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"fastnn.save_state_dict: expected a dict name -> array, got {type(state_dict).__name__}")
+    _st.save_file(state_dict, path, metadata)
+
+
+def load_state_dict(path):
+    """Read a safetensors file into an OrderedDict name -> numpy array (in file order), for
+    `model.load_state_dict(...)`. ValueError naming the file if it is corrupted or truncated."""
+    return _st.load_file(path)

@@ -1,14 +1,16 @@
 """Trainer: the training loop over in-memory NumPy arrays (mini-batches, shuffling, validation, metrics,
 history, callbacks, progress bar), in the manner of Keras's Model.fit.
 
-Per batch it runs
+At the start of every epoch it calls model.train() (again before a batch if a callback switched the model
+to eval), then per batch
 
-    model.train(); out = model(xb); value = loss(out, yb)
+    out = model(xb); value = loss(out, yb)
     model.backward_parameters(loss.backward()); optimizer.step(); optimizer.zero_grad()
 
-so any Module with forward/backward trains (backward_parameters falls back to backward; the input
+(and optimizer.zero_grad() once before the first step), so any Module with forward/backward trains (backward_parameters falls back to backward; the input
 gradient of the first layer is not needed). Shuffling draws from fastnn.random.generator(), so
-fastnn.manual_seed(s) makes a whole run reproducible bit for bit.
+fastnn.manual_seed(s) makes a whole run reproducible bit for bit. Floating inputs are converted once to
+the model's parameter dtype (the layers would otherwise convert every batch).
 """
 import math
 import numbers
@@ -120,6 +122,13 @@ class Trainer:
             raise ValueError(f"Trainer: schedule returned lr={lr} at step {self.global_step}")
         self.optimizer.lr = lr
 
+    def _as_model_dtype(self, x):
+        """Floating inputs in the model's parameter dtype, converted once instead of in every batch."""
+        params = self.model.parameters() if hasattr(self.model, "parameters") else []
+        if x.dtype.kind == "f" and params and x.dtype != params[0].data.dtype:
+            return x.astype(params[0].data.dtype)
+        return x
+
     def _current_lr(self):
         lr = getattr(self.optimizer, "lr", None)
         try:
@@ -194,6 +203,9 @@ class Trainer:
         val_batch_size = (max(batch_size, 256) if validation_batch_size is None
                           else _check_batch_size(where, validation_batch_size))
 
+        x = self._as_model_dtype(x)
+        if x_val is not None:
+            x_val = self._as_model_dtype(x_val)
         n = len(x)
         steps = -(-n // batch_size)
         cbs = CallbackList(self.callbacks + list(callbacks or []), self)
@@ -206,6 +218,8 @@ class Trainer:
         self.epoch = []
         self.stop_training = False
 
+        backward = getattr(model, "backward_parameters", None) or model.backward
+        has_callbacks = len(cbs) > 0
         try:
             cbs.on_train_begin()
             opt.zero_grad()
@@ -218,29 +232,33 @@ class Trainer:
                     m.reset()
                 index = generator().permutation(n) if shuffle else None
                 loss_sum, seen = 0.0, 0
+                model.train()
                 for b in range(steps):
                     start, stop = b * batch_size, min((b + 1) * batch_size, n)
+                    size = stop - start
                     xb, yb = _batch(x, start, stop, index), _batch(y, start, stop, index)
-                    cbs.on_batch_begin(b, {"size": stop - start, "step": self.global_step})
+                    if has_callbacks:
+                        cbs.on_batch_begin(b, {"size": size, "step": self.global_step})
                     if self.schedule is not None:
                         self._set_lr()
-                    model.train()
+                    if not model.training:  # a callback or schedule switched the model to eval
+                        model.train()
                     out = model(xb)
                     value = _scalar_loss(loss, loss(out, yb))
                     for m in train_metrics:  # before backward, which may reuse buffers
                         m.update(out, yb)
-                    model.backward_parameters(loss.backward())
+                    backward(loss.backward())
                     opt.step()
                     opt.zero_grad()
                     self.global_step += 1
-                    size = stop - start
                     loss_sum += value * size if loss_weighting else value
                     seen += size
                     progress.batch_end(loss_sum / seen)
-                    cbs.on_batch_end(b, {"loss": value, "size": size, "step": self.global_step - 1,
-                                         "lr": self._current_lr()})
-                    if self.stop_training:
-                        break
+                    if has_callbacks:
+                        cbs.on_batch_end(b, {"loss": value, "size": size, "step": self.global_step - 1,
+                                             "lr": self._current_lr()})
+                        if self.stop_training:
+                            break
                 logs = {"loss": loss_sum / seen}
                 for m in train_metrics:
                     logs[m.name] = float(m.result())

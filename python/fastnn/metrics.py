@@ -57,7 +57,7 @@ def _class_scores_and_labels(pred, target, what):
         raise ValueError(f"{what}: output of shape {pred.shape} needs integer labels of shape "
                          f"{pred.shape[:1] + pred.shape[2:]} or targets of shape {pred.shape}, "
                          f"got targets of shape {target.shape}")
-    scores = np.moveaxis(pred, axis, -1).reshape(-1, pred.shape[axis])
+    scores = pred if nd == 2 else np.moveaxis(pred, axis, -1).reshape(-1, pred.shape[axis])
     labels = labels.reshape(-1)
     num_classes = scores.shape[1]
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -73,6 +73,12 @@ def _is_binary_output(pred):
 def accuracy_counts(pred, target, threshold=0.5):
     """(number correct, number of predictions) for one batch; see the module docstring for the rules."""
     pred, target = _as_array(pred), _as_array(target)
+    if (pred.ndim == 2 and target.ndim == 1 and target.dtype.kind in "iu" and pred.shape[1] > 1
+            and len(target) == len(pred) and len(target)):
+        # Fast path for the common case, (N, C) scores with integer labels (a few microseconds a batch).
+        if target.min() < 0 or target.max() >= pred.shape[1]:
+            _class_scores_and_labels(pred, target, "accuracy")  # raises the range error
+        return int(np.count_nonzero(pred.argmax(axis=1) == target)), len(target)
     what = "accuracy"
     if pred.ndim == 0 or len(pred) != len(target):
         raise ValueError(f"{what}: output of shape {pred.shape} and targets of shape {target.shape} "

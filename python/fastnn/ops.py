@@ -1,2 +1,4 @@
 """Low-level kernels: numpy in, numpy out, float32 or float64. The layers in fastnn.nn are built on these."""
 from ._core import linear_forward, linear_backward, all_finite  # noqa: F401
+from ._core import (cross_entropy, nll_loss, mse_loss, binary_cross_entropy,  # noqa: F401  (losses: (loss, grad))
+                    binary_cross_entropy_with_logits)

@@ -1,5 +1,271 @@
+// Bindings of the activation kernels: dtype dispatch, shapes checked, GIL released around the loops.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "bindings/array_args.hpp"
 #include "bindings/registry.hpp"
+#include "kernels/activations.hpp"
 
 namespace fastnn::bind {
-void register_activations(pybind11::module_& m) { (void)m; }
+
+namespace {
+
+std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+void require_same_shape(const py::array& a, const py::array& b, const char* what_a, const char* what_b) {
+  bool same = a.ndim() == b.ndim();
+  for (py::ssize_t i = 0; same && i < a.ndim(); ++i) same = a.shape(i) == b.shape(i);
+  require(same, std::string(what_a) + " " + shape_str(a) + " and " + what_b + " " + shape_str(b) +
+                    " must have the same shape");
+}
+
+// Parameters left as NaN take the kind's default (ops callers may omit them; layers always pass both).
+std::pair<double, double> activation_params(Activation kind, double a, double b) {
+  double da = 0, db = 0;
+  switch (kind) {
+    case Activation::relu: db = std::numeric_limits<double>::infinity(); break;
+    case Activation::threshold: da = 1.0; break;
+    case Activation::elu: da = 1.0, db = 1.0; break;
+    case Activation::softplus: da = 1.0, db = 20.0; break;
+    default: break;
+  }
+  return {std::isnan(a) ? da : a, std::isnan(b) ? db : b};
+}
+
+py::array activation_forward(Activation kind, const py::array& x, double a, double b) {
+  const auto [pa, pb] = activation_params(kind, a, b);
+  return dispatch(float_dtype(x, "activation_forward input"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* px = in_ptr<T>(x, "activation_forward input");
+    auto y = empty_array<T>(shape_of(x));
+    T* py_ = y.mutable_data();
+    const index_t n = x.size();
+    py::gil_scoped_release release;
+    fastnn::activation_forward<T>(kind, px, py_, n, T(pa), T(pb));
+    return y;
+  });
+}
+
+py::array activation_backward(Activation kind, const py::array& saved, const py::array& grad_y, double a,
+                              double b) {
+  const auto [pa, pb] = activation_params(kind, a, b);
+  require_same_shape(grad_y, saved, "activation_backward: grad_output", "saved array");
+  return dispatch(float_dtype(saved, "activation_backward saved array"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* ps = in_ptr<T>(saved, "activation_backward saved array");
+    const T* pdy = in_ptr<T>(grad_y, "activation_backward grad_output");
+    auto dx = empty_array<T>(shape_of(saved));
+    T* pdx = dx.mutable_data();
+    const index_t n = saved.size();
+    py::gil_scoped_release release;
+    fastnn::activation_backward<T>(kind, ps, pdy, pdx, n, T(pa), T(pb));
+    return dx;
+  });
+}
+
+struct AxisSplit {
+  index_t outer = 1, dim = 1, inner = 1;
+};
+
+// [outer, dim, inner] view of `a` around axis `dim` (negative counts from the end; 0-d is shape (1,)).
+AxisSplit split_axis(const py::array& a, index_t dim, const char* what) {
+  const index_t nd = std::max<index_t>(a.ndim(), 1);
+  require(dim >= -nd && dim < nd, std::string(what) + ": dim " + std::to_string(dim) +
+                                      " is out of range for an array of shape " + shape_str(a));
+  if (dim < 0) dim += nd;
+  AxisSplit s;
+  for (index_t i = 0; i < a.ndim(); ++i) {
+    const index_t extent = a.shape(i);
+    if (i < dim)
+      s.outer *= extent;
+    else if (i == dim)
+      s.dim = extent;
+    else
+      s.inner *= extent;
+  }
+  return s;
+}
+
+py::array softmax_forward(const py::array& x, index_t dim, bool log) {
+  const char* what = log ? "log_softmax_forward" : "softmax_forward";
+  const AxisSplit s = split_axis(x, dim, what);
+  return dispatch(float_dtype(x, what), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* px = in_ptr<T>(x, what);
+    auto y = empty_array<T>(shape_of(x));
+    T* py_ = y.mutable_data();
+    py::gil_scoped_release release;
+    fastnn::softmax_forward<T>(px, py_, s.outer, s.dim, s.inner, log);
+    return y;
+  });
+}
+
+py::array softmax_backward(const py::array& y, const py::array& grad_y, index_t dim, bool log) {
+  const char* what = log ? "log_softmax_backward" : "softmax_backward";
+  const AxisSplit s = split_axis(y, dim, what);
+  require_same_shape(grad_y, y, (std::string(what) + ": grad_output").c_str(), "output");
+  return dispatch(float_dtype(y, what), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* py_ = in_ptr<T>(y, what);
+    const T* pdy = in_ptr<T>(grad_y, what);
+    auto dx = empty_array<T>(shape_of(y));
+    T* pdx = dx.mutable_data();
+    py::gil_scoped_release release;
+    fastnn::softmax_backward<T>(py_, pdy, pdx, s.outer, s.dim, s.inner, log);
+    return dx;
+  });
+}
+
+// [outer, channels, inner] for PReLU: one shared weight, or one per entry of axis 1.
+AxisSplit prelu_split(const py::array& x, const py::array& weight, const char* what) {
+  require(weight.ndim() == 1 && weight.shape(0) >= 1,
+          std::string(what) + ": weight must be 1-D and non-empty, got " + shape_str(weight));
+  const index_t c = weight.shape(0);
+  if (c == 1) return {1, 1, static_cast<index_t>(x.size())};
+  require(x.ndim() >= 2 && x.shape(1) == c, std::string(what) + ": input " + shape_str(x) +
+                                                " needs " + std::to_string(c) + " channels along dim 1");
+  AxisSplit s;
+  s.outer = x.shape(0);
+  s.dim = c;
+  for (index_t i = 2; i < x.ndim(); ++i) s.inner *= x.shape(i);
+  return s;
+}
+
+py::array prelu_forward(const py::array& x, const py::array& weight) {
+  const AxisSplit s = prelu_split(x, weight, "prelu_forward");
+  return dispatch(float_dtype(weight, "prelu_forward weight"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* px = in_ptr<T>(x, "prelu_forward input");
+    const T* pw = in_ptr<T>(weight, "prelu_forward weight");
+    auto y = empty_array<T>(shape_of(x));
+    T* py_ = y.mutable_data();
+    py::gil_scoped_release release;
+    fastnn::prelu_forward<T>(px, pw, py_, s.outer, s.dim, s.inner);
+    return y;
+  });
+}
+
+py::object prelu_backward(const py::array& x, const py::array& weight, const py::array& grad_y,
+                          const py::object& grad_weight, bool need_input_grad) {
+  const AxisSplit s = prelu_split(x, weight, "prelu_backward");
+  require_same_shape(grad_y, x, "prelu_backward: grad_output", "input");
+  return dispatch(float_dtype(weight, "prelu_backward weight"), [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    const T* px = in_ptr<T>(x, "prelu_backward input");
+    const T* pw = in_ptr<T>(weight, "prelu_backward weight");
+    const T* pdy = in_ptr<T>(grad_y, "prelu_backward grad_output");
+    T* pdw = nullptr;
+    if (!grad_weight.is_none()) {
+      auto gw = grad_weight.cast<py::array>();
+      require_same_shape(gw, weight, "prelu_backward: grad_weight", "weight");
+      pdw = out_ptr<T>(gw, "prelu_backward grad_weight");
+    }
+    py::object result = py::none();
+    T* pdx = nullptr;
+    if (need_input_grad) {
+      auto dx = empty_array<T>(shape_of(x));
+      pdx = dx.mutable_data();
+      result = dx;
+    }
+    py::gil_scoped_release release;
+    fastnn::prelu_backward<T>(px, pw, pdy, pdx, pdw, s.outer, s.dim, s.inner);
+    return result;
+  });
+}
+
+// z [..., units·pieces] -> (y [..., units], argmax [..., units] int32 in [0, pieces)).
+py::tuple maxout_forward(const py::array& z, index_t pieces) {
+  require(pieces >= 1, "maxout_forward: pieces must be >= 1, got " + std::to_string(pieces));
+  require(z.ndim() >= 1 && z.shape(z.ndim() - 1) % pieces == 0,
+          "maxout_forward: the last dimension of " + shape_str(z) + " is not a multiple of pieces=" +
+              std::to_string(pieces));
+  auto shape = shape_of(z);
+  shape.back() /= pieces;
+  const index_t rows = z.size() / pieces;
+  return dispatch(float_dtype(z, "maxout_forward input"), [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const T* pz = in_ptr<T>(z, "maxout_forward input");
+    auto y = empty_array<T>(shape);
+    auto arg = empty_array<std::int32_t>(shape);
+    T* py_ = y.mutable_data();
+    std::int32_t* pa = arg.mutable_data();
+    {
+      py::gil_scoped_release release;
+      fastnn::maxout_forward<T>(pz, py_, pa, rows, pieces);
+    }
+    return py::make_tuple(y, arg);
+  });
+}
+
+py::array maxout_backward(const py::array& grad_y, const py::array& argmax, index_t pieces) {
+  require(pieces >= 1, "maxout_backward: pieces must be >= 1, got " + std::to_string(pieces));
+  require_same_shape(grad_y, argmax, "maxout_backward: grad_output", "argmax");
+  require(argmax.dtype().is(py::dtype::of<std::int32_t>()) && (argmax.flags() & py::array::c_style),
+          "maxout_backward: argmax must be a C-contiguous int32 array (as maxout_forward returns)");
+  const index_t rows = argmax.size();
+  const auto* pa = static_cast<const std::int32_t*>(argmax.data());
+  for (index_t r = 0; r < rows; ++r)  // an index out of range would write outside dz
+    require(pa[r] >= 0 && pa[r] < pieces, "maxout_backward: argmax holds " + std::to_string(pa[r]) +
+                                              ", outside [0, " + std::to_string(pieces) + ")");
+  auto shape = shape_of(argmax);
+  if (shape.empty()) shape.push_back(1);
+  shape.back() *= pieces;
+  return dispatch(float_dtype(grad_y, "maxout_backward grad_output"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* pdy = in_ptr<T>(grad_y, "maxout_backward grad_output");
+    auto dz = empty_array<T>(shape);
+    T* pdz = dz.mutable_data();
+    py::gil_scoped_release release;
+    fastnn::maxout_backward<T>(pdy, pa, pdz, rows, pieces);
+    return dz;
+  });
+}
+
+}  // namespace
+
+void register_activations(py::module_& m) {
+  py::enum_<Activation>(m, "Activation", "Element-wise activation kinds of activation_forward/backward.")
+      .value("relu", Activation::relu, "x > 0 ? min(x, b) : a*x (a: negative slope 0, b: cap +inf)")
+      .value("threshold", Activation::threshold, "x > a ? x : b (a: threshold 1, b: value 0)")
+      .value("elu", Activation::elu, "b*(x > 0 ? x : a*(exp(x)-1)) (a: alpha 1, b: scale 1)")
+      .value("sigmoid", Activation::sigmoid)
+      .value("hardsigmoid", Activation::hardsigmoid, "0 below -2.5, 1 above 2.5, else 0.2x+0.5")
+      .value("tanh", Activation::tanh)
+      .value("softplus", Activation::softplus, "log(1+exp(a*x))/a, x where a*x > b (a: beta 1, b: threshold 20)")
+      .value("softsign", Activation::softsign)
+      .value("silu", Activation::silu);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  m.def("activation_forward", &activation_forward, py::arg("kind"), py::arg("x"), py::arg("a") = nan,
+        py::arg("b") = nan, "y = f(x) element-wise; a, b are the kind's parameters (NaN: its default).");
+  m.def("activation_backward", &activation_backward, py::arg("kind"), py::arg("saved"), py::arg("grad_output"),
+        py::arg("a") = nan, py::arg("b") = nan,
+        "dx = grad_output * f'(x). `saved` is the forward output for sigmoid and tanh, the input otherwise.");
+  m.def("activation_backward_uses_output", [](Activation k) { return activation_backward_uses_output(k); },
+        py::arg("kind"));
+  m.def(
+      "softmax_forward", [](const py::array& x, index_t dim) { return softmax_forward(x, dim, false); },
+      py::arg("x"), py::arg("dim") = -1, "Numerically stable softmax along `dim`.");
+  m.def(
+      "log_softmax_forward", [](const py::array& x, index_t dim) { return softmax_forward(x, dim, true); },
+      py::arg("x"), py::arg("dim") = -1, "x - logsumexp(x) along `dim`.");
+  m.def(
+      "softmax_backward",
+      [](const py::array& y, const py::array& g, index_t dim) { return softmax_backward(y, g, dim, false); },
+      py::arg("output"), py::arg("grad_output"), py::arg("dim") = -1, "dx = y * (dy - sum(dy * y)) along dim.");
+  m.def(
+      "log_softmax_backward",
+      [](const py::array& y, const py::array& g, index_t dim) { return softmax_backward(y, g, dim, true); },
+      py::arg("output"), py::arg("grad_output"), py::arg("dim") = -1, "dx = dy - exp(y) * sum(dy) along dim.");
+  m.def("prelu_forward", &prelu_forward, py::arg("x"), py::arg("weight"),
+        "x > 0 ? x : w*x; weight of size 1 (shared) or one per channel along dim 1.");
+  m.def("prelu_backward", &prelu_backward, py::arg("x"), py::arg("weight"), py::arg("grad_output"),
+        py::arg("grad_weight") = py::none(), py::arg("need_input_grad") = true,
+        "Accumulates grad_weight in place (if given); returns dx (or None).");
+  m.def("maxout_forward", &maxout_forward, py::arg("z"), py::arg("pieces"),
+        "Max over consecutive groups of `pieces` along the last axis: (y, argmax).");
+  m.def("maxout_backward", &maxout_backward, py::arg("grad_output"), py::arg("argmax"), py::arg("pieces"),
+        "Routes grad_output to each group's argmax; zeros elsewhere.");
+}
+
 }  // namespace fastnn::bind

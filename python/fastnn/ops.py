@@ -3,3 +3,6 @@ from ._core import linear_forward, linear_backward, all_finite  # noqa: F401
 from ._core import (cross_entropy, nll_loss, mse_loss, binary_cross_entropy,  # noqa: F401  (losses: (loss, grad))
                     binary_cross_entropy_with_logits)
 from ._core import sgd_step, adam_step, rmsprop_step, adagrad_step, rprop_step  # noqa: F401  (optimizers)
+from ._core import (Activation, activation_forward, activation_backward, softmax_forward,  # noqa: F401  (activations)
+                    softmax_backward, log_softmax_forward, log_softmax_backward, prelu_forward, prelu_backward,
+                    maxout_forward, maxout_backward)

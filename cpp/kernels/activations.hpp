@@ -160,14 +160,15 @@ void activation_forward(Activation kind, const T* x, T* y, index_t n, T a, T b) 
       break;
     case Activation::sigmoid:
       run([&](index_t s, index_t m) {
-        ConstArrMap<T> X(x + s, m);
         // e⁻ˣ overflowing to inf for very negative x gives 1/inf = 0: no NaN either way.
-        ArrMap<T>(y + s, m) = T(1) / (T(1) + (-X).exp());
+        packet_map(m, y + s, [](auto v) {
+          return pk::pdiv(splat(v, T(1)), pk::padd(splat(v, T(1)), pk::pexp(pk::pnegate(v))));
+        }, x + s);
       });
       break;
     case Activation::tanh:
       if constexpr (sizeof(T) == 4) {  // Eigen vectorises float tanh only
-        run([&](index_t s, index_t m) { ArrMap<T>(y + s, m) = ConstArrMap<T>(x + s, m).tanh(); });
+        run([&](index_t s, index_t m) { packet_map(m, y + s, [](auto v) { return pk::ptanh(v); }, x + s); });
       } else {
         run([&](index_t s, index_t m) {
           packet_map(m, y + s, [](auto v) {  // tanh|x| = −e/(2 + e) with e = expm1(−2|x|) ∈ (−1, 0]
@@ -188,8 +189,9 @@ void activation_forward(Activation kind, const T* x, T* y, index_t n, T a, T b) 
       break;
     case Activation::silu:
       run([&](index_t s, index_t m) {
-        ConstArrMap<T> X(x + s, m);
-        ArrMap<T>(y + s, m) = X / (T(1) + (-X).exp());
+        packet_map(m, y + s, [](auto v) {
+          return pk::pdiv(v, pk::padd(splat(v, T(1)), pk::pexp(pk::pnegate(v))));
+        }, x + s);
       });
       break;
   }
@@ -296,41 +298,54 @@ void for_each_softmax_item(index_t outer, index_t dim, index_t inner, Fn&& fn) {
 }  // namespace detail
 
 // Numerically stable: subtracts the maximum along the axis before exponentiating.
+// exp and log go through packet_map, never Eigen array expressions on these unaligned buffers: Eigen peels
+// unaligned heads through scalar std::exp, which differs from its vector exp in the last bit, so results
+// would depend on where the array sits in memory. Sums are plain loops in a fixed order.
 template <typename T>
 void softmax_forward(const T* x, T* y, index_t outer, index_t dim, index_t inner, bool log) {
-  using detail::ArrMap;
-  using detail::ConstArrMap;
+  namespace pk = Eigen::internal;
+  using detail::packet_map;
+  using detail::splat;
   if (outer == 0 || dim == 0 || inner == 0) return;
   detail::for_each_softmax_item(outer, dim, inner, [&](index_t off, index_t w) {
     if (inner == 1) {  // contiguous row
-      ConstArrMap<T> X(x + off, dim);
-      ArrMap<T> Y(y + off, dim);
-      const T mx = X.maxCoeff();
-      Y = (X - mx).exp();
-      const T sum = Y.sum();
-      if (log)
-        Y = X - (mx + std::log(sum));
-      else
-        Y *= T(1) / sum;
+      const T* xr = x + off;
+      T* yr = y + off;
+      T mx = xr[0];
+      for (index_t i = 1; i < dim; ++i) mx = std::max(mx, xr[i]);
+      packet_map(dim, yr, [mx](const auto& v) { return pk::pexp(pk::psub(v, splat(v, mx))); }, xr);
+      T sum = 0;
+      for (index_t i = 0; i < dim; ++i) sum += yr[i];
+      if (log) {
+        const T lse = mx + std::log(sum);
+        for (index_t i = 0; i < dim; ++i) yr[i] = xr[i] - lse;
+      } else {
+        const T inv = T(1) / sum;
+        for (index_t i = 0; i < dim; ++i) yr[i] *= inv;
+      }
       return;
     }
     // Strided axis: w columns at a time, each row of the block contiguous, so loops vectorise over columns.
-    T mx_buf[detail::kSoftmaxColumns], sum_buf[detail::kSoftmaxColumns];
-    ArrMap<T> mx(mx_buf, w), sum(sum_buf, w);
-    mx = ConstArrMap<T>(x + off, w);
-    for (index_t d = 1; d < dim; ++d) mx = mx.max(ConstArrMap<T>(x + off + d * inner, w));
-    sum.setZero();
+    T mx[detail::kSoftmaxColumns], sum[detail::kSoftmaxColumns];
+    std::copy(x + off, x + off + w, mx);
+    for (index_t d = 1; d < dim; ++d)
+      for (index_t j = 0; j < w; ++j) mx[j] = std::max(mx[j], x[off + d * inner + j]);
+    std::fill(sum, sum + w, T(0));
     for (index_t d = 0; d < dim; ++d) {
-      ArrMap<T> Y(y + off + d * inner, w);
-      Y = (ConstArrMap<T>(x + off + d * inner, w) - mx).exp();
-      sum += Y;
+      T* yr = y + off + d * inner;
+      packet_map(w, yr, [](const auto& v, const auto& m) { return pk::pexp(pk::psub(v, m)); },
+                 x + off + d * inner, static_cast<const T*>(mx));
+      for (index_t j = 0; j < w; ++j) sum[j] += yr[j];
     }
     if (log) {
-      mx += sum.log();  // now log-sum-exp
-      for (index_t d = 0; d < dim; ++d) ArrMap<T>(y + off + d * inner, w) = ConstArrMap<T>(x + off + d * inner, w) - mx;
+      packet_map(w, sum, [](const auto& s, const auto& m) { return pk::padd(m, pk::plog(s)); },
+                 static_cast<const T*>(sum), static_cast<const T*>(mx));  // sum now holds log-sum-exp
+      for (index_t d = 0; d < dim; ++d)
+        for (index_t j = 0; j < w; ++j) y[off + d * inner + j] = x[off + d * inner + j] - sum[j];
     } else {
-      sum = sum.inverse();
-      for (index_t d = 0; d < dim; ++d) ArrMap<T>(y + off + d * inner, w) *= sum;
+      for (index_t j = 0; j < w; ++j) sum[j] = T(1) / sum[j];
+      for (index_t d = 0; d < dim; ++d)
+        for (index_t j = 0; j < w; ++j) y[off + d * inner + j] *= sum[j];
     }
   });
 }
@@ -338,36 +353,42 @@ void softmax_forward(const T* x, T* y, index_t outer, index_t dim, index_t inner
 // softmax: dx = y ⊙ (dy − Σ dy⊙y); log-softmax: dx = dy − eʸ·Σ dy. y is the forward output.
 template <typename T>
 void softmax_backward(const T* y, const T* dy, T* dx, index_t outer, index_t dim, index_t inner, bool log) {
-  using detail::ArrMap;
-  using detail::ConstArrMap;
+  namespace pk = Eigen::internal;
+  using detail::packet_map;
+  using detail::splat;
   if (outer == 0 || dim == 0 || inner == 0) return;
   detail::for_each_softmax_item(outer, dim, inner, [&](index_t off, index_t w) {
-    if (inner == 1) {
-      ConstArrMap<T> Y(y + off, dim), G(dy + off, dim);
-      ArrMap<T> D(dx + off, dim);
-      if (log)
-        D = G - Y.exp() * G.sum();
-      else
-        D = Y * (G - (G * Y).sum());
+    if (inner == 1) {  // contiguous row; see softmax_forward for why exp goes through packet_map
+      const T *yr = y + off, *gr = dy + off;
+      T* dr = dx + off;
+      T sum = 0;
+      if (log) {
+        for (index_t i = 0; i < dim; ++i) sum += gr[i];
+        packet_map(dim, dr, [sum](const auto& g, const auto& v) { return pk::psub(g, pk::pmul(pk::pexp(v), splat(v, sum))); },
+                   gr, yr);
+      } else {
+        for (index_t i = 0; i < dim; ++i) sum += gr[i] * yr[i];
+        for (index_t i = 0; i < dim; ++i) dr[i] = yr[i] * (gr[i] - sum);
+      }
       return;
     }
-    T sum_buf[detail::kSoftmaxColumns];
-    ArrMap<T> sum(sum_buf, w);
-    sum.setZero();
+    T sum[detail::kSoftmaxColumns];
+    std::fill(sum, sum + w, T(0));
     for (index_t d = 0; d < dim; ++d) {
-      ConstArrMap<T> G(dy + off + d * inner, w);
+      const T *gr = dy + off + d * inner, *yr = y + off + d * inner;
       if (log)
-        sum += G;
+        for (index_t j = 0; j < w; ++j) sum[j] += gr[j];
       else
-        sum += G * ConstArrMap<T>(y + off + d * inner, w);
+        for (index_t j = 0; j < w; ++j) sum[j] += gr[j] * yr[j];
     }
     for (index_t d = 0; d < dim; ++d) {
-      ConstArrMap<T> Y(y + off + d * inner, w), G(dy + off + d * inner, w);
-      ArrMap<T> D(dx + off + d * inner, w);
+      const T *gr = dy + off + d * inner, *yr = y + off + d * inner;
+      T* dr = dx + off + d * inner;
       if (log)
-        D = G - Y.exp() * sum;
+        packet_map(w, dr, [](const auto& g, const auto& v, const auto& s) { return pk::psub(g, pk::pmul(pk::pexp(v), s)); },
+                   gr, yr, static_cast<const T*>(sum));
       else
-        D = Y * (G - sum);
+        for (index_t j = 0; j < w; ++j) dr[j] = yr[j] * (gr[j] - sum[j]);
     }
   });
 }

@@ -105,3 +105,28 @@ def test_frozen_linear_gets_no_gradient():
     lin.backward(np.ones((2, 3), np.float32))
     assert not lin.weight.grad.any()
     assert lin.bias.grad.any()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_linear_results_do_not_depend_on_alignment_or_threads(threads):
+    """Bit-for-bit reproducibility (SPEC P4): same values at any address, any thread count, same bits."""
+    r = rng(5)
+    x, w, b, dy = (r.standard_normal(s).astype(np.float32) for s in [(33, 70), (257, 70), (257,), (33, 257)])
+
+    def shifted(a, offset):
+        out = np.empty(a.size + offset, a.dtype)[offset:].reshape(a.shape)
+        out[...] = a
+        return out
+
+    before = fnn.get_num_threads()
+    fnn.set_num_threads(threads)
+    try:
+        seen = set()
+        for offset in range(8):
+            gw, gb = shifted(np.zeros_like(w), offset), shifted(np.zeros_like(b), offset)
+            y = fnn.ops.linear_forward(shifted(x, offset), shifted(w, offset), shifted(b, offset))
+            dx = fnn.ops.linear_backward(shifted(dy, offset), shifted(x, offset), shifted(w, offset), gw, gb)
+            seen.add((y.tobytes(), dx.tobytes(), gw.tobytes(), gb.tobytes()))
+        assert len(seen) == 1
+    finally:
+        fnn.set_num_threads(before)

@@ -94,14 +94,15 @@ void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t 
     dW.noalias() = dY.transpose() * X;
 }
 
+// Row by row, each output summed in batch order: vectorised across features, and (unlike Eigen's colwise
+// reduction, whose order follows the buffer's alignment) the same bits wherever the arrays sit in memory.
 template <typename T>
 void dense_backward_bias(const T* grad_y, T* grad_bias, index_t batch, index_t out_features, bool accumulate) {
-  ConstMatrixMap<T> dY(grad_y, batch, out_features);
-  VectorMap<T> db(grad_bias, out_features);
-  if (accumulate)
-    db.noalias() += dY.colwise().sum().transpose();
-  else
-    db.noalias() = dY.colwise().sum().transpose();
+  if (!accumulate) std::fill(grad_bias, grad_bias + out_features, T(0));
+  for (index_t n = 0; n < batch; ++n) {
+    const T* row = grad_y + n * out_features;
+    for (index_t o = 0; o < out_features; ++o) grad_bias[o] += row[o];
+  }
 }
 
 }  // namespace fastnn

@@ -41,8 +41,7 @@ class Linear(Module):
             y = _core.linear_forward(x, w, None if self.bias is None else self.bias.data, True)
         except ValueError as e:
             raise ValueError(f"{self!r}: {e} (input shape {x.shape})") from None
-        self._input = x
-        self._unbatched = unbatched
+        self._input, self._unbatched = x, unbatched
         return y[0] if unbatched else y
 
     def _backward(self, grad_output, need_input_grad):

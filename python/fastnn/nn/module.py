@@ -95,7 +95,13 @@ class Module:
 
     # -- registration ------------------------------------------------------------------------------
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        # Hot path: layers cache arrays for backward on every forward; only Parameters, Modules, buffers and
+        # names registered as one of those need the registries.
+        d = self.__dict__
+        if not (isinstance(value, (Parameter, Module)) or name in d.get("_registered", ())):
+            object.__setattr__(self, name, value)
+            return
+        if "_parameters" not in d:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
@@ -103,14 +109,20 @@ class Module:
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
-        elif name in self.__dict__.get("_buffer_names", ()):
+        elif name in d.get("_buffer_names", ()):
             self._buffers[name] = value
+        if name not in d.get("_buffer_names", ()) and not isinstance(value, (Parameter, Module)):
+            d["_registered"].discard(name)  # a plain value replaces a Parameter/Module: unregistered
+        else:
+            d.setdefault("_registered", set()).add(name)
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name, array):
         """A non-learnable array saved in state_dict (e.g. batch-norm running statistics)."""
-        names = self.__dict__.setdefault("_buffer_names", set())
-        names.add(name)
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before registering buffers")
+        self.__dict__.setdefault("_buffer_names", set()).add(name)
+        self.__dict__.setdefault("_registered", set()).add(name)
         setattr(self, name, array)
 
     def __delattr__(self, name):

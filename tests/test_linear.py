@@ -107,11 +107,13 @@ def test_frozen_linear_gets_no_gradient():
     assert lin.bias.grad.any()
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_linear_results_do_not_depend_on_alignment_or_threads(threads):
-    """Bit-for-bit reproducibility (SPEC P4): same values at any address, any thread count, same bits."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,i,o", [(33, 70, 257), (64, 784, 256), (129, 129, 129), (3, 784, 256)])
+def test_linear_bits_do_not_depend_on_alignment_or_thread_count(dtype, n, i, o):
+    """Bit-for-bit reproducibility (SPEC P4, pytorch#88718): the same values at any address and with any
+    number of threads give the same bits, forward and backward."""
     r = rng(5)
-    x, w, b, dy = (r.standard_normal(s).astype(np.float32) for s in [(33, 70), (257, 70), (257,), (33, 257)])
+    x, w, b, dy = (r.standard_normal(s).astype(dtype) for s in [(n, i), (o, i), (o,), (n, o)])
 
     def shifted(a, offset):
         out = np.empty(a.size + offset, a.dtype)[offset:].reshape(a.shape)
@@ -119,14 +121,27 @@ def test_linear_results_do_not_depend_on_alignment_or_threads(threads):
         return out
 
     before = fnn.get_num_threads()
-    fnn.set_num_threads(threads)
+    seen = set()
     try:
-        seen = set()
-        for offset in range(8):
+        for threads, offset in [(1, 0), (2, 0), (3, 0), (4, 0), (2, 1), (2, 3), (1, 5)]:
+            fnn.set_num_threads(threads)
             gw, gb = shifted(np.zeros_like(w), offset), shifted(np.zeros_like(b), offset)
             y = fnn.ops.linear_forward(shifted(x, offset), shifted(w, offset), shifted(b, offset))
             dx = fnn.ops.linear_backward(shifted(dy, offset), shifted(x, offset), shifted(w, offset), gw, gb)
             seen.add((y.tobytes(), dx.tobytes(), gw.tobytes(), gb.tobytes()))
-        assert len(seen) == 1
+    finally:
+        fnn.set_num_threads(before)
+    assert len(seen) == 1
+
+
+def test_thread_control():
+    before = fnn.get_num_threads()
+    try:
+        fnn.set_num_threads(1)
+        assert fnn.get_num_threads() == 1
+        fnn.set_num_threads(3)
+        assert fnn.get_num_threads() == 3
+        with pytest.raises(ValueError, match="n must be >= 1"):
+            fnn.set_num_threads(0)
     finally:
         fnn.set_num_threads(before)

@@ -9,12 +9,13 @@
 namespace fastnn::bind {
 
 void register_threads(pybind11::module_& m) {
+  // Kernels split work over threads themselves (kernels/parallel.hpp); Eigen's GEMMs run single-threaded.
+  Eigen::setNbThreads(1);
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw pybind11::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
     omp_set_num_threads(n);
-    Eigen::setNbThreads(n);
   });
-  m.def("get_num_threads", []() { return Eigen::nbThreads(); });
+  m.def("get_num_threads", []() { return omp_get_max_threads(); });
   m.def("build_info", []() {
     pybind11::dict info;
 #ifdef FASTNN_BUILD_NATIVE

@@ -1,9 +1,8 @@
-// Dense (fully connected) layer as GEMMs, Caffe's split: y = x·Wᵀ + b, dx = dy·W, dW += dyᵀ·x, db += Σ dy.
+// Dense (fully connected) layer as GEMMs, Caffe's split: y = x·Wᵀ + b, dx = dy·W, dW (+)= dyᵀ·x, db (+)= Σ dy.
 // Row-major raw pointers; x [N, I], W [O, I], b [O], y/dy [N, O]. Parameter gradients are added to the
 // buffers (accumulate=true, PyTorch's semantics) or overwrite them (after a lazy zero_grad).
+// Each GEMM is split over threads by output slices (kernels/parallel.hpp); each slice is one Eigen GEMM.
 #pragma once
-#include <omp.h>
-
 #include <Eigen/Core>
 #include <algorithm>
 
@@ -17,81 +16,68 @@ template <typename T>
 using MatrixMap = Eigen::Map<RowMatrix<T>>;
 template <typename T>
 using ConstMatrixMap = Eigen::Map<const RowMatrix<T>>;
+// A block of columns of a row-major matrix: rows keep the full matrix's stride.
 template <typename T>
-using VectorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>;
+using StridedMatrixMap = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
 template <typename T>
-using ConstVectorMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
+using ConstStridedMatrixMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
 template <typename T>
 using ConstRowVectorMap = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 
-// At batch sizes this small the product is a GEMV, bound by reading W, and Eigen runs it on one thread.
-// Splitting W's rows over the threads halves the traffic per core, and each core's slice stays in its own
-// L2 cache from one call to the next (inference latency at batch 1).
-constexpr index_t kRowSplitMaxBatch = 4;
-
+// Slice boundaries fall on Eigen's register panels, so every row and column of a slice goes through the same
+// micro-kernel path (with the same summation order) as in the unsplit product: the lhs is consumed 3 SIMD
+// packets of rows at a time, the rhs 4 columns at a time (we use 8). Other boundaries change the last bits.
 template <typename T>
-void dense_forward_split_rows(const T* x, const T* weight, const T* bias, T* y, index_t batch,
-                              index_t in_features, index_t out_features) {
-#pragma omp parallel
-  {
-    const index_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const index_t chunk = ((out_features + threads - 1) / threads + 7) / 8 * 8;  // whole SIMD vectors
-    const index_t begin = std::min(out_features, t * chunk);
-    const index_t rows = std::min(out_features, begin + chunk) - begin;
-    if (rows > 0) {
-      ConstMatrixMap<T> X(x, batch, in_features);
-      ConstMatrixMap<T> W(weight + begin * in_features, rows, in_features);
-      Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>> Y(y + begin, batch, rows,
-                                                           Eigen::OuterStride<>(out_features));
-      if (bias) {
-        Y.rowwise() = ConstRowVectorMap<T>(bias + begin, rows);
-        Y.noalias() += X * W.transpose();
-      } else {
-        Y.noalias() = X * W.transpose();
-      }
-    }
-  }
-}
+constexpr index_t kLhsPanel = 3 * Eigen::internal::packet_traits<T>::size;
+constexpr index_t kRhsPanel = 8;
 
+// y = x·Wᵀ + b, split over output features: each thread reads only its rows of W. At batch 1 this is a
+// GEMV bound by reading W, and each core's slice of W stays in its own L2 cache from one call to the next.
 template <typename T>
 void dense_forward(const T* x, const T* weight, const T* bias, T* y, index_t batch, index_t in_features,
                    index_t out_features) {
-  if (batch <= kRowSplitMaxBatch && in_features * out_features >= 2 * kParallelMinElements &&
-      omp_get_max_threads() > 1) {
-    dense_forward_split_rows(x, weight, bias, y, batch, in_features, out_features);
-    return;
-  }
-  ConstMatrixMap<T> X(x, batch, in_features);
-  ConstMatrixMap<T> W(weight, out_features, in_features);
-  MatrixMap<T> Y(y, batch, out_features);
-  if (bias) {
-    // Start from the broadcast bias so the GEMM accumulates onto it: one pass over y instead of two.
-    Y.rowwise() = ConstRowVectorMap<T>(bias, out_features);
-    Y.noalias() += X * W.transpose();
-  } else {
-    Y.noalias() = X * W.transpose();
-  }
+  for_each_slice(out_features, kLhsPanel<T>, batch * in_features * out_features, kParallelMinMacs,
+                 [&](index_t begin, index_t count) {
+    ConstMatrixMap<T> X(x, batch, in_features);
+    ConstMatrixMap<T> W(weight + begin * in_features, count, in_features);
+    StridedMatrixMap<T> Y(y + begin, batch, count, Eigen::OuterStride<>(out_features));
+    if (bias) {
+      // Start from the broadcast bias so the GEMM accumulates onto it: one pass over y instead of two.
+      Y.rowwise() = ConstRowVectorMap<T>(bias + begin, count);
+      Y.noalias() += X * W.transpose();
+    } else {
+      Y.noalias() = X * W.transpose();
+    }
+  });
 }
 
+// dx = dy·W, split over the batch.
 template <typename T>
 void dense_backward_input(const T* grad_y, const T* weight, T* grad_x, index_t batch, index_t in_features,
                           index_t out_features) {
-  ConstMatrixMap<T> dY(grad_y, batch, out_features);
-  ConstMatrixMap<T> W(weight, out_features, in_features);
-  MatrixMap<T> dX(grad_x, batch, in_features);
-  dX.noalias() = dY * W;
+  for_each_slice(batch, kLhsPanel<T>, batch * in_features * out_features, kParallelMinMacs,
+                 [&](index_t begin, index_t count) {
+    ConstMatrixMap<T> dY(grad_y + begin * out_features, count, out_features);
+    ConstMatrixMap<T> W(weight, out_features, in_features);
+    MatrixMap<T> dX(grad_x + begin * in_features, count, in_features);
+    dX.noalias() = dY * W;
+  });
 }
 
+// dW (+)= dyᵀ·x, split over output features (rows of dW): no partial sums to combine.
 template <typename T>
 void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t batch, index_t in_features,
                            index_t out_features, bool accumulate) {
-  ConstMatrixMap<T> dY(grad_y, batch, out_features);
-  ConstMatrixMap<T> X(x, batch, in_features);
-  MatrixMap<T> dW(grad_weight, out_features, in_features);
-  if (accumulate)
-    dW.noalias() += dY.transpose() * X;
-  else
-    dW.noalias() = dY.transpose() * X;
+  for_each_slice(out_features, kRhsPanel, batch * in_features * out_features, kParallelMinMacs,
+                 [&](index_t begin, index_t count) {
+    ConstStridedMatrixMap<T> dY(grad_y + begin, batch, count, Eigen::OuterStride<>(out_features));
+    ConstMatrixMap<T> X(x, batch, in_features);
+    MatrixMap<T> dW(grad_weight + begin * in_features, count, in_features);
+    if (accumulate)
+      dW.noalias() += dY.transpose() * X;
+    else
+      dW.noalias() = dY.transpose() * X;
+  });
 }
 
 // Row by row, each output summed in batch order: vectorised across features, and (unlike Eigen's colwise

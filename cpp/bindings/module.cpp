@@ -6,6 +6,7 @@ PYBIND11_MODULE(_core, m) {
   fastnn::bind::register_threads(m);
   fastnn::bind::register_dense(m);
   fastnn::bind::register_activations(m);
+  fastnn::bind::register_dense_stack(m);
   fastnn::bind::register_losses(m);
   fastnn::bind::register_optimizers(m);
 }

@@ -5,6 +5,7 @@
 namespace fastnn::bind {
 void register_threads(pybind11::module_& m);
 void register_dense(pybind11::module_& m);
+void register_dense_stack(pybind11::module_& m);
 void register_activations(pybind11::module_& m);
 void register_losses(pybind11::module_& m);
 void register_optimizers(pybind11::module_& m);

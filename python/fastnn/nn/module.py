@@ -300,6 +300,8 @@ class Sequential(Module):
 
     def _refresh(self):
         object.__setattr__(self, "_sequence", tuple(self._modules.values()))
+        object.__setattr__(self, "_plan", None)
+        object.__setattr__(self, "_plan_input", None)
 
     def append(self, module):
         setattr(self, str(len(self._modules)), module)
@@ -318,16 +320,40 @@ class Sequential(Module):
         return self._sequence[index]
 
     def forward(self, x):
+        if not self.training:
+            plan = self._plan if self._plan is not None and self._plan.valid() else self._build_plan()
+            if plan:
+                y = plan.forward(x)
+                if y is not None:
+                    self._plan_input = x
+                    return y
+        self._plan_input = None
         for m in self._sequence:
             x = m.forward(x)
         return x
 
+    def _build_plan(self):
+        from .inference_plan import InferencePlan
+        plan = InferencePlan.build(self._sequence)
+        object.__setattr__(self, "_plan", plan)
+        return plan
+
     def backward(self, grad_output):
+        if self._plan_input is not None:
+            # The last forward ran fused and left no per-layer caches: replay it layer by layer (rare: a
+            # backward in eval mode, e.g. a saliency map).
+            x, self._plan_input = self._plan_input, None
+            for m in self._sequence:
+                x = m.forward(x)
         for m in reversed(self._sequence):
             grad_output = m.backward(grad_output)
         return grad_output
 
     def backward_parameters(self, grad_output):
+        if self._plan_input is not None:
+            x, self._plan_input = self._plan_input, None
+            for m in self._sequence:
+                x = m.forward(x)
         seq = self._sequence
         for m in reversed(seq[1:]):
             grad_output = m.backward(grad_output)

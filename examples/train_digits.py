@@ -11,24 +11,20 @@ from sklearn.model_selection import train_test_split
 import fastnn as fnn
 
 
-def main(seed=0, epochs=60, verbose=1):
+def main(seed=0, epochs=80, verbose=1):
     fnn.manual_seed(seed)
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
     scaler = fnn.data.StandardScaler().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
 
-    model = fnn.nn.Sequential(
-        fnn.nn.Linear(64, 256), fnn.nn.ReLU(), fnn.nn.Dropout(0.2),
-        fnn.nn.Linear(256, 128), fnn.nn.ReLU(), fnn.nn.Dropout(0.2),
-        fnn.nn.Linear(128, 10),
-    )
+    model = fnn.nn.Sequential(fnn.nn.Linear(64, 256), fnn.nn.ReLU(), fnn.nn.Dropout(0.3), fnn.nn.Linear(256, 10))
     trainer = fnn.Trainer(model, loss=fnn.nn.CrossEntropyLoss(),
                           optimizer=fnn.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4),
-                          metrics=["accuracy"],
-                          callbacks=[fnn.callbacks.EarlyStopping(monitor="val_loss", patience=10)])
+                          metrics=["accuracy"])
     start = time.perf_counter()
-    trainer.fit(X_train, y_train, epochs=epochs, batch_size=32, validation_split=0.1, verbose=verbose)
+    # All 1437 training images train; the 360 test images are only looked at once, at the end.
+    trainer.fit(X_train, y_train, epochs=epochs, batch_size=32, verbose=verbose)
     elapsed = time.perf_counter() - start
     test = trainer.evaluate(X_test, y_test)
     if verbose:

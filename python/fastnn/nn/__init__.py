@@ -2,6 +2,7 @@
 from .module import Module, Parameter, Sequential
 from .linear import Linear, Identity, Flatten, Unflatten
 from .dropout import Dropout
+from .center_loss import CenterLoss
 # Each file lists its public names in __all__.
 from .activations import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
@@ -12,6 +13,6 @@ from .recurrent import *  # noqa: F401,F403
 from . import activations as _activations, losses as _losses, conv as _conv, pooling as _pooling
 from . import normalization as _normalization, recurrent as _recurrent
 
-__all__ = ["Module", "Parameter", "Sequential", "Linear", "Identity", "Flatten", "Unflatten", "Dropout",
+__all__ = ["Module", "Parameter", "Sequential", "Linear", "Identity", "Flatten", "Unflatten", "Dropout", "CenterLoss",
            *_activations.__all__, *_losses.__all__, *_conv.__all__, *_pooling.__all__, *_normalization.__all__,
            *_recurrent.__all__]

@@ -3,6 +3,7 @@ from . import _core
 from .random import manual_seed
 from . import init, nn, ops, optim, data, callbacks, schedules, regularizers
 from .trainer import Trainer
+from .perceptron import Perceptron
 from .serialization import save, load, save_state_dict, load_state_dict, register_module
 
 __version__ = "0.1.0"
@@ -22,6 +23,6 @@ def build_info():
     return dict(_core.build_info())
 
 
-__all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "Trainer", "save", "load", "save_state_dict",
-           "load_state_dict", "register_module", "manual_seed", "set_num_threads", "get_num_threads",
-           "build_info", "__version__"]
+__all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "Trainer", "Perceptron",
+           "save", "load", "save_state_dict", "load_state_dict", "register_module", "manual_seed",
+           "set_num_threads", "get_num_threads", "build_info", "__version__"]

@@ -1,7 +1,7 @@
 """fastnn: fast CPU neural-network training. C++ kernels (Eigen, OpenMP) behind a small PyTorch-style API."""
 from . import _core
 from .random import manual_seed
-from . import init, nn, ops, optim, data, callbacks, schedules, regularizers
+from . import init, nn, ops, optim, data, callbacks, schedules, regularizers, utils
 from .trainer import Trainer
 from .perceptron import Perceptron
 from .serialization import save, load, save_state_dict, load_state_dict, register_module
@@ -23,6 +23,6 @@ def build_info():
     return dict(_core.build_info())
 
 
-__all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "Trainer", "Perceptron",
-           "save", "load", "save_state_dict", "load_state_dict", "register_module", "manual_seed",
+__all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "Trainer",
+           "Perceptron", "save", "load", "save_state_dict", "load_state_dict", "register_module", "manual_seed",
            "set_num_threads", "get_num_threads", "build_info", "__version__"]

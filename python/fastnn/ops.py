@@ -6,3 +6,6 @@ from ._core import sgd_step, adam_step, rmsprop_step, adagrad_step, rprop_step  
 from ._core import (Activation, activation_forward, activation_backward, softmax_forward,  # noqa: F401  (activations)
                     softmax_backward, log_softmax_forward, log_softmax_backward, prelu_forward, prelu_backward,
                     maxout_forward, maxout_backward)
+from ._core import (batch_norm_forward, batch_norm_backward, layer_norm_forward,  # noqa: F401  (normalisation)
+                    layer_norm_backward, group_norm_forward, group_norm_backward, local_response_norm_forward,
+                    local_response_norm_backward)

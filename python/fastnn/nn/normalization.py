@@ -1,1 +1,337 @@
-__all__ = []
+"""Normalisation layers (SPEC L4, L5) over kernels/normalization.hpp: BatchNorm1d/2d, LayerNorm, GroupNorm,
+LocalResponseNorm, and the WeightNorm wrapper. PyTorch's names, arguments, defaults, parameter and buffer names
+and shapes, so a PyTorch state_dict loads as it is.
+
+Each forward is one C++ call that also returns the statistics backward needs. BatchNorm in training mode
+normalises with the batch mean and biased variance and updates the running statistics as PyTorch does
+(r ← (1 − m)·r + m·batch, the running variance fed the unbiased batch variance; momentum=None: cumulative
+average); in eval mode it normalises with the running statistics.
+
+LocalResponseNorm follows PyTorch's formula b = a / (k + α/n · Σ a²)^β but with the seed's defaults, size=5,
+alpha=1e-4, beta=0.75 and k=2 (PyTorch's default k is 1.0; its `size` has no default).
+"""
+import numbers
+
+import numpy as np
+
+from .. import _core
+from ._checks import as_float_array, check_grad_shape, module_dtype, require_forward
+from .module import Module, Parameter
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "LocalResponseNorm", "WeightNorm"]
+
+
+def _kernel(module, fn, x, *args):
+    """Runs a forward kernel; its ValueErrors (NaN input) are re-raised naming the layer and the shape."""
+    try:
+        return fn(x, *args)
+    except ValueError as e:
+        raise ValueError(f"{module!r}: {e} (input shape {x.shape})") from None
+
+
+def _grad_output(module, grad_output, x):
+    g = as_float_array(module, grad_output, x.dtype, "grad_output")
+    check_grad_shape(module, g, x.shape)
+    return g
+
+
+def _param_grads(weight, bias):
+    """(grad_weight, accumulate_weight, grad_bias, accumulate_bias) for a kernel: None for a frozen or absent
+    parameter (no gradient), the buffer flattened otherwise (LayerNorm's weight may have several dims)."""
+    gw, aw = weight.grad_for_kernel() if weight is not None and weight.requires_grad else (None, True)
+    gb, ab = bias.grad_for_kernel() if bias is not None and bias.requires_grad else (None, True)
+    return (None if gw is None else gw.reshape(-1)), aw, (None if gb is None else gb.reshape(-1)), ab
+
+
+def _data(p):
+    return None if p is None else p.data.reshape(-1)
+
+
+class _BatchNorm(Module):
+    _input_desc = ""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        if int(num_features) <= 0:
+            raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        c = self.num_features
+        self.weight = Parameter(np.ones(c, np.float32)) if self.affine else None
+        self.bias = Parameter(np.zeros(c, np.float32)) if self.affine else None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", np.zeros(c, np.float32))
+            self.register_buffer("running_var", np.ones(c, np.float32))
+            self.register_buffer("num_batches_tracked", np.array(0, np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+        self._input = None
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
+    def _dtype(self, x):
+        if self.weight is not None:
+            return self.weight.data.dtype
+        if self.running_mean is not None:
+            return self.running_mean.dtype
+        return module_dtype(self, x)
+
+    def _check_ndim(self, x):
+        raise NotImplementedError
+
+    def forward(self, x):
+        x = as_float_array(self, x, self._dtype(x))
+        self._check_ndim(x)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{self!r}: expected input with {self.num_features} channels (dimension 1), "
+                             f"got shape {x.shape}")
+        use_batch_stats = self.training or not self.track_running_stats
+        if self.training and x.size // x.shape[1] <= 1:
+            raise ValueError(f"{self!r}: Expected more than 1 value per channel when training, got input "
+                             f"size {x.shape}")
+        momentum = 0.0
+        update = self.training and self.track_running_stats
+        if update:
+            self.num_batches_tracked[...] += 1
+            momentum = 1.0 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
+        stats = (self.running_mean, self.running_var) if (update or not use_batch_stats) else (None, None)
+        y, self._mean, self._invstd = _kernel(self, _core.batch_norm_forward, x, _data(self.weight),
+                                              _data(self.bias), *stats, use_batch_stats, momentum, self.eps, True)
+        self._input, self._batch_stats = x, use_batch_stats
+        return y
+
+    def _backward(self, grad_output, need_input_grad):
+        x = self._input
+        require_forward(self, x)
+        g = _grad_output(self, grad_output, x)
+        gw, aw, gb, ab = _param_grads(self.weight, self.bias)
+        return _core.batch_norm_backward(g, x, self._mean, self._invstd, _data(self.weight), gw, gb,
+                                         self._batch_stats, need_input_grad, aw, ab)
+
+    def backward(self, grad_output):
+        return self._backward(grad_output, True)
+
+    def backward_parameters(self, grad_output):
+        self._backward(grad_output, False)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm per feature of (N, C) input, per channel of (N, C, L) input."""
+
+    def _check_ndim(self, x):
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{self!r}: expected 2-D (N, {self.num_features}) or 3-D (N, {self.num_features}, L) "
+                             f"input, got shape {x.shape}")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm per channel of (N, C, H, W) input."""
+
+    def _check_ndim(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"{self!r}: expected 4-D input (N, {self.num_features}, H, W), got shape {x.shape}")
+
+
+class LayerNorm(Module):
+    """Normalises over the trailing dimensions `normalized_shape` of each sample (mean and biased variance),
+    then scales by `weight` and shifts by `bias` (both of shape normalized_shape) when elementwise_affine."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(int(s) for s in normalized_shape)
+        if not self.normalized_shape or min(self.normalized_shape) <= 0:
+            raise ValueError(f"LayerNorm: normalized_shape must be non-empty and positive, got {normalized_shape}")
+        self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
+        affine = self.elementwise_affine
+        self.weight = Parameter(np.ones(self.normalized_shape, np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, np.float32)) if affine and bias else None
+        self._input = None
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+    def forward(self, x):
+        x = as_float_array(self, x, self.weight.data.dtype if self.weight is not None else module_dtype(self, x))
+        k = len(self.normalized_shape)
+        if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim < k:
+            raise ValueError(f"{self!r}: expected input of shape (*, {', '.join(map(str, self.normalized_shape))}), "
+                             f"got {x.shape}")
+        y, self._mean, self._invstd = _kernel(self, _core.layer_norm_forward, x, k, _data(self.weight),
+                                              _data(self.bias), self.eps, True)
+        self._input = x
+        return y
+
+    def _backward(self, grad_output, need_input_grad):
+        x = self._input
+        require_forward(self, x)
+        g = _grad_output(self, grad_output, x)
+        gw, aw, gb, ab = _param_grads(self.weight, self.bias)
+        return _core.layer_norm_backward(g, x, len(self.normalized_shape), self._mean, self._invstd,
+                                         _data(self.weight), gw, gb, need_input_grad, aw, ab)
+
+    def backward(self, grad_output):
+        return self._backward(grad_output, True)
+
+    def backward_parameters(self, grad_output):
+        self._backward(grad_output, False)
+
+
+class GroupNorm(Module):
+    """Splits the channels of (N, C, *) input into num_groups groups, normalises each (sample, group) by its
+    mean and biased variance, then scales and shifts per channel (weight, bias of shape (C,)) when affine."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+        super().__init__()
+        self.num_groups, self.num_channels = int(num_groups), int(num_channels)
+        if self.num_groups <= 0 or self.num_channels <= 0 or self.num_channels % self.num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups "
+                             f"({num_groups}), both positive")
+        self.eps, self.affine = float(eps), bool(affine)
+        self.weight = Parameter(np.ones(self.num_channels, np.float32)) if self.affine else None
+        self.bias = Parameter(np.zeros(self.num_channels, np.float32)) if self.affine else None
+        self._input = None
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+    def forward(self, x):
+        x = as_float_array(self, x, self.weight.data.dtype if self.weight is not None else module_dtype(self, x))
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"{self!r}: expected input of shape (N, {self.num_channels}, *), got {x.shape}")
+        y, self._mean, self._invstd = _kernel(self, _core.group_norm_forward, x, self.num_groups,
+                                              _data(self.weight), _data(self.bias), self.eps, True)
+        self._input = x
+        return y
+
+    def _backward(self, grad_output, need_input_grad):
+        x = self._input
+        require_forward(self, x)
+        g = _grad_output(self, grad_output, x)
+        gw, aw, gb, ab = _param_grads(self.weight, self.bias)
+        return _core.group_norm_backward(g, x, self.num_groups, self._mean, self._invstd, _data(self.weight),
+                                         gw, gb, need_input_grad, aw, ab)
+
+    def backward(self, grad_output):
+        return self._backward(grad_output, True)
+
+    def backward_parameters(self, grad_output):
+        self._backward(grad_output, False)
+
+
+class LocalResponseNorm(Module):
+    """b_c = a_c / (k + alpha/size · Σ a_c'²)^beta, the sum over `size` channels around c (zero-padded), for
+    (N, C, *) input with at least 3 dimensions. Defaults are the seed's (AlexNet's) values; note k=2 where
+    PyTorch's default is k=1.0."""
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
+        super().__init__()
+        if int(size) <= 0:
+            raise ValueError(f"LocalResponseNorm: size must be positive, got {size}")
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+        self._input = None
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+    def forward(self, x):
+        x = as_float_array(self, x, module_dtype(self, x))
+        if x.ndim < 3:
+            raise ValueError(f"{self!r}: expected 3-D or higher input (N, C, *), got shape {x.shape}")
+        y = _kernel(self, _core.local_response_norm_forward, x, self.size, self.alpha, self.beta, self.k, True)
+        self._input = x
+        return y
+
+    def backward(self, grad_output):
+        x = self._input
+        require_forward(self, x)
+        g = _grad_output(self, grad_output, x)
+        return _core.local_response_norm_backward(g, x, self.size, self.alpha, self.beta, self.k)
+
+
+class WeightNorm(Module):
+    """Weight normalisation (Salimans & Kingma) of `module`'s parameter `name`: w = g · v/‖v‖, the norm taken
+    over every dimension but `dim` (dim=None: the whole tensor). Parameters `weight_g` and `weight_v` (PyTorch's
+    names and shapes) replace the wrapped weight, which is no longer a parameter of the inner module: before
+    each forward w is computed into it, and backward maps its gradient back to g and v. Works for any layer
+    whose weight is a Parameter (Linear, Conv1d/2d, ...)."""
+
+    def __init__(self, module, name="weight", dim=0):
+        super().__init__()
+        if not isinstance(module, Module):
+            raise TypeError(f"WeightNorm: module must be a fastnn Module, got {type(module).__name__}")
+        p = getattr(module, name, None)
+        if not isinstance(p, Parameter) or module._parameters.get(name) is not p:
+            raise ValueError(f"WeightNorm: {module!r} has no parameter named '{name}'")
+        if dim is not None:
+            dim = int(dim)
+            if not -p.data.ndim <= dim < p.data.ndim:
+                raise ValueError(f"WeightNorm: dim {dim} out of range for {name} of shape {p.shape}")
+            dim %= p.data.ndim
+        self.name, self.dim = name, dim
+        self.module = module
+        del module._parameters[name]  # w is derived from g and v now; the attribute stays for the layer's use
+        object.__setattr__(self, "_weight", p)  # not registered: not a parameter of the wrapper either
+        v = p.data.copy()
+        self.weight_g = Parameter(self._norm(v))
+        self.weight_v = Parameter(v)
+        self._cache = None
+
+    def _axes(self, ndim):
+        return tuple(a for a in range(ndim) if a != self.dim)
+
+    def _norm(self, v):
+        return np.sqrt(np.sum(v * v, axis=self._axes(v.ndim), keepdims=self.dim is not None))
+
+    def forward(self, *args, **kwargs):
+        g, v = self.weight_g.data, self.weight_v.data
+        norm = self._norm(v)
+        w = np.ascontiguousarray(g * (v / norm), dtype=v.dtype)
+        p = self._weight
+        p.data = w
+        if p._grad.shape != w.shape or p._grad.dtype != w.dtype:
+            p._grad = np.zeros_like(w)
+        p.requires_grad = self.weight_g.requires_grad or self.weight_v.requires_grad
+        self._cache = norm
+        return self.module.forward(*args, **kwargs)
+
+    def _map_gradient(self):
+        p, norm = self._weight, self._cache
+        if not p.requires_grad:
+            return
+        dw = p._grad
+        v = self.weight_v.data
+        u = v / norm
+        dg = np.sum(dw * u, axis=self._axes(v.ndim), keepdims=self.dim is not None)
+        for param, value in ((self.weight_g, dg),
+                             (self.weight_v, (self.weight_g.data / norm) * (dw - u * dg))):
+            if param.requires_grad:
+                buf, accumulate = param.grad_for_kernel()
+                if accumulate:
+                    buf += value
+                else:
+                    buf[...] = value
+
+    def backward(self, grad_output):
+        require_forward(self, self._cache)
+        self._weight.zero_grad()  # the inner layer writes dL/dw afresh; it is mapped to g and v below
+        dx = self.module.backward(grad_output)
+        self._map_gradient()
+        return dx
+
+    def backward_parameters(self, grad_output):
+        require_forward(self, self._cache)
+        self._weight.zero_grad()
+        self.module.backward_parameters(grad_output)
+        self._map_gradient()

@@ -1,0 +1,299 @@
+// Normalisation layers (SPEC K4, K9): batch norm, group norm (layer norm is its special case) and local
+// response norm, forward and backward. Row-major raw pointers, float or double; input viewed as
+// x[N, C, S] (S = product of the spatial sizes, 1 for (N, C) input).
+//
+// Bit-identical for any thread count and memory alignment: every reduction is summed in a fixed order that
+// depends only on the shapes — 8 partial sums by index (not by address) combined pairwise, in batch order —
+// and threads split work over independent outputs (channels, rows), never over a reduced axis. Square roots
+// and powers are scalar std:: calls (correctly rounded or at least deterministic), one per statistic.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/parallel.hpp"
+
+namespace fastnn {
+
+namespace norm_detail {
+
+constexpr int kLanes = 8;
+
+// Σ term(i) for i in [0, m), accumulated into 8 partials by index (vectorisable, alignment-independent).
+template <typename T>
+struct Lanes {
+  T v[kLanes] = {};
+  template <typename F>
+  void add(index_t m, F&& term) {
+    index_t i = 0;
+    for (; i + kLanes <= m; i += kLanes)
+      for (int k = 0; k < kLanes; ++k) v[k] += term(i + k);
+    for (int k = 0; i + k < m; ++k) v[k] += term(i + k);
+  }
+  T total() const { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
+};
+
+// out[c] = Σ_n Σ_s term(n, c, i) over x[N, C, S] with i = (n·C + c)·S + s, for every channel c; threads split
+// the channels. S == 1 ((N, C) input): row by row, vectorised across channels, each channel summed in batch
+// order (as dense_backward_bias).
+template <typename T, typename F>
+void channel_sums(index_t N, index_t C, index_t S, T* out, F&& term) {
+  if (S == 1) {
+    for_each_slice(C, 16, N * C, kParallelMinElements, [&](index_t c0, index_t cn) {
+      std::fill(out + c0, out + c0 + cn, T(0));
+      for (index_t n = 0; n < N; ++n)
+        for (index_t c = c0; c < c0 + cn; ++c) out[c] += term(n, c, n * C + c);
+    });
+    return;
+  }
+  for_each_slice(C, 1, N * C * S, kParallelMinElements, [&](index_t c0, index_t cn) {
+    for (index_t c = c0; c < c0 + cn; ++c) {
+      Lanes<T> acc;
+      for (index_t n = 0; n < N; ++n) {
+        const index_t base = (n * C + c) * S;
+        acc.add(S, [&](index_t s) { return term(n, c, base + s); });
+      }
+      out[c] = acc.total();
+    }
+  });
+}
+
+// fn(n, c, begin, count) over the (n, c) rows of S elements of x[N, C, S], split over threads.
+template <typename F>
+void for_each_row(index_t N, index_t C, index_t S, F&& fn) {
+  if (S == 1) {  // rows of one element: hand out whole samples instead
+    for_each_slice(N, 1, N * C, kParallelMinElements, [&](index_t n0, index_t nn) {
+      for (index_t n = n0; n < n0 + nn; ++n)
+        for (index_t c = 0; c < C; ++c) fn(n, c, (n * C + c), index_t(1));
+    });
+    return;
+  }
+  for_each_slice(N * C, 1, N * C * S, kParallelMinElements, [&](index_t r0, index_t rn) {
+    for (index_t r = r0; r < r0 + rn; ++r) fn(r / C, r % C, r * S, S);
+  });
+}
+
+}  // namespace norm_detail
+
+// Batch norm forward. Training (or no running statistics): per-channel batch mean and biased variance;
+// running statistics, when given, become (1 − m)·r + m·batch with the unbiased variance M/(M − 1)·σ²
+// (M = N·S), as PyTorch. Otherwise the running statistics normalise. Writes the statistics used to
+// mean_out[C] and invstd_out[C] = 1/√(var + eps) for backward. weight/bias may be null (affine=False).
+template <typename T>
+void batch_norm_forward(const T* x, const T* weight, const T* bias, T* running_mean, T* running_var, T* y,
+                        T* mean_out, T* invstd_out, index_t N, index_t C, index_t S, bool use_batch_stats,
+                        T momentum, T eps) {
+  using namespace norm_detail;
+  const index_t M = N * S;
+  if (use_batch_stats) {
+    channel_sums(N, C, S, mean_out, [&](index_t, index_t, index_t i) { return x[i]; });
+    for (index_t c = 0; c < C; ++c) mean_out[c] /= T(M);
+    std::vector<T> var(C);
+    channel_sums(N, C, S, var.data(), [&](index_t, index_t c, index_t i) {
+      const T d = x[i] - mean_out[c];
+      return d * d;
+    });
+    for (index_t c = 0; c < C; ++c) {
+      var[c] /= T(M);
+      invstd_out[c] = T(1) / std::sqrt(var[c] + eps);
+      if (running_mean) running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * mean_out[c];
+      if (running_var && M > 1)
+        running_var[c] = (T(1) - momentum) * running_var[c] + momentum * (var[c] * T(M) / T(M - 1));
+    }
+  } else {
+    for (index_t c = 0; c < C; ++c) {
+      mean_out[c] = running_mean[c];
+      invstd_out[c] = T(1) / std::sqrt(running_var[c] + eps);
+    }
+  }
+  for_each_row(N, C, S, [&](index_t, index_t c, index_t begin, index_t count) {
+    const T scale = weight ? weight[c] * invstd_out[c] : invstd_out[c];
+    const T shift = (bias ? bias[c] : T(0)) - mean_out[c] * scale;
+    const T* xr = x + begin;
+    T* yr = y + begin;
+    for (index_t s = 0; s < count; ++s) yr[s] = xr[s] * scale + shift;
+  });
+}
+
+// Batch norm backward from the statistics forward used (mean, invstd). dβ = Σ dy, dγ = Σ dy·x̂ with
+// x̂ = (x − mean)·invstd. Training: the full derivative through the batch statistics,
+// dx = γ·invstd·(dy − dβ/M − x̂·dγ/M); eval: dx = γ·invstd·dy. Parameter gradients are added
+// (accumulate) or overwrite; null pointers skip them (frozen parameters, no input gradient).
+template <typename T>
+void batch_norm_backward(const T* grad_y, const T* x, const T* mean, const T* invstd, const T* weight,
+                         T* grad_x, T* grad_weight, T* grad_bias, index_t N, index_t C, index_t S,
+                         bool training, bool accumulate_weight, bool accumulate_bias) {
+  using namespace norm_detail;
+  const index_t M = N * S;
+  const bool need_sums = grad_weight || grad_bias || (grad_x && training);
+  std::vector<T> sum_dy(C), sum_dy_xhat(C);
+  if (need_sums) {
+    channel_sums(N, C, S, sum_dy.data(), [&](index_t, index_t, index_t i) { return grad_y[i]; });
+    channel_sums(N, C, S, sum_dy_xhat.data(),
+                 [&](index_t, index_t c, index_t i) { return grad_y[i] * (x[i] - mean[c]); });
+    for (index_t c = 0; c < C; ++c) sum_dy_xhat[c] *= invstd[c];
+  }
+  for (index_t c = 0; c < C; ++c) {
+    if (grad_weight) grad_weight[c] = (accumulate_weight ? grad_weight[c] : T(0)) + sum_dy_xhat[c];
+    if (grad_bias) grad_bias[c] = (accumulate_bias ? grad_bias[c] : T(0)) + sum_dy[c];
+  }
+  if (!grad_x) return;
+  for_each_row(N, C, S, [&](index_t, index_t c, index_t begin, index_t count) {
+    const T g = (weight ? weight[c] : T(1)) * invstd[c];
+    const T* dy = grad_y + begin;
+    const T* xr = x + begin;
+    T* dx = grad_x + begin;
+    if (!training) {
+      for (index_t s = 0; s < count; ++s) dx[s] = g * dy[s];
+      return;
+    }
+    const T mu = mean[c], is = invstd[c], db = sum_dy[c] / T(M), dg = sum_dy_xhat[c] / T(M);
+    for (index_t s = 0; s < count; ++s) dx[s] = g * (dy[s] - db - (xr[s] - mu) * is * dg);
+  });
+}
+
+// Group norm over x[N, C, S] with G groups of C/G channels: each (sample, group) block of (C/G)·S contiguous
+// values is normalised by its own mean and biased variance, then scaled per channel by γ[c], shifted by
+// β[c]. Layer norm is the case N = rows, C = normalised size, S = 1, G = 1 (γ, β per element).
+// mean_out, invstd_out: [N, G].
+template <typename T>
+void group_norm_forward(const T* x, const T* weight, const T* bias, T* y, T* mean_out, T* invstd_out,
+                        index_t N, index_t C, index_t S, index_t G, T eps) {
+  using namespace norm_detail;
+  const index_t Cg = C / G, M = Cg * S;
+  for_each_slice(N * G, 1, N * C * S, kParallelMinElements, [&](index_t r0, index_t rn) {
+    for (index_t r = r0; r < r0 + rn; ++r) {
+      const T* xr = x + r * M;
+      Lanes<T> sum;
+      sum.add(M, [&](index_t i) { return xr[i]; });
+      const T mu = sum.total() / T(M);
+      Lanes<T> sq;
+      sq.add(M, [&](index_t i) {
+        const T d = xr[i] - mu;
+        return d * d;
+      });
+      const T is = T(1) / std::sqrt(sq.total() / T(M) + eps);
+      mean_out[r] = mu;
+      invstd_out[r] = is;
+      T* yr = y + r * M;
+      const index_t c0 = (r % G) * Cg;
+      for (index_t j = 0; j < Cg; ++j) {
+        const index_t c = c0 + j;
+        const T scale = weight ? weight[c] * is : is;
+        const T shift = (bias ? bias[c] : T(0)) - mu * scale;
+        for (index_t s = 0; s < S; ++s) yr[j * S + s] = xr[j * S + s] * scale + shift;
+      }
+    }
+  });
+}
+
+// Group norm backward: dγ[c] = Σ dy·x̂, dβ[c] = Σ dy over samples and positions; per (sample, group) block,
+// with d = γ·dy: dx = invstd·(d − mean(d) − x̂·mean(d·x̂)).
+template <typename T>
+void group_norm_backward(const T* grad_y, const T* x, const T* mean, const T* invstd, const T* weight,
+                         T* grad_x, T* grad_weight, T* grad_bias, index_t N, index_t C, index_t S, index_t G,
+                         bool accumulate_weight, bool accumulate_bias) {
+  using namespace norm_detail;
+  const index_t Cg = C / G, M = Cg * S;
+  auto xhat = [&](index_t n, index_t c, index_t i) {
+    const index_t r = n * G + c / Cg;
+    return (x[i] - mean[r]) * invstd[r];
+  };
+  if (grad_weight || grad_bias) {
+    std::vector<T> sums(C);
+    if (grad_weight) {
+      channel_sums(N, C, S, sums.data(), [&](index_t n, index_t c, index_t i) { return grad_y[i] * xhat(n, c, i); });
+      for (index_t c = 0; c < C; ++c) grad_weight[c] = (accumulate_weight ? grad_weight[c] : T(0)) + sums[c];
+    }
+    if (grad_bias) {
+      channel_sums(N, C, S, sums.data(), [&](index_t, index_t, index_t i) { return grad_y[i]; });
+      for (index_t c = 0; c < C; ++c) grad_bias[c] = (accumulate_bias ? grad_bias[c] : T(0)) + sums[c];
+    }
+  }
+  if (!grad_x) return;
+  for_each_slice(N * G, 1, N * C * S, kParallelMinElements, [&](index_t r0, index_t rn) {
+    for (index_t r = r0; r < r0 + rn; ++r) {
+      const T* xr = x + r * M;
+      const T* dy = grad_y + r * M;
+      T* dx = grad_x + r * M;
+      const T mu = mean[r], is = invstd[r];
+      const index_t c0 = (r % G) * Cg;
+      auto gamma = [&](index_t i) { return weight ? weight[c0 + i / S] : T(1); };
+      Lanes<T> sd, sdx;
+      sd.add(M, [&](index_t i) { return gamma(i) * dy[i]; });
+      sdx.add(M, [&](index_t i) { return gamma(i) * dy[i] * ((xr[i] - mu) * is); });
+      const T md = sd.total() / T(M), mdx = sdx.total() / T(M);
+      for (index_t j = 0; j < Cg; ++j) {
+        const T g = weight ? weight[c0 + j] : T(1);
+        for (index_t s = 0; s < S; ++s) {
+          const index_t i = j * S + s;
+          dx[i] = is * (g * dy[i] - md - (xr[i] - mu) * is * mdx);
+        }
+      }
+    }
+  });
+}
+
+// Local response norm across channels, PyTorch's formula: b_c = a_c / d_c^β with
+// d_c = k + α/n · Σ_{c' = c − ⌊n/2⌋}^{c + ⌊(n−1)/2⌋} a_c'² (channels outside [0, C) count as zero).
+// Computes d for sample n into d[C·S].
+namespace norm_detail {
+template <typename T>
+void lrn_denominator(const T* xn, T* d, index_t C, index_t S, index_t size, T alpha, T k) {
+  const index_t lo = size / 2, hi = (size - 1) / 2;
+  const T a = alpha / T(size);
+  for (index_t c = 0; c < C; ++c) {
+    T* dc = d + c * S;
+    std::fill(dc, dc + S, T(0));
+    for (index_t j = std::max<index_t>(0, c - lo); j <= std::min(C - 1, c + hi); ++j) {
+      const T* xj = xn + j * S;
+      for (index_t s = 0; s < S; ++s) dc[s] += xj[s] * xj[s];
+    }
+    for (index_t s = 0; s < S; ++s) dc[s] = k + a * dc[s];
+  }
+}
+}  // namespace norm_detail
+
+template <typename T>
+void lrn_forward(const T* x, T* y, index_t N, index_t C, index_t S, index_t size, T alpha, T beta, T k) {
+  for_each_slice(N, 1, N * C * S * size, kParallelMinElements, [&](index_t n0, index_t nn) {
+    std::vector<T> d(C * S);
+    for (index_t n = n0; n < n0 + nn; ++n) {
+      const T* xn = x + n * C * S;
+      T* yn = y + n * C * S;
+      norm_detail::lrn_denominator(xn, d.data(), C, S, size, alpha, k);
+      for (index_t i = 0; i < C * S; ++i) yn[i] = xn[i] * std::pow(d[i], -beta);
+    }
+  });
+}
+
+// dx_j = dy_j·d_j^−β − (2αβ/n)·a_j·Σ_{c: j in window(c)} dy_c·a_c·d_c^(−β−1).
+template <typename T>
+void lrn_backward(const T* grad_y, const T* x, T* grad_x, index_t N, index_t C, index_t S, index_t size,
+                  T alpha, T beta, T k) {
+  const index_t lo = size / 2, hi = (size - 1) / 2;
+  const T coef = T(2) * alpha * beta / T(size);
+  for_each_slice(N, 1, N * C * S * size, kParallelMinElements, [&](index_t n0, index_t nn) {
+    std::vector<T> d(C * S), t(C * S), acc(S);
+    for (index_t n = n0; n < n0 + nn; ++n) {
+      const T* xn = x + n * C * S;
+      const T* dyn = grad_y + n * C * S;
+      T* dxn = grad_x + n * C * S;
+      norm_detail::lrn_denominator(xn, d.data(), C, S, size, alpha, k);
+      for (index_t i = 0; i < C * S; ++i) {
+        const T p = std::pow(d[i], -beta);
+        t[i] = dyn[i] * xn[i] * p / d[i];
+        dxn[i] = dyn[i] * p;
+      }
+      // channel j is in the window of channels c = j − ⌊(n−1)/2⌋ .. j + ⌊n/2⌋
+      for (index_t j = 0; j < C; ++j) {
+        std::fill(acc.begin(), acc.end(), T(0));
+        for (index_t c = std::max<index_t>(0, j - hi); c <= std::min(C - 1, j + lo); ++c)
+          for (index_t s = 0; s < S; ++s) acc[s] += t[c * S + s];
+        for (index_t s = 0; s < S; ++s) dxn[j * S + s] -= coef * xn[j * S + s] * acc[s];
+      }
+    }
+  });
+}
+
+}  // namespace fastnn

@@ -2,3 +2,6 @@
 from .scalers import StandardScaler
 
 __all__ = ["StandardScaler"]
+from .preprocessing import MinMaxScaler, LogTransform, PCA, ZCA
+
+__all__ += ["MinMaxScaler", "LogTransform", "PCA", "ZCA"]

@@ -5,3 +5,6 @@ __all__ = ["StandardScaler"]
 from .preprocessing import MinMaxScaler, LogTransform, PCA, ZCA
 
 __all__ += ["MinMaxScaler", "LogTransform", "PCA", "ZCA"]
+from . import transforms  # augmentation: fastnn.data.transforms.RandomCrop(...), ...
+
+__all__ += ["transforms"]

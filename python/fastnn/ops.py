@@ -9,3 +9,4 @@ from ._core import (Activation, activation_forward, activation_backward, softmax
 from ._core import (batch_norm_forward, batch_norm_backward, layer_norm_forward,  # noqa: F401  (normalisation)
                     layer_norm_backward, group_norm_forward, group_norm_backward, local_response_norm_forward,
                     local_response_norm_backward)
+from ._core import rnn_forward, rnn_backward  # noqa: F401  (recurrent: one direction of one layer per call)

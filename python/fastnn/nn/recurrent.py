@@ -1,1 +1,283 @@
-__all__ = []
+"""Recurrent layers RNN, LSTM and GRU (SPEC L9, K5) with PyTorch's interface, parameter names and shapes, so a
+PyTorch state_dict loads as it is. Each direction of each layer runs the whole sequence in one C++ call
+(kernels/recurrent.hpp): no Python per time step.
+
+Shapes: input (T, N, I), or (N, T, I) with batch_first=True, or unbatched (T, I); output (T, N, D·H) (batch
+first: (N, T, D·H)); h_n (and c_n) (num_layers·D, N, H), D = 2 if bidirectional else 1.
+
+    out, h_n = gru(x, h0)                      # h0 None means zeros
+    out, (h_n, c_n) = lstm(x, (h0, c0))
+    dx = lstm.backward(grad_out, grad_hn, grad_cn)   # None means zeros; lstm.grad_hx = (dh0, dc0)
+
+Dropout: `dropout=p` drops the outputs of every layer but the last (PyTorch's), a fresh mask per element;
+`variational_dropout=p` drops the input of every layer with one mask per sequence shared by all time steps
+(Gal and Ghahramani; SPEC L6). Both only in training mode, both drawn from fastnn.random.generator().
+
+Training with fastnn.Trainer. The Trainer slices the FIRST axis of x as the batch and calls
+`model(xb)`, `loss(out, yb)`, `model.backward_parameters(loss.backward())`, so the model must map a batch to
+predictions. A sequence classifier reads the last time step and applies a Linear:
+
+    class Classifier(fnn.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = fnn.nn.LSTM(8, 64, batch_first=True)
+            self.head = fnn.nn.Linear(64, 10)
+        def forward(self, x):                     # x (N, T, I)
+            out, _ = self.rnn(x)
+            self._shape = out.shape
+            return self.head(out[:, -1])          # (N, classes)
+        def backward(self, g):
+            grad_out = np.zeros(self._shape, g.dtype)
+            grad_out[:, -1] = self.head.backward(g)
+            return self.rnn.backward(grad_out)
+
+With batch_first=False, either store the data as (N, T, I) and transpose inside forward (x.transpose(1, 0, 2),
+and transpose the input gradient back in backward), or simply build the layer with batch_first=True: the
+kernels run time-major either way, and batch_first only changes which axis the layer reads as batch.
+"""
+import math
+
+import numpy as np
+
+from .. import _core, init
+from ..random import generator
+from ._checks import as_float_array, require_forward
+from .module import Module, Parameter
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+class _RNNBase(Module):
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, variational_dropout=0.0):
+        super().__init__()
+        name = type(self).__name__
+        if int(input_size) <= 0 or int(hidden_size) <= 0 or int(num_layers) <= 0:
+            raise ValueError(f"{name}: input_size, hidden_size and num_layers must be positive, got "
+                             f"{input_size}, {hidden_size}, {num_layers}")
+        for what, p in (("dropout", dropout), ("variational_dropout", variational_dropout)):
+            if not 0.0 <= float(p) < 1.0:
+                raise ValueError(f"{name}: {what} must be in [0, 1), got {p}")
+        self.mode = mode
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+        self.dropout, self.variational_dropout = float(dropout), float(variational_dropout)
+        D, H, G = self.num_directions, self.hidden_size, _GATES[mode]
+        bound = 1.0 / math.sqrt(H)
+        cells = []
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else D * H
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                shapes = [("weight_ih", (G * H, in_k)), ("weight_hh", (G * H, H))]
+                if self.bias:
+                    shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
+                params = []
+                for pname, shape in shapes:  # PyTorch's order and init: every tensor U(±1/√H)
+                    p = Parameter(np.empty(shape, np.float32))
+                    init.uniform_(p, -bound, bound)
+                    setattr(self, pname + sfx, p)
+                    params.append(p)
+                cells.append(tuple(params) + (None, None) * (not self.bias))
+        self._cells = cells  # per (layer, direction): (w_ih, w_hh, b_ih, b_hh)
+        self._cache = None
+        self.grad_hx = None
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.mode == "RNN_RELU":
+            s += ", nonlinearity='relu'"
+        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("variational_dropout", 0.0)):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        return s
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _state(self, value, what, N, unbatched, dtype):
+        """An initial state (L·D, N, H) as a C-contiguous array of dtype, zeros for None."""
+        shape = (self.num_layers * self.num_directions, N, self.hidden_size)
+        if value is None:
+            return np.zeros(shape, dtype)
+        value = as_float_array(self, value, dtype, what)
+        expected = (shape[0], shape[2]) if unbatched else shape
+        if value.shape != expected:
+            raise ValueError(f"{self!r}: {what} must have shape {expected}, got {value.shape}")
+        return np.ascontiguousarray(value.reshape(shape))
+
+    def _mask(self, shape, p, dtype):
+        keep = generator().random(shape, dtype=np.float32) >= p
+        return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+    # -- forward -----------------------------------------------------------------------------------
+    def forward(self, x, hx=None):
+        dtype = self.weight_ih_l0.data.dtype
+        x = as_float_array(self, x, dtype)
+        if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
+            expected = "(N, T, I)" if self.batch_first else "(T, N, I)"
+            raise ValueError(f"{self!r}: expected input of shape {expected.replace('I', str(self.input_size))} "
+                             f"or unbatched (T, {self.input_size}), got {x.shape}")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        if not _core.all_finite(x):
+            raise ValueError(f"{self!r}: input of shape {x.shape} contains NaN or infinity")
+        T, N = x.shape[0], x.shape[1]
+        lstm = self.mode == "LSTM"
+        if lstm:
+            if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+                raise ValueError(f"{self!r}: hx must be a tuple (h0, c0)")
+            h0 = self._state(None if hx is None else hx[0], "h0", N, unbatched, dtype)
+            c0 = self._state(None if hx is None else hx[1], "c0", N, unbatched, dtype)
+        else:
+            h0 = self._state(hx, "h0", N, unbatched, dtype)
+            c0 = None
+        D, H = self.num_directions, self.hidden_size
+        train = self.training
+        h_n = np.empty_like(h0)
+        c_n = np.empty_like(h0) if lstm else None
+        layers = []
+        inp = x
+        for k in range(self.num_layers):
+            vmask = None
+            if train and self.variational_dropout > 0:
+                vmask = self._mask((N, inp.shape[2]), self.variational_dropout, dtype)
+                inp = inp * vmask
+            out = np.empty((T, N, D * H), dtype)
+            saved = []
+            for d in range(D):
+                idx = k * D + d
+                w_ih, w_hh, b_ih, b_hh = self._cells[idx]
+                hn, cn, s = _core.rnn_forward(self.mode, inp, w_ih.data, w_hh.data,
+                                              None if b_ih is None else b_ih.data,
+                                              None if b_hh is None else b_hh.data, h0[idx],
+                                              c0[idx] if lstm else None, out, d * H, d == 1)
+                h_n[idx] = hn
+                if lstm:
+                    c_n[idx] = cn
+                saved.append(s)
+            dmask = None
+            if train and self.dropout > 0 and k < self.num_layers - 1:
+                dmask = self._mask(out.shape, self.dropout, dtype)
+                out = out * dmask
+            layers.append((inp, saved, vmask, dmask))
+            inp = out
+        self._cache = (layers, unbatched, (T, N))
+        if unbatched:
+            out, h_n = out[:, 0], h_n[:, 0]
+            c_n = c_n[:, 0] if lstm else None
+        elif self.batch_first:
+            out = out.transpose(1, 0, 2)
+        return (out, (h_n, c_n)) if lstm else (out, h_n)
+
+    # -- backward ----------------------------------------------------------------------------------
+    def _grad_state(self, g, what, N, unbatched, dtype):
+        if g is None:
+            return None
+        return self._state(g, what, N, unbatched, dtype)
+
+    def _backward(self, grad_output, grad_hn, grad_cn, need_input_grad):
+        require_forward(self, self._cache)
+        layers, unbatched, (T, N) = self._cache
+        dtype = self.weight_ih_l0.data.dtype
+        D, H = self.num_directions, self.hidden_size
+        g = None
+        if grad_output is not None:
+            g = as_float_array(self, grad_output, dtype, "grad_output")
+            expected = (T, D * H) if unbatched else (N, T, D * H) if self.batch_first else (T, N, D * H)
+            if g.shape != expected:
+                raise ValueError(f"{self!r}: grad_output has shape {g.shape}, but the forward output had shape "
+                                 f"{expected}")
+            if unbatched:
+                g = g[:, None, :]
+            elif self.batch_first:
+                g = np.ascontiguousarray(g.transpose(1, 0, 2))
+        ghn = self._grad_state(grad_hn, "grad_hn", N, unbatched, dtype)
+        gcn = self._grad_state(grad_cn, "grad_cn", N, unbatched, dtype) if self.mode == "LSTM" else None
+        dh0 = np.empty((self.num_layers * D, N, H), dtype)
+        dc0 = np.empty_like(dh0) if self.mode == "LSTM" else None
+        for k in range(self.num_layers - 1, -1, -1):
+            inp, saved, vmask, _ = layers[k]
+            need_dx = k > 0 or need_input_grad
+            dx = np.empty(inp.shape, dtype) if need_dx else None
+            for d in range(D):
+                idx = k * D + d
+                w_ih, w_hh, b_ih, b_hh = self._cells[idx]
+                grads = []
+                for p in (w_ih, w_hh, b_ih, b_hh):  # frozen parameters get no gradient
+                    grads.append(p.grad_for_kernel() if p is not None and p.requires_grad else (None, True))
+                dh, dc = _core.rnn_backward(
+                    self.mode, inp, w_ih.data, w_hh.data, saved[d], g, d * H,
+                    None if ghn is None else ghn[idx], None if gcn is None else gcn[idx],
+                    grads[0][0], grads[1][0], grads[2][0], grads[3][0],
+                    grads[0][1], grads[1][1], grads[2][1], grads[3][1], d == 1, dx, d > 0)
+                dh0[idx] = dh
+                if dc0 is not None:
+                    dc0[idx] = dc
+            if dx is not None and vmask is not None:
+                dx *= vmask
+            if k > 0:
+                below_dmask = layers[k - 1][3]
+                g = dx if below_dmask is None else dx * below_dmask
+            else:
+                g = dx
+        if unbatched:
+            dh0 = dh0[:, 0]
+            dc0 = None if dc0 is None else dc0[:, 0]
+        self.grad_hx = (dh0, dc0) if self.mode == "LSTM" else dh0
+        if g is None:
+            return None
+        if unbatched:
+            return g[:, 0]
+        return g.transpose(1, 0, 2) if self.batch_first else g
+
+    def backward_parameters(self, grad_output, grad_hn=None, grad_cn=None):
+        self._backward(grad_output, grad_hn, grad_cn, False)
+
+
+class RNN(_RNNBase):
+    """Elman RNN: h_t = tanh(x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh) (nonlinearity='relu': max(·, 0))."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, variational_dropout=0.0):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, num_layers,
+                         bias, batch_first, dropout, bidirectional, variational_dropout)
+
+    def backward(self, grad_output, grad_hn=None):
+        return self._backward(grad_output, grad_hn, None, True)
+
+
+class LSTM(_RNNBase):
+    """LSTM with PyTorch's gates i, f, g, o: c_t = f⊙c_{t−1} + i⊙g, h_t = o⊙tanh(c_t).
+    forward(x, (h0, c0)) -> (output, (h_n, c_n))."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, variational_dropout=0.0):
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         variational_dropout)
+
+    def backward(self, grad_output, grad_hn=None, grad_cn=None):
+        return self._backward(grad_output, grad_hn, grad_cn, True)
+
+
+class GRU(_RNNBase):
+    """GRU with PyTorch's gates r, z, n: n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn)), h = (1 − z)⊙n + z⊙h."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, variational_dropout=0.0):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         variational_dropout)
+
+    def backward(self, grad_output, grad_hn=None):
+        return self._backward(grad_output, grad_hn, None, True)

@@ -8,3 +8,6 @@ __all__ += ["MinMaxScaler", "LogTransform", "PCA", "ZCA"]
 from . import transforms  # augmentation: fastnn.data.transforms.RandomCrop(...), ...
 
 __all__ += ["transforms"]
+from .batching import ArrayBatches, GeneratorBatches, BalancedSampler
+
+__all__ += ["ArrayBatches", "GeneratorBatches", "BalancedSampler"]

@@ -1,13 +1,9 @@
-"""Data helpers (SPEC D): preprocessing fitted on the training split and applied to any split."""
+"""Data helpers (SPEC D): preprocessing fitted on the training split and applied to any split; augmentation
+(fastnn.data.transforms); batching over arrays and over generators, label-balanced sampling."""
 from .scalers import StandardScaler
-
-__all__ = ["StandardScaler"]
 from .preprocessing import MinMaxScaler, LogTransform, PCA, ZCA
-
-__all__ += ["MinMaxScaler", "LogTransform", "PCA", "ZCA"]
-from . import transforms  # augmentation: fastnn.data.transforms.RandomCrop(...), ...
-
-__all__ += ["transforms"]
 from .batching import ArrayBatches, GeneratorBatches, BalancedSampler
+from . import transforms
 
-__all__ += ["ArrayBatches", "GeneratorBatches", "BalancedSampler"]
+__all__ = ["StandardScaler", "MinMaxScaler", "LogTransform", "PCA", "ZCA", "ArrayBatches", "GeneratorBatches",
+           "BalancedSampler", "transforms"]

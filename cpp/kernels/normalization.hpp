@@ -177,6 +177,17 @@ void group_norm_forward(const T* x, const T* weight, const T* bias, T* y, T* mea
       invstd_out[r] = is;
       T* yr = y + r * M;
       const index_t c0 = (r % G) * Cg;
+      if (S == 1) {  // one value per channel (layer norm): γ and β vary along the row
+        const T* w = weight ? weight + c0 : nullptr;
+        const T* b = bias ? bias + c0 : nullptr;
+        if (w && b)
+          for (index_t i = 0; i < M; ++i) yr[i] = (xr[i] - mu) * is * w[i] + b[i];
+        else if (w)
+          for (index_t i = 0; i < M; ++i) yr[i] = (xr[i] - mu) * is * w[i];
+        else
+          for (index_t i = 0; i < M; ++i) yr[i] = (xr[i] - mu) * is + (b ? b[i] : T(0));
+        continue;
+      }
       for (index_t j = 0; j < Cg; ++j) {
         const index_t c = c0 + j;
         const T scale = weight ? weight[c] * is : is;
@@ -195,41 +206,45 @@ void group_norm_backward(const T* grad_y, const T* x, const T* mean, const T* in
                          bool accumulate_weight, bool accumulate_bias) {
   using namespace norm_detail;
   const index_t Cg = C / G, M = Cg * S;
-  auto xhat = [&](index_t n, index_t c, index_t i) {
-    const index_t r = n * G + c / Cg;
-    return (x[i] - mean[r]) * invstd[r];
-  };
-  if (grad_weight || grad_bias) {
-    std::vector<T> sums(C);
-    if (grad_weight) {
-      channel_sums(N, C, S, sums.data(), [&](index_t n, index_t c, index_t i) { return grad_y[i] * xhat(n, c, i); });
-      for (index_t c = 0; c < C; ++c) grad_weight[c] = (accumulate_weight ? grad_weight[c] : T(0)) + sums[c];
-    }
-    if (grad_bias) {
-      channel_sums(N, C, S, sums.data(), [&](index_t, index_t, index_t i) { return grad_y[i]; });
-      for (index_t c = 0; c < C; ++c) grad_bias[c] = (accumulate_bias ? grad_bias[c] : T(0)) + sums[c];
-    }
+  std::vector<T> sums(C);
+  if (grad_weight) {
+    if (G == 1)  // layer norm: the statistics row is the sample (no division per element)
+      channel_sums(N, C, S, sums.data(),
+                   [&](index_t n, index_t, index_t i) { return grad_y[i] * ((x[i] - mean[n]) * invstd[n]); });
+    else
+      channel_sums(N, C, S, sums.data(), [&](index_t n, index_t c, index_t i) {
+        const index_t r = n * G + c / Cg;
+        return grad_y[i] * ((x[i] - mean[r]) * invstd[r]);
+      });
+    for (index_t c = 0; c < C; ++c) grad_weight[c] = (accumulate_weight ? grad_weight[c] : T(0)) + sums[c];
+  }
+  if (grad_bias) {
+    channel_sums(N, C, S, sums.data(), [&](index_t, index_t, index_t i) { return grad_y[i]; });
+    for (index_t c = 0; c < C; ++c) grad_bias[c] = (accumulate_bias ? grad_bias[c] : T(0)) + sums[c];
   }
   if (!grad_x) return;
   for_each_slice(N * G, 1, N * C * S, kParallelMinElements, [&](index_t r0, index_t rn) {
+    std::vector<T> gdy_buffer(weight ? M : 0);
     for (index_t r = r0; r < r0 + rn; ++r) {
       const T* xr = x + r * M;
       const T* dy = grad_y + r * M;
       T* dx = grad_x + r * M;
       const T mu = mean[r], is = invstd[r];
-      const index_t c0 = (r % G) * Cg;
-      auto gamma = [&](index_t i) { return weight ? weight[c0 + i / S] : T(1); };
-      Lanes<T> sd, sdx;
-      sd.add(M, [&](index_t i) { return gamma(i) * dy[i]; });
-      sdx.add(M, [&](index_t i) { return gamma(i) * dy[i] * ((xr[i] - mu) * is); });
-      const T md = sd.total() / T(M), mdx = sdx.total() / T(M);
-      for (index_t j = 0; j < Cg; ++j) {
-        const T g = weight ? weight[c0 + j] : T(1);
-        for (index_t s = 0; s < S; ++s) {
-          const index_t i = j * S + s;
-          dx[i] = is * (g * dy[i] - md - (xr[i] - mu) * is * mdx);
-        }
+      const T* gdy = dy;  // γ·dy
+      if (weight) {
+        const T* w = weight + (r % G) * Cg;
+        if (S == 1)
+          for (index_t i = 0; i < M; ++i) gdy_buffer[i] = w[i] * dy[i];
+        else
+          for (index_t j = 0; j < Cg; ++j)
+            for (index_t s = 0; s < S; ++s) gdy_buffer[j * S + s] = w[j] * dy[j * S + s];
+        gdy = gdy_buffer.data();
       }
+      Lanes<T> sd, sdx;
+      sd.add(M, [&](index_t i) { return gdy[i]; });
+      sdx.add(M, [&](index_t i) { return gdy[i] * ((xr[i] - mu) * is); });
+      const T md = sd.total() / T(M), mdx = sdx.total() / T(M);
+      for (index_t i = 0; i < M; ++i) dx[i] = is * (gdy[i] - md - (xr[i] - mu) * is * mdx);
     }
   });
 }

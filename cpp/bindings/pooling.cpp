@@ -1,5 +1,169 @@
+// Bindings of the pooling kernels (kernels/pooling.hpp): shapes checked, GIL released. 1-D pooling calls
+// these with H = 1. max_pool2d_forward returns (y, argmax) with argmax int32, the flat index in each plane.
+#include <cstdint>
+
+#include "bindings/array_args.hpp"
+#include "bindings/conv_args.hpp"
 #include "bindings/registry.hpp"
+#include "kernels/checks.hpp"
+#include "kernels/pooling.hpp"
 
 namespace fastnn::bind {
-void register_pooling(pybind11::module_& m) { (void)m; }
+
+namespace {
+
+ConvGeometry pool_geometry(const char* fn, const std::vector<index_t>& x, const py::object& kernel_size,
+                           const py::object& stride, const py::object& padding) {
+  require(x.size() == 4, std::string(fn) + ": input must be 4-D (N, C, H, W), got " + shape_str(x));
+  ConvGeometry g{};
+  g.batch = x[0], g.channels = x[1], g.height = x[2], g.width = x[3];
+  pair_arg(kernel_size, "kernel_size", 1, g.kernel_h, g.kernel_w);
+  if (stride.is_none()) {
+    g.stride_h = g.kernel_h, g.stride_w = g.kernel_w;
+  } else {
+    pair_arg(stride, "stride", 1, g.stride_h, g.stride_w);
+  }
+  pair_arg(padding, "padding", 0, g.pad_h, g.pad_w);
+  require(2 * g.pad_h <= g.kernel_h && 2 * g.pad_w <= g.kernel_w,
+          std::string(fn) + ": padding must be at most half the kernel size");
+  g.dilation_h = g.dilation_w = 1;
+  require_output(fn, shape_str(x), g, false);
+  return g;
+}
+
+py::tuple max_pool2d_forward_py(const py::array& x, const py::object& kernel_size, const py::object& stride,
+                                const py::object& padding) {
+  const ConvGeometry g = pool_geometry("max_pool2d_forward", shape_of(x), kernel_size, stride, padding);
+  require(g.height * g.width < (index_t(1) << 31), "max_pool2d_forward: planes over 2^31 elements");
+  return dispatch(float_dtype(x, "max_pool2d_forward input"), [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const T* px = in_ptr<T>(x, "max_pool2d_forward input");
+    auto y = empty_array<T>({g.batch, g.channels, g.out_h, g.out_w});
+    auto argmax = empty_array<std::int32_t>({g.batch, g.channels, g.out_h, g.out_w});
+    T* py_ = y.mutable_data();
+    std::int32_t* pa = argmax.mutable_data();
+    {
+      py::gil_scoped_release release;
+      max_pool2d_forward(px, py_, pa, g);
+    }
+    return py::make_tuple(y, argmax);
+  });
+}
+
+py::array max_pool2d_backward_py(const py::array& grad_y, const py::array& argmax,
+                                 const std::vector<index_t>& input_shape) {
+  require(input_shape.size() == 4 && grad_y.ndim() == 4, "max_pool2d_backward: shapes must be 4-D");
+  ConvGeometry g{};
+  g.batch = input_shape[0], g.channels = input_shape[1], g.height = input_shape[2], g.width = input_shape[3];
+  g.out_h = grad_y.shape(2), g.out_w = grad_y.shape(3);
+  require(grad_y.shape(0) == g.batch && grad_y.shape(1) == g.channels,
+          "max_pool2d_backward: grad_output " + shape_str(grad_y) + " does not match the input shape");
+  require_shape(argmax, {g.batch, g.channels, g.out_h, g.out_w}, "max_pool2d_backward argmax");
+  require(argmax.dtype().is(py::dtype::of<std::int32_t>()) && (argmax.flags() & py::array::c_style),
+          "max_pool2d_backward: argmax must be a C-contiguous int32 array");
+  const auto* pa = static_cast<const std::int32_t*>(argmax.data());
+  return dispatch(float_dtype(grad_y, "max_pool2d_backward grad_output"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* pdy = in_ptr<T>(grad_y, "max_pool2d_backward grad_output");
+    auto dx = empty_array<T>({g.batch, g.channels, g.height, g.width});
+    T* pdx = dx.mutable_data();
+    bool in_range = true;
+    {
+      py::gil_scoped_release release;
+      const index_t HW = g.height * g.width, count = g.batch * g.channels * g.plane();
+      for (index_t i = 0; i < count; ++i) in_range &= pa[i] >= 0 && pa[i] < HW;
+      if (in_range) max_pool2d_backward(pdy, pa, pdx, g);
+    }
+    require(in_range, "max_pool2d_backward: argmax index out of range");
+    return dx;
+  });
+}
+
+py::array avg_pool2d_forward_py(const py::array& x, const py::object& kernel_size, const py::object& stride,
+                                const py::object& padding) {
+  const ConvGeometry g = pool_geometry("avg_pool2d_forward", shape_of(x), kernel_size, stride, padding);
+  return dispatch(float_dtype(x, "avg_pool2d_forward input"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* px = in_ptr<T>(x, "avg_pool2d_forward input");
+    auto y = empty_array<T>({g.batch, g.channels, g.out_h, g.out_w});
+    T* py_ = y.mutable_data();
+    py::gil_scoped_release release;
+    avg_pool2d_forward(px, py_, g);
+    return y;
+  });
+}
+
+py::array avg_pool2d_backward_py(const py::array& grad_y, const std::vector<index_t>& input_shape,
+                                 const py::object& kernel_size, const py::object& stride, const py::object& padding) {
+  require(input_shape.size() == 4, "avg_pool2d_backward: input_shape must have 4 entries");
+  const ConvGeometry g = pool_geometry("avg_pool2d_backward", input_shape, kernel_size, stride, padding);
+  require_shape(grad_y, {g.batch, g.channels, g.out_h, g.out_w}, "avg_pool2d_backward grad_output");
+  return dispatch(float_dtype(grad_y, "avg_pool2d_backward grad_output"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* pdy = in_ptr<T>(grad_y, "avg_pool2d_backward grad_output");
+    auto dx = empty_array<T>({g.batch, g.channels, g.height, g.width});
+    T* pdx = dx.mutable_data();
+    py::gil_scoped_release release;
+    avg_pool2d_backward(pdy, pdx, g);
+    return dx;
+  });
+}
+
+ConvGeometry adaptive_geometry(const char* fn, const std::vector<index_t>& shape, const py::object& output_size) {
+  require(shape.size() == 4, std::string(fn) + ": input must be 4-D (N, C, H, W)");
+  ConvGeometry g{};
+  g.batch = shape[0], g.channels = shape[1], g.height = shape[2], g.width = shape[3];
+  pair_arg(output_size, "output_size", 1, g.out_h, g.out_w);
+  require(g.height >= 1 && g.width >= 1, std::string(fn) + ": empty input planes");
+  return g;
+}
+
+py::array adaptive_avg_pool2d_forward_py(const py::array& x, const py::object& output_size) {
+  const ConvGeometry g = adaptive_geometry("adaptive_avg_pool2d_forward", shape_of(x), output_size);
+  return dispatch(float_dtype(x, "adaptive_avg_pool2d_forward input"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* px = in_ptr<T>(x, "adaptive_avg_pool2d_forward input");
+    auto y = empty_array<T>({g.batch, g.channels, g.out_h, g.out_w});
+    T* py_ = y.mutable_data();
+    py::gil_scoped_release release;
+    adaptive_avg_pool2d_forward(px, py_, g);
+    return y;
+  });
+}
+
+py::array adaptive_avg_pool2d_backward_py(const py::array& grad_y, const std::vector<index_t>& input_shape) {
+  require(grad_y.ndim() == 4, "adaptive_avg_pool2d_backward: grad_output must be 4-D, got " + shape_str(grad_y));
+  const ConvGeometry g = adaptive_geometry("adaptive_avg_pool2d_backward", input_shape,
+                                           py::make_tuple(grad_y.shape(2), grad_y.shape(3)));
+  require_shape(grad_y, {g.batch, g.channels, g.out_h, g.out_w}, "adaptive_avg_pool2d_backward grad_output");
+  return dispatch(float_dtype(grad_y, "adaptive_avg_pool2d_backward grad_output"), [&](auto tag) -> py::array {
+    using T = decltype(tag);
+    const T* pdy = in_ptr<T>(grad_y, "adaptive_avg_pool2d_backward grad_output");
+    auto dx = empty_array<T>({g.batch, g.channels, g.height, g.width});
+    T* pdx = dx.mutable_data();
+    py::gil_scoped_release release;
+    adaptive_avg_pool2d_backward(pdy, pdx, g);
+    return dx;
+  });
+}
+
+}  // namespace
+
+void register_pooling(py::module_& m) {
+  m.def("max_pool2d_forward", &max_pool2d_forward_py, py::arg("x"), py::arg("kernel_size"),
+        py::arg("stride") = py::none(), py::arg("padding") = 0,
+        "(y, argmax) of max pooling over x [N, C, H, W]; argmax: int32 flat index h·W + w in each plane.");
+  m.def("max_pool2d_backward", &max_pool2d_backward_py, py::arg("grad_output"), py::arg("argmax"),
+        py::arg("input_shape"), "dx: each grad_output value added at its window's argmax.");
+  m.def("avg_pool2d_forward", &avg_pool2d_forward_py, py::arg("x"), py::arg("kernel_size"),
+        py::arg("stride") = py::none(), py::arg("padding") = 0,
+        "Average pooling, count_include_pad=True (divisor kh·kw), ceil_mode=False.");
+  m.def("avg_pool2d_backward", &avg_pool2d_backward_py, py::arg("grad_output"), py::arg("input_shape"),
+        py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
+  m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool2d_forward_py, py::arg("x"), py::arg("output_size"),
+        "PyTorch's adaptive average pooling; output_size 1 is the global average pool.");
+  m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward_py, py::arg("grad_output"),
+        py::arg("input_shape"));
+}
+
 }  // namespace fastnn::bind

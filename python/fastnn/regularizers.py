@@ -162,6 +162,8 @@ class Regularized:
         return loss
 
     def __getattr__(self, name):
+        if name == "optimizer":  # not yet set (copy/unpickle): no recursion
+            raise AttributeError(name)
         return getattr(self.optimizer, name)
 
     def __setattr__(self, name, value):  # opt.lr = ... reaches the wrapped optimizer

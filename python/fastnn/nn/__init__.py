@@ -1,7 +1,8 @@
 """Layers, activations, losses and containers. Arrays in and out are numpy.ndarray (float32 by default)."""
 from .module import Module, Parameter, Sequential
 from .linear import Linear, Identity, Flatten, Unflatten
-from .dropout import Dropout
+from .dropout import Dropout, Dropout2d
+from .shape import Reshape
 from .center_loss import CenterLoss
 # Each file lists its public names in __all__.
 from .activations import *  # noqa: F401,F403
@@ -14,5 +15,6 @@ from . import activations as _activations, losses as _losses, conv as _conv, poo
 from . import normalization as _normalization, recurrent as _recurrent
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Identity", "Flatten", "Unflatten", "Dropout", "CenterLoss",
+           "Dropout2d", "Reshape",
            *_activations.__all__, *_losses.__all__, *_conv.__all__, *_pooling.__all__, *_normalization.__all__,
            *_recurrent.__all__]

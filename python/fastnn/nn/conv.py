@@ -1,1 +1,184 @@
-__all__ = []
+"""Conv1d and Conv2d over kernels/conv.hpp: PyTorch's names, arguments, defaults and parameter shapes.
+
+Both run the 2-D kernel (1-D input (N, C, L) is (N, C, 1, L)), one C++ call per forward and per backward.
+In training mode the forward keeps its im2col matrix (a buffer reused from step to step) for the weight
+gradient. padding may be an int, a tuple, 'valid' or 'same' (stride 1; an odd total is padded one more at the
+end, as PyTorch does).
+"""
+import math
+
+import numpy as np
+
+from .. import _core, init
+from ._checks import as_float_array, check_grad_shape, require_forward
+from .module import Module, Parameter
+
+__all__ = ["Conv1d", "Conv2d"]
+
+
+def _tuple(module_name, name, value, n, minimum):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value),) * n
+    else:
+        try:
+            value = tuple(int(v) for v in value)
+        except TypeError:
+            raise TypeError(f"{module_name}: {name} must be an int or a tuple of {n} ints, got {value!r}") from None
+    if len(value) != n or min(value) < minimum:
+        raise ValueError(f"{module_name}: {name} must be an int or a tuple of {n} ints >= {minimum}, got {value!r}")
+    return value
+
+
+class _ConvNd(Module):
+    _dims = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros"):
+        super().__init__()
+        name, n = type(self).__name__, self._dims
+        in_channels, out_channels, groups = int(in_channels), int(out_channels), int(groups)
+        if in_channels <= 0 or out_channels <= 0 or groups <= 0:
+            raise ValueError(f"{name}: in_channels, out_channels and groups must be positive")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+                             f"divisible by groups ({groups})")
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"{name}: padding_mode={padding_mode!r} is not implemented (only 'zeros')")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _tuple(name, "kernel_size", kernel_size, n, 1)
+        self.stride = _tuple(name, "stride", stride, n, 1)
+        self.dilation = _tuple(name, "dilation", dilation, n, 1)
+        self.padding_mode = padding_mode
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"{name}: padding must be 'same', 'valid', an int or a tuple, got {padding!r}")
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError(f"{name}: padding='same' is not supported for strided convolutions")
+            self.padding = padding
+            totals = [0] * n if padding == "valid" else [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            self._pad = tuple(t // 2 for t in totals)
+            self._extra = tuple(t - t // 2 * 2 for t in totals)  # one more at the end where the total is odd
+        else:
+            self.padding = _tuple(name, "padding", padding, n, 0)
+            self._pad, self._extra = self.padding, (0,) * n
+        self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, np.float32))
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        fan_in = in_channels // groups * math.prod(self.kernel_size)
+        self.bias = Parameter(np.empty(out_channels, np.float32)) if bias else None
+        if bias:
+            init.default_bias_(self.bias, fan_in)
+        self._input = None
+        self._col = None  # im2col of the last forward's input, when kept for backward
+        self._col_buffer = None  # reused from step to step
+
+    def extra_repr(self):
+        n = self._dims
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}")
+        if isinstance(self.padding, str):
+            s += f", padding={self.padding}"
+        elif self.padding != (0,) * n:
+            s += f", padding={self.padding}"
+        if self.dilation != (1,) * n:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+    # 2-D views of the 1-D case: (N, C, L) -> (N, C, 1, L), sizes (k,) -> (1, k).
+    def _as2d(self, t, fill=1):
+        return t if self._dims == 2 else (fill,) + t
+
+    def _expected(self):
+        dims = "H, W" if self._dims == 2 else "L"
+        return f"(N, {self.in_channels}, {dims}) or ({self.in_channels}, {dims})"
+
+    def forward(self, x):
+        w = self.weight.data
+        x = as_float_array(self, x, w.dtype)
+        n = self._dims
+        unbatched = x.ndim == n + 1
+        if unbatched:
+            x = x[None]
+        if x.ndim != n + 2:
+            raise ValueError(f"{self!r}: expected input of shape {self._expected()}, got {x.shape}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{self!r}: expected {self.in_channels} input channels, got input of shape "
+                             f"{x.shape[1:] if unbatched else x.shape} with {x.shape[1]} channels")
+        spatial = x.shape[2:]
+        for size, k, p, e, d in zip(spatial, self.kernel_size, self._pad, self._extra, self.dilation):
+            if size + 2 * p + e < d * (k - 1) + 1:
+                raise ValueError(f"{self!r}: input of shape {x.shape[1:] if unbatched else x.shape} (padded by "
+                                 f"{self.padding}) is smaller than the "
+                                 f"{'dilated ' if d > 1 else ''}kernel {self.kernel_size}")
+        if any(self._extra):
+            x = np.pad(x, [(0, 0), (0, 0)] + [(0, e) for e in self._extra])
+        x4 = x if n == 2 else x[:, :, None, :]
+        ks = self._as2d(self.kernel_size)
+        col = None
+        pointwise = ks == (1, 1) and self.stride == (1,) * n and self._pad == (0,) * n
+        if self.training and not pointwise and self.weight.requires_grad:
+            Ho, Wo = (_core_out(s, k, st, p, d) for s, k, st, p, d in
+                      zip(x4.shape[2:], ks, self._as2d(self.stride), self._as2d(self._pad, 0), self._as2d(self.dilation)))
+            shape = (self.in_channels * math.prod(ks), x.shape[0] * Ho * Wo)
+            col = self._col_buffer
+            if col is None or col.shape != shape or col.dtype != w.dtype:
+                col = self._col_buffer = np.empty(shape, w.dtype)
+        try:
+            y = _core.conv2d_forward(x4, w.reshape(w.shape[:2] + ks), None if self.bias is None else self.bias.data,
+                                     self._as2d(self.stride), self._as2d(self._pad, 0), self._as2d(self.dilation),
+                                     self.groups, True, col)
+        except ValueError as e:
+            raise ValueError(f"{self!r}: {e} (input shape {x.shape})") from None
+        self._col = col
+        self._input, self._unbatched = x4, unbatched
+        self._out_shape = y.shape if n == 2 else (y.shape[0], y.shape[1], y.shape[3])
+        y = y if n == 2 else y.reshape(self._out_shape)
+        return y[0] if unbatched else y
+
+    def _backward(self, grad_output, need_input_grad):
+        x = self._input
+        require_forward(self, x)
+        g = as_float_array(self, grad_output, x.dtype, "grad_output")
+        if self._unbatched and g.ndim == self._dims + 1:
+            g = g[None]
+        check_grad_shape(self, g, self._out_shape)
+        w, b = self.weight, self.bias
+        ks = self._as2d(self.kernel_size)
+        gw, acc_w = w.grad_for_kernel() if w.requires_grad else (None, True)
+        gb, acc_b = b.grad_for_kernel() if b is not None and b.requires_grad else (None, True)
+        g4 = g if self._dims == 2 else g[:, :, None, :]
+        dx = _core.conv2d_backward(g4, x,
+                                   w.data.reshape(w.shape[:2] + ks), None if gw is None else gw.reshape(w.shape[:2] + ks),
+                                   gb, self._as2d(self.stride), self._as2d(self._pad, 0), self._as2d(self.dilation),
+                                   self.groups, need_input_grad, acc_w, acc_b, self._col if gw is not None else None)
+        if dx is None:
+            return None
+        if self._dims == 1:
+            dx = dx.reshape(dx.shape[0], dx.shape[1], dx.shape[3])
+        if any(self._extra):
+            dx = np.ascontiguousarray(dx[(slice(None), slice(None)) + tuple(slice(0, s - e) for s, e in
+                                                                             zip(dx.shape[2:], self._extra))])
+        return dx[0] if self._unbatched else dx
+
+    def backward(self, grad_output):
+        return self._backward(grad_output, True)
+
+    def backward_parameters(self, grad_output):
+        self._backward(grad_output, False)
+
+
+def _core_out(size, kernel, stride, pad, dilation):
+    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution over (N, C, L) or unbatched (C, L). weight [out, in/groups, k], bias [out]."""
+    _dims = 1
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution over (N, C, H, W) or unbatched (C, H, W). weight [out, in/groups, kh, kw], bias [out].
+    Initialised as PyTorch: kaiming_uniform(a=√5) weights, U(±1/√fan_in) bias."""
+    _dims = 2

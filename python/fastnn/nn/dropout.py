@@ -37,3 +37,42 @@ class Dropout(Module):
         g = np.asarray(grad_output)
         check_grad_shape(self, g, self._shape)
         return g if self._mask is None else g * self._mask
+
+
+class Dropout2d(Module):
+    """Channel dropout: at training, zero whole channels (each (n, c) plane) with probability p and scale the
+    rest by 1/(1−p); identity at eval. Input (N, C, H, W), or (C, H, W) for one sample."""
+
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"Dropout2d: p must be in [0, 1], got {p}")
+        self.p = float(p)
+        self.inplace = bool(inplace)  # accepted for PyTorch compatibility; outputs are always new arrays
+        self._mask = None
+        self._shape = None
+
+    def extra_repr(self):
+        return f"p={self.p}, inplace={self.inplace}"
+
+    def forward(self, x):
+        x = as_float_array(self, x, module_dtype(self, x))
+        if x.ndim not in (3, 4):
+            raise ValueError(f"{self!r}: expected input of shape (N, C, H, W) or (C, H, W), got {x.shape}")
+        self._shape = x.shape
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        planes = x.shape[:-2] + (1, 1)
+        if self.p == 1.0:
+            self._mask = np.zeros(planes, x.dtype)
+        else:
+            keep = generator().random(planes, dtype=np.float32) >= self.p
+            self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        return x * self._mask
+
+    def backward(self, grad_output):
+        require_forward(self, self._shape)
+        g = np.asarray(grad_output)
+        check_grad_shape(self, g, self._shape)
+        return g if self._mask is None else g * self._mask

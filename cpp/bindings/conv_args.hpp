@@ -1,0 +1,45 @@
+// Arguments shared by the convolution and pooling bindings: (h, w) pairs and output-size checks.
+#pragma once
+#include "bindings/array_args.hpp"
+#include <pybind11/stl.h>
+
+#include "kernels/im2col.hpp"
+
+#include <string>
+#include <vector>
+
+namespace fastnn::bind {
+
+// An int, or a sequence of two ints, as (h, w); each at least `minimum`.
+inline void pair_arg(const py::object& value, const char* name, index_t minimum, index_t& h, index_t& w) {
+  if (py::isinstance<py::int_>(value)) {
+    h = w = value.cast<index_t>();
+  } else {
+    auto seq = value.cast<std::vector<index_t>>();
+    require(seq.size() == 2, std::string(name) + " must be an int or a pair of ints");
+    h = seq[0], w = seq[1];
+  }
+  require(h >= minimum && w >= minimum,
+          std::string(name) + " must be >= " + std::to_string(minimum) + ", got (" + std::to_string(h) + ", " +
+              std::to_string(w) + ")");
+}
+
+// Sets g's output size; ValueError when the (dilated) kernel does not fit the padded input.
+inline void require_output(const char* fn, const std::string& input_shape, ConvGeometry& g, bool dilated) {
+  g.set_output_size();
+  require(g.out_h > 0 && g.out_w > 0,
+          std::string(fn) + ": input " + input_shape + " padded by (" + std::to_string(g.pad_h) + ", " +
+              std::to_string(g.pad_w) + ") is smaller than the " + (dilated ? "dilated " : "") + "kernel (" +
+              std::to_string(g.dilation_h * (g.kernel_h - 1) + 1) + ", " +
+              std::to_string(g.dilation_w * (g.kernel_w - 1) + 1) + ")");
+}
+
+inline std::string shape_str(const std::vector<index_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+inline std::vector<index_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+}  // namespace fastnn::bind

@@ -1,0 +1,237 @@
+// Convolution (SPEC K2) as GEMMs over the whole batch, NCHW; groups; 1-D is H = 1.
+//   forward:  col = im2col(x) [G·K, N·P];  Yg [Og, N·P] = Wg [Og, K] · colg;  y[n, o, :] = Y[o, n·P:(n+1)·P] + b
+//   backward: dY [O, N·P] (dy regrouped);  db = Σ dY rows;  dWg = dYg · colgᵀ;  dcolg = Wgᵀ · dYg;  dx = col2im(dcol)
+// with K = C/G·kh·kw, P = Ho·Wo. A 1×1, stride-1, unpadded convolution skips im2col: image n's column matrix
+// is x[n] itself, so each image is one GEMM straight into y (no copies at all).
+//
+// Reproducibility (kernels/parallel.hpp): GEMM outputs are split over threads on Eigen's panel boundaries;
+// the weight gradient, a reduction over N·P, is split into fixed chunks of columns whose partial products
+// are added in chunk order; every other sum runs in a fixed order. So the bits never depend on the thread
+// count or on where the arrays sit in memory.
+#pragma once
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "kernels/dense.hpp"
+#include "kernels/im2col.hpp"
+#include "kernels/parallel.hpp"
+
+namespace fastnn {
+
+namespace detail {
+
+// Column slices on multiples of Eigen's lhs panel and at least 24 wide, the tail going to the last slice:
+// every slice is then a real GEMM (Eigen sends products under 20 in total size, or one column wide, to other
+// code paths that sum in another order).
+template <typename T, typename Fn>
+void for_each_column_slice(index_t n, index_t work, Fn&& fn) {
+  constexpr index_t granule = kLhsPanel<T> * ((24 + kLhsPanel<T> - 1) / kLhsPanel<T>);
+  const index_t body = n / granule * granule;
+  if (body == 0) {
+    if (n > 0) fn(index_t(0), n);
+    return;
+  }
+  for_each_slice(body, granule, work, kParallelMinMacs, [&](index_t begin, index_t count) {
+    fn(begin, begin + count == body ? n - begin : count);
+  });
+}
+
+// Σ p[0..n) in 16 fixed lanes (lane = index mod 16), then the lanes in order: vectorised, and the same bits
+// wherever p sits in memory (unlike Eigen's sum(), whose order follows the alignment).
+template <typename T>
+T fixed_order_sum(const T* p, index_t n) {
+  constexpr index_t L = 16;
+  T acc[L] = {};
+  index_t i = 0;
+  for (; i + L <= n; i += L)
+    for (index_t j = 0; j < L; ++j) acc[j] += p[i + j];
+  for (index_t j = 0; i + j < n; ++j) acc[j] += p[i + j];
+  T s = 0;
+  for (index_t j = 0; j < L; ++j) s += acc[j];
+  return s;
+}
+
+template <typename T>
+std::unique_ptr<T[]> uninitialized(index_t n) {
+  return std::unique_ptr<T[]>(new T[std::max<index_t>(n, 1)]);
+}
+
+// Columns per chunk of the weight-gradient reduction: fixed, so partial sums never depend on threads.
+constexpr index_t kDepthChunk = 4096;
+
+// dst[i] (+)= Σ_c partial[c][i], chunks added in order.
+template <typename T>
+void reduce_partials(const T* partial, index_t chunks, index_t size, T* dst, bool accumulate) {
+  for (index_t i = 0; i < size; ++i) {
+    T s = partial[i];
+    for (index_t c = 1; c < chunks; ++c) s += partial[c * size + i];
+    dst[i] = accumulate ? dst[i] + s : s;
+  }
+}
+
+}  // namespace detail
+
+// Shapes: x [N, C, H, W], weight [O, C/G, kh, kw], bias [O] or null, y [N, O, Ho, Wo]. `col` is a
+// [G·K, N·P] buffer that receives im2col(x) (kept by the caller for the backward pass), or null.
+template <typename T>
+void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t out_channels,
+                    index_t groups, T* col) {
+  const index_t P = g.plane(), NP = g.columns(), O = out_channels, Og = O / groups;
+  const index_t Cg = g.channels / groups, K = Cg * g.kernel_h * g.kernel_w;
+  if (P == 0 || g.batch == 0) return;
+  if (g.is_pointwise()) {
+#pragma omp parallel for schedule(static) if (g.batch > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
+    for (index_t n = 0; n < g.batch; ++n) {
+      for (index_t gi = 0; gi < groups; ++gi) {
+        ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
+        ConstMatrixMap<T> X(x + (n * g.channels + gi * Cg) * P, Cg, P);
+        MatrixMap<T> Y(y + (n * O + gi * Og) * P, Og, P);
+        if (bias) {
+          for (index_t o = 0; o < Og; ++o) Y.row(o).setConstant(bias[gi * Og + o]);
+          Y.noalias() += W * X;
+        } else {
+          Y.noalias() = W * X;
+        }
+      }
+    }
+    return;
+  }
+  std::unique_ptr<T[]> own_col;
+  if (!col) {
+    own_col = detail::uninitialized<T>(groups * K * NP);
+    col = own_col.get();
+  }
+  im2col(x, col, g);
+  auto out = detail::uninitialized<T>(O * NP);
+  detail::for_each_column_slice<T>(NP, O * K * NP, [&](index_t begin, index_t count) {
+    for (index_t gi = 0; gi < groups; ++gi) {
+      ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
+      ConstStridedMatrixMap<T> C(col + gi * K * NP + begin, K, count, Eigen::OuterStride<>(NP));
+      StridedMatrixMap<T> Y(out.get() + gi * Og * NP + begin, Og, count, Eigen::OuterStride<>(NP));
+      Y.noalias() = W * C;
+    }
+  });
+  // [O, N·P] -> [N, O, P], adding the bias on the way.
+  const T* yt = out.get();
+#pragma omp parallel for schedule(static) if (O * NP >= kParallelMinElements && !omp_in_parallel())
+  for (index_t n = 0; n < g.batch; ++n) {
+    for (index_t o = 0; o < O; ++o) {
+      const T* src = yt + o * NP + n * P;
+      T* dst = y + (n * O + o) * P;
+      if (bias) {
+        const T b = bias[o];
+        for (index_t p = 0; p < P; ++p) dst[p] = src[p] + b;
+      } else {
+        std::memcpy(dst, src, sizeof(T) * P);
+      }
+    }
+  }
+}
+
+// Gradients of conv2d_forward. grad_weight / grad_bias / grad_x may each be null (frozen, or the first layer);
+// parameter gradients are added (accumulate) or overwritten. `col` holds im2col(x) from the forward pass, or
+// is null (recomputed here when needed).
+template <typename T>
+void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weight, T* grad_bias, T* grad_x,
+                     const ConvGeometry& g, index_t out_channels, index_t groups, const T* col,
+                     bool accumulate_weight, bool accumulate_bias) {
+  const index_t P = g.plane(), NP = g.columns(), O = out_channels, Og = O / groups;
+  const index_t Cg = g.channels / groups, K = Cg * g.kernel_h * g.kernel_w;
+  const index_t HW = g.height * g.width;
+  const bool pointwise = g.is_pointwise();
+
+  if (grad_bias) {
+    for (index_t o = 0; o < O; ++o) {
+      T s = 0;
+      for (index_t n = 0; n < g.batch; ++n) s += detail::fixed_order_sum(grad_y + (n * O + o) * P, P);
+      grad_bias[o] = accumulate_bias ? grad_bias[o] + s : s;
+    }
+  }
+  if (P == 0 || g.batch == 0) {
+    if (grad_weight && !accumulate_weight) std::fill(grad_weight, grad_weight + O * K, T(0));
+    if (grad_x) std::fill(grad_x, grad_x + g.batch * g.channels * HW, T(0));
+    return;
+  }
+
+  if (pointwise) {
+    if (grad_weight) {
+      // Chunks of whole images; within a chunk the per-image products are added in image order.
+      const index_t per_chunk = std::max<index_t>(1, detail::kDepthChunk / P);
+      const index_t chunks = (g.batch + per_chunk - 1) / per_chunk;
+      auto partial = detail::uninitialized<T>(chunks * O * K);
+#pragma omp parallel for schedule(static) if (chunks > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
+      for (index_t c = 0; c < chunks; ++c) {
+        for (index_t gi = 0; gi < groups; ++gi) {
+          MatrixMap<T> DW(partial.get() + c * O * K + gi * Og * K, Og, K);
+          for (index_t n = c * per_chunk; n < std::min(g.batch, (c + 1) * per_chunk); ++n) {
+            ConstMatrixMap<T> DY(grad_y + (n * O + gi * Og) * P, Og, P);
+            ConstMatrixMap<T> X(x + (n * g.channels + gi * Cg) * P, Cg, P);
+            if (n == c * per_chunk)
+              DW.noalias() = DY * X.transpose();
+            else
+              DW.noalias() += DY * X.transpose();
+          }
+        }
+      }
+      detail::reduce_partials(partial.get(), chunks, O * K, grad_weight, accumulate_weight);
+    }
+    if (grad_x) {
+#pragma omp parallel for schedule(static) if (g.batch > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
+      for (index_t n = 0; n < g.batch; ++n) {
+        for (index_t gi = 0; gi < groups; ++gi) {
+          ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
+          ConstMatrixMap<T> DY(grad_y + (n * O + gi * Og) * P, Og, P);
+          MatrixMap<T> DX(grad_x + (n * g.channels + gi * Cg) * P, Cg, P);
+          DX.noalias() = W.transpose() * DY;
+        }
+      }
+    }
+    return;
+  }
+
+  if (!grad_weight && !grad_x) return;
+  // dY [O, N·P]: the GEMMs' view of grad_y.
+  auto dyt = detail::uninitialized<T>(O * NP);
+#pragma omp parallel for schedule(static) if (O * NP >= kParallelMinElements && !omp_in_parallel())
+  for (index_t n = 0; n < g.batch; ++n)
+    for (index_t o = 0; o < O; ++o) std::memcpy(dyt.get() + o * NP + n * P, grad_y + (n * O + o) * P, sizeof(T) * P);
+
+  if (grad_weight) {
+    std::unique_ptr<T[]> own_col;
+    if (!col) {
+      own_col = detail::uninitialized<T>(groups * K * NP);
+      im2col(x, own_col.get(), g);
+      col = own_col.get();
+    }
+    const index_t chunks = (NP + detail::kDepthChunk - 1) / detail::kDepthChunk;
+    auto partial = detail::uninitialized<T>(chunks * O * K);
+#pragma omp parallel for schedule(static) if (chunks > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
+    for (index_t c = 0; c < chunks; ++c) {
+      const index_t begin = c * detail::kDepthChunk, count = std::min(detail::kDepthChunk, NP - begin);
+      for (index_t gi = 0; gi < groups; ++gi) {
+        ConstStridedMatrixMap<T> DY(dyt.get() + gi * Og * NP + begin, Og, count, Eigen::OuterStride<>(NP));
+        ConstStridedMatrixMap<T> C(col + gi * K * NP + begin, K, count, Eigen::OuterStride<>(NP));
+        MatrixMap<T> DW(partial.get() + c * O * K + gi * Og * K, Og, K);
+        DW.noalias() = DY * C.transpose();
+      }
+    }
+    detail::reduce_partials(partial.get(), chunks, O * K, grad_weight, accumulate_weight);
+  }
+
+  if (grad_x) {
+    auto dcol = detail::uninitialized<T>(groups * K * NP);
+    detail::for_each_column_slice<T>(NP, O * K * NP, [&](index_t begin, index_t count) {
+      for (index_t gi = 0; gi < groups; ++gi) {
+        ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
+        ConstStridedMatrixMap<T> DY(dyt.get() + gi * Og * NP + begin, Og, count, Eigen::OuterStride<>(NP));
+        StridedMatrixMap<T> DC(dcol.get() + gi * K * NP + begin, K, count, Eigen::OuterStride<>(NP));
+        DC.noalias() = W.transpose() * DY;
+      }
+    });
+    col2im(dcol.get(), grad_x, g);
+  }
+}
+
+}  // namespace fastnn

@@ -1,0 +1,123 @@
+// im2col / col2im over a whole batch (SPEC K2), NCHW; 1-D convolution is the case H = 1, kernel_h = 1.
+// The column matrix is [C·kh·kw, N·Ho·Wo], row-major: row (c·kh + i)·kw + j holds, for every image n and
+// output position p, the input value under kernel tap (i, j) of channel c (0 in the zero padding). Its
+// rows follow the weight layout [O, C/groups, kh, kw], so group g's rows are one block and a convolution
+// is one GEMM per group over all N·Ho·Wo columns (Caffe does one small GEMM per image instead).
+#pragma once
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/parallel.hpp"
+
+namespace fastnn {
+
+struct ConvGeometry {
+  index_t batch, channels, height, width;  // input N, C, H, W
+  index_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+  index_t out_h, out_w;
+
+  // Output size (H + 2P − D·(K − 1) − 1) / S + 1, rounded down; ≤ 0 when the dilated kernel does not fit.
+  static index_t output_size(index_t in, index_t kernel, index_t stride, index_t pad, index_t dilation) {
+    const index_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
+    return span < 0 ? 0 : span / stride + 1;
+  }
+  void set_output_size() {
+    out_h = output_size(height, kernel_h, stride_h, pad_h, dilation_h);
+    out_w = output_size(width, kernel_w, stride_w, pad_w, dilation_w);
+  }
+  index_t plane() const { return out_h * out_w; }                      // P = Ho·Wo
+  index_t columns() const { return batch * plane(); }                  // N·P
+  index_t rows() const { return channels * kernel_h * kernel_w; }      // C·kh·kw
+  // A 1×1, stride-1, unpadded convolution reads the input as it is: column matrix of image n = x[n].
+  bool is_pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0;
+  }
+};
+
+namespace detail {
+
+inline index_t div_ceil(index_t a, index_t b) { return (a + b - 1) / b; }
+
+// Output positions o in [lo, hi) read input o·stride + offset inside [0, size); the others read padding.
+inline void valid_range(index_t offset, index_t stride, index_t size, index_t out, index_t& lo, index_t& hi) {
+  lo = offset >= 0 ? 0 : div_ceil(-offset, stride);
+  hi = size - offset <= 0 ? 0 : div_ceil(size - offset, stride);
+  lo = std::min(lo, out);
+  hi = std::max(lo, std::min(hi, out));
+}
+
+// fn(n, c) for every image and channel; threaded over (n, c) pairs when the work is large. Each pair
+// writes its own memory, so the thread count never changes a result.
+template <typename Fn>
+void for_each_plane(index_t batch, index_t channels, index_t work, Fn&& fn) {
+  const index_t pairs = batch * channels;
+#pragma omp parallel for schedule(static) if (work >= kParallelMinElements && !omp_in_parallel())
+  for (index_t t = 0; t < pairs; ++t) fn(t / channels, t % channels);
+}
+
+}  // namespace detail
+
+// col [C·kh·kw, N·P] from x [N, C, H, W].
+template <typename T>
+void im2col(const T* x, T* col, const ConvGeometry& g) {
+  const index_t P = g.plane(), ld = g.columns(), Wo = g.out_w;
+  detail::for_each_plane(g.batch, g.channels, g.rows() * ld, [&](index_t n, index_t c) {
+    const T* plane = x + (n * g.channels + c) * g.height * g.width;
+    for (index_t i = 0; i < g.kernel_h; ++i) {
+      const index_t row_offset = i * g.dilation_h - g.pad_h;
+      for (index_t j = 0; j < g.kernel_w; ++j) {
+        const index_t col_offset = j * g.dilation_w - g.pad_w;
+        index_t lo, hi;
+        detail::valid_range(col_offset, g.stride_w, g.width, Wo, lo, hi);
+        T* dst = col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld + n * P;
+        for (index_t oh = 0; oh < g.out_h; ++oh, dst += Wo) {
+          const index_t ih = oh * g.stride_h + row_offset;
+          if (ih < 0 || ih >= g.height) {
+            std::fill(dst, dst + Wo, T(0));
+            continue;
+          }
+          const T* src = plane + ih * g.width + col_offset;
+          std::fill(dst, dst + lo, T(0));
+          if (g.stride_w == 1) {
+            std::memcpy(dst + lo, src + lo, sizeof(T) * (hi - lo));
+          } else {
+            for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride_w];
+          }
+          std::fill(dst + hi, dst + Wo, T(0));
+        }
+      }
+    }
+  });
+}
+
+// x [N, C, H, W] = the sum, over the taps that read each input value, of col [C·kh·kw, N·P] (the adjoint of
+// im2col). Overwrites x. Each (n, c) plane is summed in a fixed tap order: the same bits on any thread count.
+template <typename T>
+void col2im(const T* col, T* x, const ConvGeometry& g) {
+  const index_t P = g.plane(), ld = g.columns(), Wo = g.out_w;
+  detail::for_each_plane(g.batch, g.channels, g.rows() * ld, [&](index_t n, index_t c) {
+    T* plane = x + (n * g.channels + c) * g.height * g.width;
+    std::fill(plane, plane + g.height * g.width, T(0));
+    for (index_t i = 0; i < g.kernel_h; ++i) {
+      const index_t row_offset = i * g.dilation_h - g.pad_h;
+      for (index_t j = 0; j < g.kernel_w; ++j) {
+        const index_t col_offset = j * g.dilation_w - g.pad_w;
+        index_t lo, hi;
+        detail::valid_range(col_offset, g.stride_w, g.width, Wo, lo, hi);
+        const T* src = col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld + n * P;
+        for (index_t oh = 0; oh < g.out_h; ++oh, src += Wo) {
+          const index_t ih = oh * g.stride_h + row_offset;
+          if (ih < 0 || ih >= g.height) continue;
+          T* dst = plane + ih * g.width + col_offset;
+          if (g.stride_w == 1) {
+            for (index_t ow = lo; ow < hi; ++ow) dst[ow] += src[ow];
+          } else {
+            for (index_t ow = lo; ow < hi; ++ow) dst[ow * g.stride_w] += src[ow];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace fastnn

@@ -1,0 +1,193 @@
+// Pooling (SPEC K3), NCHW, one (n, c) plane per work item; 1-D is H = 1. Geometry as convolution
+// (kernels/im2col.hpp, dilation 1, ceil_mode off): windows start at o·stride − pad.
+//   max:      padding never wins (PyTorch pads with −inf); the first maximum in window order is kept, NaN
+//             propagates; argmax is the flat index h·W + w in the plane, and backward adds dy there.
+//   average:  count_include_pad (PyTorch's default): the sum over the window's in-bounds values / (kh·kw).
+//   adaptive: output cell i spans [⌊i·H/Ho⌋, ⌈(i+1)·H/Ho⌉), averaged over its size; output 1×1 is the global
+//             average pool.
+// Every output and every input gradient is summed in a fixed order on one thread: reproducible bits.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "kernels/conv.hpp"
+#include "kernels/im2col.hpp"
+
+namespace fastnn {
+
+namespace detail {
+
+// Window [begin, end) of output o along one axis, clipped to the input.
+inline void pool_window(index_t o, index_t kernel, index_t stride, index_t pad, index_t size, index_t& begin,
+                        index_t& end) {
+  begin = o * stride - pad;
+  end = std::min(begin + kernel, size);
+  begin = std::max(begin, index_t(0));
+}
+
+inline void adaptive_window(index_t o, index_t out, index_t size, index_t& begin, index_t& end) {
+  begin = o * size / out;
+  end = ((o + 1) * size + out - 1) / out;
+}
+
+}  // namespace detail
+
+template <typename T>
+void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeometry& g) {
+  const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;
+  const bool pairs = g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
+                     g.pad_w == 0;
+  detail::for_each_plane(g.batch, g.channels, g.batch * g.channels * H * W, [&](index_t n, index_t c) {
+    const index_t plane = n * g.channels + c;
+    const T* xp = x + plane * H * W;
+    T* yp = y + plane * Ho * Wo;
+    std::int32_t* ap = argmax + plane * Ho * Wo;
+    if (pairs) {  // the common 2×2/2 case, without the window bookkeeping
+      for (index_t oh = 0; oh < Ho; ++oh) {
+        const T* r0 = xp + 2 * oh * W;
+        const T* r1 = r0 + W;
+        for (index_t ow = 0; ow < Wo; ++ow) {
+          const index_t i = 2 * ow;
+          T best = r0[i];
+          index_t at = 2 * oh * W + i;
+          if (r0[i + 1] > best || std::isnan(r0[i + 1])) best = r0[i + 1], at = 2 * oh * W + i + 1;
+          if (r1[i] > best || std::isnan(r1[i])) best = r1[i], at = (2 * oh + 1) * W + i;
+          if (r1[i + 1] > best || std::isnan(r1[i + 1])) best = r1[i + 1], at = (2 * oh + 1) * W + i + 1;
+          yp[oh * Wo + ow] = best;
+          ap[oh * Wo + ow] = static_cast<std::int32_t>(at);
+        }
+      }
+      return;
+    }
+    for (index_t oh = 0; oh < Ho; ++oh) {
+      index_t h0, h1;
+      detail::pool_window(oh, g.kernel_h, g.stride_h, g.pad_h, H, h0, h1);
+      for (index_t ow = 0; ow < Wo; ++ow) {
+        index_t w0, w1;
+        detail::pool_window(ow, g.kernel_w, g.stride_w, g.pad_w, W, w0, w1);
+        T best = -std::numeric_limits<T>::infinity();
+        index_t at = h0 * W + w0;
+        for (index_t h = h0; h < h1; ++h)
+          for (index_t w = w0; w < w1; ++w) {
+            const T v = xp[h * W + w];
+            if (v > best || std::isnan(v)) best = v, at = h * W + w;
+          }
+        yp[oh * Wo + ow] = best;
+        ap[oh * Wo + ow] = static_cast<std::int32_t>(at);
+      }
+    }
+  });
+}
+
+// dx (overwritten) from dy and the forward's argmax.
+template <typename T>
+void max_pool2d_backward(const T* grad_y, const std::int32_t* argmax, T* grad_x, const ConvGeometry& g) {
+  const index_t HW = g.height * g.width, P = g.plane();
+  detail::for_each_plane(g.batch, g.channels, g.batch * g.channels * HW, [&](index_t n, index_t c) {
+    const index_t plane = n * g.channels + c;
+    T* dx = grad_x + plane * HW;
+    std::fill(dx, dx + HW, T(0));
+    const T* dy = grad_y + plane * P;
+    const std::int32_t* a = argmax + plane * P;
+    for (index_t p = 0; p < P; ++p) dx[a[p]] += dy[p];
+  });
+}
+
+template <typename T>
+void avg_pool2d_forward(const T* x, T* y, const ConvGeometry& g) {
+  const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;
+  const T scale = T(1) / T(g.kernel_h * g.kernel_w);
+  detail::for_each_plane(g.batch, g.channels, g.batch * g.channels * H * W, [&](index_t n, index_t c) {
+    const index_t plane = n * g.channels + c;
+    const T* xp = x + plane * H * W;
+    T* yp = y + plane * Ho * Wo;
+    for (index_t oh = 0; oh < Ho; ++oh) {
+      index_t h0, h1;
+      detail::pool_window(oh, g.kernel_h, g.stride_h, g.pad_h, H, h0, h1);
+      for (index_t ow = 0; ow < Wo; ++ow) {
+        index_t w0, w1;
+        detail::pool_window(ow, g.kernel_w, g.stride_w, g.pad_w, W, w0, w1);
+        T s = 0;
+        for (index_t h = h0; h < h1; ++h)
+          for (index_t w = w0; w < w1; ++w) s += xp[h * W + w];
+        yp[oh * Wo + ow] = s * scale;
+      }
+    }
+  });
+}
+
+template <typename T>
+void avg_pool2d_backward(const T* grad_y, T* grad_x, const ConvGeometry& g) {
+  const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;
+  const T scale = T(1) / T(g.kernel_h * g.kernel_w);
+  detail::for_each_plane(g.batch, g.channels, g.batch * g.channels * H * W, [&](index_t n, index_t c) {
+    const index_t plane = n * g.channels + c;
+    T* dx = grad_x + plane * H * W;
+    std::fill(dx, dx + H * W, T(0));
+    const T* dy = grad_y + plane * Ho * Wo;
+    for (index_t oh = 0; oh < Ho; ++oh) {
+      index_t h0, h1;
+      detail::pool_window(oh, g.kernel_h, g.stride_h, g.pad_h, H, h0, h1);
+      for (index_t ow = 0; ow < Wo; ++ow) {
+        index_t w0, w1;
+        detail::pool_window(ow, g.kernel_w, g.stride_w, g.pad_w, W, w0, w1);
+        const T d = dy[oh * Wo + ow] * scale;
+        for (index_t h = h0; h < h1; ++h)
+          for (index_t w = w0; w < w1; ++w) dx[h * W + w] += d;
+      }
+    }
+  });
+}
+
+// Output size g.out_h × g.out_w; kernel/stride/pad fields are unused.
+template <typename T>
+void adaptive_avg_pool2d_forward(const T* x, T* y, const ConvGeometry& g) {
+  const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;
+  detail::for_each_plane(g.batch, g.channels, g.batch * g.channels * H * W, [&](index_t n, index_t c) {
+    const index_t plane = n * g.channels + c;
+    const T* xp = x + plane * H * W;
+    T* yp = y + plane * Ho * Wo;
+    if (Ho == 1 && Wo == 1) {  // global average pool: one vectorised fixed-order sum
+      yp[0] = detail::fixed_order_sum(xp, H * W) / T(H * W);
+      return;
+    }
+    for (index_t oh = 0; oh < Ho; ++oh) {
+      index_t h0, h1;
+      detail::adaptive_window(oh, Ho, H, h0, h1);
+      for (index_t ow = 0; ow < Wo; ++ow) {
+        index_t w0, w1;
+        detail::adaptive_window(ow, Wo, W, w0, w1);
+        T s = 0;
+        for (index_t h = h0; h < h1; ++h)
+          for (index_t w = w0; w < w1; ++w) s += xp[h * W + w];
+        yp[oh * Wo + ow] = s / T((h1 - h0) * (w1 - w0));
+      }
+    }
+  });
+}
+
+template <typename T>
+void adaptive_avg_pool2d_backward(const T* grad_y, T* grad_x, const ConvGeometry& g) {
+  const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;
+  detail::for_each_plane(g.batch, g.channels, g.batch * g.channels * H * W, [&](index_t n, index_t c) {
+    const index_t plane = n * g.channels + c;
+    T* dx = grad_x + plane * H * W;
+    std::fill(dx, dx + H * W, T(0));
+    const T* dy = grad_y + plane * Ho * Wo;
+    for (index_t oh = 0; oh < Ho; ++oh) {
+      index_t h0, h1;
+      detail::adaptive_window(oh, Ho, H, h0, h1);
+      for (index_t ow = 0; ow < Wo; ++ow) {
+        index_t w0, w1;
+        detail::adaptive_window(ow, Wo, W, w0, w1);
+        const T d = dy[oh * Wo + ow] / T((h1 - h0) * (w1 - w0));
+        for (index_t h = h0; h < h1; ++h)
+          for (index_t w = w0; w < w1; ++w) dx[h * W + w] += d;
+      }
+    }
+  });
+}
+
+}  // namespace fastnn

@@ -1,0 +1,118 @@
+"""Direct nested-loop NumPy oracles for convolution and pooling (slow and obviously right), float64."""
+import numpy as np
+
+
+def _pair(v):
+    return (v, v) if np.isscalar(v) else tuple(v)
+
+
+def conv2d(x, w, b, stride=1, padding=0, dilation=1, groups=1):
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    N, C, H, W = x.shape
+    O, Cg, kh, kw = w.shape
+    xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((N, O, Ho, Wo))
+    Og = O // groups
+    for o in range(O):
+        c0 = (o // Og) * Cg
+        for oh in range(Ho):
+            for ow in range(Wo):
+                for c in range(Cg):
+                    for i in range(kh):
+                        for j in range(kw):
+                            y[:, o, oh, ow] += w[o, c, i, j] * xp[:, c0 + c, oh * sh + i * dh, ow * sw + j * dw]
+    if b is not None:
+        y += np.asarray(b, np.float64)[None, :, None, None]
+    return y
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
+    """(dx, dw, db) of conv2d."""
+    (sh, sw), (ph, pw), (dh, dw_) = _pair(stride), _pair(padding), _pair(dilation)
+    dy, x, w = (np.asarray(a, np.float64) for a in (dy, x, w))
+    N, C, H, W = x.shape
+    O, Cg, kh, kw = w.shape
+    xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    dxp = np.zeros_like(xp)
+    dwt = np.zeros_like(w)
+    Og = O // groups
+    for o in range(O):
+        c0 = (o // Og) * Cg
+        for oh in range(dy.shape[2]):
+            for ow in range(dy.shape[3]):
+                for c in range(Cg):
+                    for i in range(kh):
+                        for j in range(kw):
+                            h, v = oh * sh + i * dh, ow * sw + j * dw_
+                            dxp[:, c0 + c, h, v] += dy[:, o, oh, ow] * w[o, c, i, j]
+                            dwt[o, c, i, j] += np.dot(dy[:, o, oh, ow], xp[:, c0 + c, h, v])
+    return dxp[:, :, ph:ph + H, pw:pw + W], dwt, dy.sum(axis=(0, 2, 3))
+
+
+def _windows(H, W, k, s, p):
+    (kh, kw), (sh, sw), (ph, pw) = _pair(k), _pair(s), _pair(p)
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    for oh in range(Ho):
+        for ow in range(Wo):
+            cells = [(h, v) for h in range(oh * sh - ph, oh * sh - ph + kh) for v in range(ow * sw - pw, ow * sw - pw + kw)
+                     if 0 <= h < H and 0 <= v < W]
+            yield oh, ow, cells
+    return Ho, Wo
+
+
+def pool2d(x, kind, kernel_size, stride=None, padding=0):
+    """Max or average (count_include_pad) pooling; returns (y, dx_fn) where dx_fn(dy) is the input gradient."""
+    x = np.asarray(x, np.float64)
+    stride = kernel_size if stride is None else stride
+    (kh, kw), (sh, sw), (ph, pw) = _pair(kernel_size), _pair(stride), _pair(padding)
+    N, C, H, W = x.shape
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    y = np.zeros((N, C, Ho, Wo))
+    picks = []
+    for oh, ow, cells in _windows(H, W, kernel_size, stride, padding):
+        for n in range(N):
+            for c in range(C):
+                vals = [x[n, c, h, v] for h, v in cells]
+                if kind == "max":
+                    best = int(np.argmax(vals))  # first maximum
+                    y[n, c, oh, ow] = vals[best]
+                    picks.append((n, c, oh, ow, [cells[best]], 1.0))
+                else:
+                    y[n, c, oh, ow] = sum(vals) / (kh * kw)
+                    picks.append((n, c, oh, ow, cells, 1.0 / (kh * kw)))
+
+    def backward(dy):
+        dx = np.zeros_like(x)
+        for n, c, oh, ow, cells, scale in picks:
+            for h, v in cells:
+                dx[n, c, h, v] += dy[n, c, oh, ow] * scale
+        return dx
+
+    return y, backward
+
+
+def adaptive_avg_pool2d(x, output_size):
+    x = np.asarray(x, np.float64)
+    Ho, Wo = _pair(output_size)
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, Ho, Wo))
+    spans = []
+    for oh in range(Ho):
+        h0, h1 = oh * H // Ho, -(-(oh + 1) * H // Ho)
+        for ow in range(Wo):
+            w0, w1 = ow * W // Wo, -(-(ow + 1) * W // Wo)
+            y[:, :, oh, ow] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+            spans.append((oh, ow, h0, h1, w0, w1))
+
+    def backward(dy):
+        dx = np.zeros_like(x)
+        for oh, ow, h0, h1, w0, w1 in spans:
+            dx[:, :, h0:h1, w0:w1] += dy[:, :, oh, ow][:, :, None, None] / ((h1 - h0) * (w1 - w0))
+        return dx
+
+    return y, backward

@@ -321,7 +321,9 @@ class Sequential(Module):
 
     def forward(self, x):
         if not self.training:
-            plan = self._plan if self._plan is not None and self._plan.valid() else self._build_plan()
+            plan = self._plan  # None: not built yet; False: these layers have no fused plan
+            if plan is None or (plan and not plan.valid()):
+                plan = self._build_plan()
             if plan:
                 y = plan.forward(x)
                 if y is not None:

@@ -420,6 +420,42 @@ def test_weight_norm_gradients_finite_differences(dim):
     check_module_gradients(wn, r.standard_normal((5, 4)))
 
 
+@pytest.mark.skipif(not hasattr(fnn.nn, "Conv2d"), reason="Conv2d not available")
+def test_weight_norm_wraps_conv2d():
+    """Any layer whose weight has the output dimension first: g is (out, 1, 1, 1), as PyTorch."""
+    fnn.manual_seed(2)
+    wn = fnn.nn.WeightNorm(fnn.nn.Conv2d(2, 3, 3, padding=1))
+    assert wn.weight_g.shape == (3, 1, 1, 1) and wn.weight_v.shape == (3, 2, 3, 3)
+    check_module_gradients(wn, rng(5).standard_normal((2, 2, 4, 4)))
+
+
+def test_weight_norm_frozen_and_accumulating_gradients():
+    fnn.manual_seed(3)
+    wn = fnn.nn.WeightNorm(fnn.nn.Linear(4, 2)).double()
+    x, dy = rng(1).standard_normal((3, 4)), rng(2).standard_normal((3, 2))
+    wn(x)
+    wn.backward(dy)
+    g1, v1 = wn.weight_g.grad.copy(), wn.weight_v.grad.copy()
+    wn(x)
+    wn.backward(dy)  # no zero_grad: added
+    np.testing.assert_allclose(wn.weight_g.grad, 2 * g1, rtol=1e-12)
+    np.testing.assert_allclose(wn.weight_v.grad, 2 * v1, rtol=1e-12)
+    wn.zero_grad()
+    wn.weight_g.requires_grad = False
+    wn(x)
+    wn.backward(dy)
+    assert not wn.weight_g.grad.any()
+    np.testing.assert_allclose(wn.weight_v.grad, v1, rtol=1e-12)
+    wn.weight_v.requires_grad = False
+    wn.zero_grad()
+    wn(x)
+    dx = wn.backward(dy)
+    assert not wn.weight_v.grad.any() and dx.shape == (3, 4)
+    assert repr(wn) == "WeightNorm(Linear(4, 2), name='weight', dim=0)"
+    with pytest.raises(ValueError, match=r"WeightNorm\(Linear\(4, 2\).*before forward"):
+        fnn.nn.WeightNorm(fnn.nn.Linear(4, 2)).backward(dy)
+
+
 def test_weight_norm_linear_trains():
     fnn.manual_seed(0)
     r = rng(4)

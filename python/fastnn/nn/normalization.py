@@ -288,6 +288,9 @@ class WeightNorm(Module):
         self.weight_v = Parameter(v)
         self._cache = None
 
+    def __repr__(self):
+        return f"WeightNorm({self.module!r}, name={self.name!r}, dim={self.dim})"
+
     def _axes(self, ndim):
         return tuple(a for a in range(ndim) if a != self.dim)
 

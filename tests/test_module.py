@@ -137,3 +137,18 @@ def test_module_errors():
         fnn.nn.Module().backward(np.zeros(1))
     with pytest.raises(TypeError, match="not a Module"):
         fnn.nn.Sequential(fnn.nn.Linear(2, 2), "relu")
+
+
+def test_casting_keeps_state_dict_order():
+    class WithBuffer(fnn.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = fnn.nn.Parameter(np.zeros(3, np.float32))
+            self.register_buffer("running", np.zeros(3, np.float32))
+            self.register_buffer("count", np.zeros((), np.int64))
+
+    m = WithBuffer()
+    keys = list(m.state_dict())
+    m.double()
+    assert list(m.state_dict()) == keys == ["weight", "running", "count"]
+    assert m.running.dtype == np.float64 and m.count.dtype == np.int64

@@ -103,14 +103,17 @@ class Module:
             return
         if "_parameters" not in d:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        for registry in (self._parameters, self._modules, self._buffers):
-            registry.pop(name, None)
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            target = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
-        elif name in d.get("_buffer_names", ()):
-            self._buffers[name] = value
+            target = self._modules
+        else:
+            target = self._buffers if name in d.get("_buffer_names", ()) else None
+        for registry in (self._parameters, self._modules, self._buffers):
+            if registry is not target:
+                registry.pop(name, None)
+        if target is not None:
+            target[name] = value  # re-assigning keeps the name's place: state_dict order never changes
         if name not in d.get("_buffer_names", ()) and not isinstance(value, (Parameter, Module)):
             d["_registered"].discard(name)  # a plain value replaces a Parameter/Module: unregistered
         else:

@@ -8,11 +8,13 @@
 // output y is written with a row stride (the caller points it at its direction's columns of [T, N, D·H]).
 // A single step (T = 1) is the cell.
 //
-// Threads: one parallel region per call, split over hidden units (each thread owns columns j of every gate
-// block, so it applies the nonlinearities to gates it computed itself) with one barrier per time step. The
-// input projection of all steps is one GEMM per gate block at the start; the recurrent GEMM runs per step.
-// Slices start on Eigen's lhs panel boundaries (kernels/dense.hpp) and elementwise packets on multiples of
-// the SIMD width counted from column 0, so results are bit-identical for any thread count and alignment.
+// The input projection of all steps is one GEMM (X [T·N, I] · W_ihᵀ), as are dW_ih, dW_hh and dx in
+// backward; only the recurrent product runs per step, against a weight packed once per call.
+// Threads: the sequences of a batch are independent, so each thread runs all time steps for its slice of the
+// batch with no synchronisation between steps (a per-step barrier costs more than a step's GEMM as soon as
+// another process takes a core). The big GEMMs are split as in kernels/dense.hpp. Slices fall on the
+// micro-kernel's panels and elementwise packets on multiples of the SIMD width counted from column 0, so
+// results are bit-identical for any thread count and any alignment.
 #pragma once
 #include <Eigen/Core>
 #include <algorithm>
@@ -85,79 +87,92 @@ V tanh(const V& v) {
   }
 }
 
-// Threads pay off only when each step's recurrent GEMM is large: a step ends with a barrier, which costs
-// far more than a small GEMM as soon as another process takes a core.
-constexpr index_t kParallelMinStepMacs = 1 << 20;
-
-// A region of threads; fn(begin, count) gets each thread's slice of [0, n) (count may be 0; every thread
-// must still reach fn's barriers). One thread when the work per step is small.
-template <typename T, typename Fn>
-void parallel_hidden_slices(index_t n, index_t step_work, Fn&& fn) {
-  constexpr index_t granule = kLhsPanel<T>;
-  int threads = omp_get_max_threads();
-  if (step_work < kParallelMinStepMacs || n < 2 * granule || omp_in_parallel()) threads = 1;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    const index_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const index_t chunk = ((n + nt - 1) / nt + granule - 1) / granule * granule;
-    const index_t begin = std::min(n, t * chunk);
-    fn(begin, std::min(n, begin + chunk) - begin);
-  }
-}
-
-// out[:, cols] (+)= a · w[rows]ᵀ for `count` rows of w starting at `row`; out has row stride ld.
+// Recurrent products with the weight packed once per call. Eigen's GEMM repacks both operands on every call;
+// per time step that would copy all of W_hh (as large as the step's arithmetic). So the weight is packed
+// once into Eigen's panel format (gemm_pack_lhs) and each step packs only the small state (gemm_pack_rhs)
+// and runs Eigen's micro-kernel (gebp_kernel) on it. Column-major views of our row-major buffers:
+//   forward   gatesᵀ [G·H × n] += W_hh [G·H × H] · hᵀ [H × n]
+//   backward  dhᵀ    [H × n]   += W_hhᵀ [H × G·H] · dgatesᵀ [G·H × n]
 template <typename T>
-void gemm_nt_rows(const T* a, index_t m, index_t k, const T* w, index_t row, index_t count, const T* bias,
-                  T* out, index_t ld) {
-  ConstMatrixMap<T> A(a, m, k);
-  ConstMatrixMap<T> W(w + row * k, count, k);
-  StridedMatrixMap<T> Y(out, m, count, Eigen::OuterStride<>(ld));
-  if (bias) {
-    Y.rowwise() = ConstRowVectorMap<T>(bias + row, count);
-    Y.noalias() += A * W.transpose();
-  } else {
-    Y.noalias() = A * W.transpose();
+struct PackedWeight {
+  using Traits = Eigen::internal::gebp_traits<T, T>;
+  using Buffer = Eigen::Matrix<T, Eigen::Dynamic, 1>;  // aligned as the micro-kernel wants
+  Buffer block;
+  index_t rows, depth;
+
+  // A(i, k) = a[i·row_stride + k·col_stride]
+  PackedWeight(const T* a, index_t rows_, index_t depth_, bool row_major, index_t stride)
+      : block(rows_ * depth_ + 64), rows(rows_), depth(depth_) {
+    if (row_major) {
+      using Mapper = pk::const_blas_data_mapper<T, index_t, Eigen::RowMajor>;
+      pk::gemm_pack_lhs<T, index_t, Mapper, Traits::mr, Traits::LhsProgress, typename Traits::LhsPacket4Packing,
+                        Eigen::RowMajor> pack;
+      pack(block.data(), Mapper(a, stride), depth, rows);
+    } else {
+      using Mapper = pk::const_blas_data_mapper<T, index_t, Eigen::ColMajor>;
+      pk::gemm_pack_lhs<T, index_t, Mapper, Traits::mr, Traits::LhsProgress, typename Traits::LhsPacket4Packing,
+                        Eigen::ColMajor> pack;
+      pack(block.data(), Mapper(a, stride), depth, rows);
+    }
   }
+
+  // out(i, j) += A(i, :) · b[j·b_stride + :] for j < cols; out(i, j) = out[j·out_stride + i].
+  // packed_rhs holds depth·cols values.
+  void multiply_add(const T* b, index_t b_stride, index_t cols, T* out, index_t out_stride, T* packed_rhs) const {
+    using RhsMapper = pk::const_blas_data_mapper<T, index_t, Eigen::ColMajor>;
+    using ResMapper = pk::blas_data_mapper<T, index_t, Eigen::ColMajor>;
+    pk::gemm_pack_rhs<T, index_t, RhsMapper, Traits::nr, Eigen::ColMajor> pack;
+    pk::gebp_kernel<T, T, index_t, ResMapper, Traits::mr, Traits::nr> gebp;
+    pack(packed_rhs, RhsMapper(b, b_stride), depth, cols);
+    gebp(ResMapper(out, out_stride), block.data(), packed_rhs, rows, depth, cols, T(1));
+  }
+};
+
+// Sequences of a batch are independent: each thread runs every time step for its own slice of the batch, with
+// no synchronisation between steps. Slices are multiples of 8 sequences (the micro-kernel's column panels),
+// so every column goes through the same kernel path whatever the thread count.
+constexpr index_t kBatchGranule = 8;
+
+template <typename Fn>
+void parallel_batch_slices(index_t batch, index_t work, Fn&& fn) {
+  for_each_slice(batch, kBatchGranule, work, kParallelMinMacs, std::forward<Fn>(fn));
 }
 
 }  // namespace rnn_detail
 
 // One direction of one layer over the whole sequence. h0 [N, H] and c0 (LSTM) are required; y rows have
-// stride y_stride; h_n/c_n [N, H] receive the final state. `scratch` holds N·G·H values.
+// stride y_stride; h_n/c_n [N, H] receive the final state. `scratch` holds N·G·H values (the recurrent part
+// of the gates at the current step).
 template <typename T>
 void rnn_forward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
                  const T* h0, const T* c0, T* y, index_t y_stride, T* h_n, T* c_n, RnnSaved<T> saved, T* scratch,
                  index_t steps, index_t batch, index_t input_size, index_t hidden, bool reverse) {
   using namespace rnn_detail;
   const index_t G = rnn_gate_count(mode), GH = G * hidden, H = hidden, N = batch;
-  parallel_hidden_slices<T>(H, N * GH * H, [&](index_t begin, index_t count) {
+  // Input projection of every step at once, written where the gates will be.
+  dense_forward(x, w_ih, b_ih, saved.gates, steps * N, input_size, GH);
+  const PackedWeight<T> W(w_hh, GH, H, true, H);
+  parallel_batch_slices(N, steps * N * GH * H, [&](index_t begin, index_t count) {
     const index_t end = begin + count;
-    if (count > 0) {
-      // Input projection of every step for this thread's columns, written where the gates will be.
-      for (index_t g = 0; g < G; ++g)
-        gemm_nt_rows(x, steps * N, input_size, w_ih, g * H + begin, count, b_ih, saved.gates + g * H + begin, GH);
-    }
+    typename PackedWeight<T>::Buffer packed_h(H * count + 64);
     for (index_t s = 0; s < steps; ++s) {
       const index_t t = reverse ? steps - 1 - s : s;
       T* hp = saved.hprev + t * N * H;
       T* cp = mode == RnnMode::lstm ? saved.cprev + t * N * H : nullptr;
       if (s == 0) {
-        for (index_t n = 0; n < N; ++n) {
-          std::copy(h0 + n * H + begin, h0 + n * H + end, hp + n * H + begin);
-          if (cp) std::copy(c0 + n * H + begin, c0 + n * H + end, cp + n * H + begin);
-        }
-#pragma omp barrier
+        std::copy(h0 + begin * H, h0 + end * H, hp + begin * H);
+        if (cp) std::copy(c0 + begin * H, c0 + end * H, cp + begin * H);
       }
-      if (count > 0) {
-        for (index_t g = 0; g < G; ++g)
-          gemm_nt_rows(hp, N, H, w_hh, g * H + begin, count, b_hh, scratch + g * H + begin, GH);
+      for (index_t n = begin; n < end; ++n) {  // recurrent part = b_hh + W_hh·h
+        if (b_hh) std::copy(b_hh, b_hh + GH, scratch + n * GH); else std::fill(scratch + n * GH, scratch + (n + 1) * GH, T(0));
       }
+      W.multiply_add(hp + begin * H, H, count, scratch + begin * GH, GH, packed_h.data());
       const bool last = s + 1 == steps;
       const index_t t_next = reverse ? t - 1 : t + 1;
       T* hn_dst = last ? h_n : saved.hprev + t_next * N * H;
       T* cn_dst = mode != RnnMode::lstm ? nullptr : last ? c_n : saved.cprev + t_next * N * H;
       T* gt = saved.gates + t * N * GH;
-      for (index_t n = 0; n < N; ++n) {
+      for (index_t n = begin; n < end; ++n) {
         T* gx = gt + n * GH;              // input part, becomes the activated gates
         const T* gh = scratch + n * GH;   // recurrent part
         T* yrow = y + (t * N + n) * y_stride;
@@ -166,7 +181,7 @@ void rnn_forward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, const T
         switch (mode) {
           case RnnMode::rnn_tanh:
           case RnnMode::rnn_relu:
-            for_columns<T>(begin, end, [&](index_t j, auto tag) {
+            for_columns<T>(0, H, [&](index_t j, auto tag) {
               using V = decltype(tag);
               const V pre = pk::padd(load<V>(gx + j), load<V>(gh + j));
               const V h = mode == RnnMode::rnn_tanh ? rnn_detail::tanh(pre) : pk::pmax(pre, splat(pre, T(0)));
@@ -179,7 +194,7 @@ void rnn_forward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, const T
             const T* crow = cp + n * H;
             T* cout = cn_dst + n * H;
             T* tc = saved.aux + (t * N + n) * H;
-            for_columns<T>(begin, end, [&](index_t j, auto tag) {
+            for_columns<T>(0, H, [&](index_t j, auto tag) {
               using V = decltype(tag);
               const V i = sigmoid(pk::padd(load<V>(gx + j), load<V>(gh + j)));
               const V f = sigmoid(pk::padd(load<V>(gx + H + j), load<V>(gh + H + j)));
@@ -201,7 +216,7 @@ void rnn_forward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, const T
           }
           case RnnMode::gru: {
             T* hn_saved = saved.aux + (t * N + n) * H;
-            for_columns<T>(begin, end, [&](index_t j, auto tag) {
+            for_columns<T>(0, H, [&](index_t j, auto tag) {
               using V = decltype(tag);
               const V r = sigmoid(pk::padd(load<V>(gx + j), load<V>(gh + j)));
               const V z = sigmoid(pk::padd(load<V>(gx + H + j), load<V>(gh + H + j)));
@@ -220,7 +235,6 @@ void rnn_forward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, const T
           }
         }
       }
-#pragma omp barrier
     }
   });
 }
@@ -239,20 +253,20 @@ void rnn_backward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, RnnSav
   const index_t G = rnn_gate_count(mode), GH = G * hidden, H = hidden, N = batch;
   // GRU's recurrent gradient differs from the input one in the n block (r⊙ · ); the others share dgates.
   T* dgh = mode == RnnMode::gru ? dgates_h : dgates;
-  parallel_hidden_slices<T>(H, N * GH * H, [&](index_t begin, index_t count) {
+  const PackedWeight<T> W(w_hh, H, GH, false, H);  // W_hhᵀ
+  parallel_batch_slices(N, steps * N * GH * H, [&](index_t begin, index_t count) {
     const index_t end = begin + count;
-    for (index_t n = 0; n < N; ++n) {
-      for (index_t j = begin; j < end; ++j) {
-        dh[n * H + j] = dh_n ? dh_n[n * H + j] : T(0);
-        if (mode == RnnMode::lstm) dc[n * H + j] = dc_n ? dc_n[n * H + j] : T(0);
-      }
+    typename PackedWeight<T>::Buffer packed_dg(GH * count + 64);
+    for (index_t k = begin * H; k < end * H; ++k) {
+      dh[k] = dh_n ? dh_n[k] : T(0);
+      if (mode == RnnMode::lstm) dc[k] = dc_n ? dc_n[k] : T(0);
     }
     for (index_t s = steps - 1; s >= 0; --s) {
       const index_t t = reverse ? steps - 1 - s : s;
       const T* gt = saved.gates + t * N * GH;
       T* dgt = dgates + t * N * GH;
       T* dght = dgh + t * N * GH;
-      for (index_t n = 0; n < N; ++n) {
+      for (index_t n = begin; n < end; ++n) {
         const T* gr = gt + n * GH;
         T* dg = dgt + n * GH;
         T* dhrow = dh + n * H;
@@ -265,7 +279,7 @@ void rnn_backward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, RnnSav
         switch (mode) {
           case RnnMode::rnn_tanh:
           case RnnMode::rnn_relu:
-            for_columns<T>(begin, end, [&](index_t j, auto tag) {
+            for_columns<T>(0, H, [&](index_t j, auto tag) {
               using V = decltype(tag);
               const V d = dh_total(j, tag), h = load<V>(gr + j);
               const V deriv = mode == RnnMode::rnn_tanh
@@ -278,7 +292,7 @@ void rnn_backward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, RnnSav
             T* dcrow = dc + n * H;
             const T* cprow = saved.cprev + (t * N + n) * H;
             const T* tcrow = saved.aux + (t * N + n) * H;
-            for_columns<T>(begin, end, [&](index_t j, auto tag) {
+            for_columns<T>(0, H, [&](index_t j, auto tag) {
               using V = decltype(tag);
               const V one = splat(tag, T(1));
               const V d = dh_total(j, tag);
@@ -297,7 +311,7 @@ void rnn_backward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, RnnSav
             T* dghrow = dght + n * GH;
             const T* hprow = saved.hprev + (t * N + n) * H;
             const T* hnrow = saved.aux + (t * N + n) * H;
-            for_columns<T>(begin, end, [&](index_t j, auto tag) {
+            for_columns<T>(0, H, [&](index_t j, auto tag) {
               using V = decltype(tag);
               const V one = splat(tag, T(1));
               const V d = dh_total(j, tag);
@@ -317,22 +331,12 @@ void rnn_backward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, RnnSav
           }
         }
       }
-#pragma omp barrier
-      if (count > 0) {  // dh[:, slice] (+)= dgates_h[t] · W_hh[:, slice]
-        ConstMatrixMap<T> D(dght, N, GH);
-        ConstStridedMatrixMap<T> W(w_hh + begin, GH, count, Eigen::OuterStride<>(H));
-        StridedMatrixMap<T> DH(dh + begin, N, count, Eigen::OuterStride<>(H));
-        if (mode == RnnMode::gru)
-          DH.noalias() += D * W;
-        else
-          DH.noalias() = D * W;
-      }
-      // The next step's elementwise phase reads only this thread's columns of dh: no barrier needed here.
+      // dh[rows] (+)= dgates_h[t, rows] · W_hh (GRU keeps the direct path z⊙dh written above)
+      if (mode != RnnMode::gru) std::fill(dh + begin * H, dh + end * H, T(0));
+      W.multiply_add(dght + begin * GH, GH, count, dh + begin * H, H, packed_dg.data());
     }
-    for (index_t n = 0; n < N; ++n) {
-      std::copy(dh + n * H + begin, dh + n * H + end, dh0 + n * H + begin);
-      if (mode == RnnMode::lstm) std::copy(dc + n * H + begin, dc + n * H + end, dc0 + n * H + begin);
-    }
+    std::copy(dh + begin * H, dh + end * H, dh0 + begin * H);
+    if (mode == RnnMode::lstm) std::copy(dc + begin * H, dc + end * H, dc0 + begin * H);
   });
   const index_t rows = steps * N;
   if (dw_ih) dense_backward_weight(dgates, x, dw_ih, rows, input_size, GH, acc_w_ih);
@@ -342,12 +346,12 @@ void rnn_backward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, RnnSav
   if (dx) {
     for_each_slice(rows, kLhsPanel<T>, rows * input_size * GH, kParallelMinMacs, [&](index_t b, index_t c) {
       ConstMatrixMap<T> D(dgates + b * GH, c, GH);
-      ConstMatrixMap<T> W(w_ih, GH, input_size);
+      ConstMatrixMap<T> Wih(w_ih, GH, input_size);
       MatrixMap<T> DX(dx + b * input_size, c, input_size);
       if (acc_dx)
-        DX.noalias() += D * W;
+        DX.noalias() += D * Wih;
       else
-        DX.noalias() = D * W;
+        DX.noalias() = D * Wih;
     });
   }
 }

@@ -380,3 +380,15 @@ def test_bad_input_errors_name_layer_and_shapes():
     with pytest.raises(ValueError, match="rnn_forward"):
         fnn.ops.rnn_forward("LSTM", x, np.zeros((64, 8), np.float32), np.zeros((64, 15), np.float32), None, None,
                             np.zeros((3, 16), np.float32), np.zeros((3, 16), np.float32), np.zeros((5, 3, 16)))
+
+
+def test_save_load_round_trip(tmp_path):
+    fnn.manual_seed(0)
+    m = fnn.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True, variational_dropout=0.2)
+    fnn.save(m, str(tmp_path / "gru.fnn"))
+    m2 = fnn.load(str(tmp_path / "gru.fnn"))
+    assert repr(m2) == repr(m)
+    x = rng().standard_normal((2, 5, 3)).astype(np.float32)
+    m.eval()
+    m2.eval()
+    np.testing.assert_array_equal(m(x)[0], m2(x)[0])

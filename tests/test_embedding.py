@@ -1,0 +1,125 @@
+"""Embedding and EmbeddingBag (SPEC L8): loop oracles, finite differences, padding, lazy zero_grad, errors."""
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from harness import numeric_gradient, rng
+
+
+def bag_oracle(weight, bags, mode, padding_idx=None, weights=None):
+    out = np.zeros((len(bags), weight.shape[1]))
+    for b, bag in enumerate(bags):
+        rows = [(weight[i] * (1.0 if weights is None else weights[b][k])) for k, i in enumerate(bag)
+                if i != padding_idx]
+        if rows:
+            out[b] = np.sum(rows, axis=0) / (len(rows) if mode == "mean" else 1)
+    return out
+
+
+def test_embedding_lookup_and_gradient_with_repeats():
+    fnn.manual_seed(0)
+    emb = fnn.nn.Embedding(7, 3)
+    x = np.array([[1, 4, 1], [6, 1, 0]])
+    y = emb(x)
+    assert y.shape == (2, 3, 3) and y.dtype == np.float32
+    np.testing.assert_array_equal(y[0, 1], emb.weight.data[4])
+    g = rng().standard_normal(y.shape).astype(np.float32)
+    emb.zero_grad()
+    assert emb.backward(g) is None
+    expected = np.zeros((7, 3))
+    for pos, i in np.ndenumerate(x):
+        expected[i] += g[pos]
+    np.testing.assert_allclose(emb.weight.grad, expected, rtol=1e-6)
+    emb(x)
+    emb.backward_parameters(g)  # accumulates
+    np.testing.assert_allclose(emb.weight.grad, 2 * expected, rtol=1e-6)
+
+
+def test_embedding_padding_idx_row_zero_and_no_gradient():
+    fnn.manual_seed(0)
+    emb = fnn.nn.Embedding(5, 2, padding_idx=-1)
+    assert emb.padding_idx == 4 and np.all(emb.weight.data[4] == 0)
+    assert repr(emb) == "Embedding(5, 2, padding_idx=4)"
+    emb.zero_grad()
+    emb(np.array([4, 2, 4]))
+    emb.backward(np.ones((3, 2), np.float32))
+    np.testing.assert_array_equal(emb.weight.grad[4], 0)
+    np.testing.assert_array_equal(emb.weight.grad[2], 1)
+
+
+def test_embedding_from_pretrained_frozen():
+    table = rng().standard_normal((4, 3))
+    emb = fnn.nn.Embedding.from_pretrained(table)
+    assert emb.weight.dtype == np.float64 and not emb.weight.requires_grad
+    np.testing.assert_array_equal(emb(np.array([3, 0])), table[[3, 0]])
+    emb.weight.grad[...] = 7
+    emb.backward(np.ones((2, 3)))
+    assert np.all(emb.weight.grad == 7)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_embedding_bag_2d_and_offsets_match_oracle(mode):
+    fnn.manual_seed(0)
+    bag = fnn.nn.EmbeddingBag(10, 4, mode=mode, padding_idx=0).double()
+    x2 = np.array([[1, 2, 0], [3, 3, 9]])
+    np.testing.assert_allclose(bag(x2), bag_oracle(bag.weight.data, x2.tolist(), mode, 0), rtol=1e-12)
+    flat, offsets = np.array([5, 1, 1, 0, 7, 2]), np.array([0, 3, 3, 4])  # bags: [5 1 1], [], [0], [7 2]
+    bags = [[5, 1, 1], [], [0], [7, 2]]
+    out = bag(flat, offsets)
+    np.testing.assert_allclose(out, bag_oracle(bag.weight.data, bags, mode, 0), rtol=1e-12)
+    assert np.all(out[1] == 0) and np.all(out[2] == 0)  # empty bag; bag of padding only
+
+
+def test_embedding_bag_per_sample_weights_and_gradients():
+    fnn.manual_seed(0)
+    bag = fnn.nn.EmbeddingBag(6, 3, mode="sum").double()
+    x = np.array([[1, 2, 2], [5, 0, 1]])
+    w = rng(1).standard_normal(x.shape)
+    out = bag(x, per_sample_weights=w)
+    np.testing.assert_allclose(out, bag_oracle(bag.weight.data, x.tolist(), "sum", weights=w.tolist()),
+                               rtol=1e-12)
+    r = rng(2).standard_normal(out.shape)
+    bag.zero_grad()
+    bag(x, per_sample_weights=w)
+    bag.backward(r)
+
+    def objective():
+        return float(np.sum(r * bag(x, per_sample_weights=w)))
+
+    np.testing.assert_allclose(bag.weight.grad, numeric_gradient(objective, bag.weight.data), rtol=1e-7,
+                               atol=1e-9)
+    np.testing.assert_allclose(bag.grad_per_sample_weights, numeric_gradient(objective, w), rtol=1e-7, atol=1e-9)
+
+
+def test_embedding_bag_mean_gradient_finite_differences():
+    fnn.manual_seed(0)
+    bag = fnn.nn.EmbeddingBag(6, 2, mode="mean", padding_idx=3).double()
+    flat, offsets = np.array([1, 3, 2, 2, 4, 5]), np.array([0, 2, 5])
+    r = rng(3).standard_normal((3, 2))
+    bag.zero_grad()
+    bag(flat, offsets)
+    bag.backward(r)
+    numeric = numeric_gradient(lambda: float(np.sum(r * bag(flat, offsets))), bag.weight.data)
+    np.testing.assert_allclose(bag.weight.grad, numeric, rtol=1e-7, atol=1e-9)
+    assert np.all(bag.weight.grad[3] == 0)
+
+
+def test_embedding_bad_input():
+    emb = fnn.nn.Embedding(10, 3)
+    with pytest.raises(TypeError, match=r"Embedding\(10, 3\).*integer.*float64.*\(2,\)"):
+        emb(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"Embedding\(10, 3\): index 10 out of range \[0, 10\).*\(2, 2\)"):
+        emb(np.array([[1, 10], [0, 2]]))
+    with pytest.raises(ValueError, match=r"Embedding\(10, 3\): index -1"):
+        emb(np.array([-1]))
+    with pytest.raises(ValueError, match="padding_idx"):
+        fnn.nn.Embedding(10, 3, padding_idx=10)
+    bag = fnn.nn.EmbeddingBag(10, 3)
+    with pytest.raises(ValueError, match=r"EmbeddingBag\(10, 3, mode='mean'\).*needs offsets"):
+        bag(np.array([1, 2]))
+    with pytest.raises(ValueError, match="offsets must start at 0"):
+        bag(np.array([1, 2]), np.array([1]))
+    with pytest.raises(ValueError, match="only supported with mode='sum'"):
+        bag(np.array([[1, 2]]), per_sample_weights=np.ones((1, 2)))
+    with pytest.raises(ValueError, match="mode"):
+        fnn.nn.EmbeddingBag(10, 3, mode="max")

@@ -1,11 +1,13 @@
 // Convolution (SPEC K2) as GEMMs over the whole batch, NCHW; groups; 1-D is H = 1.
 //   forward:  col = im2col(x) [G·K, N·P];  Yg [Og, N·P] = Wg [Og, K] · colg;  y[n, o, :] = Y[o, n·P:(n+1)·P] + b
 //   backward: dY [O, N·P] (dy regrouped);  db = Σ dY rows;  dWg = dYg · colgᵀ;  dcolg = Wgᵀ · dYg;  dx = col2im(dcol)
-// with K = C/G·kh·kw, P = Ho·Wo. A 1×1, stride-1, unpadded convolution skips im2col: image n's column matrix
-// is x[n] itself, so each image is one GEMM straight into y (no copies at all).
+// with K = C/G·kh·kw, P = Ho·Wo. The N·P columns are streamed through the cache in blocks of whole images
+// (a fixed number, chosen from the shape so a block's column matrix fits in L2): im2col, GEMM and regrouping
+// of one block run back to back on one thread, blocks in parallel. A 1×1, stride-1, unpadded convolution skips
+// im2col: image n's column matrix is x[n] itself, so each image is one GEMM straight into y.
 //
-// Reproducibility (kernels/parallel.hpp): GEMM outputs are split over threads on Eigen's panel boundaries;
-// the weight gradient, a reduction over N·P, is split into fixed chunks of columns whose partial products
+// Reproducibility (kernels/parallel.hpp): blocks depend on the shape only, never on the thread count; the
+// weight gradient, a reduction over N·P, is split into fixed chunks of columns whose partial products
 // are added in chunk order; every other sum runs in a fixed order. So the bits never depend on the thread
 // count or on where the arrays sit in memory.
 #pragma once
@@ -13,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "kernels/dense.hpp"
 #include "kernels/im2col.hpp"
@@ -21,22 +24,6 @@
 namespace fastnn {
 
 namespace detail {
-
-// Column slices on multiples of Eigen's lhs panel and at least 24 wide, the tail going to the last slice:
-// every slice is then a real GEMM (Eigen sends products under 20 in total size, or one column wide, to other
-// code paths that sum in another order).
-template <typename T, typename Fn>
-void for_each_column_slice(index_t n, index_t work, Fn&& fn) {
-  constexpr index_t granule = kLhsPanel<T> * ((24 + kLhsPanel<T> - 1) / kLhsPanel<T>);
-  const index_t body = n / granule * granule;
-  if (body == 0) {
-    if (n > 0) fn(index_t(0), n);
-    return;
-  }
-  for_each_slice(body, granule, work, kParallelMinMacs, [&](index_t begin, index_t count) {
-    fn(begin, begin + count == body ? n - begin : count);
-  });
-}
 
 // Σ p[0..n) in 16 fixed lanes (lane = index mod 16), then the lanes in order: vectorised, and the same bits
 // wherever p sits in memory (unlike Eigen's sum(), whose order follows the alignment).
@@ -56,6 +43,24 @@ T fixed_order_sum(const T* p, index_t n) {
 template <typename T>
 std::unique_ptr<T[]> uninitialized(index_t n) {
   return std::unique_ptr<T[]>(new T[std::max<index_t>(n, 1)]);
+}
+
+// Per-thread work buffers kept from call to call (grow-only): fresh multi-megabyte allocations cost a page
+// fault per 4 KB on every call, more than the convolution itself.
+template <typename T>
+T* scratch(int slot, index_t n) {
+  thread_local std::vector<T> buffers[3];
+  std::vector<T>& b = buffers[slot];
+  if (static_cast<index_t>(b.size()) < n) {
+    b = std::vector<T>();
+    b.resize(n);
+  }
+  return b.data();
+}
+
+// Images per block: about 128 KB of column matrix (at least one image).
+inline index_t images_per_block(index_t rows, index_t plane, index_t elem_size) {
+  return std::max<index_t>(1, (index_t(128) << 10) / std::max<index_t>(1, rows * plane * elem_size));
 }
 
 // Columns per chunk of the weight-gradient reduction: fixed, so partial sums never depend on threads.
@@ -98,33 +103,33 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
     }
     return;
   }
-  std::unique_ptr<T[]> own_col;
-  if (!col) {
-    own_col = detail::uninitialized<T>(groups * K * NP);
-    col = own_col.get();
-  }
-  im2col(x, col, g);
-  auto out = detail::uninitialized<T>(O * NP);
-  detail::for_each_column_slice<T>(NP, O * K * NP, [&](index_t begin, index_t count) {
+  const index_t per_block = detail::images_per_block(groups * K, P, sizeof(T));
+  const index_t blocks = (g.batch + per_block - 1) / per_block;
+#pragma omp parallel for schedule(static) if (blocks > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
+  for (index_t blk = 0; blk < blocks; ++blk) {
+    const index_t first = blk * per_block, count = std::min(per_block, g.batch - first), cols = count * P;
+    // The caller's col keeps the whole batch for backward; otherwise the block lives in scratch.
+    T* c = col ? col + first * P : detail::scratch<T>(0, groups * K * cols);
+    const index_t ld = col ? NP : cols;
+    im2col(x, c, g, first, count, ld);
+    T* out = detail::scratch<T>(1, O * cols);
     for (index_t gi = 0; gi < groups; ++gi) {
       ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
-      ConstStridedMatrixMap<T> C(col + gi * K * NP + begin, K, count, Eigen::OuterStride<>(NP));
-      StridedMatrixMap<T> Y(out.get() + gi * Og * NP + begin, Og, count, Eigen::OuterStride<>(NP));
+      ConstStridedMatrixMap<T> C(c + gi * K * ld, K, cols, Eigen::OuterStride<>(ld));
+      MatrixMap<T> Y(out + gi * Og * cols, Og, cols);
       Y.noalias() = W * C;
     }
-  });
-  // [O, N·P] -> [N, O, P], adding the bias on the way.
-  const T* yt = out.get();
-#pragma omp parallel for schedule(static) if (O * NP >= kParallelMinElements && !omp_in_parallel())
-  for (index_t n = 0; n < g.batch; ++n) {
-    for (index_t o = 0; o < O; ++o) {
-      const T* src = yt + o * NP + n * P;
-      T* dst = y + (n * O + o) * P;
-      if (bias) {
-        const T b = bias[o];
-        for (index_t p = 0; p < P; ++p) dst[p] = src[p] + b;
-      } else {
-        std::memcpy(dst, src, sizeof(T) * P);
+    // [O, block columns] -> y[n, o, :], adding the bias on the way.
+    for (index_t m = 0; m < count; ++m) {
+      for (index_t o = 0; o < O; ++o) {
+        const T* src = out + o * cols + m * P;
+        T* dst = y + ((first + m) * O + o) * P;
+        if (bias) {
+          const T b = bias[o];
+          for (index_t p = 0; p < P; ++p) dst[p] = src[p] + b;
+        } else {
+          std::memcpy(dst, src, sizeof(T) * P);
+        }
       }
     }
   }
@@ -193,12 +198,11 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
 
   if (!grad_weight && !grad_x) return;
   // dY [O, N·P]: the GEMMs' view of grad_y.
-  auto dyt = detail::uninitialized<T>(O * NP);
-#pragma omp parallel for schedule(static) if (O * NP >= kParallelMinElements && !omp_in_parallel())
-  for (index_t n = 0; n < g.batch; ++n)
-    for (index_t o = 0; o < O; ++o) std::memcpy(dyt.get() + o * NP + n * P, grad_y + (n * O + o) * P, sizeof(T) * P);
-
   if (grad_weight) {
+    T* dyt = detail::scratch<T>(0, O * NP);
+#pragma omp parallel for schedule(static) if (O * NP >= kParallelMinElements && !omp_in_parallel())
+    for (index_t n = 0; n < g.batch; ++n)
+      for (index_t o = 0; o < O; ++o) std::memcpy(dyt + o * NP + n * P, grad_y + (n * O + o) * P, sizeof(T) * P);
     std::unique_ptr<T[]> own_col;
     if (!col) {
       own_col = detail::uninitialized<T>(groups * K * NP);
@@ -211,7 +215,7 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
     for (index_t c = 0; c < chunks; ++c) {
       const index_t begin = c * detail::kDepthChunk, count = std::min(detail::kDepthChunk, NP - begin);
       for (index_t gi = 0; gi < groups; ++gi) {
-        ConstStridedMatrixMap<T> DY(dyt.get() + gi * Og * NP + begin, Og, count, Eigen::OuterStride<>(NP));
+        ConstStridedMatrixMap<T> DY(dyt + gi * Og * NP + begin, Og, count, Eigen::OuterStride<>(NP));
         ConstStridedMatrixMap<T> C(col + gi * K * NP + begin, K, count, Eigen::OuterStride<>(NP));
         MatrixMap<T> DW(partial.get() + c * O * K + gi * Og * K, Og, K);
         DW.noalias() = DY * C.transpose();
@@ -221,16 +225,25 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   }
 
   if (grad_x) {
-    auto dcol = detail::uninitialized<T>(groups * K * NP);
-    detail::for_each_column_slice<T>(NP, O * K * NP, [&](index_t begin, index_t count) {
+    // Per block of images: dY of the block, dcol = Wᵀ·dY, col2im; all in cache, blocks in parallel.
+    const index_t per_block = detail::images_per_block(groups * K, P, sizeof(T));
+    const index_t blocks = (g.batch + per_block - 1) / per_block;
+#pragma omp parallel for schedule(static) if (blocks > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
+    for (index_t blk = 0; blk < blocks; ++blk) {
+      const index_t first = blk * per_block, count = std::min(per_block, g.batch - first), cols = count * P;
+      T* dy_block = detail::scratch<T>(1, O * cols);
+      for (index_t m = 0; m < count; ++m)
+        for (index_t o = 0; o < O; ++o)
+          std::memcpy(dy_block + o * cols + m * P, grad_y + ((first + m) * O + o) * P, sizeof(T) * P);
+      T* dcol = detail::scratch<T>(2, groups * K * cols);
       for (index_t gi = 0; gi < groups; ++gi) {
         ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
-        ConstStridedMatrixMap<T> DY(dyt.get() + gi * Og * NP + begin, Og, count, Eigen::OuterStride<>(NP));
-        StridedMatrixMap<T> DC(dcol.get() + gi * K * NP + begin, K, count, Eigen::OuterStride<>(NP));
+        ConstMatrixMap<T> DY(dy_block + gi * Og * cols, Og, cols);
+        MatrixMap<T> DC(dcol + gi * K * cols, K, cols);
         DC.noalias() = W.transpose() * DY;
       }
-    });
-    col2im(dcol.get(), grad_x, g);
+      col2im(dcol, grad_x, g, first, count, cols);
+    }
   }
 }
 

@@ -57,11 +57,13 @@ void for_each_plane(index_t batch, index_t channels, index_t work, Fn&& fn) {
 
 }  // namespace detail
 
-// col [C·kh·kw, N·P] from x [N, C, H, W].
+// col [C·kh·kw, N·P] from x [N, C, H, W]. The block form fills the columns of images
+// [first, first + count) only, into a matrix whose row stride is `ld` (column 0 = image `first`).
 template <typename T>
-void im2col(const T* x, T* col, const ConvGeometry& g) {
-  const index_t P = g.plane(), ld = g.columns(), Wo = g.out_w;
-  detail::for_each_plane(g.batch, g.channels, g.rows() * ld, [&](index_t n, index_t c) {
+void im2col(const T* x, T* col, const ConvGeometry& g, index_t first, index_t count, index_t ld) {
+  const index_t P = g.plane(), Wo = g.out_w;
+  detail::for_each_plane(count, g.channels, g.rows() * count * P, [&](index_t m, index_t c) {
+    const index_t n = first + m;
     const T* plane = x + (n * g.channels + c) * g.height * g.width;
     for (index_t i = 0; i < g.kernel_h; ++i) {
       const index_t row_offset = i * g.dilation_h - g.pad_h;
@@ -69,7 +71,7 @@ void im2col(const T* x, T* col, const ConvGeometry& g) {
         const index_t col_offset = j * g.dilation_w - g.pad_w;
         index_t lo, hi;
         detail::valid_range(col_offset, g.stride_w, g.width, Wo, lo, hi);
-        T* dst = col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld + n * P;
+        T* dst = col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld + m * P;
         for (index_t oh = 0; oh < g.out_h; ++oh, dst += Wo) {
           const index_t ih = oh * g.stride_h + row_offset;
           if (ih < 0 || ih >= g.height) {
@@ -90,12 +92,19 @@ void im2col(const T* x, T* col, const ConvGeometry& g) {
   });
 }
 
-// x [N, C, H, W] = the sum, over the taps that read each input value, of col [C·kh·kw, N·P] (the adjoint of
-// im2col). Overwrites x. Each (n, c) plane is summed in a fixed tap order: the same bits on any thread count.
 template <typename T>
-void col2im(const T* col, T* x, const ConvGeometry& g) {
-  const index_t P = g.plane(), ld = g.columns(), Wo = g.out_w;
-  detail::for_each_plane(g.batch, g.channels, g.rows() * ld, [&](index_t n, index_t c) {
+void im2col(const T* x, T* col, const ConvGeometry& g) {
+  im2col(x, col, g, 0, g.batch, g.columns());
+}
+
+// x [N, C, H, W] = the sum, over the taps that read each input value, of col [C·kh·kw, N·P] (the adjoint of
+// im2col). Overwrites x (in the block form: images [first, first + count) from a block with row stride ld).
+// Each (n, c) plane is summed in a fixed tap order: the same bits on any thread count.
+template <typename T>
+void col2im(const T* col, T* x, const ConvGeometry& g, index_t first, index_t count, index_t ld) {
+  const index_t P = g.plane(), Wo = g.out_w;
+  detail::for_each_plane(count, g.channels, g.rows() * count * P, [&](index_t m, index_t c) {
+    const index_t n = first + m;
     T* plane = x + (n * g.channels + c) * g.height * g.width;
     std::fill(plane, plane + g.height * g.width, T(0));
     for (index_t i = 0; i < g.kernel_h; ++i) {
@@ -104,7 +113,7 @@ void col2im(const T* col, T* x, const ConvGeometry& g) {
         const index_t col_offset = j * g.dilation_w - g.pad_w;
         index_t lo, hi;
         detail::valid_range(col_offset, g.stride_w, g.width, Wo, lo, hi);
-        const T* src = col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld + n * P;
+        const T* src = col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld + m * P;
         for (index_t oh = 0; oh < g.out_h; ++oh, src += Wo) {
           const index_t ih = oh * g.stride_h + row_offset;
           if (ih < 0 || ih >= g.height) continue;
@@ -118,6 +127,11 @@ void col2im(const T* col, T* x, const ConvGeometry& g) {
       }
     }
   });
+}
+
+template <typename T>
+void col2im(const T* col, T* x, const ConvGeometry& g) {
+  col2im(col, x, g, 0, g.batch, g.columns());
 }
 
 }  // namespace fastnn

@@ -1,0 +1,112 @@
+"""CNN benchmark, fastnn vs PyTorch 2.13 in the same run, 2 threads (issue 3): LeNet-like net on 1×28×28
+  Conv(1→8,3,pad1)-BN-ReLU-MaxPool2-Conv(8→16,3,pad1)-BN-ReLU-MaxPool2-Flatten-Linear(784→128)-ReLU-Linear(128→10)
+  (a) training step at batch 64, SGD momentum, cross-entropy: ms per step        (target <= 0.7x PyTorch)
+  (b) eval-mode inference at batch 256: samples/s (ratio of times per batch)     (target <= 0.25x PyTorch)
+Without fastnn.nn.BatchNorm2d (or with --no-bn) both frameworks run the net without BN, and say so.
+Run: python bench/bench_cnn.py [--threads 2] [--repeats 15] [--no-bn]
+"""
+import argparse
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy is not timed; keep its pool off the cores
+
+import numpy as np
+import torch
+
+import fastnn as fnn
+from common import interleaved, report, warm_up
+
+
+def build(use_bn):
+    fnn.manual_seed(0)
+    nn, tnn = fnn.nn, torch.nn
+
+    def block(cin, cout):
+        f = [nn.Conv2d(cin, cout, 3, padding=1)] + ([nn.BatchNorm2d(cout)] if use_bn else []) + \
+            [nn.ReLU(), nn.MaxPool2d(2)]
+        t = [tnn.Conv2d(cin, cout, 3, padding=1)] + ([tnn.BatchNorm2d(cout)] if use_bn else []) + \
+            [tnn.ReLU(), tnn.MaxPool2d(2)]
+        return f, t
+
+    f1, t1 = block(1, 8)
+    f2, t2 = block(8, 16)
+    model = nn.Sequential(*f1, *f2, nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    tmodel = tnn.Sequential(*t1, *t2, tnn.Flatten(), tnn.Linear(784, 128), tnn.ReLU(), tnn.Linear(128, 10))
+    # Same weights in both (PyTorch's state_dict names and shapes are fastnn's).
+    tmodel.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+    return model, tmodel
+
+
+def training_steps(use_bn, batch=64):
+    model, tmodel = build(use_bn)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    loss_fn = fnn.nn.CrossEntropyLoss()
+    opt = fnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    tloss = torch.nn.CrossEntropyLoss()
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
+    # Same weights, same data: the first losses agree (both run the same network).
+    a = loss_fn(model(x), y)
+    with torch.no_grad():
+        b = float(tloss(tmodel(tx), ty))
+    assert abs(a - b) < 1e-4 * max(1.0, abs(b)), (a, b)
+
+    def fastnn_step():  # what Trainer does per batch
+        loss_fn(model(x), y)
+        model.backward_parameters(loss_fn.backward())
+        opt.step()
+        opt.zero_grad()
+
+    def torch_step():
+        topt.zero_grad()
+        tloss(tmodel(tx), ty).backward()
+        topt.step()
+
+    return {"fastnn": fastnn_step, "torch": torch_step}
+
+
+def inference(use_bn, batch=256):
+    model, tmodel = build(use_bn)
+    model.eval()
+    tmodel.eval()
+    x = np.random.default_rng(1).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    tx = torch.from_numpy(x)
+    with torch.inference_mode():
+        np.testing.assert_allclose(model(x), tmodel(tx).numpy(), rtol=1e-3, atol=1e-4)
+
+    def torch_infer():
+        with torch.inference_mode():
+            return tmodel(tx)
+
+    return {"fastnn": lambda: model(x), "torch": torch_infer}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--no-bn", action="store_true")
+    args = parser.parse_args()
+    fnn.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    use_bn = hasattr(fnn.nn, "BatchNorm2d") and not args.no_bn
+    print(f"fastnn {fnn.__version__} {fnn.build_info()}; torch {torch.__version__}; threads {args.threads}")
+    print("LeNet-like CNN " + ("WITH BatchNorm2d" if use_bn else
+                               "WITHOUT BatchNorm2d (BN left out of both frameworks: "
+                               + ("--no-bn" if args.no_bn else "fastnn.nn.BatchNorm2d does not exist yet") + ")"))
+    cands = training_steps(use_bn)
+    warm_up(cands, 20)
+    ra = report("(a) LeNet-like CNN, batch 64, train step", "ms", 1e3, interleaved(cands, 20, args.repeats),
+                target=0.7)
+    cands = inference(use_bn)
+    warm_up(cands, 5)
+    res = interleaved(cands, 10, args.repeats)
+    rb = report("(b) LeNet-like CNN, batch 256, eval inference", "ms", 1e3, res, target=0.25)
+    print(f"    (b) samples/s: fastnn {256 / res['fastnn']:,.0f}, torch {256 / res['torch']:,.0f}")
+    print(f"ratios fastnn/torch (time): a={ra:.2f} b={rb:.2f}" + ("" if use_bn else "  [no BN]"))
+
+
+if __name__ == "__main__":
+    main()

@@ -421,3 +421,22 @@ def test_save_load_round_trip(tmp_path):
     m.eval()
     m2.eval()
     np.testing.assert_array_equal(m(x)[0], m2(x)[0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_single_steps_chain_to_the_whole_sequence(mode):
+    # T = 1 is the cell step (e.g. for a decoder fed its own output): chaining steps gives the sequence.
+    r = rng(8)
+    x, w_ih, w_hh, b_ih, b_hh, h0, c0 = random_cell(r, mode, 5, 3, 4, 6, np.float64)
+    lstm = mode == "LSTM"
+    y = np.empty((5, 3, 6))
+    h_n, c_n, _ = fnn.ops.rnn_forward(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0 if lstm else None, y)
+    h, c = h0, c0
+    for t in range(5):
+        step = np.empty((1, 3, 6))
+        h, c_next, _ = fnn.ops.rnn_forward(mode, x[t:t + 1], w_ih, w_hh, b_ih, b_hh, h, c if lstm else None, step)
+        c = c_next if lstm else c
+        np.testing.assert_allclose(step[0], y[t], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h, h_n, rtol=1e-12, atol=1e-14)
+    if lstm:
+        np.testing.assert_allclose(c, c_n, rtol=1e-12, atol=1e-14)

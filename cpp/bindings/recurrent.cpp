@@ -1,7 +1,7 @@
 // Bindings of the recurrent kernels (kernels/recurrent.hpp): one direction of one layer per call, the whole
 // sequence in C++. Shapes checked here, GIL released around the kernels.
+#include <memory>
 #include <string>
-#include <vector>
 
 #include "bindings/array_args.hpp"
 #include "bindings/registry.hpp"
@@ -100,9 +100,9 @@ py::tuple rnn_forward_binding(const std::string& mode_name, const py::array& x, 
     const index_t stride = y.shape(2);
     {
       py::gil_scoped_release release;
-      std::vector<T> scratch(static_cast<size_t>(d.N * d.G * d.H));
+      std::unique_ptr<T[]> scratch(new T[static_cast<size_t>(d.N * d.G * d.H)]);
       if (d.T > 0)
-        rnn_forward(mode, px, pwi, pwh, pbi, pbh, ph0, pc0, py_, stride, phn, pcn, saved, scratch.data(), d.T, d.N,
+        rnn_forward(mode, px, pwi, pwh, pbi, pbh, ph0, pc0, py_, stride, phn, pcn, saved, scratch.get(), d.T, d.N,
                     d.I, d.H, reverse);
     }
     return py::make_tuple(h_n, c_n, py::make_tuple(gates, hprev, cprev, aux));
@@ -162,12 +162,13 @@ py::tuple rnn_backward_binding(const std::string& mode_name, const py::array& x,
     T* pdh0 = dh0.mutable_data();
     {
       py::gil_scoped_release release;
+      // Scratch left uninitialised (every element is written before it is read): no memset of megabytes.
       const size_t big = static_cast<size_t>(d.T * d.N * d.G * d.H), small = static_cast<size_t>(d.N * d.H);
-      std::vector<T> dgates(big), dgates_h(gru ? big : 0), dh(small), dc(lstm ? small : 0);
+      std::unique_ptr<T[]> dgates(new T[big]), dgates_h(new T[gru ? big : 0]), dh(new T[small]), dc(new T[small]);
       if (d.T > 0) {
         rnn_backward(mode, px, pwi, pwh, sv, pdy, dy_stride, pdhn, pdcn, pdh0, pdc0, pgwi, pgwh, pgbi, pgbh, acc_w_ih,
-                     acc_w_hh, acc_b_ih, acc_b_hh, pdx, accumulate_input, dgates.data(), dgates_h.data(), dh.data(),
-                     dc.data(), d.T, d.N, d.I, d.H, reverse);
+                     acc_w_hh, acc_b_ih, acc_b_hh, pdx, accumulate_input, dgates.get(), dgates_h.get(), dh.get(),
+                     dc.get(), d.T, d.N, d.I, d.H, reverse);
       } else {  // empty sequence: gradients pass straight through; parameters get zero gradient
         for (index_t k = 0; k < d.N * d.H; ++k) {
           pdh0[k] = pdhn ? pdhn[k] : T(0);

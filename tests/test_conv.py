@@ -23,6 +23,11 @@ CASES = [
     (1, 1, 1, 1, 1, (1, 1), 1, 0, 1, 1),
     (2, 6, 11, 10, 8, (3, 3), 1, 1, 1, 1),          # enough columns to split the GEMMs over threads
     (5, 3, 9, 7, 3, (3, 2), (3, 2), (1, 1), 1, 3),
+    # stride 1 with Wo == W: im2col copies each tap as one shifted plane
+    (2, 3, 6, 7, 4, (3, 3), 1, 2, 2, 1),
+    (1, 2, 5, 6, 3, (1, 3), 1, (0, 1), 1, 1),
+    (2, 2, 4, 5, 2, (5, 5), 1, 2, 1, 1),            # kernel larger than the input
+    (2, 2, 3, 1, 2, (3, 1), 1, (1, 0), 1, 2),       # one-pixel-wide planes
 ]
 
 

@@ -72,6 +72,23 @@ void im2col(const T* x, T* col, const ConvGeometry& g, index_t first, index_t co
         index_t lo, hi;
         detail::valid_range(col_offset, g.stride_w, g.width, Wo, lo, hi);
         T* dst = col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld + m * P;
+        if (g.stride_h == 1 && g.stride_w == 1 && Wo == g.width) {
+          // 'same'-style geometry: this tap's whole block is the plane shifted by one offset; copy it in one
+          // piece, then zero what fell in the padding (row ends, rows above and below).
+          index_t top, bottom;
+          detail::valid_range(row_offset, 1, g.height, g.out_h, top, bottom);
+          const index_t start = (top + row_offset) * g.width + col_offset, span = (bottom - top) * Wo;
+          const index_t k0 = std::min(span, std::max<index_t>(0, -start));
+          const index_t k1 = std::max(k0, std::min(span, g.height * g.width - start));
+          std::fill(dst, dst + top * Wo + k0, T(0));
+          std::memcpy(dst + top * Wo + k0, plane + start + k0, sizeof(T) * (k1 - k0));
+          std::fill(dst + top * Wo + k1, dst + P, T(0));
+          for (index_t oh = top; oh < bottom; ++oh) {
+            for (index_t ow = 0; ow < lo; ++ow) dst[oh * Wo + ow] = T(0);
+            for (index_t ow = hi; ow < Wo; ++ow) dst[oh * Wo + ow] = T(0);
+          }
+          continue;
+        }
         for (index_t oh = 0; oh < g.out_h; ++oh, dst += Wo) {
           const index_t ih = oh * g.stride_h + row_offset;
           if (ih < 0 || ih >= g.height) {

@@ -48,15 +48,23 @@ void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeomet
       for (index_t oh = 0; oh < Ho; ++oh) {
         const T* r0 = xp + 2 * oh * W;
         const T* r1 = r0 + W;
+        std::int32_t* arow = ap + oh * Wo;
+        T* yrow = yp + oh * Wo;
+        const std::int32_t base = static_cast<std::int32_t>(2 * oh * W);
+        const std::int32_t down = static_cast<std::int32_t>(W);
+        // Branch-free, so the compiler vectorises it; the same choices as the general loop.
         for (index_t ow = 0; ow < Wo; ++ow) {
-          const index_t i = 2 * ow;
-          T best = r0[i];
-          index_t at = 2 * oh * W + i;
-          if (r0[i + 1] > best || std::isnan(r0[i + 1])) best = r0[i + 1], at = 2 * oh * W + i + 1;
-          if (r1[i] > best || std::isnan(r1[i])) best = r1[i], at = (2 * oh + 1) * W + i;
-          if (r1[i + 1] > best || std::isnan(r1[i + 1])) best = r1[i + 1], at = (2 * oh + 1) * W + i + 1;
-          yp[oh * Wo + ow] = best;
-          ap[oh * Wo + ow] = static_cast<std::int32_t>(at);
+          const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+          T best = a;
+          std::int32_t at = 0;
+          bool take = (b > best) | (b != b);
+          best = take ? b : best, at = take ? 1 : at;
+          take = (c > best) | (c != c);
+          best = take ? c : best, at = take ? down : at;
+          take = (d > best) | (d != d);
+          best = take ? d : best, at = take ? down + 1 : at;
+          yrow[ow] = best;
+          arow[ow] = base + static_cast<std::int32_t>(2 * ow) + at;
         }
       }
       return;

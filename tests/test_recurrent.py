@@ -440,3 +440,21 @@ def test_single_steps_chain_to_the_whole_sequence(mode):
     np.testing.assert_allclose(h, h_n, rtol=1e-12, atol=1e-14)
     if lstm:
         np.testing.assert_allclose(c, c_n, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_empty_sequence_and_empty_batch(name):
+    m = CLASSES[name](3, 4, num_layers=2, bidirectional=True)
+    lstm = name == "LSTM"
+    h0 = rng().standard_normal((4, 2, 4)).astype(np.float32)
+    out, state = m(np.zeros((0, 2, 3), np.float32), (h0, 2 * h0) if lstm else h0)
+    assert out.shape == (0, 2, 8)
+    np.testing.assert_array_equal(state[0] if lstm else state, h0)  # the state passes through
+    if lstm:
+        np.testing.assert_array_equal(state[1], 2 * h0)
+    m.zero_grad()
+    assert m.backward(np.zeros((0, 2, 8), np.float32), h0).shape == (0, 2, 3)
+    np.testing.assert_array_equal(m.grad_hx[0] if lstm else m.grad_hx, h0)
+    assert np.all(m.weight_ih_l0.grad == 0)
+    out, _ = m(np.zeros((3, 0, 3), np.float32))
+    assert out.shape == (3, 0, 8) and m.backward(np.zeros((3, 0, 8), np.float32)).shape == (3, 0, 3)

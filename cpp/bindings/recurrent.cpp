@@ -101,9 +101,13 @@ py::tuple rnn_forward_binding(const std::string& mode_name, const py::array& x, 
     {
       py::gil_scoped_release release;
       std::unique_ptr<T[]> scratch(new T[static_cast<size_t>(d.N * d.G * d.H)]);
-      if (d.T > 0)
+      if (d.T > 0) {
         rnn_forward(mode, px, pwi, pwh, pbi, pbh, ph0, pc0, py_, stride, phn, pcn, saved, scratch.get(), d.T, d.N,
                     d.I, d.H, reverse);
+      } else {  // empty sequence: the state passes through
+        std::copy(ph0, ph0 + d.N * d.H, phn);
+        if (pcn) std::copy(pc0, pc0 + d.N * d.H, pcn);
+      }
     }
     return py::make_tuple(h_n, c_n, py::make_tuple(gates, hprev, cprev, aux));
   });

@@ -18,8 +18,8 @@
 #pragma once
 #include <Eigen/Core>
 #include <algorithm>
-#include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/activations.hpp"
 #include "kernels/dense.hpp"
@@ -100,7 +100,7 @@ struct PackedWeight {
   Buffer block;
   index_t rows, depth;
 
-  // A(i, k) = a[i·row_stride + k·col_stride]
+  // Packs A [rows × depth]: A(i, k) = a[i·stride + k] when row_major, a[i + k·stride] otherwise.
   PackedWeight(const T* a, index_t rows_, index_t depth_, bool row_major, index_t stride)
       : block(rows_ * depth_ + 64), rows(rows_), depth(depth_) {
     if (row_major) {

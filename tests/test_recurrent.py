@@ -286,8 +286,8 @@ def test_bit_identical_for_thread_counts(name, batch):
     # Large enough that the work is split over threads (kernels/recurrent.hpp); batch 30 leaves a ragged slice.
     fnn.manual_seed(0)
     m = CLASSES[name](40, 128, num_layers=2, bidirectional=True)
-    x = rng().standard_normal((5, batch, 40)).astype(np.float32)
-    g = rng(1).standard_normal((5, batch, 256)).astype(np.float32)
+    x = rng().standard_normal((10, batch, 40)).astype(np.float32)
+    g = rng(1).standard_normal((10, batch, 256)).astype(np.float32)
     results = []
     before = fnn.get_num_threads()
     try:

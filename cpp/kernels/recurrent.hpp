@@ -131,11 +131,14 @@ struct PackedWeight {
 // Sequences of a batch are independent: each thread runs every time step for its own slice of the batch, with
 // no synchronisation between steps. Slices are multiples of 8 sequences (the micro-kernel's column panels),
 // so every column goes through the same kernel path whatever the thread count.
+// Threads only above kRecurrentParallelMinMacs multiply-adds (about 0.1 ms on one core): below that a
+// thread that waits for a busy core costs more than it saves.
 constexpr index_t kBatchGranule = 8;
+constexpr index_t kRecurrentParallelMinMacs = index_t(1) << 23;
 
 template <typename Fn>
 void parallel_batch_slices(index_t batch, index_t work, Fn&& fn) {
-  for_each_slice(batch, kBatchGranule, work, kParallelMinMacs, std::forward<Fn>(fn));
+  for_each_slice(batch, kBatchGranule, work, kRecurrentParallelMinMacs, std::forward<Fn>(fn));
 }
 
 }  // namespace rnn_detail

@@ -50,14 +50,31 @@ def test_adaptive_avg_pool_matches_oracle(shape, out, dtype):
     np.testing.assert_allclose(fnn.ops.adaptive_avg_pool2d_backward(dy, x.shape), back(dy), **TOL[dtype])
 
 
-def test_max_pool_ties_padding_and_nan():
-    x = np.array([[[[1.0, 3.0], [3.0, -5.0]]]])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_max_pool_ties_padding_and_nan(dtype):
+    x = np.array([[[[1.0, 3.0], [3.0, -5.0]]]], dtype)
     y, argmax = fnn.ops.max_pool2d_forward(x, 2)
     assert y.item() == 3.0 and argmax.item() == 1                 # the first maximum in window order
-    y, _ = fnn.ops.max_pool2d_forward(-np.ones((1, 1, 3, 3)), 3, 1, 1)
+    y, _ = fnn.ops.max_pool2d_forward(-np.ones((1, 1, 3, 3), dtype), 3, 1, 1)
     assert (y == -1).all()                                       # padding never wins
     x[0, 0, 1, 1] = np.nan
     assert np.isnan(fnn.ops.max_pool2d_forward(x, 2)[0]).all()   # NaN propagates, as in PyTorch
+    # Wide rows (the vectorised 2×2 path, full and partial steps): ties, NaN and -inf against the oracle.
+    r = rng(7)
+    x = r.integers(-2, 3, (2, 3, 6, 38)).astype(dtype)           # many ties
+    x[0, 0, 2, 5] = x[1, 2, 4, 30] = np.nan
+    x[0, 1, 3, 7] = -np.inf
+    y, argmax = fnn.ops.max_pool2d_forward(x, 2)
+    want = np.zeros(y.shape, np.int64)
+    for n, c, oh, ow in np.ndindex(*y.shape):
+        best, at = x[n, c, 2 * oh, 2 * ow], 2 * oh * 38 + 2 * ow
+        for h, w in [(2 * oh, 2 * ow + 1), (2 * oh + 1, 2 * ow), (2 * oh + 1, 2 * ow + 1)]:
+            v = x[n, c, h, w]
+            if v > best or np.isnan(v):
+                best, at = v, h * 38 + w
+        want[n, c, oh, ow] = at
+    np.testing.assert_array_equal(argmax, want)
+    np.testing.assert_array_equal(y, np.take_along_axis(x.reshape(2, 3, -1), want.reshape(2, 3, -1), 2).reshape(y.shape))
 
 
 @pytest.mark.parametrize("make, x_shape", [

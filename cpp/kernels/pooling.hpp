@@ -11,6 +11,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/conv.hpp"
 #include "kernels/im2col.hpp"
@@ -26,6 +30,57 @@ inline void pool_window(index_t o, index_t kernel, index_t stride, index_t pad, 
   end = std::min(begin + kernel, size);
   begin = std::max(begin, index_t(0));
 }
+
+#if defined(__AVX2__)
+// 2×2/2 max pooling of 8 outputs at a time (float): deinterleave each row's pairs, then the same rule as the
+// scalar loop (a, b, c, d in order; v replaces the best when v > best or v is NaN). Returns the outputs done.
+inline index_t max_pool_2x2_avx2(const float* r0, const float* r1, index_t W, index_t Wo, float* y,
+                                 std::int32_t* argmax, index_t base) {
+  // Lanes below `count` of each 8-float half are read (masked loads never touch memory past the row).
+  auto split = [](const float* p, index_t count, __m256& even, __m256& odd) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 lo = count >= 16 ? _mm256_loadu_ps(p)
+                                  : _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), lane));
+    const __m256 hi = count >= 16 ? _mm256_loadu_ps(p + 8)
+                                  : _mm256_maskload_ps(p + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count) - 8), lane));
+    const __m256 e = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    const __m256 o = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+  };
+  auto replaces = [](__m256 best, __m256 v) {
+    return _mm256_or_ps(_mm256_cmp_ps(best, v, _CMP_LT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  };
+  const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256i one = _mm256_set1_epi32(1), down = _mm256_set1_epi32(static_cast<std::int32_t>(W));
+  for (index_t ow = 0; ow < Wo; ow += 8) {
+    const index_t count = std::min<index_t>(8, Wo - ow);  // outputs in this step; a short last step is masked
+    __m256 a, b, c, d;
+    split(r0 + 2 * ow, 2 * count, a, b);
+    split(r1 + 2 * ow, 2 * count, c, d);
+    const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(static_cast<std::int32_t>(base + 2 * ow)), step);
+    __m256 best = a;
+    __m256 t = replaces(best, b);
+    best = _mm256_blendv_ps(best, b, t);
+    __m256i off = _mm256_and_si256(_mm256_castps_si256(t), one);
+    t = replaces(best, c);
+    best = _mm256_blendv_ps(best, c, t);
+    off = _mm256_blendv_epi8(off, down, _mm256_castps_si256(t));
+    t = replaces(best, d);
+    best = _mm256_blendv_ps(best, d, t);
+    off = _mm256_blendv_epi8(off, _mm256_add_epi32(down, one), _mm256_castps_si256(t));
+    if (count == 8) {
+      _mm256_storeu_ps(y + ow, best);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(argmax + ow), _mm256_add_epi32(at, off));
+    } else {
+      const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      _mm256_maskstore_ps(y + ow, keep, best);
+      _mm256_maskstore_epi32(argmax + ow, keep, _mm256_add_epi32(at, off));
+    }
+  }
+  return Wo;
+}
+#endif
 
 inline void adaptive_window(index_t o, index_t out, index_t size, index_t& begin, index_t& end) {
   begin = o * size / out;
@@ -52,8 +107,12 @@ void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeomet
         T* yrow = yp + oh * Wo;
         const std::int32_t base = static_cast<std::int32_t>(2 * oh * W);
         const std::int32_t down = static_cast<std::int32_t>(W);
-        // Branch-free, so the compiler vectorises it; the same choices as the general loop.
-        for (index_t ow = 0; ow < Wo; ++ow) {
+        // Branch-free (random data would mispredict every other compare); the same choices as the general loop.
+        index_t ow = 0;
+#if defined(__AVX2__)
+        if constexpr (std::is_same_v<T, float>) ow = detail::max_pool_2x2_avx2(r0, r1, W, Wo, yrow, arow, 2 * oh * W);
+#endif
+        for (; ow < Wo; ++ow) {
           const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
           T best = a;
           std::int32_t at = 0;

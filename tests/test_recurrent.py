@@ -374,6 +374,38 @@ def test_lstm_classifier_on_digits_row_by_row(seed=0):
     assert accuracy >= 0.95, accuracy
 
 
+class TimeMajorClassifier(fnn.nn.Module):
+    """A batch_first=False GRU under fastnn.Trainer, which slices the first axis as the batch: the data stay
+    (N, T, I) and forward transposes to time-major (the module docstring's recipe)."""
+
+    def __init__(self, input_size, hidden_size, classes):
+        super().__init__()
+        self.rnn = fnn.nn.GRU(input_size, hidden_size)
+        self.head = fnn.nn.Linear(hidden_size, classes)
+
+    def forward(self, x):
+        out, _ = self.rnn(np.swapaxes(x, 0, 1))  # (T, N, H)
+        self._out_shape = out.shape
+        return self.head(out[-1])
+
+    def backward_parameters(self, g):
+        grad_out = np.zeros(self._out_shape, g.dtype)
+        grad_out[-1] = self.head.backward(g)
+        self.rnn.backward_parameters(grad_out)
+
+
+def test_time_major_model_trains_with_trainer():
+    r = rng(9)
+    x = r.standard_normal((400, 6, 2)).astype(np.float32)
+    y = (x[:, :, 0].sum(1) > 0).astype(np.int64)  # the sign of a running sum: needs the whole sequence
+    fnn.manual_seed(0)
+    model = TimeMajorClassifier(2, 16, 2)
+    trainer = fnn.Trainer(model, loss=fnn.nn.CrossEntropyLoss(), optimizer=fnn.optim.Adam(model.parameters(),
+                                                                                           lr=0.02))
+    trainer.fit(x[:300], y[:300], epochs=15, batch_size=20, verbose=0)
+    assert np.mean(np.argmax(trainer.predict(x[300:]), 1) == y[300:]) >= 0.9
+
+
 # -- bad input ------------------------------------------------------------------------------------------
 def test_bad_input_errors_name_layer_and_shapes():
     m = fnn.nn.LSTM(8, 16, num_layers=2)

@@ -490,3 +490,58 @@ def test_empty_sequence_and_empty_batch(name):
     assert np.all(m.weight_ih_l0.grad == 0)
     out, _ = m(np.zeros((3, 0, 3), np.float32))
     assert out.shape == (3, 0, 8) and m.backward(np.zeros((3, 0, 8), np.float32)).shape == (3, 0, 3)
+
+
+# -- gated-feedback RNN ----------------------------------------------------------------------------------
+def test_gated_feedback_rnn_finite_differences():
+    fnn.manual_seed(0)
+    m = fnn.nn.GatedFeedbackRNN(3, 4, num_layers=3).double()
+    r = rng(10)
+    x, h0 = r.standard_normal((4, 2, 3)), r.standard_normal((3, 2, 4))
+    out, h_n = m(x, h0)
+    assert out.shape == (4, 2, 4) and h_n.shape == (3, 2, 4)
+    w_out, w_h = r.standard_normal(out.shape), r.standard_normal(h_n.shape)
+
+    def objective():
+        o, h = m(x, h0)
+        return float(np.sum(w_out * o) + np.sum(w_h * h))
+
+    m.zero_grad()
+    m(x, h0)
+    dx = m.backward(w_out, w_h)
+    tol = dict(rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, numeric_gradient(objective, x), **tol)
+    np.testing.assert_allclose(m.grad_hx, numeric_gradient(objective, h0), **tol)
+    for name, p in m.named_parameters():
+        np.testing.assert_allclose(p.grad, numeric_gradient(objective, p.data), **tol, err_msg=name)
+
+
+def test_gated_feedback_rnn_with_open_gates_and_no_cross_links_is_a_stacked_rnn():
+    fnn.manual_seed(0)
+    L, H = 3, 5
+    gf = fnn.nn.GatedFeedbackRNN(4, H, num_layers=L, batch_first=True).double()
+    rnn = fnn.nn.RNN(4, H, num_layers=L, batch_first=True).double()
+    sd = {}
+    for j in range(L):
+        sd[f"weight_ih_l{j}"] = getattr(rnn, f"weight_ih_l{j}").data
+        sd[f"bias_l{j}"] = getattr(rnn, f"bias_ih_l{j}").data + getattr(rnn, f"bias_hh_l{j}").data
+        u = np.zeros((H, L * H))
+        u[:, j * H:(j + 1) * H] = getattr(rnn, f"weight_hh_l{j}").data
+        sd[f"weight_hh_l{j}"] = u
+        for name in (f"gate_weight_ih_l{j}", f"gate_weight_hh_l{j}"):
+            sd[name] = np.zeros(getattr(gf, name).shape)
+        sd[f"gate_bias_l{j}"] = np.full(L, 50.0)  # σ(50) is 1 in float64
+    gf.load_state_dict(sd)
+    x = rng(11).standard_normal((2, 6, 4))
+    out, h_n = gf(x)
+    ref_out, ref_h = rnn(x)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h_n, ref_h, rtol=1e-12, atol=1e-14)
+
+
+def test_gated_feedback_rnn_bad_input():
+    m = fnn.nn.GatedFeedbackRNN(3, 4)
+    with pytest.raises(ValueError, match=r"GatedFeedbackRNN\(3, 4, num_layers=2\).*\(T, N, 3\).*\(5, 2, 2\)"):
+        m(np.zeros((5, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"h0 must have shape \(2, 2, 4\)"):
+        m(np.zeros((5, 2, 3), np.float32), np.zeros((1, 2, 4)))

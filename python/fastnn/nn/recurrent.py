@@ -44,7 +44,7 @@ from ..random import generator
 from ._checks import as_float_array, require_forward
 from .module import Module, Parameter
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "GatedFeedbackRNN"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -281,3 +281,158 @@ class GRU(_RNNBase):
 
     def backward(self, grad_output, grad_hn=None):
         return self._backward(grad_output, grad_hn, None, True)
+
+
+def _sigmoid(v):
+    return 0.5 * (1.0 + np.tanh(0.5 * v))  # never overflows
+
+
+class GatedFeedbackRNN(Module):
+    """Gated-feedback RNN (Chung et al. 2015; seed 001) with tanh units: a stack of num_layers recurrent layers
+    in which every layer's previous state feeds every layer, through learned scalar global reset gates:
+
+        g^{i→j} = σ(w_g^{i→j}·h_t^{j−1} + u_g^{i→j}·h*_{t−1} + b_g^{i→j})      h* = all layers' states, concatenated
+        h_t^j   = tanh(W^j h_t^{j−1} + b^j + Σ_i g^{i→j} U^{i→j} h_{t−1}^i)      h_t^0 = x_t
+
+    Parameters of layer j: weight_ih_l{j} [H, in_j], bias_l{j} [H], weight_hh_l{j} [H, L·H] (the U^{i→j} side
+    by side), gate_weight_ih_l{j} [L, in_j], gate_weight_hh_l{j} [L, L·H], gate_bias_l{j} [L]. With all gates
+    open and U^{i→j} = 0 for i ≠ j it is a stacked tanh RNN. forward(x, h0=None) -> (output of the top layer,
+    h_n [L, N, H]); backward(grad_output, grad_hn=None) -> grad of x, with grad_hx = dL/dh0.
+
+    The layers are coupled at every step, so unlike RNN/LSTM/GRU this runs a NumPy loop over time steps: meant
+    for small models and for the seed's architecture, not for speed."""
+
+    def __init__(self, input_size, hidden_size, num_layers=2, batch_first=False):
+        super().__init__()
+        if int(input_size) <= 0 or int(hidden_size) <= 0 or int(num_layers) <= 0:
+            raise ValueError(f"GatedFeedbackRNN: input_size, hidden_size and num_layers must be positive, got "
+                             f"{input_size}, {hidden_size}, {num_layers}")
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.batch_first = bool(batch_first)
+        L, H = self.num_layers, self.hidden_size
+        bound = 1.0 / math.sqrt(H)
+        for j in range(L):
+            in_j = self.input_size if j == 0 else H
+            for name, shape in (("weight_ih", (H, in_j)), ("bias", (H,)), ("weight_hh", (H, L * H)),
+                                ("gate_weight_ih", (L, in_j)), ("gate_weight_hh", (L, L * H)), ("gate_bias", (L,))):
+                p = Parameter(np.empty(shape, np.float32))
+                init.uniform_(p, -bound, bound)
+                setattr(self, f"{name}_l{j}", p)
+        self._cache = None
+        self.grad_hx = None
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        return s + (", batch_first=True" if self.batch_first else "")
+
+    def _layer(self, j):
+        return [getattr(self, f"{n}_l{j}") for n in ("weight_ih", "bias", "weight_hh", "gate_weight_ih",
+                                                      "gate_weight_hh", "gate_bias")]
+
+    def forward(self, x, h0=None):
+        dtype = self.weight_ih_l0.data.dtype
+        x = as_float_array(self, x, dtype)
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            expected = "(N, T, I)" if self.batch_first else "(T, N, I)"
+            raise ValueError(f"{self!r}: expected input of shape {expected.replace('I', str(self.input_size))}, "
+                             f"got {x.shape}")
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        T, N = x.shape[:2]
+        L, H = self.num_layers, self.hidden_size
+        if h0 is None:
+            h = np.zeros((L, N, H), dtype)
+        else:
+            h = as_float_array(self, h0, dtype, "h0")
+            if h.shape != (L, N, H):
+                raise ValueError(f"{self!r}: h0 must have shape {(L, N, H)}, got {h.shape}")
+        params = [[p.data for p in self._layer(j)] for j in range(L)]
+        out = np.empty((T, N, H), dtype)
+        steps = []
+        for t in range(T):
+            hstar = h.transpose(1, 0, 2).reshape(N, L * H)  # h*_{t−1}
+            below = x[t]
+            new_h, layers = np.empty_like(h), []
+            for j, (w, b, u, wg, ug, bg) in enumerate(params):
+                g = _sigmoid(below @ wg.T + hstar @ ug.T + bg)  # [N, L]: gate from layer i into j
+                rec = [h[i] @ u[:, i * H:(i + 1) * H].T for i in range(L)]
+                a = below @ w.T + b + sum(g[:, i:i + 1] * rec[i] for i in range(L))
+                new_h[j] = np.tanh(a)
+                layers.append((below, g, rec))
+                below = new_h[j]
+            steps.append((h, hstar, layers, new_h))
+            h = new_h
+            out[t] = h[-1]
+        self._cache = (x, steps)
+        return (out.transpose(1, 0, 2) if self.batch_first else out), h
+
+    def _backward(self, grad_output, grad_hn, need_input_grad):
+        require_forward(self, self._cache)
+        x, steps = self._cache
+        T, N = x.shape[:2]
+        L, H = self.num_layers, self.hidden_size
+        dtype = x.dtype
+        g_out = np.zeros((T, N, H), dtype) if grad_output is None else \
+            as_float_array(self, grad_output, dtype, "grad_output")
+        expected = (N, T, H) if self.batch_first else (T, N, H)
+        if g_out.shape != expected:
+            raise ValueError(f"{self!r}: grad_output has shape {g_out.shape}, but the forward output had shape "
+                             f"{expected}")
+        if self.batch_first:
+            g_out = g_out.transpose(1, 0, 2)
+        dh = np.zeros((L, N, H), dtype) if grad_hn is None else \
+            as_float_array(self, grad_hn, dtype, "grad_hn").copy()
+        if dh.shape != (L, N, H):
+            raise ValueError(f"{self!r}: grad_hn must have shape {(L, N, H)}, got {dh.shape}")
+        params = [[p.data for p in self._layer(j)] for j in range(L)]
+        grads = [[np.zeros_like(p) for p in layer] for layer in params]
+        dx = np.zeros_like(x) if need_input_grad else None
+        for t in range(T - 1, -1, -1):
+            h_prev, hstar, layers, new_h = steps[t]
+            dh[-1] += g_out[t]
+            dh_prev = np.zeros_like(dh)
+            dhstar = np.zeros((N, L * H), dtype)
+            for j in range(L - 1, -1, -1):
+                w, b, u, wg, ug, bg = params[j]
+                dw, db, du, dwg, dug, dbg = grads[j]
+                below, g, rec = layers[j]
+                da = dh[j] * (1 - new_h[j] ** 2)
+                dw += da.T @ below
+                db += da.sum(0)
+                dbelow = da @ w
+                dg = np.empty((N, L), dtype)
+                for i in range(L):
+                    ui = u[:, i * H:(i + 1) * H]
+                    gda = g[:, i:i + 1] * da
+                    du[:, i * H:(i + 1) * H] += gda.T @ h_prev[i]
+                    dh_prev[i] += gda @ ui
+                    dg[:, i] = np.einsum("nk,nk->n", da, rec[i])
+                dga = dg * g * (1 - g)
+                dwg += dga.T @ below
+                dug += dga.T @ hstar
+                dbg += dga.sum(0)
+                dbelow += dga @ wg
+                dhstar += dga @ ug
+                if j > 0:
+                    dh[j - 1] += dbelow
+                elif dx is not None:
+                    dx[t] = dbelow
+            dh = dh_prev + dhstar.reshape(N, L, H).transpose(1, 0, 2)
+        for j in range(L):
+            for p, gp in zip(self._layer(j), grads[j]):
+                if p.requires_grad:
+                    buf, accumulate = p.grad_for_kernel()
+                    if accumulate:
+                        buf += gp
+                    else:
+                        buf[...] = gp
+        self.grad_hx = dh
+        if dx is None:
+            return None
+        return dx.transpose(1, 0, 2) if self.batch_first else dx
+
+    def backward(self, grad_output, grad_hn=None):
+        return self._backward(grad_output, grad_hn, True)
+
+    def backward_parameters(self, grad_output, grad_hn=None):
+        self._backward(grad_output, grad_hn, False)

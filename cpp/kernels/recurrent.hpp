@@ -131,8 +131,8 @@ struct PackedWeight {
 // Sequences of a batch are independent: each thread runs every time step for its own slice of the batch, with
 // no synchronisation between steps. Slices are multiples of 8 sequences (the micro-kernel's column panels),
 // so every column goes through the same kernel path whatever the thread count.
-// Threads only above kRecurrentParallelMinMacs multiply-adds (about 0.1 ms on one core): below that a
-// thread that waits for a busy core costs more than it saves.
+// Threads only above kRecurrentParallelMinMacs multiply-adds of recurrent work per call (about 0.1 ms on one
+// core): below that, a thread that waits for a busy core costs more than it saves.
 constexpr index_t kBatchGranule = 8;
 constexpr index_t kRecurrentParallelMinMacs = index_t(1) << 23;
 
@@ -140,6 +140,24 @@ template <typename Fn>
 void parallel_batch_slices(index_t batch, index_t work, Fn&& fn) {
   for_each_slice(batch, kBatchGranule, work, kRecurrentParallelMinMacs, std::forward<Fn>(fn));
 }
+
+// Keeps a whole small call on one thread, its dense GEMMs included: for_each_slice asks the calling thread's
+// omp_get_max_threads(), which this lowers to 1 for the scope (and restores).
+class SerialScope {
+ public:
+  explicit SerialScope(bool serial) : saved_(omp_get_max_threads()), serial_(serial) {
+    if (serial_) omp_set_num_threads(1);
+  }
+  ~SerialScope() {
+    if (serial_) omp_set_num_threads(saved_);
+  }
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  int saved_;
+  bool serial_;
+};
 
 }  // namespace rnn_detail
 
@@ -152,6 +170,7 @@ void rnn_forward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, const T
                  index_t steps, index_t batch, index_t input_size, index_t hidden, bool reverse) {
   using namespace rnn_detail;
   const index_t G = rnn_gate_count(mode), GH = G * hidden, H = hidden, N = batch;
+  const SerialScope serial(steps * N * GH * H < kRecurrentParallelMinMacs);
   // Input projection of every step at once, written where the gates will be.
   dense_forward(x, w_ih, b_ih, saved.gates, steps * N, input_size, GH);
   const PackedWeight<T> W(w_hh, GH, H, true, H);
@@ -256,6 +275,7 @@ void rnn_backward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, RnnSav
   const index_t G = rnn_gate_count(mode), GH = G * hidden, H = hidden, N = batch;
   // GRU's recurrent gradient differs from the input one in the n block (r⊙ · ); the others share dgates.
   T* dgh = mode == RnnMode::gru ? dgates_h : dgates;
+  const SerialScope serial(steps * N * GH * H < kRecurrentParallelMinMacs);
   const PackedWeight<T> W(w_hh, H, GH, false, H);  // W_hhᵀ
   parallel_batch_slices(N, steps * N * GH * H, [&](index_t begin, index_t count) {
     const index_t end = begin + count;

@@ -1,6 +1,6 @@
 """Recurrent layers RNN, LSTM and GRU (SPEC L9, K5) with PyTorch's interface, parameter names and shapes, so a
 PyTorch state_dict loads as it is. Each direction of each layer runs the whole sequence in one C++ call
-(kernels/recurrent.hpp): no Python per time step.
+(kernels/recurrent.hpp): no Python per time step. Also the seed's GatedFeedbackRNN (at the end of the file).
 
 Shapes: input (T, N, I), or (N, T, I) with batch_first=True, or unbatched (T, I); output (T, N, D·H) (batch
 first: (N, T, D·H)); h_n (and c_n) (num_layers·D, N, H), D = 2 if bidirectional else 1.

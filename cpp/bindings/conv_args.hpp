@@ -12,7 +12,13 @@ namespace fastnn::bind {
 
 // An int, or a sequence of two ints, as (h, w); each at least `minimum`.
 inline void pair_arg(const py::object& value, const char* name, index_t minimum, index_t& h, index_t& w) {
-  if (py::isinstance<py::int_>(value)) {
+  PyObject* obj = value.ptr();
+  if (PyTuple_Check(obj) && PyTuple_GET_SIZE(obj) == 2 && PyLong_Check(PyTuple_GET_ITEM(obj, 0)) &&
+      PyLong_Check(PyTuple_GET_ITEM(obj, 1))) {  // the layers' form: no conversion machinery
+    h = PyLong_AsLongLong(PyTuple_GET_ITEM(obj, 0));
+    w = PyLong_AsLongLong(PyTuple_GET_ITEM(obj, 1));
+    if (PyErr_Occurred()) throw py::error_already_set();
+  } else if (py::isinstance<py::int_>(value)) {
     h = w = value.cast<index_t>();
   } else {
     auto seq = value.cast<std::vector<index_t>>();

@@ -61,6 +61,10 @@ class _ConvNd(Module):
         else:
             self.padding = _tuple(name, "padding", padding, n, 0)
             self._pad, self._extra = self.padding, (0,) * n
+        # The 2-D kernel's view of the hyper-parameters (1-D: H = 1), fixed at construction.
+        self._k2, self._s2 = self._as2d(self.kernel_size), self._as2d(self.stride)
+        self._p2, self._d2 = self._as2d(self._pad, 0), self._as2d(self.dilation)
+        self._pointwise = self._k2 == (1, 1) and self._s2 == (1, 1) and self._p2 == (0, 0)
         self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, np.float32))
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         fan_in = in_channels // groups * math.prod(self.kernel_size)
@@ -115,19 +119,17 @@ class _ConvNd(Module):
         if any(self._extra):
             x = np.pad(x, [(0, 0), (0, 0)] + [(0, e) for e in self._extra])
         x4 = x if n == 2 else x[:, :, None, :]
-        ks = self._as2d(self.kernel_size)
+        ks = self._k2
         col = None
-        pointwise = ks == (1, 1) and self.stride == (1,) * n and self._pad == (0,) * n
-        if self.training and not pointwise and self.weight.requires_grad:
-            Ho, Wo = (_core_out(s, k, st, p, d) for s, k, st, p, d in
-                      zip(x4.shape[2:], ks, self._as2d(self.stride), self._as2d(self._pad, 0), self._as2d(self.dilation)))
-            shape = (self.in_channels * math.prod(ks), x.shape[0] * Ho * Wo)
+        if self.training and not self._pointwise and self.weight.requires_grad:
+            Ho, Wo = (_core_out(*a) for a in zip(x4.shape[2:], ks, self._s2, self._p2, self._d2))
+            shape = (self.in_channels * ks[0] * ks[1], x.shape[0] * Ho * Wo)
             col = self._col_buffer
             if col is None or col.shape != shape or col.dtype != w.dtype:
                 col = self._col_buffer = np.empty(shape, w.dtype)
         try:
-            y = _core.conv2d_forward(x4, w.reshape(w.shape[:2] + ks), None if self.bias is None else self.bias.data,
-                                     self._as2d(self.stride), self._as2d(self._pad, 0), self._as2d(self.dilation),
+            y = _core.conv2d_forward(x4, w if n == 2 else w.reshape(w.shape[:2] + ks),
+                                     None if self.bias is None else self.bias.data, self._s2, self._p2, self._d2,
                                      self.groups, True, col)
         except ValueError as e:
             raise ValueError(f"{self!r}: {e} (input shape {x.shape})") from None
@@ -145,14 +147,16 @@ class _ConvNd(Module):
             g = g[None]
         check_grad_shape(self, g, self._out_shape)
         w, b = self.weight, self.bias
-        ks = self._as2d(self.kernel_size)
+        ks = self._k2
         gw, acc_w = w.grad_for_kernel() if w.requires_grad else (None, True)
         gb, acc_b = b.grad_for_kernel() if b is not None and b.requires_grad else (None, True)
-        g4 = g if self._dims == 2 else g[:, :, None, :]
-        dx = _core.conv2d_backward(g4, x,
-                                   w.data.reshape(w.shape[:2] + ks), None if gw is None else gw.reshape(w.shape[:2] + ks),
-                                   gb, self._as2d(self.stride), self._as2d(self._pad, 0), self._as2d(self.dilation),
-                                   self.groups, need_input_grad, acc_w, acc_b, self._col if gw is not None else None)
+        if self._dims == 1:
+            g, wd = g[:, :, None, :], w.data.reshape(w.shape[:2] + ks)
+            gw = None if gw is None else gw.reshape(w.shape[:2] + ks)
+        else:
+            wd = w.data
+        dx = _core.conv2d_backward(g, x, wd, gw, gb, self._s2, self._p2, self._d2, self.groups, need_input_grad,
+                                   acc_w, acc_b, self._col if gw is not None else None)
         if dx is None:
             return None
         if self._dims == 1:

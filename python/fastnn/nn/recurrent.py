@@ -123,13 +123,13 @@ class _RNNBase(Module):
             expected = "(N, T, I)" if self.batch_first else "(T, N, I)"
             raise ValueError(f"{self!r}: expected input of shape {expected.replace('I', str(self.input_size))} "
                              f"or unbatched (T, {self.input_size}), got {x.shape}")
+        if not _core.all_finite(x):
+            raise ValueError(f"{self!r}: input of shape {x.shape} contains NaN or infinity")
         unbatched = x.ndim == 2
         if unbatched:
             x = x[:, None, :]
         elif self.batch_first:
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
-        if not _core.all_finite(x):
-            raise ValueError(f"{self!r}: input of shape {x.shape} contains NaN or infinity")
         T, N = x.shape[0], x.shape[1]
         lstm = self.mode == "LSTM"
         if lstm:
@@ -179,11 +179,6 @@ class _RNNBase(Module):
         return (out, (h_n, c_n)) if lstm else (out, h_n)
 
     # -- backward ----------------------------------------------------------------------------------
-    def _grad_state(self, g, what, N, unbatched, dtype):
-        if g is None:
-            return None
-        return self._state(g, what, N, unbatched, dtype)
-
     def _backward(self, grad_output, grad_hn, grad_cn, need_input_grad):
         require_forward(self, self._cache)
         layers, unbatched, (T, N) = self._cache
@@ -200,8 +195,9 @@ class _RNNBase(Module):
                 g = g[:, None, :]
             elif self.batch_first:
                 g = np.ascontiguousarray(g.transpose(1, 0, 2))
-        ghn = self._grad_state(grad_hn, "grad_hn", N, unbatched, dtype)
-        gcn = self._grad_state(grad_cn, "grad_cn", N, unbatched, dtype) if self.mode == "LSTM" else None
+        ghn = None if grad_hn is None else self._state(grad_hn, "grad_hn", N, unbatched, dtype)
+        gcn = None if grad_cn is None or self.mode != "LSTM" else self._state(grad_cn, "grad_cn", N, unbatched,
+                                                                               dtype)
         dh0 = np.empty((self.num_layers * D, N, H), dtype)
         dc0 = np.empty_like(dh0) if self.mode == "LSTM" else None
         for k in range(self.num_layers - 1, -1, -1):

@@ -123,3 +123,34 @@ def test_embedding_bad_input():
         bag(np.array([[1, 2]]), per_sample_weights=np.ones((1, 2)))
     with pytest.raises(ValueError, match="mode"):
         fnn.nn.EmbeddingBag(10, 3, mode="max")
+
+
+class TokenClassifier(fnn.nn.Module):
+    """Token ids (N, T) -> Embedding -> GRU (batch first) -> last state -> Linear."""
+
+    def __init__(self, vocab, dim, hidden, classes):
+        super().__init__()
+        self.embed = fnn.nn.Embedding(vocab, dim, padding_idx=0)
+        self.rnn = fnn.nn.GRU(dim, hidden, batch_first=True)
+        self.head = fnn.nn.Linear(hidden, classes)
+
+    def forward(self, tokens):
+        _, h_n = self.rnn(self.embed(tokens))
+        return self.head(h_n[-1])
+
+    def backward_parameters(self, g):
+        self.embed.backward(self.rnn.backward(None, self.head.backward(g)[None]))
+
+
+def test_embedding_gru_classifier_trains_with_trainer():
+    r = rng(4)
+    tokens = r.integers(1, 12, size=(500, 7))
+    tokens[r.random(tokens.shape) < 0.2] = 0  # padding
+    y = (tokens == 5).any(axis=1).astype(np.int64)  # does token 5 occur anywhere?
+    fnn.manual_seed(0)
+    model = TokenClassifier(12, 8, 16, 2)
+    trainer = fnn.Trainer(model, loss=fnn.nn.CrossEntropyLoss(), optimizer=fnn.optim.Adam(model.parameters(),
+                                                                                           lr=0.02))
+    trainer.fit(tokens[:400], y[:400], epochs=20, batch_size=25, verbose=0)
+    assert np.mean(np.argmax(trainer.predict(tokens[400:]), 1) == y[400:]) >= 0.95
+    assert np.all(model.embed.weight.data[0] == 0)  # the padding row never moves

@@ -281,13 +281,15 @@ def test_pytorch_state_dict_reproduces_pytorch(case):
 
 
 # -- threads ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,batch", [("LSTM", 64), ("GRU", 64), ("RNN", 64), ("LSTM", 30)])
-def test_bit_identical_for_thread_counts(name, batch):
+@pytest.mark.parametrize("name,batch,dtype", [("LSTM", 64, np.float32), ("GRU", 64, np.float32),
+                                              ("RNN", 64, np.float32), ("LSTM", 30, np.float32),
+                                              ("GRU", 30, np.float64)])
+def test_bit_identical_for_thread_counts(name, batch, dtype):
     # Large enough that the work is split over threads (kernels/recurrent.hpp); batch 30 leaves a ragged slice.
     fnn.manual_seed(0)
-    m = CLASSES[name](40, 128, num_layers=2, bidirectional=True)
-    x = rng().standard_normal((10, batch, 40)).astype(np.float32)
-    g = rng(1).standard_normal((10, batch, 256)).astype(np.float32)
+    m = CLASSES[name](40, 128, num_layers=2, bidirectional=True).to(dtype)
+    x = rng().standard_normal((10, batch, 40)).astype(dtype)
+    g = rng(1).standard_normal((10, batch, 256)).astype(dtype)
     results = []
     before = fnn.get_num_threads()
     try:

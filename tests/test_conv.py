@@ -28,6 +28,8 @@ CASES = [
     (1, 2, 5, 6, 3, (1, 3), 1, (0, 1), 1, 1),
     (2, 2, 4, 5, 2, (5, 5), 1, 2, 1, 1),            # kernel larger than the input
     (2, 2, 3, 1, 2, (3, 1), 1, (1, 0), 1, 2),       # one-pixel-wide planes
+    (1, 2, 5, 37, 5, (3, 3), 1, 1, 1, 1),           # direct path: several column packets, a tail, O = 4 + 1
+    (2, 32, 5, 5, 4, (3, 3), 1, 1, 1, 1),           # C·kh·kw = 288: the GEMM path without a kept col
 ]
 
 
@@ -73,6 +75,18 @@ def test_overwrite_and_skip_modes(case):
     np.testing.assert_allclose(gb, want_db, rtol=1e-10, atol=1e-12)
     dx = fnn.ops.conv2d_backward(dy, x, w, None, None, s, p, d, g)
     np.testing.assert_allclose(dx, oracle.conv2d_backward(dy, x, w, s, p, d, g)[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[11], CASES[-2]])
+def test_forward_with_kept_col_matches_oracle(case):
+    """Training keeps im2col(x) for backward: that forward path (GEMM) agrees with the oracle too."""
+    N, C, H, W, O, k, s, p, d, g = case
+    r = rng(9)
+    x, w, b = r.standard_normal((N, C, H, W)), r.standard_normal((O, C // g) + k), r.standard_normal(O)
+    want = oracle.conv2d(x, w, b, s, p, d, g)
+    col = np.empty((C * k[0] * k[1], N * want.shape[2] * want.shape[3]))
+    np.testing.assert_allclose(fnn.ops.conv2d_forward(x, w, b, s, p, d, g, col=col), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(col, fnn.ops.im2col(x, k, s, p, d))
 
 
 def test_im2col_col2im_layout_and_adjoint():
@@ -153,6 +167,7 @@ def _shifted(a, offset):
     (16, 6, 13, 11, 6, (3, 3), 2, 1, 1, 6),          # depthwise, strided
     (20, 16, 9, 9, 24, (1, 1), 1, 0, 1, 1),          # 1×1
     (7, 4, 20, 21, 5, (5, 3), 1, 2, (2, 1), 1),      # odd column count (tail slices)
+    (9, 32, 9, 9, 6, (3, 3), 1, 1, 1, 1),            # GEMM forward path without a kept col
 ])
 def test_conv_bits_do_not_depend_on_alignment_or_thread_count(case, dtype):
     N, C, H, W, O, k, s, p, d, g = case

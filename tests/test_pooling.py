@@ -173,3 +173,18 @@ def test_dropout2d_drops_whole_channels():
     assert drop(x) is x or (drop(x) == x).all()
     with pytest.raises(ValueError, match=r"Dropout2d\(p=0.5.*\(4, 4\)"):
         drop(np.zeros((4, 4), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_eval_skips_argmax_but_backward_still_works(dtype):
+    x = rng(8).standard_normal((2, 3, 10, 12)).astype(dtype)
+    y, argmax = fnn.ops.max_pool2d_forward(x, 2)
+    y2, none = fnn.ops.max_pool2d_forward(x, 2, return_argmax=False)
+    assert none is None and y2.tobytes() == y.tobytes()
+    pool = fnn.nn.MaxPool2d(2)
+    dy = rng(9).standard_normal(y.shape).astype(dtype)
+    pool(x)
+    trained = pool.backward(dy)
+    pool.eval()
+    assert pool(x).tobytes() == y.tobytes()
+    assert pool.backward(dy).tobytes() == trained.tobytes()

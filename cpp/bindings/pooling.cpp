@@ -32,16 +32,21 @@ ConvGeometry pool_geometry(const char* fn, const std::vector<index_t>& x, const 
 }
 
 py::tuple max_pool2d_forward_py(const py::array& x, const py::object& kernel_size, const py::object& stride,
-                                const py::object& padding) {
+                                const py::object& padding, bool return_argmax) {
   const ConvGeometry g = pool_geometry("max_pool2d_forward", shape_of(x), kernel_size, stride, padding);
   require(g.height * g.width < (index_t(1) << 31), "max_pool2d_forward: planes over 2^31 elements");
   return dispatch(float_dtype(x, "max_pool2d_forward input"), [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     const T* px = in_ptr<T>(x, "max_pool2d_forward input");
     auto y = empty_array<T>({g.batch, g.channels, g.out_h, g.out_w});
-    auto argmax = empty_array<std::int32_t>({g.batch, g.channels, g.out_h, g.out_w});
+    py::object argmax = py::none();
+    std::int32_t* pa = nullptr;
+    if (return_argmax) {
+      auto a = empty_array<std::int32_t>({g.batch, g.channels, g.out_h, g.out_w});
+      pa = a.mutable_data();
+      argmax = a;
+    }
     T* py_ = y.mutable_data();
-    std::int32_t* pa = argmax.mutable_data();
     {
       py::gil_scoped_release release;
       max_pool2d_forward(px, py_, pa, g);
@@ -151,8 +156,9 @@ py::array adaptive_avg_pool2d_backward_py(const py::array& grad_y, const std::ve
 
 void register_pooling(py::module_& m) {
   m.def("max_pool2d_forward", &max_pool2d_forward_py, py::arg("x"), py::arg("kernel_size"),
-        py::arg("stride") = py::none(), py::arg("padding") = 0,
-        "(y, argmax) of max pooling over x [N, C, H, W]; argmax: int32 flat index h·W + w in each plane.");
+        py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("return_argmax") = true,
+        "(y, argmax) of max pooling over x [N, C, H, W]; argmax: int32 flat index h·W + w in each plane\n"
+        "(None when return_argmax is false).");
   m.def("max_pool2d_backward", &max_pool2d_backward_py, py::arg("grad_output"), py::arg("argmax"),
         py::arg("input_shape"), "dx: each grad_output value added at its window's argmax.");
   m.def("avg_pool2d_forward", &avg_pool2d_forward_py, py::arg("x"), py::arg("kernel_size"),

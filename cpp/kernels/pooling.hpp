@@ -71,11 +71,11 @@ inline index_t max_pool_2x2_avx2(const float* r0, const float* r1, index_t W, in
     off = _mm256_blendv_epi8(off, _mm256_add_epi32(down, one), _mm256_castps_si256(t));
     if (count == 8) {
       _mm256_storeu_ps(y + ow, best);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(argmax + ow), _mm256_add_epi32(at, off));
+      if (argmax) _mm256_storeu_si256(reinterpret_cast<__m256i*>(argmax + ow), _mm256_add_epi32(at, off));
     } else {
       const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
       _mm256_maskstore_ps(y + ow, keep, best);
-      _mm256_maskstore_epi32(argmax + ow, keep, _mm256_add_epi32(at, off));
+      if (argmax) _mm256_maskstore_epi32(argmax + ow, keep, _mm256_add_epi32(at, off));
     }
   }
   return Wo;
@@ -89,6 +89,7 @@ inline void adaptive_window(index_t o, index_t out, index_t size, index_t& begin
 
 }  // namespace detail
 
+// argmax may be null (inference: no backward to route).
 template <typename T>
 void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeometry& g) {
   const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;
@@ -98,12 +99,12 @@ void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeomet
     const index_t plane = n * g.channels + c;
     const T* xp = x + plane * H * W;
     T* yp = y + plane * Ho * Wo;
-    std::int32_t* ap = argmax + plane * Ho * Wo;
+    std::int32_t* ap = argmax ? argmax + plane * Ho * Wo : nullptr;
     if (pairs) {  // the common 2×2/2 case, without the window bookkeeping
       for (index_t oh = 0; oh < Ho; ++oh) {
         const T* r0 = xp + 2 * oh * W;
         const T* r1 = r0 + W;
-        std::int32_t* arow = ap + oh * Wo;
+        std::int32_t* arow = ap ? ap + oh * Wo : nullptr;
         T* yrow = yp + oh * Wo;
         const std::int32_t base = static_cast<std::int32_t>(2 * oh * W);
         const std::int32_t down = static_cast<std::int32_t>(W);
@@ -123,7 +124,7 @@ void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeomet
           take = (d > best) | (d != d);
           best = take ? d : best, at = take ? down + 1 : at;
           yrow[ow] = best;
-          arow[ow] = base + static_cast<std::int32_t>(2 * ow) + at;
+          if (arow) arow[ow] = base + static_cast<std::int32_t>(2 * ow) + at;
         }
       }
       return;
@@ -142,7 +143,7 @@ void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeomet
             if (v > best || std::isnan(v)) best = v, at = h * W + w;
           }
         yp[oh * Wo + ow] = best;
-        ap[oh * Wo + ow] = static_cast<std::int32_t>(at);
+        if (ap) ap[oh * Wo + ow] = static_cast<std::int32_t>(at);
       }
     }
   });

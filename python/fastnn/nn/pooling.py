@@ -91,11 +91,18 @@ class _MaxPoolNd(_PoolNd):
     def forward(self, x):
         x4 = self._prepare(x)
         self._dtype = x4.dtype
-        y, self._argmax = _core.max_pool2d_forward(x4, self._as2d(self._k), self._as2d(self._s), self._as2d(self._p, 0))
+        # In eval mode no argmax is written; a backward then (rare: saliency maps) recomputes it.
+        self._x4 = None if self.training else x4
+        y, self._argmax = _core.max_pool2d_forward(x4, self._as2d(self._k), self._as2d(self._s),
+                                                   self._as2d(self._p, 0), self.training)
         return self._finish(y)
 
     def backward(self, grad_output):
         g = self._grad(grad_output)
+        if self._argmax is None:
+            _, self._argmax = _core.max_pool2d_forward(self._x4, self._as2d(self._k), self._as2d(self._s),
+                                                       self._as2d(self._p, 0))
+            self._x4 = None
         shape = self._input_shape if self._dims == 2 else self._input_shape[:2] + (1,) + self._input_shape[2:]
         return self._input_grad(_core.max_pool2d_backward(g, self._argmax, shape))
 

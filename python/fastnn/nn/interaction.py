@@ -1,0 +1,80 @@
+"""Interaction over field embeddings (SPEC L11), FM/DLRM style, for input x [N, F, D]:
+
+- mode="dot": pairwise inner products <x_i, x_j> for i < j, [N, F(F−1)/2] in row-major upper-triangle order
+  ((0,1), (0,2), ..., (1,2), ...); with self_interaction=True also i == j, [N, F(F+1)/2].
+- mode="concat": flatten the fields, [N, F·D].
+- mode="mean" / "max": pool over fields, [N, D] (max sends the gradient to the first maximal field).
+"""
+import numpy as np
+
+from ._checks import as_float_array, module_dtype, require_forward
+from .module import Module
+
+__all__ = ["Interaction"]
+
+_MODES = ("dot", "concat", "mean", "max")
+
+
+class Interaction(Module):
+    def __init__(self, mode="dot", self_interaction=False):
+        super().__init__()
+        if mode not in _MODES:
+            raise ValueError(f"Interaction: mode must be one of {_MODES}, got {mode!r}")
+        self.mode, self.self_interaction = mode, bool(self_interaction)
+        self._cache = None
+
+    def extra_repr(self):
+        s = f"mode={self.mode!r}"
+        return s + (", self_interaction=True" if self.self_interaction else "")
+
+    def _pairs(self, F):
+        return np.triu_indices(F, k=0 if self.self_interaction else 1)
+
+    def output_size(self, num_fields, embedding_dim):
+        F, D = int(num_fields), int(embedding_dim)
+        if self.mode == "dot":
+            return F * (F + 1) // 2 if self.self_interaction else F * (F - 1) // 2
+        return F * D if self.mode == "concat" else D
+
+    def forward(self, x):
+        x = as_float_array(self, x, module_dtype(self, x))
+        if x.ndim != 3:
+            raise ValueError(f"{self!r}: expected input of shape (N, F, D), got {x.shape}")
+        N, F, D = x.shape
+        if self.mode == "dot":
+            i, j = self._pairs(F)
+            y = np.matmul(x, x.transpose(0, 2, 1))[:, i, j]
+            self._cache = (x, None)
+        elif self.mode == "concat":
+            y = x.reshape(N, F * D)
+            self._cache = (x, None)
+        elif self.mode == "mean":
+            y = x.mean(axis=1)
+            self._cache = (x, None)
+        else:
+            arg = x.argmax(axis=1)  # N, D
+            y = np.take_along_axis(x, arg[:, None, :], axis=1)[:, 0]
+            self._cache = (x, arg)
+        return y
+
+    def backward(self, grad_output):
+        require_forward(self, self._cache)
+        x, arg = self._cache
+        N, F, D = x.shape
+        g = as_float_array(self, grad_output, x.dtype, "grad_output")
+        expected = (N, self.output_size(F, D))
+        if g.shape != expected:
+            raise ValueError(f"{self!r}: grad_output has shape {g.shape}, but the forward output had shape "
+                             f"{expected}")
+        if self.mode == "dot":
+            i, j = self._pairs(F)
+            G = np.zeros((N, F, F), x.dtype)
+            G[:, i, j] = g
+            return np.matmul(G + G.transpose(0, 2, 1), x)
+        if self.mode == "concat":
+            return g.reshape(N, F, D).copy()
+        if self.mode == "mean":
+            return np.broadcast_to(g[:, None, :] / F, (N, F, D)).copy()
+        dx = np.zeros_like(x)
+        np.put_along_axis(dx, arg[:, None, :], g[:, None, :], axis=1)
+        return dx

@@ -5,6 +5,7 @@ from . import init, nn, ops, optim, data, callbacks, schedules, regularizers, ut
 from .trainer import Trainer
 from .perceptron import Perceptron
 from .serialization import save, load, save_state_dict, load_state_dict, register_module
+from . import pretraining
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ def build_info():
     return dict(_core.build_info())
 
 
-__all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "Trainer",
+__all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "pretraining",
+           "Trainer",
            "Perceptron", "save", "load", "save_state_dict", "load_state_dict", "register_module", "manual_seed",
            "set_num_threads", "get_num_threads", "build_info", "__version__"]

@@ -12,3 +12,4 @@ from .adagrad import Adagrad
 from .rprop import Rprop
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Rprop"]
+from .lbfgs import LBFGS; __all__ += ["LBFGS"]  # noqa: E402,E702  (full-batch L-BFGS, closure interface)

@@ -9,6 +9,16 @@ import fastnn as fnn
 from fastnn import cli
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small layers: one kernel thread is as fast, and immune to OpenMP slowdowns on oversubscribed shared
+    cores (results are identical bit for bit whatever the thread count)."""
+    threads = fnn.get_num_threads()
+    fnn.set_num_threads(1)
+    yield
+    fnn.set_num_threads(threads)
+
+
 def test_info(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
@@ -26,12 +36,9 @@ def test_info(capsys):
 @pytest.mark.parametrize("example, epochs, minimum", [("digits-mlp", 3, 0.85), ("digits-cnn", 1, 0.5)])
 def test_train_prints_test_accuracy(capsys, example, epochs, minimum):
     pytest.importorskip("sklearn")
-    threads = fnn.get_num_threads()
-    try:
-        code = cli.main(["train", "--example", example, "--epochs", str(epochs), "--seed", "1", "--threads", "1"])
-        assert fnn.get_num_threads() == 1
-    finally:
-        fnn.set_num_threads(threads)
+    fnn.set_num_threads(2)
+    code = cli.main(["train", "--example", example, "--epochs", str(epochs), "--seed", "1", "--threads", "1"])
+    assert fnn.get_num_threads() == 1  # --threads took effect (the fixture restores the count)
     assert code == 0
     out = capsys.readouterr().out
     assert f"Epoch {epochs}/{epochs}" in out  # progress lines (not a TTY: one line per epoch)
@@ -84,3 +91,35 @@ def test_python_dash_m_fastnn_info():
     bad = subprocess.run([sys.executable, "-m", "fastnn", "train"], capture_output=True, text=True, env=env,
                          timeout=120)
     assert bad.returncode == 2 and "--example" in bad.stderr
+
+
+def test_digits_toolkit_example(tmp_path, capsys):
+    """examples/train_digits_toolkit.py: schedule + L2 + early stopping + checkpoint reach >= 97% on the
+    fixed split, and the checkpoint reloads with fastnn.load to the restored best weights."""
+    pytest.importorskip("sklearn")
+    import importlib.util
+
+    import numpy as np
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "train_digits_toolkit.py")
+    spec = importlib.util.spec_from_file_location("train_digits_toolkit", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    result = example.main(seed=0, verbose=1, checkpoint_dir=str(tmp_path))
+    out = capsys.readouterr().out
+    assert result["test"]["accuracy"] >= 0.97
+    assert "test accuracy" in out and "reloaded checkpoint" in out
+    ckpt = result["checkpoint"]
+    assert ckpt is not None and os.path.exists(ckpt) and os.path.dirname(ckpt) == str(tmp_path)
+    reloaded = fnn.load(ckpt)
+    saved, trained = reloaded.state_dict(), result["model"].state_dict()
+    assert saved.keys() == trained.keys()
+    for k in saved:  # early stopping restored the best epoch, which is the one the checkpoint kept
+        np.testing.assert_array_equal(saved[k], trained[k])
+    assert result["reloaded_test"]["accuracy"] == result["test"]["accuracy"]
+    hist = result["history"]
+    assert len(hist["lr"]) == len(hist["loss"]) and hist["lr"][-1] < hist["lr"][0]  # the schedule ran
+    assert "penalty" in hist and all(p > 0 for p in hist["penalty"])                # L2 was applied
+    assert result["best_epoch"] == int(np.argmin(hist["val_loss"]))
+    if result["stopped_epoch"]:
+        assert len(hist["loss"]) == result["stopped_epoch"] + 1 < 60

@@ -10,6 +10,16 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small layers: one kernel thread is as fast, and immune to OpenMP slowdowns on oversubscribed shared
+    cores (results are identical bit for bit whatever the thread count)."""
+    threads = fnn.get_num_threads()
+    fnn.set_num_threads(1)
+    yield
+    fnn.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits():
     X, y = load_digits(return_X_y=True)

@@ -13,6 +13,7 @@ from .normalization import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .attention import AdditiveAttention
+from .seq2seq import Seq2Seq
 from .interaction import Interaction
 from . import activations as _activations, losses as _losses, conv as _conv, pooling as _pooling
 from . import normalization as _normalization, recurrent as _recurrent, embedding as _embedding
@@ -20,4 +21,4 @@ from . import normalization as _normalization, recurrent as _recurrent, embeddin
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Identity", "Flatten", "Unflatten", "Dropout", "CenterLoss",
            "Dropout2d", "Reshape",
            *_activations.__all__, *_losses.__all__, *_conv.__all__, *_pooling.__all__, *_normalization.__all__,
-           *_recurrent.__all__, *_embedding.__all__, "AdditiveAttention", "Interaction"]
+           *_recurrent.__all__, *_embedding.__all__, "AdditiveAttention", "Seq2Seq", "Interaction"]

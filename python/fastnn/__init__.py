@@ -2,6 +2,7 @@
 from . import _core
 from .random import manual_seed
 from . import init, nn, ops, optim, data, callbacks, schedules, regularizers, utils
+from . import tune
 from .trainer import Trainer
 from .perceptron import Perceptron
 from .serialization import save, load, save_state_dict, load_state_dict, register_module

@@ -25,7 +25,7 @@ def build_info():
     return dict(_core.build_info())
 
 
-__all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "pretraining",
+__all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "pretraining", "tune",
            "Trainer",
            "Perceptron", "save", "load", "save_state_dict", "load_state_dict", "register_module", "manual_seed",
            "set_num_threads", "get_num_threads", "build_info", "__version__"]

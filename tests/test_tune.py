@@ -195,3 +195,31 @@ def test_lipo_search_hyper_parameters():
     ints = tune.LipoSearch(build_line, {"w": tune.randint(0, 4), "b": (0.0, 2.0)}, n_iter=12, seed=0)
     ints.fit(X, Y, epochs=1)
     assert ints.best_params_["w"] == 2 and isinstance(ints.best_params_["w"], int)
+
+
+def test_custom_distribution_objects_and_fit_kwargs_in_constructor():
+    class Around:
+        """Any object with rvs(rng) is a distribution."""
+
+        def __init__(self, centre):
+            self.centre = centre
+
+        def rvs(self, rng):
+            return self.centre + rng.uniform(-0.1, 0.1)
+
+    search = tune.RandomSearch(build_line, {"w": Around(2.0), "b": stats.randint(0, 3)}, n_iter=12, seed=0,
+                               fit_kwargs=dict(epochs=1, batch_size=10, validation_split=0.2))
+    search.fit(X, Y)
+    assert search.best_params_["b"] == 1 and isinstance(search.best_params_["b"], int)
+    assert all(1.9 <= r["params"]["w"] <= 2.1 for r in search.results_)
+    assert search.results_[0]["history"]["val_loss"][-1] == pytest.approx(search.best_score_)
+
+
+def test_lipo_non_finite_values_count_as_worst():
+    def f(v):
+        return float("nan") if v[0] > 1.0 else -((v[0] - 0.5) ** 2 + (v[1] - 0.25) ** 2)
+
+    x, value = tune.find_max_global(f, [-2, -2], [2, 2], 60, seed=0)
+    assert math.isfinite(value) and value > -1e-4 and x[0] <= 1.0
+    with pytest.raises(ValueError, match="lower"):
+        tune.find_max_global(f, [1, 1], [0, 2], 5)

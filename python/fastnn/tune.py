@@ -245,8 +245,10 @@ class _Search:
         name = type(self).__name__
         kwargs = {**self.fit_kwargs, **fit_kwargs}
         kwargs.setdefault("verbose", 0)
-        for bad in ("validation_data", "validation_split"):
-            kwargs.pop(bad, None)
+        # validation settings given in the constructor's fit_kwargs count unless fit() gives its own
+        ctor_data, ctor_split = kwargs.pop("validation_data", None), kwargs.pop("validation_split", None)
+        if validation_data is None and validation_split is None:
+            validation_data, validation_split = ctor_data, ctor_split
         x, y = np.asarray(x), np.asarray(y)
         if len(x) != len(y):
             raise ValueError(f"{name}.fit: x has {len(x)} samples, y has {len(y)}")

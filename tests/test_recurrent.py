@@ -547,3 +547,95 @@ def test_gated_feedback_rnn_bad_input():
         m(np.zeros((5, 2, 2), np.float32))
     with pytest.raises(ValueError, match=r"h0 must have shape \(2, 2, 4\)"):
         m(np.zeros((5, 2, 3), np.float32), np.zeros((1, 2, 4)))
+
+
+GF_NAMES = ("weight_ih", "bias", "weight_hh", "gate_weight_ih", "gate_weight_hh", "gate_bias")
+
+
+@pytest.mark.parametrize("dtype,batch_first", [(np.float64, False), (np.float64, True), (np.float32, False)])
+def test_gated_feedback_rnn_kernels_match_numpy_oracle(dtype, batch_first):
+    fnn.manual_seed(3)
+    L, T, N, I, H = 3, 5, 4, 6, 7
+    m = fnn.nn.GatedFeedbackRNN(I, H, num_layers=L, batch_first=batch_first).to(dtype)
+    r = rng(12)
+    x = r.standard_normal((T, N, I)).astype(dtype)
+    h0 = r.standard_normal((L, N, H)).astype(dtype)
+    g_out = r.standard_normal((T, N, H)).astype(dtype)
+    g_hn = r.standard_normal((L, N, H)).astype(dtype)
+    params = [[getattr(m, f"{n}_l{j}").data for n in GF_NAMES] for j in range(L)]
+    ref_out, ref_h, cache = oracle.gated_feedback_forward(params, x, h0)
+    ref_dx, ref_dh0, ref_grads = oracle.gated_feedback_backward(params, cache, g_out, g_hn)
+
+    def bf(a):
+        return a.transpose(1, 0, 2) if batch_first else a
+
+    m.zero_grad()
+    out, h_n = m(bf(x), h0)
+    dx = m.backward(bf(g_out), g_hn)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    assert out.dtype == h_n.dtype == dx.dtype == m.grad_hx.dtype == dtype
+    np.testing.assert_allclose(out, bf(ref_out), **tol)
+    np.testing.assert_allclose(h_n, ref_h, **tol)
+    np.testing.assert_allclose(dx, bf(ref_dx), **tol)
+    np.testing.assert_allclose(m.grad_hx, ref_dh0, **tol)
+    for j in range(L):
+        for n, ref in zip(GF_NAMES, ref_grads[j]):
+            p = getattr(m, f"{n}_l{j}")
+            assert p.grad.dtype == dtype
+            np.testing.assert_allclose(p.grad, ref, **tol, err_msg=f"{n}_l{j}")
+    # Gradients accumulate over a second backward; backward_parameters gives the same parameter gradients.
+    m(bf(x), h0)
+    m.backward_parameters(bf(g_out), g_hn)
+    for j in range(L):
+        for n, ref in zip(GF_NAMES, ref_grads[j]):
+            np.testing.assert_allclose(getattr(m, f"{n}_l{j}").grad, 2 * ref, **tol, err_msg=f"{n}_l{j}")
+
+
+def test_gated_feedback_rnn_frozen_parameters_and_empty_sequences():
+    fnn.manual_seed(4)
+    m = fnn.nn.GatedFeedbackRNN(3, 4, num_layers=2).double()
+    x = rng(13).standard_normal((3, 2, 3))
+    m.zero_grad()
+    out, _ = m(x)
+    m.backward(np.ones_like(out))
+    full = {n: p.grad.copy() for n, p in m.named_parameters()}
+    m.weight_hh_l1.requires_grad = False
+    m.zero_grad()
+    m(x)
+    m.backward(np.ones_like(out))
+    for n, p in m.named_parameters():
+        if n == "weight_hh_l1":
+            assert np.all(p.grad == 0)  # skipped by the kernel: never written after zero_grad
+        else:
+            np.testing.assert_array_equal(p.grad, full[n], err_msg=n)
+    m.weight_hh_l1.requires_grad = True
+    h0 = rng(14).standard_normal((2, 2, 4))
+    out, h_n = m(np.zeros((0, 2, 3)), h0)
+    assert out.shape == (0, 2, 4)
+    np.testing.assert_array_equal(h_n, h0)
+    m.zero_grad()
+    dx = m.backward(np.zeros((0, 2, 4)), np.ones((2, 2, 4)))
+    assert dx.shape == (0, 2, 3)
+    np.testing.assert_array_equal(m.grad_hx, np.ones((2, 2, 4)))
+    assert all(np.all(p.grad == 0) for p in m.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gated_feedback_rnn_bit_identical_for_thread_counts(dtype):
+    fnn.manual_seed(5)
+    m = fnn.nn.GatedFeedbackRNN(40, 128, num_layers=2).to(dtype)
+    x = rng(15).standard_normal((6, 64, 40)).astype(dtype)
+    g = rng(16).standard_normal((6, 64, 128)).astype(dtype)
+    results = []
+    before = fnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fnn.set_num_threads(threads)
+            m.zero_grad()
+            out, h_n = m(x)
+            dx = m.backward(g)
+            results.append([out.tobytes(), h_n.tobytes(), dx.tobytes(), m.grad_hx.tobytes()]
+                           + [p.grad.tobytes() for p in m.parameters()])
+    finally:
+        fnn.set_num_threads(before)
+    assert results[0] == results[1]

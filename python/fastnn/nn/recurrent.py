@@ -279,8 +279,29 @@ class GRU(_RNNBase):
         return self._backward(grad_output, grad_hn, None, True)
 
 
-def _sigmoid(v):
-    return 0.5 * (1.0 + np.tanh(0.5 * v))  # never overflows
+_lin_fwd, _lin_bwd = _core.linear_forward, _core.linear_backward
+_act_fwd, _act_bwd = _core.activation_forward, _core.activation_backward
+_TANH, _SIGMOID = _core.Activation.tanh, _core.Activation.sigmoid
+
+
+class _GradSink:
+    """One parameter's gradient for a sequence of kernel calls: the first call writes with the parameter's own
+    accumulate flag (lazy zero_grad), later ones add to it; (None, True) for a frozen parameter."""
+
+    __slots__ = ("param", "buf", "started")
+
+    def __init__(self, param):
+        self.param, self.buf, self.started = param, None, False
+
+    def __call__(self):
+        p = self.param
+        if not p.requires_grad:
+            return None, True
+        if self.started:
+            return self.buf, True
+        self.buf, accumulate = p.grad_for_kernel()
+        self.started = True
+        return self.buf, accumulate
 
 
 class GatedFeedbackRNN(Module):
@@ -295,8 +316,14 @@ class GatedFeedbackRNN(Module):
     open and U^{i→j} = 0 for i ≠ j it is a stacked tanh RNN. forward(x, h0=None) -> (output of the top layer,
     h_n [L, N, H]); backward(grad_output, grad_hn=None) -> grad of x, with grad_hx = dL/dh0.
 
-    The layers are coupled at every step, so unlike RNN/LSTM/GRU this runs a NumPy loop over time steps: meant
-    for small models and for the seed's architecture, not for speed."""
+    Computed with fastnn's own kernels (float32 or float64, the parameters' dtype): every matrix product is a
+    `_core.linear_forward` / `_core.linear_backward` call (GEMMs writing the parameter gradients in place,
+    lazy zero_grad respected, frozen parameters skipped) and tanh/σ are `_core.activation_forward/backward`;
+    only the element-wise gate products and sums stay in NumPy. Layer 1's input projections W^1 x_t + b^1 and
+    w_g x_t + b_g for all T steps are one GEMM each over the [T·N, I] input (and so are their gradients in
+    BPTT). The gated recurrent sum is one GEMM per layer and step, since g^{i→j} U^{i→j} h^i = U^{i→j}(g^{i→j}
+    h^i): U^j [H, L·H] times the gate-scaled h*. The layers are coupled at every step, so the loop over time
+    steps and layers runs in Python; results are bit-identical for any thread count."""
 
     def __init__(self, input_size, hidden_size, num_layers=2, batch_first=False):
         super().__init__()
@@ -333,7 +360,7 @@ class GatedFeedbackRNN(Module):
             raise ValueError(f"{self!r}: expected input of shape {expected.replace('I', str(self.input_size))}, "
                              f"got {x.shape}")
         if self.batch_first:
-            x = x.transpose(1, 0, 2)
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
         T, N = x.shape[:2]
         L, H = self.num_layers, self.hidden_size
         if h0 is None:
@@ -343,18 +370,26 @@ class GatedFeedbackRNN(Module):
             if h.shape != (L, N, H):
                 raise ValueError(f"{self!r}: h0 must have shape {(L, N, H)}, got {h.shape}")
         params = [[p.data for p in self._layer(j)] for j in range(L)]
+        w0, b0, _, wg0, _, bg0 = params[0]
+        x2 = x.reshape(T * N, self.input_size)
+        # Layer 1's input projections for all time steps: one GEMM each.
+        xw = _lin_fwd(x2, w0, b0, False).reshape(T, N, H)
+        xg = _lin_fwd(x2, wg0, bg0, False).reshape(T, N, L)
         out = np.empty((T, N, H), dtype)
         steps = []
         for t in range(T):
-            hstar = h.transpose(1, 0, 2).reshape(N, L * H)  # h*_{t−1}
+            hstar = np.ascontiguousarray(h.transpose(1, 0, 2)).reshape(N, L * H)  # h*_{t−1}
             below = x[t]
             new_h, layers = np.empty_like(h), []
             for j, (w, b, u, wg, ug, bg) in enumerate(params):
-                g = _sigmoid(below @ wg.T + hstar @ ug.T + bg)  # [N, L]: gate from layer i into j
-                rec = [h[i] @ u[:, i * H:(i + 1) * H].T for i in range(L)]
-                a = below @ w.T + b + sum(g[:, i:i + 1] * rec[i] for i in range(L))
-                new_h[j] = np.tanh(a)
-                layers.append((below, g, rec))
+                gpre = xg[t] if j == 0 else _lin_fwd(below, wg, bg, False)
+                gpre = gpre + _lin_fwd(hstar, ug, None, False)
+                g = _act_fwd(_SIGMOID, gpre, 0.0, 0.0)  # [N, L]: gate from layer i into j
+                gh = np.ascontiguousarray((h * g.T[:, :, None]).transpose(1, 0, 2)).reshape(N, L * H)
+                a = xw[t] if j == 0 else _lin_fwd(below, w, b, False)
+                a = a + _lin_fwd(gh, u, None, False)  # Σ_i g^{i→j} U^{i→j} h^i as one GEMM
+                new_h[j] = _act_fwd(_TANH, a, 0.0, 0.0)
+                layers.append((below, g, gh))
                 below = new_h[j]
             steps.append((h, hstar, layers, new_h))
             h = new_h
@@ -381,8 +416,10 @@ class GatedFeedbackRNN(Module):
         if dh.shape != (L, N, H):
             raise ValueError(f"{self!r}: grad_hn must have shape {(L, N, H)}, got {dh.shape}")
         params = [[p.data for p in self._layer(j)] for j in range(L)]
-        grads = [[np.zeros_like(p) for p in layer] for layer in params]
-        dx = np.zeros_like(x) if need_input_grad else None
+        sinks = [[_GradSink(p) for p in self._layer(j)] for j in range(L)]
+        # Layer 1's pre-activation gradients for all steps, for one GEMM each after the loop.
+        da0 = np.empty((T, N, H), dtype)
+        dga0 = np.empty((T, N, L), dtype)
         for t in range(T - 1, -1, -1):
             h_prev, hstar, layers, new_h = steps[t]
             dh[-1] += g_out[t]
@@ -390,41 +427,41 @@ class GatedFeedbackRNN(Module):
             dhstar = np.zeros((N, L * H), dtype)
             for j in range(L - 1, -1, -1):
                 w, b, u, wg, ug, bg = params[j]
-                dw, db, du, dwg, dug, dbg = grads[j]
-                below, g, rec = layers[j]
-                da = dh[j] * (1 - new_h[j] ** 2)
-                dw += da.T @ below
-                db += da.sum(0)
-                dbelow = da @ w
-                dg = np.empty((N, L), dtype)
-                for i in range(L):
-                    ui = u[:, i * H:(i + 1) * H]
-                    gda = g[:, i:i + 1] * da
-                    du[:, i * H:(i + 1) * H] += gda.T @ h_prev[i]
-                    dh_prev[i] += gda @ ui
-                    dg[:, i] = np.einsum("nk,nk->n", da, rec[i])
-                dga = dg * g * (1 - g)
-                dwg += dga.T @ below
-                dug += dga.T @ hstar
-                dbg += dga.sum(0)
-                dbelow += dga @ wg
-                dhstar += dga @ ug
+                sw, sb, su, swg, sug, sbg = sinks[j]
+                below, g, gh = layers[j]
+                da = _act_bwd(_TANH, new_h[j], np.ascontiguousarray(dh[j]), 0.0, 0.0)
+                dbelow = None
+                if j == 0:
+                    da0[t] = da
+                else:
+                    (gw, aw), (gb, ab) = sw(), sb()
+                    dbelow = _lin_bwd(da, below, w, gw, gb, True, aw, ab)
+                gu, au = su()
+                dgh = _lin_bwd(da, gh, u, gu, None, True, au, True).reshape(N, L, H)
+                dh_prev += dgh.transpose(1, 0, 2) * g.T[:, :, None]
+                dg = np.einsum("nik,ink->ni", dgh, h_prev)  # dL/dg^{i→j} = <U^{i→j}ᵀ da, h^i>
+                dga = _act_bwd(_SIGMOID, g, dg, 0.0, 0.0)
+                if j == 0:
+                    dga0[t] = dga
+                else:
+                    (gwg, awg), (gbg, abg) = swg(), sbg()
+                    dbelow += _lin_bwd(dga, below, wg, gwg, gbg, True, awg, abg)
+                gug, aug = sug()
+                dhstar += _lin_bwd(dga, hstar, ug, gug, None, True, aug, True)
                 if j > 0:
                     dh[j - 1] += dbelow
-                elif dx is not None:
-                    dx[t] = dbelow
             dh = dh_prev + dhstar.reshape(N, L, H).transpose(1, 0, 2)
-        for j in range(L):
-            for p, gp in zip(self._layer(j), grads[j]):
-                if p.requires_grad:
-                    buf, accumulate = p.grad_for_kernel()
-                    if accumulate:
-                        buf += gp
-                    else:
-                        buf[...] = gp
-        self.grad_hx = dh
+        x2 = x.reshape(T * N, self.input_size)
+        sw, sb, _, swg, _, sbg = sinks[0]
+        w0, _, _, wg0, _, _ = params[0]
+        (gw, aw), (gb, ab) = sw(), sb()
+        (gwg, awg), (gbg, abg) = swg(), sbg()
+        dx = _lin_bwd(da0.reshape(T * N, H), x2, w0, gw, gb, need_input_grad, aw, ab)
+        dxg = _lin_bwd(dga0.reshape(T * N, L), x2, wg0, gwg, gbg, need_input_grad, awg, abg)
+        self.grad_hx = np.ascontiguousarray(dh)
         if dx is None:
             return None
+        dx = (dx + dxg).reshape(T, N, self.input_size)
         return dx.transpose(1, 0, 2) if self.batch_first else dx
 
     def backward(self, grad_output, grad_hn=None):

@@ -606,8 +606,8 @@ def test_gated_feedback_rnn_frozen_parameters_and_empty_sequences():
     for n, p in m.named_parameters():
         if n == "weight_hh_l1":
             assert np.all(p.grad == 0)  # skipped by the kernel: never written after zero_grad
-        else:
-            np.testing.assert_array_equal(p.grad, full[n], err_msg=n)
+        else:  # same values; the last bit may differ, as the frozen weight's GEMM is left out of the step
+            np.testing.assert_allclose(p.grad, full[n], rtol=1e-12, atol=1e-15, err_msg=n)
     m.weight_hh_l1.requires_grad = True
     h0 = rng(14).standard_normal((2, 2, 4))
     out, h_n = m(np.zeros((0, 2, 3)), h0)

@@ -227,8 +227,62 @@ def test_terminate_on_nan(capsys):
     x, y = tiny()
     trainer = fnn.Trainer(fnn.nn.Linear(2, 1), NanLoss(), NoopOptimizer(), callbacks=[TerminateOnNaN()])
     hist = trainer.fit(x, y, epochs=3, batch_size=2, verbose=0)
-    assert trainer.global_step == 1 and len(hist["loss"]) == 1
-    assert "invalid loss" in capsys.readouterr().out
+    assert trainer.global_step == 0 and len(hist["loss"]) == 1  # stopped before the first update
+    out = capsys.readouterr().out
+    assert "TerminateOnNaN: batch 0" in out and "the loss itself" in out
+
+
+class _Sqrt(fnn.nn.Module):
+    """A layer that produces NaN for negative inputs (and an infinite gradient at 0)."""
+
+    def forward(self, x):
+        self._x = x
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(x)
+
+    def backward(self, g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return g * 0.5 / np.sqrt(self._x)
+
+
+class _PlainMSE(fnn.nn.Module):
+    """A custom loss without fastnn's input checks (built-in losses reject NaN predictions outright)."""
+
+    def forward(self, pred, target):
+        self._diff = pred - target
+        with np.errstate(invalid="ignore"):
+            return float(np.mean(self._diff ** 2))
+
+    def backward(self, grad_output=None):
+        return 2 * self._diff / self._diff.size
+
+
+def test_terminate_on_nan_names_the_first_non_finite_layer_output(capsys):
+    fnn.manual_seed(0)
+    # (A NaN entering a Linear is rejected there with a ValueError naming it; here it appears last.)
+    model = fnn.nn.Sequential(fnn.nn.Linear(2, 3), fnn.nn.ReLU(), fnn.nn.Linear(3, 1), _Sqrt())
+    model[2].bias.data[...] = -5.0  # negative inputs to the last layer: sqrt gives NaN
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    cb = TerminateOnNaN()
+    x = np.ones((4, 2), np.float32)
+    trainer = fnn.Trainer(model, _PlainMSE(), fnn.optim.SGD(model.parameters(), lr=0.1), callbacks=[cb])
+    trainer.fit(x, np.zeros((4, 1), np.float32), epochs=2, batch_size=2, verbose=0)
+    assert "layer '3' (_Sqrt())" in cb.message and cb.stopped_batch == 0
+    assert "TerminateOnNaN" in capsys.readouterr().out
+    for k, v in model.state_dict().items():  # no update was applied, and the replay changed nothing
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_terminate_on_nan_names_a_non_finite_gradient():
+    fnn.manual_seed(0)
+    model = fnn.nn.Sequential(fnn.nn.Linear(2, 3), _Sqrt(), fnn.nn.Linear(3, 1))
+    model[0].weight.data[...] = 0.0
+    model[0].bias.data[...] = 0.0  # sqrt(0) = 0 is finite, its derivative is infinite
+    cb = TerminateOnNaN(verbose=0)
+    trainer = fnn.Trainer(model, fnn.nn.MSELoss(), fnn.optim.SGD(model.parameters(), lr=0.1), callbacks=[cb])
+    trainer.fit(np.ones((4, 2), np.float32), np.ones((4, 1), np.float32), epochs=1, batch_size=4, verbose=0)
+    assert cb.message is not None and "the gradient of '0." in cb.message
+    assert np.isfinite(model[0].weight.data).all()
 
 
 def test_csv_and_json_loggers(tmp_path):

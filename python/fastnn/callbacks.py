@@ -17,6 +17,8 @@ import json
 import math
 import os
 
+import numpy as np
+
 __all__ = ["Callback", "CallbackList", "EarlyStopping", "LambdaCallback", "LearningRateScheduler",
            "ModelCheckpoint", "CSVLogger", "JSONLogger", "TerminateOnNaN"]
 
@@ -48,6 +50,10 @@ class Callback:
 
     def on_batch_begin(self, batch, logs=None):
         pass
+
+    def on_backward_end(self, batch, logs=None):
+        """After backward, before the optimizer step. logs: loss, size, step, and the batch itself (x, y).
+        Setting trainer.stop_training here also skips this batch's step."""
 
     def on_batch_end(self, batch, logs=None):
         pass
@@ -87,6 +93,9 @@ class CallbackList:
 
     def on_batch_begin(self, batch, logs=None):
         self._call("on_batch_begin", batch, logs)
+
+    def on_backward_end(self, batch, logs=None):
+        self._call("on_backward_end", batch, logs)
 
     def on_batch_end(self, batch, logs=None):
         self._call("on_batch_end", batch, logs)
@@ -231,13 +240,80 @@ def _accepts_two_args(fn):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training as soon as a batch loss is NaN or infinite."""
+    """Stop training at the first batch whose loss or gradients are NaN or infinite, before its optimizer
+    step (so the weights stay finite), with a message naming where the non-finite values start: the first
+    layer whose output is non-finite (the batch is replayed layer by layer; parameters, buffers and the
+    random state are restored afterwards), else the first parameter, in backward order, whose gradient is.
+    The message is printed and kept in `message`; `stopped_batch` is the global step."""
 
-    def on_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            print(f"Batch {batch}: invalid loss {loss}, terminating training")
-            self.trainer.stop_training = True
+    def __init__(self, verbose=1):
+        super().__init__()
+        self.verbose = int(verbose)
+        self.message = None
+        self.stopped_batch = None
+
+    def on_backward_end(self, batch, logs=None):
+        logs = logs or {}
+        loss = logs.get("loss")
+        params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        bad_grad = next((n for n, p in reversed(params) if not _all_finite(p.grad)), None)
+        if (loss is None or math.isfinite(loss)) and bad_grad is None:
+            return
+        where = _first_non_finite_output(self.model, logs.get("x")) if "x" in logs else None
+        if where is not None:
+            detail = f"the output of layer '{where[0]}' ({where[1]!r}) is the first non-finite value"
+        elif bad_grad is not None:
+            detail = f"the gradient of '{bad_grad}' is the first non-finite gradient (in backward order)"
+        else:
+            detail = "every layer output and gradient is finite: the loss itself overflowed"
+        self.stopped_batch = logs.get("step")
+        self.message = (f"TerminateOnNaN: batch {batch} (step {self.stopped_batch}) has loss {loss}; {detail}. "
+                        f"Training stopped before this batch's update.")
+        if self.verbose:
+            print(self.message)
+        self.trainer.stop_training = True
+
+
+def _all_finite(a):
+    a = np.ascontiguousarray(a)
+    if a.dtype.kind != "f":
+        return True
+    if a.dtype not in (np.float32, np.float64):
+        return bool(np.isfinite(a).all())
+    from . import _core
+    return _core.all_finite(a)
+
+
+def _first_non_finite_output(model, x):
+    """(name, module) of the first leaf layer, in call order, whose output has a NaN/inf on input x, or None.
+    Replays one forward with each leaf's forward wrapped; restores state and the random generator."""
+    from .random import generator
+    found = []
+    leaves = [(name, m) for name, m in model.named_modules() if not m._modules and name] or [("", model)]
+
+    def watching(name, module, forward):
+        def wrapped(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            first = out[0] if isinstance(out, tuple) else out
+            if not found and isinstance(first, np.ndarray) and not _all_finite(first):
+                found.append((name or type(module).__name__, module))
+            return out
+        return wrapped
+
+    saved_state = model.state_dict()
+    rng_state = generator().bit_generator.state
+    for name, m in leaves:
+        m.forward = watching(name, m, m.forward)
+    try:
+        model(x)
+    except (ValueError, FloatingPointError):
+        pass  # a layer that rejects non-finite input: the last wrapped output already names the culprit
+    finally:
+        for _, m in leaves:
+            m.__dict__.pop("forward", None)
+        model.load_state_dict(saved_state)
+        generator().bit_generator.state = rng_state
+    return found[0] if found else None
 
 
 class ModelCheckpoint(Callback):

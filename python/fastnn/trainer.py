@@ -248,11 +248,16 @@ class Trainer:
                     for m in train_metrics:  # before backward, which may reuse buffers
                         m.update(out, yb)
                     backward(loss.backward())
+                    loss_sum += value * size if loss_weighting else value
+                    seen += size
+                    if has_callbacks:
+                        cbs.on_backward_end(b, {"loss": value, "size": size, "step": self.global_step,
+                                                "x": xb, "y": yb})
+                        if self.stop_training:
+                            break  # a callback stopped training here: this batch takes no step
                     opt.step()
                     opt.zero_grad()
                     self.global_step += 1
-                    loss_sum += value * size if loss_weighting else value
-                    seen += size
                     progress.batch_end(loss_sum / seen)
                     if has_callbacks:
                         cbs.on_batch_end(b, {"loss": value, "size": size, "step": self.global_step - 1,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import fastnn as fnn
-from common import interleaved, report, warm_up
+from common import classifier_training_steps, interleaved, report, warm_up
 
 
 def build(use_bn):
@@ -42,29 +42,7 @@ def training_steps(use_bn, batch=64):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, batch)
-    loss_fn = fnn.nn.CrossEntropyLoss()
-    opt = fnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    tloss = torch.nn.CrossEntropyLoss()
-    topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
-    # Same weights, same data: the first losses agree (both run the same network).
-    a = loss_fn(model(x), y)
-    with torch.no_grad():
-        b = float(tloss(tmodel(tx), ty))
-    assert abs(a - b) < 1e-4 * max(1.0, abs(b)), (a, b)
-
-    def fastnn_step():  # what Trainer does per batch
-        loss_fn(model(x), y)
-        model.backward_parameters(loss_fn.backward())
-        opt.step()
-        opt.zero_grad()
-
-    def torch_step():
-        topt.zero_grad()
-        tloss(tmodel(tx), ty).backward()
-        topt.step()
-
-    return {"fastnn": fastnn_step, "torch": torch_step}
+    return classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9)
 
 
 def inference(use_bn, batch=256):

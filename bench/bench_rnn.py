@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import fastnn as fnn
-from common import interleaved, report, warm_up
+from common import classifier_training_steps, interleaved, report, warm_up
 
 T, N, I, H, C = 32, 32, 64, 128, 10
 
@@ -54,29 +54,7 @@ def training_steps(kind):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, N, I)).astype(np.float32)
     y = rng.integers(0, C, N)
-    loss_fn = fnn.nn.CrossEntropyLoss()
-    opt = fnn.optim.SGD(model.parameters(), lr=0.01)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    tloss = torch.nn.CrossEntropyLoss()
-    topt = torch.optim.SGD(tmodel.parameters(), lr=0.01)
-
-    def fastnn_step():  # what Trainer does per batch
-        loss_fn(model(x), y)
-        model.backward_parameters(loss_fn.backward())
-        opt.step()
-        opt.zero_grad()
-
-    def torch_step():
-        topt.zero_grad()
-        tloss(tmodel(tx), ty).backward()
-        topt.step()
-
-    # Same weights, same data: the first losses agree (a check that both run the same network).
-    a = loss_fn(model(x), y)
-    with torch.no_grad():
-        b = float(tloss(tmodel(tx), ty))
-    assert abs(a - b) < 1e-4 * max(1.0, abs(b)), (a, b)
-    return {"fastnn": fastnn_step, "torch": torch_step}
+    return classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.0)
 
 
 def flops_per_step(kind):

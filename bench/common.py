@@ -29,3 +29,36 @@ def report(title, unit, scale, result, target=None):
     verdict = "" if target is None else (f"  target <= {target:.2f}: " + ("met" if ratio <= target else "MISSED"))
     print(f"{title:<58} fastnn {fast:9.1f} {unit}   torch {torch_:9.1f} {unit}   ratio {ratio:5.2f}{verdict}")
     return ratio
+
+
+def classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9):
+    """One SGD + cross-entropy training step in fastnn (as fastnn.Trainer runs it per batch) and in PyTorch,
+    on the same weights and data, as {name: fn}. Checks first that both compute the same loss, so the
+    two really run the same network."""
+    import torch
+
+    import fastnn as fnn
+
+    loss_fn = fnn.nn.CrossEntropyLoss()
+    opt = fnn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    tloss = torch.nn.CrossEntropyLoss()
+    topt = torch.optim.SGD(tmodel.parameters(), lr=lr, momentum=momentum)
+
+    a = loss_fn(model(x), y)
+    with torch.no_grad():
+        b = float(tloss(tmodel(tx), ty))
+    assert abs(a - b) < 1e-4 * max(1.0, abs(b)), (a, b)
+
+    def fastnn_step():
+        loss_fn(model(x), y)
+        model.backward_parameters(loss_fn.backward())
+        opt.step()
+        opt.zero_grad()
+
+    def torch_step():
+        topt.zero_grad()
+        tloss(tmodel(tx), ty).backward()
+        topt.step()
+
+    return {"fastnn": fastnn_step, "torch": torch_step}

@@ -161,13 +161,8 @@ py::object prelu_backward(const py::array& x, const py::array& weight, const py:
       require_same_shape(gw, weight, "prelu_backward: grad_weight", "weight");
       pdw = out_ptr<T>(gw, "prelu_backward grad_weight");
     }
-    py::object result = py::none();
-    T* pdx = nullptr;
-    if (need_input_grad) {
-      auto dx = empty_array<T>(shape_of(x));
-      pdx = dx.mutable_data();
-      result = dx;
-    }
+    T* pdx;
+    py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
     py::gil_scoped_release release;
     fastnn::prelu_backward<T>(px, pw, pdy, pdx, pdw, s.outer, s.dim, s.inner);
     return result;

@@ -76,4 +76,15 @@ py::array_t<T> empty_array(std::vector<py::ssize_t> shape) {
   return py::array_t<T>(std::move(shape));
 }
 
+// A backward's input gradient, allocated only when the caller wants it (the first layer of a model does
+// not): returns the new array, or None, and points `data` at its buffer (or nullptr).
+template <typename T>
+py::object optional_output(bool wanted, std::vector<py::ssize_t> shape, T*& data) {
+  data = nullptr;
+  if (!wanted) return py::none();
+  auto out = empty_array<T>(std::move(shape));
+  data = out.mutable_data();
+  return out;
+}
+
 }  // namespace fastnn::bind

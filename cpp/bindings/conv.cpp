@@ -103,13 +103,8 @@ py::object conv2d_backward_py(const py::array& grad_y, const py::array& x, const
       require_shape(a, {g.rows(), g.columns()}, "conv2d_backward col");
       pcol = in_ptr<T>(a, "conv2d_backward col");
     }
-    py::object result = py::none();
-    T* pdx = nullptr;
-    if (need_input_grad) {
-      auto dx = empty_array<T>({g.batch, g.channels, g.height, g.width});
-      pdx = dx.mutable_data();
-      result = dx;
-    }
+    T* pdx;
+    py::object result = optional_output<T>(need_input_grad, {g.batch, g.channels, g.height, g.width}, pdx);
     py::gil_scoped_release release;
     conv2d_backward(pdy, px, pw, pdw, pdb, pdx, g, c.out_channels, c.groups, pcol, accumulate_weight,
                     accumulate_bias);

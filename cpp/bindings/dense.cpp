@@ -66,13 +66,8 @@ py::object linear_backward(const py::array& grad_y, const py::array& x, const py
       require_shape(db, {O}, "linear_backward grad_bias");
       pdb = out_ptr<T>(db, "linear_backward grad_bias");
     }
-    py::object result = py::none();
-    T* pdx = nullptr;
-    if (need_input_grad) {
-      auto dx = empty_array<T>({N, I});
-      pdx = dx.mutable_data();
-      result = dx;
-    }
+    T* pdx;
+    py::object result = optional_output<T>(need_input_grad, {N, I}, pdx);
     py::gil_scoped_release release;
     if (pdw) dense_backward_weight(pdy, px, pdw, N, I, O, accumulate_weight);
     if (pdb) dense_backward_bias(pdy, pdb, N, O, accumulate_bias);

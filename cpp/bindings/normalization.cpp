@@ -90,13 +90,8 @@ py::object batch_norm_backward(const py::array& grad_y, const py::array& x, cons
     const T* pw = optional_in<T>(weight, d.C, "batch_norm_backward weight");
     T* pdw = optional_out<T>(grad_weight, d.C, "batch_norm_backward grad_weight");
     T* pdb = optional_out<T>(grad_bias, d.C, "batch_norm_backward grad_bias");
-    py::object result = py::none();
-    T* pdx = nullptr;
-    if (need_input_grad) {
-      auto dx = empty_array<T>(shape_of(x));
-      pdx = dx.mutable_data();
-      result = dx;
-    }
+    T* pdx;
+    py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
     py::gil_scoped_release release;
     fastnn::batch_norm_backward(pdy, px, pm, pi, pw, pdx, pdw, pdb, d.N, d.C, d.S, training, accumulate_weight,
                                 accumulate_bias);
@@ -144,13 +139,8 @@ py::object group_norm_backward_impl(const py::array& grad_y, const py::array& x,
     const T* pw = optional_in<T>(weight, d.C, what);
     T* pdw = optional_out<T>(grad_weight, d.C, what);
     T* pdb = optional_out<T>(grad_bias, d.C, what);
-    py::object result = py::none();
-    T* pdx = nullptr;
-    if (need_input_grad) {
-      auto dx = empty_array<T>(shape_of(x));
-      pdx = dx.mutable_data();
-      result = dx;
-    }
+    T* pdx;
+    py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
     py::gil_scoped_release release;
     fastnn::group_norm_backward(pdy, px, pm, pi, pw, pdx, pdw, pdb, d.N, d.C, d.S, G, accumulate_weight,
                                 accumulate_bias);

@@ -66,58 +66,69 @@ inline index_t images_per_block(index_t rows, index_t plane, index_t elem_size) 
 // Direct convolution of one image for stride 1, dilation 1, one group (inference and first layers: no column
 // matrix at all). The input planes are copied once into a zero-padded scratch whose rows are long enough for
 // whole SIMD packets; each strip of an output row is accumulated in registers for kBlockO output channels × 2
-// packets of columns, summing taps in (c, i, j) order with FMA. Packets past Wo are computed and dropped.
+// packets of columns, summing taps in (c, i, j) order with FMA. A strip's two packets start at columns
+// first and second (normally first + L). Rows are covered with full packets only: the last strip moves left
+// to end at Wo, overlapping its neighbour (those columns are computed twice, the same way, so the same bits),
+// and rows narrower than 2 packets overlap the strip's own two packets. Only rows narrower than one packet go
+// through a bounce buffer.
 template <typename T, int kBlockO>
 void direct_rows(const T* padded, index_t Wp, index_t plane_p, const T* weight, const T* bias, T* y,
-                 const ConvGeometry& g, index_t o0, index_t O) {
+                 const ConvGeometry& g, index_t o0) {
   namespace pk = Eigen::internal;
   using Pk = typename pk::packet_traits<T>::type;
   constexpr index_t L = pk::packet_traits<T>::size;
   const index_t C = g.channels, kh = g.kernel_h, kw = g.kernel_w, Wo = g.out_w, K = C * kh * kw;
   auto init = [&](int q) { return pk::pset1<Pk>(bias ? bias[o0 + q] : T(0)); };
-  for (index_t oh = 0; oh < g.out_h; ++oh) {
-    for (index_t ow = 0; ow < Wo; ow += 2 * L) {
-      // Named accumulators (an array would live on the stack across the tap loops).
-      Pk a0 = init(0), a1 = a0, b0, b1, c0, c1, d0, d1;
-      if constexpr (kBlockO == 4) b0 = b1 = init(1), c0 = c1 = init(2), d0 = d1 = init(3);
-      const T* w0 = weight + o0 * K;
-      for (index_t c = 0; c < C; ++c)
-        for (index_t i = 0; i < kh; ++i) {
-          const T* row = padded + c * plane_p + (oh + i) * Wp + ow;
-          const index_t tap0 = (c * kh + i) * kw;
-          for (index_t j = 0; j < kw; ++j) {
-            const Pk x0 = pk::ploadu<Pk>(row + j), x1 = pk::ploadu<Pk>(row + j + L);
-            const T* wt = w0 + tap0 + j;
-            Pk wq = pk::pset1<Pk>(wt[0]);
-            a0 = pk::pmadd(wq, x0, a0), a1 = pk::pmadd(wq, x1, a1);
-            if constexpr (kBlockO == 4) {
-              wq = pk::pset1<Pk>(wt[K]);
-              b0 = pk::pmadd(wq, x0, b0), b1 = pk::pmadd(wq, x1, b1);
-              wq = pk::pset1<Pk>(wt[2 * K]);
-              c0 = pk::pmadd(wq, x0, c0), c1 = pk::pmadd(wq, x1, c1);
-              wq = pk::pset1<Pk>(wt[3 * K]);
-              d0 = pk::pmadd(wq, x0, d0), d1 = pk::pmadd(wq, x1, d1);
-            }
+  auto strip = [&](index_t oh, index_t first, index_t second, index_t n_out) {
+    // Named accumulators (an array would live on the stack across the tap loops).
+    Pk a0 = init(0), a1 = a0, b0, b1, c0, c1, d0, d1;
+    if constexpr (kBlockO == 4) b0 = b1 = init(1), c0 = c1 = init(2), d0 = d1 = init(3);
+    const T* w0 = weight + o0 * K;
+    for (index_t c = 0; c < C; ++c)
+      for (index_t i = 0; i < kh; ++i) {
+        const T* row = padded + c * plane_p + (oh + i) * Wp;
+        const index_t tap0 = (c * kh + i) * kw;
+        for (index_t j = 0; j < kw; ++j) {
+          const Pk x0 = pk::ploadu<Pk>(row + first + j), x1 = pk::ploadu<Pk>(row + second + j);
+          const T* wt = w0 + tap0 + j;
+          Pk wq = pk::pset1<Pk>(wt[0]);
+          a0 = pk::pmadd(wq, x0, a0), a1 = pk::pmadd(wq, x1, a1);
+          if constexpr (kBlockO == 4) {
+            wq = pk::pset1<Pk>(wt[K]);
+            b0 = pk::pmadd(wq, x0, b0), b1 = pk::pmadd(wq, x1, b1);
+            wq = pk::pset1<Pk>(wt[2 * K]);
+            c0 = pk::pmadd(wq, x0, c0), c1 = pk::pmadd(wq, x1, c1);
+            wq = pk::pset1<Pk>(wt[3 * K]);
+            d0 = pk::pmadd(wq, x0, d0), d1 = pk::pmadd(wq, x1, d1);
           }
         }
-      const index_t n_out = std::min(2 * L, Wo - ow);
-      auto store = [&](int q, const Pk& v0, const Pk& v1) {
-        T* dst = y + ((o0 + q) * g.out_h + oh) * Wo + ow;
-        if (n_out == 2 * L) {
-          pk::pstoreu(dst, v0);
-          pk::pstoreu(dst + L, v1);
-        } else {
-          alignas(64) T tmp[2 * L];
-          pk::pstore(tmp, v0);
-          pk::pstore(tmp + L, v1);
-          std::copy(tmp, tmp + n_out, dst);
-        }
-      };
-      store(0, a0, a1);
-      if constexpr (kBlockO == 4) store(1, b0, b1), store(2, c0, c1), store(3, d0, d1);
+      }
+    auto store = [&](int q, const Pk& v0, const Pk& v1) {
+      T* dst = y + ((o0 + q) * g.out_h + oh) * Wo;
+      if (n_out == 0) {  // full packets
+        pk::pstoreu(dst + first, v0);
+        pk::pstoreu(dst + second, v1);
+      } else {
+        alignas(64) T tmp[2 * L];
+        pk::pstore(tmp, v0);
+        pk::pstore(tmp + L, v1);
+        std::copy(tmp, tmp + n_out, dst);
+      }
+    };
+    store(0, a0, a1);
+    if constexpr (kBlockO == 4) store(1, b0, b1), store(2, c0, c1), store(3, d0, d1);
+  };
+  for (index_t oh = 0; oh < g.out_h; ++oh) {
+    if (Wo < L) {
+      strip(oh, 0, L, Wo);
+    } else if (Wo < 2 * L) {
+      strip(oh, 0, Wo - L, 0);
+    } else {
+      index_t ow = 0;
+      for (; ow + 2 * L <= Wo; ow += 2 * L) strip(oh, ow, ow + L, 0);
+      if (ow < Wo) strip(oh, Wo - 2 * L, Wo - L, 0);
     }
   }
-  (void)O;
 }
 
 template <typename T>
@@ -136,8 +147,8 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
                 padded + c * plane_p + ph * Wp + g.pad_w);
     }
   index_t o = 0;
-  for (; o + 4 <= O; o += 4) direct_rows<T, 4>(padded, Wp, plane_p, weight, bias, y, g, o, O);
-  for (; o < O; ++o) direct_rows<T, 1>(padded, Wp, plane_p, weight, bias, y, g, o, O);
+  for (; o + 4 <= O; o += 4) direct_rows<T, 4>(padded, Wp, plane_p, weight, bias, y, g, o);
+  for (; o < O; ++o) direct_rows<T, 1>(padded, Wp, plane_p, weight, bias, y, g, o);
 }
 
 // Direct (im2col-free) forward for stride-1, undilated, ungrouped convolutions with at most this many
@@ -186,7 +197,8 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
   }
   if (!col && groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
       K <= detail::kDirectMaxDepth) {
-#pragma omp parallel for schedule(static) if (g.batch > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
+    if (g.batch == 1) return detail::direct_conv_image(x, weight, bias, y, g, O);  // no OpenMP region
+#pragma omp parallel for schedule(static) if (O * K * NP >= kParallelMinMacs && !omp_in_parallel())
     for (index_t n = 0; n < g.batch; ++n)
       detail::direct_conv_image(x + n * g.channels * g.height * g.width, weight, bias, y + n * O * P, g, O);
     return;

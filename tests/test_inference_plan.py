@@ -105,7 +105,7 @@ def test_conv_batchnorm_folding_matches_layer_by_layer(affine, conv_bias, dtype,
     x = rng(3).standard_normal((5, 1, 8, 8)).astype(dtype)
     trained_a_little(model, x)
     y = model(x)
-    assert type(model._plan).__name__ == "FoldedSequencePlan"
+    assert type(model._plan).__name__ == "FusedSequencePlan"
     np.testing.assert_allclose(y, layer_by_layer(model, x), rtol=tol, atol=tol)
 
 
@@ -135,3 +135,105 @@ def test_backward_and_errors_after_a_folded_forward():
     np.testing.assert_array_equal(dx, model.backward(g))
     with pytest.raises(ValueError, match=r"Conv2d\(1, 4.*channels"):
         model(np.ones((2, 3, 8, 8)))
+
+
+def step_kinds(model):
+    return [type(s).__name__ for s in model._plan._steps]
+
+
+nn = fnn.nn
+CONV_BLOCKS = {
+    # name: (layers, input shape); every block below runs as one conv_block_forward call
+    "conv-relu-maxpool": (lambda: [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)], (3, 10, 10)),
+    "odd-size-avgpool-padded": (lambda: [nn.Conv2d(2, 5, 3), nn.Tanh(), nn.AvgPool2d(3, 2, padding=1)], (2, 11, 9)),
+    "strided-dilated-grouped": (lambda: [nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2),
+                                         nn.LeakyReLU(0.1), nn.SiLU(), nn.MaxPool2d(3, stride=1, padding=1)],
+                                (4, 13, 12)),
+    "pointwise-no-bias": (lambda: [nn.Conv2d(5, 7, 1, bias=False), nn.ReLU6()], (5, 6, 7)),
+    "wide-kernel-im2col": (lambda: [nn.Conv2d(30, 4, 3, padding=1), nn.ELU(), nn.MaxPool2d((2, 3))], (30, 8, 9)),
+    "narrow-rows": (lambda: [nn.Conv2d(2, 5, (2, 3), padding=(0, 1)), nn.Sigmoid()], (2, 5, 3)),
+    "conv1d": (lambda: [nn.Conv1d(3, 6, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2)], (3, 37)),
+    "conv1d-avg": (lambda: [nn.Conv1d(3, 4, 3, stride=2), nn.Softplus(), nn.AvgPool1d(4, 3, padding=2)], (3, 40)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONV_BLOCKS))
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 3e-5)])
+def test_conv_blocks_match_layer_by_layer(name, batch_norm, dtype, tol):
+    make, shape = CONV_BLOCKS[name]
+    fnn.manual_seed(1)
+    layers = make()
+    if batch_norm:
+        conv = layers[0]
+        bn = (nn.BatchNorm2d if conv._dims == 2 else nn.BatchNorm1d)(conv.out_channels)
+        layers.insert(1, bn)
+    model = nn.Sequential(*layers).to(dtype)
+    x = rng(2).standard_normal((6,) + shape).astype(dtype)
+    trained_a_little(model, x)
+    y = model(x)
+    assert step_kinds(model) == ["_ConvBlock"]
+    np.testing.assert_allclose(y, layer_by_layer(model, x), rtol=tol, atol=tol)
+    if not batch_norm and dtype == np.float64:  # no folding: the block does what the layers do, bit for bit
+        assert y.tobytes() == layer_by_layer(model, x).tobytes()
+
+
+def test_cnn_plan_is_blocks_and_a_dense_tail_and_independent_of_threads():
+    fnn.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Dropout2d(0.3), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                          nn.Flatten(), nn.Linear(6 * 4 * 4, 12), nn.ReLU(), nn.Dropout(0.5), nn.Linear(12, 3))
+    x = rng(4).standard_normal((40, 1, 16, 16)).astype(np.float32)
+    trained_a_little(model, x)
+    threads = fnn.get_num_threads()
+    try:
+        fnn.set_num_threads(1)
+        one = model(x)
+        fnn.set_num_threads(2)
+        two = model(x)
+    finally:
+        fnn.set_num_threads(threads)
+    assert step_kinds(model) == ["_ConvBlock", "_ConvBlock", "_FlattenedTail"]
+    assert one.tobytes() == two.tobytes()
+    np.testing.assert_allclose(one, layer_by_layer(model, x), rtol=2e-5, atol=2e-5)
+
+
+def test_layers_a_block_cannot_take_run_as_themselves():
+    fnn.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(2, 3, 2, padding="same"),  # even kernel: padded by hand, unevenly
+                          nn.ReLU(), nn.Conv2d(3, 4, 3), nn.PReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 2),
+                          nn.Softmax(dim=1))
+    x = rng(6).standard_normal((3, 2, 4, 4))
+    model.double().eval()
+    y = model(x)
+    assert step_kinds(model) == ["Conv2d", "ReLU", "_ConvBlock", "PReLU", "MaxPool2d", "Flatten", "Linear",
+                                 "Softmax"]
+    assert y.tobytes() == layer_by_layer(model, x).tobytes()
+
+
+def test_conv_plan_errors_name_the_layer_and_odd_inputs_still_work():
+    fnn.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.MaxPool2d(2)).eval()
+    x = rng(8).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    bad = x.copy()
+    bad[1, 0, 2, 2] = np.inf
+    with pytest.raises(ValueError, match=r"Conv2d\(2, 3.*NaN or inf"):
+        model(bad)
+    with pytest.raises(ValueError, match=r"MaxPool2d.*smaller than the kernel"):
+        model(np.ones((1, 2, 3, 3), np.float32))
+    expected = layer_by_layer(model, x)
+    assert model(x[0]).tobytes() == expected[0].tobytes()  # unbatched
+    assert model(np.asfortranarray(x.astype(np.float64))).tobytes() == expected.tobytes()
+    assert model(x[:, :, ::-1, :].copy()[:, :, ::-1, :]).tobytes() == expected.tobytes()
+
+
+def test_summary_sees_every_layer_of_a_planned_sequential():
+    fnn.manual_seed(9)
+    mlp_model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    mlp_model(np.ones((2, 4), np.float32))
+    assert mlp_model._plan
+    assert "(1, 3)" in mlp_model.summary(input_shape=(4,))
+    cnn_model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2))
+    assert "(1, 2, 3, 3)" in cnn_model.summary(input_shape=(1, 8, 8))
+    np.testing.assert_array_equal(cnn_model.eval()(np.ones((1, 1, 8, 8), np.float32)).shape, (1, 2, 3, 3))
+    assert cnn_model._plan

@@ -1,4 +1,4 @@
-// Arguments shared by the convolution and pooling bindings: (h, w) pairs and output-size checks.
+// Arguments shared by the convolution and pooling bindings: (h, w) pairs, output-size and conv-call checks.
 #pragma once
 #include "bindings/array_args.hpp"
 #include <pybind11/stl.h>
@@ -47,5 +47,34 @@ inline std::string shape_str(const std::vector<index_t>& shape) {
 }
 
 inline std::vector<index_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+// A convolution call's geometry, checked (shared by conv2d_* and conv_block_forward).
+struct ConvCall {
+  ConvGeometry g;
+  index_t out_channels, groups;
+};
+
+// Checks x [N, C, H, W] against weight [O, C/groups, kh, kw] and the hyper-parameters.
+inline ConvCall conv_call(const char* fn, const py::array& x, const py::array& weight, const py::object& stride,
+                          const py::object& padding, const py::object& dilation, index_t groups) {
+  require(x.ndim() == 4, std::string(fn) + ": input must be 4-D (N, C, H, W), got " + shape_str(x));
+  require(weight.ndim() == 4, std::string(fn) + ": weight must be 4-D (O, C/groups, kh, kw), got " +
+                                  shape_str(weight));
+  require(groups >= 1, std::string(fn) + ": groups must be >= 1");
+  ConvCall c{};
+  ConvGeometry& g = c.g;
+  g.batch = x.shape(0), g.channels = x.shape(1), g.height = x.shape(2), g.width = x.shape(3);
+  c.out_channels = weight.shape(0), c.groups = groups;
+  g.kernel_h = weight.shape(2), g.kernel_w = weight.shape(3);
+  require(g.channels % groups == 0 && c.out_channels % groups == 0 && weight.shape(1) * groups == g.channels,
+          std::string(fn) + ": input " + shape_str(x) + " does not match weight " + shape_str(weight) +
+              " with groups=" + std::to_string(groups));
+  require(g.kernel_h >= 1 && g.kernel_w >= 1, std::string(fn) + ": empty kernel " + shape_str(weight));
+  pair_arg(stride, "stride", 1, g.stride_h, g.stride_w);
+  pair_arg(padding, "padding", 0, g.pad_h, g.pad_w);
+  pair_arg(dilation, "dilation", 1, g.dilation_h, g.dilation_w);
+  require_output(fn, shape_str(x), g, true);
+  return c;
+}
 
 }  // namespace fastnn::bind

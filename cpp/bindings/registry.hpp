@@ -10,6 +10,7 @@ void register_activations(pybind11::module_& m);
 void register_losses(pybind11::module_& m);
 void register_optimizers(pybind11::module_& m);
 void register_conv(pybind11::module_& m);
+void register_conv_block(pybind11::module_& m);
 void register_pooling(pybind11::module_& m);
 void register_normalization(pybind11::module_& m);
 void register_recurrent(pybind11::module_& m);

@@ -32,6 +32,12 @@ enum class Activation : int {
   silu,         // x·σ(x)
 };
 
+// One element-wise activation with its parameters: a step of the fused inference paths.
+struct ActivationStep {
+  Activation kind;
+  double a, b;
+};
+
 // Whether activation_backward wants the forward output (true) or the forward input (false).
 inline bool activation_backward_uses_output(Activation kind) {
   return kind == Activation::sigmoid || kind == Activation::tanh;
@@ -48,11 +54,16 @@ using ConstArrMap = Eigen::Map<const Arr<T>>;
 
 constexpr index_t kBlock = 4096;  // elements per work item: x, y and dy of a block fit in L1/L2
 
-// fn(begin, count) over [0, n) in blocks; threaded only for large n.
+// fn(begin, count) over [0, n) in blocks; threaded only for large n. Small n never enters an OpenMP region
+// (even an if(false) one costs about a microsecond: the fused conv block calls this once per image).
 template <typename Fn>
 void for_each_block(index_t n, Fn&& fn) {
   const index_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
+  if (n <= kParallelMinElements || omp_in_parallel()) {
+    for (index_t b = 0; b < blocks; ++b) fn(b * kBlock, std::min(kBlock, n - b * kBlock));
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (index_t b = 0; b < blocks; ++b) {
     const index_t begin = b * kBlock;
     fn(begin, std::min(kBlock, n - begin));

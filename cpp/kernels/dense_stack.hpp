@@ -9,11 +9,6 @@
 
 namespace fastnn {
 
-struct ActivationStep {
-  Activation kind;
-  double a, b;
-};
-
 template <typename T>
 struct DenseStackLayer {
   const T* weight;  // [out_features, in_features]

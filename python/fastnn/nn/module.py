@@ -338,8 +338,8 @@ class Sequential(Module):
         return x
 
     def _build_plan(self):
-        from .inference_plan import FoldedSequencePlan, InferencePlan
-        plan = InferencePlan.build(self._sequence) or FoldedSequencePlan.build(self._sequence)
+        from .inference_plan import FusedSequencePlan, InferencePlan
+        plan = InferencePlan.build(self._sequence) or FusedSequencePlan.build(self._sequence)
         object.__setattr__(self, "_plan", plan)
         return plan
 

@@ -20,6 +20,11 @@ def summarize(model, input_shape, dtype=None):
     was_training = [(m, m.training) for m in model.modules()]
     for name, m in leaves:
         m.forward = recording(name, m.forward)  # instance attribute shadows the method while summarising
+    # An eval-mode Sequential's fused plan would bypass the layers' forwards: run layer by layer (False = no
+    # plan); None afterwards makes the next forward rebuild it.
+    planned = [m for m in model.modules() if hasattr(m, "_plan")]
+    for m in planned:
+        object.__setattr__(m, "_plan", False)
     try:
         model.eval()
         model(np.zeros((1,) + tuple(input_shape), dtype))
@@ -28,6 +33,8 @@ def summarize(model, input_shape, dtype=None):
             del m.__dict__["forward"]
         for m, mode in was_training:
             object.__setattr__(m, "training", mode)
+        for m in planned:
+            object.__setattr__(m, "_plan", None)
 
     rows = [("Layer", "Type", "Output shape", "Params")]
     for name, m in leaves:

@@ -190,7 +190,7 @@ void register_pooling(py::module_& m) {
         py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("return_argmax") = true,
         py::arg("dilation") = 1, py::arg("ceil_mode") = false,
         "(y, argmax) of max pooling over x [N, C, H, W]; argmax: int32 flat index h·W + w in each plane\n"
-        "(None when return_argmax is false; -1 for a ceil-mode dilated window that holds no input).");
+        "(None when return_argmax is false; -1 for a dilated window with no tap in the input).");
   m.def("max_pool2d_backward", &max_pool2d_backward_py, py::arg("grad_output"), py::arg("argmax"),
         py::arg("input_shape"), "dx: each grad_output value added at its window's argmax.");
   m.def("avg_pool2d_forward", &avg_pool2d_forward_py, py::arg("x"), py::arg("kernel_size"),

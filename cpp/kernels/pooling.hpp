@@ -60,8 +60,8 @@ inline void avg_window(index_t o, index_t kernel, index_t stride, index_t pad, i
 }
 
 // Dilated max-pool taps of output o along one axis: input positions first, first + dilation, … below end,
-// the taps of the window that fall inside the input. first ≥ end when none does (a ceil-mode window in the
-// padding).
+// the taps of the window that fall inside the input. first ≥ end when none does (taps straddling a small
+// input).
 inline void dilated_taps(index_t o, index_t kernel, index_t stride, index_t pad, index_t dilation, index_t size,
                          index_t& first, index_t& end) {
   const index_t start = o * stride - pad;
@@ -133,8 +133,8 @@ inline void adaptive_window(index_t o, index_t out, index_t size, index_t& begin
 
 }  // namespace detail
 
-// argmax may be null (inference: no backward to route). A window with no tap inside the input (possible only
-// with dilation in ceil mode) gives −inf and argmax −1: no input gets its gradient.
+// argmax may be null (inference: no backward to route). A window with no tap inside the input (possible with
+// dilation: its taps straddle a small input) gives −inf and argmax −1: no input gets its gradient.
 template <typename T>
 void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeometry& g, const PoolOptions& opt = {}) {
   const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;

@@ -196,8 +196,7 @@ class AvgPool1d(_AvgPoolNd):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-        self.kernel_size, self.stride, self.padding = _single(self.kernel_size), _single(self.stride), \
-            _single(self.padding)
+        self.kernel_size, self.stride, self.padding = map(_single, (self.kernel_size, self.stride, self.padding))
 
 
 class AvgPool2d(_AvgPoolNd):
@@ -213,9 +212,9 @@ class _AdaptiveAvgPoolNd(Module):
         super().__init__()
         name, n = type(self).__name__, self._dims
         self.output_size = output_size  # as given, as PyTorch prints it
-        sizes = (output_size,) * n if output_size is None or isinstance(output_size, (int, np.integer)) \
-            else tuple(output_size)
         allowed = "a positive int or a pair of positive ints or None" if n == 2 else "a positive int"
+        sizes = (output_size,) * n if output_size is None or not isinstance(output_size, (tuple, list)) \
+            else tuple(output_size)
         if (len(sizes) != n or any(s is None and n == 1 for s in sizes)
                 or any(s is not None and (not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 1)
                        for s in sizes)):

@@ -54,37 +54,57 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     return dxp[:, :, ph:ph + H, pw:pw + W], dwt, dy.sum(axis=(0, 2, 3))
 
 
-def _windows(H, W, k, s, p):
-    (kh, kw), (sh, sw), (ph, pw) = _pair(k), _pair(s), _pair(p)
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    for oh in range(Ho):
-        for ow in range(Wo):
-            cells = [(h, v) for h in range(oh * sh - ph, oh * sh - ph + kh) for v in range(ow * sw - pw, ow * sw - pw + kw)
-                     if 0 <= h < H and 0 <= v < W]
-            yield oh, ow, cells
-    return Ho, Wo
+def pool_output_size(size, kernel, stride, padding, dilation=1, ceil_mode=False):
+    """PyTorch's rule: (size + 2p - d(k-1) - 1) / s + 1 rounded down, or up in ceil mode, where a last window
+    that would start in the right padding is dropped."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return max(out, 0)
 
 
-def pool2d(x, kind, kernel_size, stride=None, padding=0):
-    """Max or average (count_include_pad) pooling; returns (y, dx_fn) where dx_fn(dy) is the input gradient."""
+def pool2d(x, kind, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, count_include_pad=True,
+           divisor_override=None):
+    """Max or average pooling with PyTorch's options; returns (y, dx_fn) where dx_fn(dy) is the input gradient.
+    For max pooling dx_fn.indices holds PyTorch's indices (flat h·W + w in the input plane)."""
     x = np.asarray(x, np.float64)
     stride = kernel_size if stride is None else stride
-    (kh, kw), (sh, sw), (ph, pw) = _pair(kernel_size), _pair(stride), _pair(padding)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _pair(kernel_size), _pair(stride), _pair(padding), _pair(dilation)
     N, C, H, W = x.shape
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    Ho, Wo = pool_output_size(H, kh, sh, ph, dh, ceil_mode), pool_output_size(W, kw, sw, pw, dw, ceil_mode)
     y = np.zeros((N, C, Ho, Wo))
+    indices = np.zeros((N, C, Ho, Wo), np.int64)
     picks = []
-    for oh, ow, cells in _windows(H, W, kernel_size, stride, padding):
-        for n in range(N):
-            for c in range(C):
-                vals = [x[n, c, h, v] for h, v in cells]
-                if kind == "max":
-                    best = int(np.argmax(vals))  # first maximum
-                    y[n, c, oh, ow] = vals[best]
-                    picks.append((n, c, oh, ow, [cells[best]], 1.0))
-                else:
-                    y[n, c, oh, ow] = sum(vals) / (kh * kw)
-                    picks.append((n, c, oh, ow, cells, 1.0 / (kh * kw)))
+    for oh in range(Ho):
+        for ow in range(Wo):
+            h_start, w_start = oh * sh - ph, ow * sw - pw
+            taps = [(h_start + i * dh, w_start + j * dw) for i in range(kh) for j in range(kw)]
+            cells = [(h, v) for h, v in taps if 0 <= h < H and 0 <= v < W]
+            for n in range(N):
+                for c in range(C):
+                    vals = [x[n, c, h, v] for h, v in cells]
+                    if kind == "max" and not cells:
+                        # Every tap in the padding: -inf, no gradient; PyTorch's index is the first tap at or
+                        # after the input's start along each axis.
+                        first_h = min(h for h, _ in taps if h >= 0)
+                        first_w = min(v for _, v in taps if v >= 0)
+                        y[n, c, oh, ow], indices[n, c, oh, ow] = -np.inf, first_h * W + first_w
+                    elif kind == "max":
+                        best = int(np.argmax(vals))  # the first maximum, or the first NaN
+                        y[n, c, oh, ow] = vals[best]
+                        indices[n, c, oh, ow] = cells[best][0] * W + cells[best][1]
+                        picks.append((n, c, oh, ow, [cells[best]], 1.0))
+                    else:
+                        if divisor_override is not None:
+                            divisor = divisor_override
+                        elif count_include_pad:  # the window clipped to the padded input
+                            divisor = ((min(h_start + kh, H + ph) - h_start) *
+                                       (min(w_start + kw, W + pw) - w_start))
+                        else:
+                            divisor = len(cells)
+                        y[n, c, oh, ow] = sum(vals) / divisor
+                        picks.append((n, c, oh, ow, cells, 1.0 / divisor))
 
     def backward(dy):
         dx = np.zeros_like(x)
@@ -93,6 +113,7 @@ def pool2d(x, kind, kernel_size, stride=None, padding=0):
                 dx[n, c, h, v] += dy[n, c, oh, ow] * scale
         return dx
 
+    backward.indices = indices
     return y, backward
 
 

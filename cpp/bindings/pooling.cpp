@@ -1,5 +1,6 @@
 // Bindings of the pooling kernels (kernels/pooling.hpp): shapes checked, GIL released. 1-D pooling calls
-// these with H = 1. max_pool2d_forward returns (y, argmax) with argmax int32, the flat index in each plane.
+// these with H = 1. max_pool2d_forward returns (y, argmax) with argmax int32, the flat index in each plane
+// (the layers widen it to PyTorch's int64 indices).
 #include <cstdint>
 
 #include "bindings/array_args.hpp"
@@ -12,8 +13,11 @@ namespace fastnn::bind {
 
 namespace {
 
+// Window geometry of max or average pooling (dilation 1 for average pooling), output size as PyTorch
+// computes it (floor or ceil mode). PyTorch limits padding to half the undilated kernel.
 ConvGeometry pool_geometry(const char* fn, const std::vector<index_t>& x, const py::object& kernel_size,
-                           const py::object& stride, const py::object& padding) {
+                           const py::object& stride, const py::object& padding, const py::object& dilation,
+                           bool ceil_mode) {
   require(x.size() == 4, std::string(fn) + ": input must be 4-D (N, C, H, W), got " + shape_str(x));
   ConvGeometry g{};
   g.batch = x[0], g.channels = x[1], g.height = x[2], g.width = x[3];
@@ -24,17 +28,38 @@ ConvGeometry pool_geometry(const char* fn, const std::vector<index_t>& x, const 
     pair_arg(stride, "stride", 1, g.stride_h, g.stride_w);
   }
   pair_arg(padding, "padding", 0, g.pad_h, g.pad_w);
+  pair_arg(dilation, "dilation", 1, g.dilation_h, g.dilation_w);
   require(2 * g.pad_h <= g.kernel_h && 2 * g.pad_w <= g.kernel_w,
           std::string(fn) + ": padding must be at most half the kernel size");
-  g.dilation_h = g.dilation_w = 1;
-  require_output(fn, shape_str(x), g, false);
+  g.out_h = pool_output_size(g.height, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h, ceil_mode);
+  g.out_w = pool_output_size(g.width, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w, ceil_mode);
+  require(g.out_h > 0 && g.out_w > 0,
+          std::string(fn) + ": input " + shape_str(x) + " padded by (" + std::to_string(g.pad_h) + ", " +
+              std::to_string(g.pad_w) + ") is smaller than the kernel (" +
+              std::to_string(g.dilation_h * (g.kernel_h - 1) + 1) + ", " +
+              std::to_string(g.dilation_w * (g.kernel_w - 1) + 1) + "): output size (" + std::to_string(g.out_h) +
+              ", " + std::to_string(g.out_w) + ")");
   return g;
 }
 
+PoolOptions avg_options(const char* fn, bool count_include_pad, const py::object& divisor_override) {
+  PoolOptions opt;
+  opt.count_include_pad = count_include_pad;
+  if (!divisor_override.is_none()) {
+    opt.divisor_override = divisor_override.cast<index_t>();
+    require(opt.divisor_override != 0, std::string(fn) + ": divisor_override must not be 0");
+  }
+  return opt;
+}
+
 py::tuple max_pool2d_forward_py(const py::array& x, const py::object& kernel_size, const py::object& stride,
-                                const py::object& padding, bool return_argmax) {
-  const ConvGeometry g = pool_geometry("max_pool2d_forward", shape_of(x), kernel_size, stride, padding);
+                                const py::object& padding, bool return_argmax, const py::object& dilation,
+                                bool ceil_mode) {
+  const ConvGeometry g =
+      pool_geometry("max_pool2d_forward", shape_of(x), kernel_size, stride, padding, dilation, ceil_mode);
   require(g.height * g.width < (index_t(1) << 31), "max_pool2d_forward: planes over 2^31 elements");
+  PoolOptions opt;
+  opt.dilation_h = g.dilation_h, opt.dilation_w = g.dilation_w;
   return dispatch(float_dtype(x, "max_pool2d_forward input"), [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     const T* px = in_ptr<T>(x, "max_pool2d_forward input");
@@ -49,7 +74,7 @@ py::tuple max_pool2d_forward_py(const py::array& x, const py::object& kernel_siz
     T* py_ = y.mutable_data();
     {
       py::gil_scoped_release release;
-      max_pool2d_forward(px, py_, pa, g);
+      max_pool2d_forward(px, py_, pa, g, opt);
     }
     return py::make_tuple(y, argmax);
   });
@@ -76,7 +101,7 @@ py::array max_pool2d_backward_py(const py::array& grad_y, const py::array& argma
     {
       py::gil_scoped_release release;
       const index_t HW = g.height * g.width, count = g.batch * g.channels * g.plane();
-      for (index_t i = 0; i < count; ++i) in_range &= pa[i] >= 0 && pa[i] < HW;
+      for (index_t i = 0; i < count; ++i) in_range &= pa[i] >= -1 && pa[i] < HW;  // −1: a window without input
       if (in_range) max_pool2d_backward(pdy, pa, pdx, g);
     }
     require(in_range, "max_pool2d_backward: argmax index out of range");
@@ -85,23 +110,29 @@ py::array max_pool2d_backward_py(const py::array& grad_y, const py::array& argma
 }
 
 py::array avg_pool2d_forward_py(const py::array& x, const py::object& kernel_size, const py::object& stride,
-                                const py::object& padding) {
-  const ConvGeometry g = pool_geometry("avg_pool2d_forward", shape_of(x), kernel_size, stride, padding);
+                                const py::object& padding, bool ceil_mode, bool count_include_pad,
+                                const py::object& divisor_override) {
+  const ConvGeometry g =
+      pool_geometry("avg_pool2d_forward", shape_of(x), kernel_size, stride, padding, py::int_(1), ceil_mode);
+  const PoolOptions opt = avg_options("avg_pool2d_forward", count_include_pad, divisor_override);
   return dispatch(float_dtype(x, "avg_pool2d_forward input"), [&](auto tag) -> py::array {
     using T = decltype(tag);
     const T* px = in_ptr<T>(x, "avg_pool2d_forward input");
     auto y = empty_array<T>({g.batch, g.channels, g.out_h, g.out_w});
     T* py_ = y.mutable_data();
     py::gil_scoped_release release;
-    avg_pool2d_forward(px, py_, g);
+    avg_pool2d_forward(px, py_, g, opt);
     return y;
   });
 }
 
 py::array avg_pool2d_backward_py(const py::array& grad_y, const std::vector<index_t>& input_shape,
-                                 const py::object& kernel_size, const py::object& stride, const py::object& padding) {
+                                 const py::object& kernel_size, const py::object& stride, const py::object& padding,
+                                 bool ceil_mode, bool count_include_pad, const py::object& divisor_override) {
   require(input_shape.size() == 4, "avg_pool2d_backward: input_shape must have 4 entries");
-  const ConvGeometry g = pool_geometry("avg_pool2d_backward", input_shape, kernel_size, stride, padding);
+  const ConvGeometry g =
+      pool_geometry("avg_pool2d_backward", input_shape, kernel_size, stride, padding, py::int_(1), ceil_mode);
+  const PoolOptions opt = avg_options("avg_pool2d_backward", count_include_pad, divisor_override);
   require_shape(grad_y, {g.batch, g.channels, g.out_h, g.out_w}, "avg_pool2d_backward grad_output");
   return dispatch(float_dtype(grad_y, "avg_pool2d_backward grad_output"), [&](auto tag) -> py::array {
     using T = decltype(tag);
@@ -109,7 +140,7 @@ py::array avg_pool2d_backward_py(const py::array& grad_y, const std::vector<inde
     auto dx = empty_array<T>({g.batch, g.channels, g.height, g.width});
     T* pdx = dx.mutable_data();
     py::gil_scoped_release release;
-    avg_pool2d_backward(pdy, pdx, g);
+    avg_pool2d_backward(pdy, pdx, g, opt);
     return dx;
   });
 }
@@ -157,15 +188,18 @@ py::array adaptive_avg_pool2d_backward_py(const py::array& grad_y, const std::ve
 void register_pooling(py::module_& m) {
   m.def("max_pool2d_forward", &max_pool2d_forward_py, py::arg("x"), py::arg("kernel_size"),
         py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("return_argmax") = true,
+        py::arg("dilation") = 1, py::arg("ceil_mode") = false,
         "(y, argmax) of max pooling over x [N, C, H, W]; argmax: int32 flat index h·W + w in each plane\n"
-        "(None when return_argmax is false).");
+        "(None when return_argmax is false; -1 for a dilated window with no tap in the input).");
   m.def("max_pool2d_backward", &max_pool2d_backward_py, py::arg("grad_output"), py::arg("argmax"),
         py::arg("input_shape"), "dx: each grad_output value added at its window's argmax.");
   m.def("avg_pool2d_forward", &avg_pool2d_forward_py, py::arg("x"), py::arg("kernel_size"),
-        py::arg("stride") = py::none(), py::arg("padding") = 0,
-        "Average pooling, count_include_pad=True (divisor kh·kw), ceil_mode=False.");
+        py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("ceil_mode") = false,
+        py::arg("count_include_pad") = true, py::arg("divisor_override") = py::none(),
+        "Average pooling with PyTorch's options and divisors.");
   m.def("avg_pool2d_backward", &avg_pool2d_backward_py, py::arg("grad_output"), py::arg("input_shape"),
-        py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
+        py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("ceil_mode") = false,
+        py::arg("count_include_pad") = true, py::arg("divisor_override") = py::none());
   m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool2d_forward_py, py::arg("x"), py::arg("output_size"),
         "PyTorch's adaptive average pooling; output_size 1 is the global average pool.");
   m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward_py, py::arg("grad_output"),

@@ -1,8 +1,14 @@
 // Pooling (SPEC K3), NCHW, one (n, c) plane per work item; 1-D is H = 1. Geometry as convolution
-// (kernels/im2col.hpp, dilation 1, ceil_mode off): windows start at o·stride − pad.
-//   max:      padding never wins (PyTorch pads with −inf); the first maximum in window order is kept, NaN
-//             propagates; argmax is the flat index h·W + w in the plane, and backward adds dy there.
-//   average:  count_include_pad (PyTorch's default): the sum over the window's in-bounds values / (kh·kw).
+// (kernels/im2col.hpp): windows start at o·stride − pad. The caller sets g.out_h/out_w (pool_output_size:
+// floor or ceil mode); a window that runs past the input's end is clipped. g's dilation fields are not read:
+// dilation and the average-pool options come in PoolOptions, whose defaults are the plain case (dilation 1,
+// count_include_pad, no divisor override), so callers that never name options keep the original meaning.
+//   max:      taps at start + i·dilation; padding never wins (PyTorch pads with −inf); the first maximum in
+//             window order is kept, NaN propagates; argmax is the flat index h·W + w in the plane, and backward
+//             adds dy there.
+//   average:  the sum over the window's in-bounds values / divisor. The divisor is divisor_override when set,
+//             else with count_include_pad the window clipped to the padded input (PyTorch: in floor mode
+//             kh·kw, smaller for a ceil-mode window past the right padding), else the in-bounds count.
 //   adaptive: output cell i spans [⌊i·H/Ho⌋, ⌈(i+1)·H/Ho⌉), averaged over its size; output 1×1 is the global
 //             average pool.
 // Every output and every input gradient is summed in a fixed order on one thread: reproducible bits.
@@ -21,14 +27,52 @@
 
 namespace fastnn {
 
+// Options beyond the plain case; the defaults are PyTorch's.
+struct PoolOptions {
+  index_t dilation_h = 1, dilation_w = 1;  // max pooling: taps at start + i·dilation
+  bool count_include_pad = true;            // average pooling: padding counts in the divisor
+  index_t divisor_override = 0;             // average pooling: the divisor when nonzero (PyTorch rejects 0)
+};
+
+// PyTorch's pooling output size: (in + 2·pad − dilation·(kernel − 1) − 1) / stride + 1, rounded down, or up in
+// ceil mode, where a last window that would start in the right padding is dropped. Can be 1 in ceil mode
+// with a kernel longer than the padded input (the window is clipped, as in PyTorch); 0 when nothing fits.
+inline index_t pool_output_size(index_t in, index_t kernel, index_t stride, index_t pad, index_t dilation,
+                                bool ceil_mode) {
+  const index_t span = in + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  if (span < 0) return 0;
+  index_t out = span / stride + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
 namespace detail {
 
-// Window [begin, end) of output o along one axis, clipped to the input.
-inline void pool_window(index_t o, index_t kernel, index_t stride, index_t pad, index_t size, index_t& begin,
-                        index_t& end) {
+// Average-pool window of output o along one axis: [begin, end) clipped to the input, and its length clipped
+// to the padded input only (PyTorch's count_include_pad length; kernel except for a ceil-mode last window).
+inline void avg_window(index_t o, index_t kernel, index_t stride, index_t pad, index_t size, index_t& begin,
+                       index_t& end, index_t& padded_length) {
   begin = o * stride - pad;
-  end = std::min(begin + kernel, size);
+  end = std::min(begin + kernel, size + pad);
+  padded_length = end - begin;
   begin = std::max(begin, index_t(0));
+  end = std::min(end, size);
+}
+
+// Dilated max-pool taps of output o along one axis: input positions first, first + dilation, … below end,
+// the taps of the window that fall inside the input. first ≥ end when none does (taps straddling a small
+// input).
+inline void dilated_taps(index_t o, index_t kernel, index_t stride, index_t pad, index_t dilation, index_t size,
+                         index_t& first, index_t& end) {
+  const index_t start = o * stride - pad;
+  first = start >= 0 ? start : start + div_ceil(-start, dilation) * dilation;
+  end = std::min(start + (kernel - 1) * dilation + 1, size);
+}
+
+template <typename T>
+T avg_divisor_reciprocal(index_t in_bounds, index_t padded, const PoolOptions& opt) {
+  const index_t divisor = opt.divisor_override ? opt.divisor_override : opt.count_include_pad ? padded : in_bounds;
+  return T(1) / T(divisor);
 }
 
 #if defined(__AVX2__)
@@ -89,12 +133,15 @@ inline void adaptive_window(index_t o, index_t out, index_t size, index_t& begin
 
 }  // namespace detail
 
-// argmax may be null (inference: no backward to route).
+// argmax may be null (inference: no backward to route). A window with no tap inside the input (possible with
+// dilation: its taps straddle a small input) gives −inf and argmax −1: no input gets its gradient.
 template <typename T>
-void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeometry& g) {
+void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeometry& g, const PoolOptions& opt = {}) {
   const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;
+  const index_t dh = opt.dilation_h, dw = opt.dilation_w;
+  // Every window whole and inside the input (floor mode, or a ceil mode that adds no clipped window).
   const bool pairs = g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
-                     g.pad_w == 0;
+                     g.pad_w == 0 && dh == 1 && dw == 1 && 2 * Ho <= H && 2 * Wo <= W;
   detail::for_each_plane(g.batch, g.channels, g.batch * g.channels * H * W, [&](index_t n, index_t c) {
     const index_t plane = n * g.channels + c;
     const T* xp = x + plane * H * W;
@@ -131,14 +178,14 @@ void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeomet
     }
     for (index_t oh = 0; oh < Ho; ++oh) {
       index_t h0, h1;
-      detail::pool_window(oh, g.kernel_h, g.stride_h, g.pad_h, H, h0, h1);
+      detail::dilated_taps(oh, g.kernel_h, g.stride_h, g.pad_h, dh, H, h0, h1);
       for (index_t ow = 0; ow < Wo; ++ow) {
         index_t w0, w1;
-        detail::pool_window(ow, g.kernel_w, g.stride_w, g.pad_w, W, w0, w1);
+        detail::dilated_taps(ow, g.kernel_w, g.stride_w, g.pad_w, dw, W, w0, w1);
         T best = -std::numeric_limits<T>::infinity();
-        index_t at = h0 * W + w0;
-        for (index_t h = h0; h < h1; ++h)
-          for (index_t w = w0; w < w1; ++w) {
+        index_t at = h0 < h1 && w0 < w1 ? h0 * W + w0 : -1;
+        for (index_t h = h0; h < h1; h += dh)
+          for (index_t w = w0; w < w1; w += dw) {
             const T v = xp[h * W + w];
             if (v > best || std::isnan(v)) best = v, at = h * W + w;
           }
@@ -149,7 +196,7 @@ void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeomet
   });
 }
 
-// dx (overwritten) from dy and the forward's argmax.
+// dx (overwritten) from dy and the forward's argmax (−1: the window had no input, no gradient to route).
 template <typename T>
 void max_pool2d_backward(const T* grad_y, const std::int32_t* argmax, T* grad_x, const ConvGeometry& g) {
   const index_t HW = g.height * g.width, P = g.plane();
@@ -159,49 +206,53 @@ void max_pool2d_backward(const T* grad_y, const std::int32_t* argmax, T* grad_x,
     std::fill(dx, dx + HW, T(0));
     const T* dy = grad_y + plane * P;
     const std::int32_t* a = argmax + plane * P;
-    for (index_t p = 0; p < P; ++p) dx[a[p]] += dy[p];
+    for (index_t p = 0; p < P; ++p)
+      if (a[p] >= 0) dx[a[p]] += dy[p];
   });
 }
 
 template <typename T>
-void avg_pool2d_forward(const T* x, T* y, const ConvGeometry& g) {
+void avg_pool2d_forward(const T* x, T* y, const ConvGeometry& g, const PoolOptions& opt = {}) {
   const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;
-  const T scale = T(1) / T(g.kernel_h * g.kernel_w);
   detail::for_each_plane(g.batch, g.channels, g.batch * g.channels * H * W, [&](index_t n, index_t c) {
     const index_t plane = n * g.channels + c;
     const T* xp = x + plane * H * W;
     T* yp = y + plane * Ho * Wo;
     for (index_t oh = 0; oh < Ho; ++oh) {
-      index_t h0, h1;
-      detail::pool_window(oh, g.kernel_h, g.stride_h, g.pad_h, H, h0, h1);
+      index_t h0, h1, ph;
+      detail::avg_window(oh, g.kernel_h, g.stride_h, g.pad_h, H, h0, h1, ph);
       for (index_t ow = 0; ow < Wo; ++ow) {
-        index_t w0, w1;
-        detail::pool_window(ow, g.kernel_w, g.stride_w, g.pad_w, W, w0, w1);
+        index_t w0, w1, pw;
+        detail::avg_window(ow, g.kernel_w, g.stride_w, g.pad_w, W, w0, w1, pw);
+        if (h0 >= h1 || w0 >= w1) {  // unreachable with padding ≤ kernel / 2; PyTorch writes 0
+          yp[oh * Wo + ow] = T(0);
+          continue;
+        }
         T s = 0;
         for (index_t h = h0; h < h1; ++h)
           for (index_t w = w0; w < w1; ++w) s += xp[h * W + w];
-        yp[oh * Wo + ow] = s * scale;
+        yp[oh * Wo + ow] = s * detail::avg_divisor_reciprocal<T>((h1 - h0) * (w1 - w0), ph * pw, opt);
       }
     }
   });
 }
 
 template <typename T>
-void avg_pool2d_backward(const T* grad_y, T* grad_x, const ConvGeometry& g) {
+void avg_pool2d_backward(const T* grad_y, T* grad_x, const ConvGeometry& g, const PoolOptions& opt = {}) {
   const index_t H = g.height, W = g.width, Ho = g.out_h, Wo = g.out_w;
-  const T scale = T(1) / T(g.kernel_h * g.kernel_w);
   detail::for_each_plane(g.batch, g.channels, g.batch * g.channels * H * W, [&](index_t n, index_t c) {
     const index_t plane = n * g.channels + c;
     T* dx = grad_x + plane * H * W;
     std::fill(dx, dx + H * W, T(0));
     const T* dy = grad_y + plane * Ho * Wo;
     for (index_t oh = 0; oh < Ho; ++oh) {
-      index_t h0, h1;
-      detail::pool_window(oh, g.kernel_h, g.stride_h, g.pad_h, H, h0, h1);
+      index_t h0, h1, ph;
+      detail::avg_window(oh, g.kernel_h, g.stride_h, g.pad_h, H, h0, h1, ph);
       for (index_t ow = 0; ow < Wo; ++ow) {
-        index_t w0, w1;
-        detail::pool_window(ow, g.kernel_w, g.stride_w, g.pad_w, W, w0, w1);
-        const T d = dy[oh * Wo + ow] * scale;
+        index_t w0, w1, pw;
+        detail::avg_window(ow, g.kernel_w, g.stride_w, g.pad_w, W, w0, w1, pw);
+        if (h0 >= h1 || w0 >= w1) continue;
+        const T d = dy[oh * Wo + ow] * detail::avg_divisor_reciprocal<T>((h1 - h0) * (w1 - w0), ph * pw, opt);
         for (index_t h = h0; h < h1; ++h)
           for (index_t w = w0; w < w1; ++w) dx[h * W + w] += d;
       }

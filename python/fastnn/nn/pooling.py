@@ -1,8 +1,12 @@
-"""Max, average and adaptive average pooling over kernels/pooling.hpp, with PyTorch's names and defaults.
+"""Max, average and adaptive average pooling over kernels/pooling.hpp, with PyTorch's names, defaults, options,
+output sizes and reprs.
 
 1-D pooling runs the 2-D kernels on (N, C, 1, L). Pooling computes in its input's dtype (float32 or float64).
-Not implemented (NotImplementedError): ceil_mode=True, max-pool dilation, return_indices,
-count_include_pad=False, divisor_override.
+All of PyTorch's options are implemented: ceil_mode, max-pool dilation and return_indices (int64, the flat index
+h·W + w in each input plane, or the position along L in 1-D), count_include_pad and divisor_override.
+Differences: AvgPool1d also accepts divisor_override (PyTorch's does not). A dilated max window whose taps all
+fall in the padding gives -inf and PyTorch's index (the first tap past the padding, outside the window's input),
+but its gradient reaches no input (PyTorch adds it at that index, or past the plane).
 """
 import numpy as np
 
@@ -11,28 +15,39 @@ from ._checks import as_float_array, check_grad_shape, module_dtype, require_for
 from .conv import _tuple
 from .module import Module
 
-__all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d"]
+__all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d"]
 
 
-def _unsupported(name, what):
-    raise NotImplementedError(f"{name}: {what} is not implemented")
+def _output_size(size, kernel, stride, pad, dilation, ceil_mode):
+    """PyTorch's pooling output size (kernels/pooling.hpp: pool_output_size); 0 when nothing fits."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    if span < 0:
+        return 0
+    out = span // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:  # the last window would start in the right padding
+        out -= 1
+    return out
+
+
+def _single(value):
+    # PyTorch's AvgPool1d keeps its arguments as 1-tuples (and prints them so).
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
 class _PoolNd(Module):
     _dims = 2
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride, padding, dilation, ceil_mode):
         super().__init__()
         name, n = type(self).__name__, self._dims
-        # PyTorch keeps (and prints) the arguments as given: an int stays an int.
-        self.kernel_size = kernel_size if isinstance(kernel_size, int) else tuple(kernel_size)
-        self.stride = self.kernel_size if stride is None else (stride if isinstance(stride, int) else tuple(stride))
-        self.padding = padding if isinstance(padding, int) else tuple(padding)
-        self._k = _tuple(name, "kernel_size", self.kernel_size, n, 1)
-        self._s = _tuple(name, "stride", self.stride, n, 1)
-        self._p = _tuple(name, "padding", self.padding, n, 0)
+        self._k = _tuple(name, "kernel_size", kernel_size, n, 1)
+        self._s = self._k if stride is None else _tuple(name, "stride", stride, n, 1)
+        self._p = _tuple(name, "padding", padding, n, 0)
+        self._d = _tuple(name, "dilation", dilation, n, 1)
+        self.ceil_mode = bool(ceil_mode)
+        # PyTorch's limit, on the undilated kernel for max pooling too.
         if any(2 * p > k for p, k in zip(self._p, self._k)):
-            raise ValueError(f"{name}: padding {self.padding} must be at most half of kernel_size {self.kernel_size}")
+            raise ValueError(f"{name}: padding {padding} must be at most half of kernel_size {kernel_size}")
         self._input_shape = None
 
     def _as2d(self, t, fill=1):
@@ -47,10 +62,11 @@ class _PoolNd(Module):
         if x.ndim != n + 2:
             dims = "(N, C, H, W) or (C, H, W)" if n == 2 else "(N, C, L) or (C, L)"
             raise ValueError(f"{self!r}: expected input of shape {dims}, got {x.shape}")
-        for size, k, p in zip(x.shape[2:], self._k, self._p):
-            if size + 2 * p < k:
-                raise ValueError(f"{self!r}: input of shape {x.shape[1:] if unbatched else x.shape} (padded by "
-                                 f"{self.padding}) is smaller than the kernel {self.kernel_size}")
+        out = tuple(_output_size(*a, self.ceil_mode) for a in zip(x.shape[2:], self._k, self._s, self._p, self._d))
+        if 0 in out:
+            kernel = tuple(d * (k - 1) + 1 for k, d in zip(self._k, self._d))
+            raise ValueError(f"{self!r}: input of shape {x.shape[1:] if unbatched else x.shape} (padded by "
+                             f"{self._p}) is smaller than the kernel {kernel}: output size {out}")
         self._unbatched, self._input_shape = unbatched, x.shape
         return x if n == 2 else x[:, :, None, :]
 
@@ -71,103 +87,138 @@ class _PoolNd(Module):
         dx = dx if self._dims == 2 else dx[:, :, 0, :]
         return dx[0] if self._unbatched else dx
 
+    def _input_shape4(self):
+        s = self._input_shape
+        return s if self._dims == 2 else s[:2] + (1,) + s[2:]
+
 
 class _MaxPoolNd(_PoolNd):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
-        super().__init__(kernel_size, stride, padding)
-        name = type(self).__name__
-        self.dilation, self.return_indices, self.ceil_mode = dilation, bool(return_indices), bool(ceil_mode)
-        if _tuple(name, "dilation", dilation, self._dims, 1) != (1,) * self._dims:
-            _unsupported(name, "dilation other than 1")
-        if self.return_indices:
-            _unsupported(name, "return_indices=True")
-        if self.ceil_mode:
-            _unsupported(name, "ceil_mode=True")
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        # PyTorch keeps (and prints) the arguments as given: an int stays an int.
+        self.kernel_size, self.padding, self.dilation = kernel_size, padding, dilation
+        self.stride = kernel_size if stride is None else stride
+        self.return_indices = bool(return_indices)
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
+    def _pool(self, x4, with_argmax):
+        return _core.max_pool2d_forward(x4, self._as2d(self._k), self._as2d(self._s), self._as2d(self._p, 0),
+                                        with_argmax, self._as2d(self._d), self.ceil_mode)
+
     def forward(self, x):
         x4 = self._prepare(x)
         self._dtype = x4.dtype
-        # In eval mode no argmax is written; a backward then (rare: saliency maps) recomputes it.
-        self._x4 = None if self.training else x4
-        y, self._argmax = _core.max_pool2d_forward(x4, self._as2d(self._k), self._as2d(self._s),
-                                                   self._as2d(self._p, 0), self.training)
-        return self._finish(y)
+        # In eval mode no argmax is written unless indices are asked for; a backward then (rare: saliency maps)
+        # recomputes it.
+        with_argmax = self.training or self.return_indices
+        self._x4 = None if with_argmax else x4
+        y, self._argmax = self._pool(x4, with_argmax)
+        self._out_shape4 = y.shape[2:]
+        y = self._finish(y)
+        if not self.return_indices:
+            return y
+        indices = self._argmax.astype(np.int64)  # PyTorch's index dtype; same values
+        if (self._argmax < 0).any():
+            indices = np.where(self._argmax < 0, self._empty_window_indices(x4.shape[3]), indices)
+        return y, self._finish(indices)
+
+    def _empty_window_indices(self, width):
+        """The index PyTorch reports for a window without an input tap (the kernel's −1): the first tap at or
+        after the input's start in each axis, h·W + w, even where that lies outside the input."""
+        taps = []
+        for out, s, p, d in zip(self._out_shape4, self._as2d(self._s), self._as2d(self._p, 0), self._as2d(self._d)):
+            start = np.arange(out) * s - p
+            taps.append(np.where(start >= 0, start, start + (-start + d - 1) // d * d))
+        return taps[0][:, None] * width + taps[1][None, :]
 
     def backward(self, grad_output):
+        """grad_output: the gradient of the pooled values (indices have none), also with return_indices."""
         g = self._grad(grad_output)
         if self._argmax is None:
-            _, self._argmax = _core.max_pool2d_forward(self._x4, self._as2d(self._k), self._as2d(self._s),
-                                                       self._as2d(self._p, 0))
+            _, self._argmax = self._pool(self._x4, True)
             self._x4 = None
-        shape = self._input_shape if self._dims == 2 else self._input_shape[:2] + (1,) + self._input_shape[2:]
-        return self._input_grad(_core.max_pool2d_backward(g, self._argmax, shape))
+        return self._input_grad(_core.max_pool2d_backward(g, self._argmax, self._input_shape4()))
 
 
 class _AvgPoolNd(_PoolNd):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
-        super().__init__(kernel_size, stride, padding)
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
         name = type(self).__name__
-        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
-        self.divisor_override = divisor_override
-        if self.ceil_mode:
-            _unsupported(name, "ceil_mode=True")
-        if not self.count_include_pad:
-            _unsupported(name, "count_include_pad=False")
+        self.kernel_size, self.padding = kernel_size, padding
+        self.stride = kernel_size if stride is None else stride
+        self.count_include_pad = bool(count_include_pad)
         if divisor_override is not None:
-            _unsupported(name, "divisor_override")
+            if not isinstance(divisor_override, (int, np.integer)) or isinstance(divisor_override, bool):
+                raise TypeError(f"{name}: divisor_override must be an int or None, got {divisor_override!r}")
+            if divisor_override == 0:
+                raise ValueError(f"{name}: divisor_override must not be 0")
+            divisor_override = int(divisor_override)
+        self.divisor_override = divisor_override
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
+    def _options(self):
+        return (self._as2d(self._k), self._as2d(self._s), self._as2d(self._p, 0), self.ceil_mode,
+                self.count_include_pad, self.divisor_override)
+
     def forward(self, x):
         x4 = self._prepare(x)
         self._dtype = x4.dtype
-        return self._finish(_core.avg_pool2d_forward(x4, self._as2d(self._k), self._as2d(self._s),
-                                                     self._as2d(self._p, 0)))
+        return self._finish(_core.avg_pool2d_forward(x4, *self._options()))
 
     def backward(self, grad_output):
         g = self._grad(grad_output)
-        shape = self._input_shape if self._dims == 2 else self._input_shape[:2] + (1,) + self._input_shape[2:]
-        return self._input_grad(_core.avg_pool2d_backward(g, shape, self._as2d(self._k), self._as2d(self._s),
-                                                          self._as2d(self._p, 0)))
+        return self._input_grad(_core.avg_pool2d_backward(g, self._input_shape4(), *self._options()))
 
 
 class MaxPool1d(_MaxPoolNd):
-    """Max over windows of (N, C, L) or (C, L); stride defaults to kernel_size; padding never wins."""
+    """Max over windows of (N, C, L) or (C, L); stride defaults to kernel_size; padding never wins.
+    With return_indices, forward returns (y, indices): each maximum's position along L, int64."""
     _dims = 1
 
 
 class MaxPool2d(_MaxPoolNd):
     """Max over windows of (N, C, H, W) or (C, H, W); stride defaults to kernel_size; padding never wins.
-    Backward sends each gradient to its window's (first) maximum."""
+    Backward sends each gradient to its window's (first) maximum. With return_indices, forward returns
+    (y, indices): each maximum's flat index h·W + w in its input plane, int64."""
     _dims = 2
 
 
 class AvgPool1d(_AvgPoolNd):
-    """Average over windows of (N, C, L) or (C, L), zero padding counted (count_include_pad=True)."""
+    """Average over windows of (N, C, L) or (C, L); by default zero padding is counted (count_include_pad)."""
     _dims = 1
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        self.kernel_size, self.stride, self.padding = map(_single, (self.kernel_size, self.stride, self.padding))
 
 
 class AvgPool2d(_AvgPoolNd):
-    """Average over windows of (N, C, H, W) or (C, H, W), zero padding counted (count_include_pad=True)."""
+    """Average over windows of (N, C, H, W) or (C, H, W); by default zero padding is counted
+    (count_include_pad)."""
     _dims = 2
 
 
-class AdaptiveAvgPool2d(Module):
-    """Average pooling to a fixed output size (PyTorch's windows); AdaptiveAvgPool2d(1) is the global average
-    pool. None in output_size keeps that input dimension."""
+class _AdaptiveAvgPoolNd(Module):
+    _dims = 2
 
     def __init__(self, output_size):
         super().__init__()
-        self.output_size = output_size if isinstance(output_size, int) or output_size is None else tuple(output_size)
-        sizes = (output_size,) * 2 if output_size is None or isinstance(output_size, int) else tuple(output_size)
-        if len(sizes) != 2 or any(s is not None and int(s) < 1 for s in sizes):
-            raise ValueError(f"AdaptiveAvgPool2d: output_size must be a positive int or a pair, got {output_size!r}")
+        name, n = type(self).__name__, self._dims
+        self.output_size = output_size  # as given, as PyTorch prints it
+        allowed = "a positive int or a pair of positive ints or None" if n == 2 else "a positive int"
+        sizes = (output_size,) * n if output_size is None or not isinstance(output_size, (tuple, list)) \
+            else tuple(output_size)
+        if (len(sizes) != n or any(s is None and n == 1 for s in sizes)
+                or any(s is not None and (not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 1)
+                       for s in sizes)):
+            raise ValueError(f"{name}: output_size must be {allowed}, got {output_size!r}")
         self._sizes = sizes
         self._input_shape = None
 
@@ -175,24 +226,48 @@ class AdaptiveAvgPool2d(Module):
         return f"output_size={self.output_size}"
 
     def forward(self, x):
+        n = self._dims
         x = as_float_array(self, x, module_dtype(self, x))
-        unbatched = x.ndim == 3
+        unbatched = x.ndim == n + 1
         if unbatched:
             x = x[None]
-        if x.ndim != 4:
-            raise ValueError(f"{self!r}: expected input of shape (N, C, H, W) or (C, H, W), got {x.shape}")
+        if x.ndim != n + 2:
+            dims = "(N, C, H, W) or (C, H, W)" if n == 2 else "(N, C, L) or (C, L)"
+            raise ValueError(f"{self!r}: expected input of shape {dims}, got {x.shape}")
         if 0 in x.shape[2:]:
             raise ValueError(f"{self!r}: input of shape {x.shape} has empty planes")
         out = tuple(x.shape[2 + i] if s is None else int(s) for i, s in enumerate(self._sizes))
-        y = _core.adaptive_avg_pool2d_forward(x, out)
+        x4 = x if n == 2 else x[:, :, None, :]
+        y = _core.adaptive_avg_pool2d_forward(x4, self._as2d(out))
+        y = y if n == 2 else y[:, :, 0, :]
         self._unbatched, self._input_shape, self._out_shape, self._dtype = unbatched, x.shape, y.shape, x.dtype
         return y[0] if unbatched else y
 
     def backward(self, grad_output):
         require_forward(self, self._input_shape)
         g = as_float_array(self, grad_output, self._dtype, "grad_output")
-        if self._unbatched and g.ndim == 3:
+        if self._unbatched and g.ndim == self._dims + 1:
             g = g[None]
         check_grad_shape(self, g, self._out_shape)
-        dx = _core.adaptive_avg_pool2d_backward(g, self._input_shape)
+        if self._dims == 1:
+            g, shape = g[:, :, None, :], self._input_shape[:2] + (1,) + self._input_shape[2:]
+        else:
+            shape = self._input_shape
+        dx = _core.adaptive_avg_pool2d_backward(g, shape)
+        dx = dx if self._dims == 2 else dx[:, :, 0, :]
         return dx[0] if self._unbatched else dx
+
+    def _as2d(self, t):
+        return t if self._dims == 2 else (1,) + t
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    """Average pooling of (N, C, L) or (C, L) to a fixed length (PyTorch's windows); AdaptiveAvgPool1d(1) is the
+    global average pool."""
+    _dims = 1
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    """Average pooling to a fixed output size (PyTorch's windows); AdaptiveAvgPool2d(1) is the global average
+    pool. None in output_size keeps that input dimension."""
+    _dims = 2

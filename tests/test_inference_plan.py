@@ -237,3 +237,17 @@ def test_summary_sees_every_layer_of_a_planned_sequential():
     assert "(1, 2, 3, 3)" in cnn_model.summary(input_shape=(1, 8, 8))
     np.testing.assert_array_equal(cnn_model.eval()(np.ones((1, 1, 8, 8), np.float32)).shape, (1, 2, 3, 3))
     assert cnn_model._plan
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(2, dilation=2),
+                                  nn.MaxPool2d(2, return_indices=True), nn.AvgPool2d(3, 2, 1, ceil_mode=True),
+                                  nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.AvgPool2d(2, divisor_override=3)])
+def test_pooling_options_the_block_does_not_run_stay_separate_layers(pool):
+    fnn.manual_seed(10)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), pool).double().eval()
+    x = rng(11).standard_normal((2, 2, 9, 9))
+    y = model(x)
+    assert step_kinds(model) == ["_ConvBlock", type(pool).__name__]
+    expected = layer_by_layer(model, x)
+    for a, b in zip(y if isinstance(y, tuple) else [y], expected if isinstance(expected, tuple) else [expected]):
+        assert a.tobytes() == b.tobytes()

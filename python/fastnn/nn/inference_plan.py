@@ -95,8 +95,7 @@ def _plain_pool(pool, dims):
     """Whether `pool` is a max/average pooling layer the block kernel runs: floor mode, no dilation,
     average over the padded window."""
     if isinstance(pool, _MaxPoolNd):
-        return (pool._dims == dims and not pool.ceil_mode and not pool.return_indices
-                and pool.dilation in (1, (1,) * dims))
+        return pool._dims == dims and not pool.ceil_mode and not pool.return_indices and set(pool._d) == {1}
     if isinstance(pool, _AvgPoolNd):
         return (pool._dims == dims and not pool.ceil_mode and pool.count_include_pad
                 and pool.divisor_override is None)

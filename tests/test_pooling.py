@@ -233,6 +233,17 @@ def test_max_pool_ties_padding_and_nan(dtype):
         want[n, c, oh, ow] = at
     np.testing.assert_array_equal(argmax, want)
     np.testing.assert_array_equal(y, np.take_along_axis(x.reshape(2, 3, -1), want.reshape(2, 3, -1), 2).reshape(y.shape))
+    # Without argmax (inference) another vectorised path runs: the same choices, bit for bit (signed zeros
+    # and NaN payloads included), for every row width (full and partial 8-output steps).
+    x = r.integers(-1, 2, (2, 2, 4, 41)).astype(dtype)
+    x[x == 0] = np.where(r.random(np.count_nonzero(x == 0)) < 0.5, -0.0, 0.0)  # ±0 ties
+    x[0, 1, 1, 9] = x[1, 0, 2, 20] = np.nan
+    x[1, 1, 3, 3] = -np.nan
+    for width in range(2, 42):
+        part = np.ascontiguousarray(x[..., :width])
+        y_values, no_argmax = fnn.ops.max_pool2d_forward(part, 2, return_argmax=False)
+        assert no_argmax is None
+        assert y_values.tobytes() == fnn.ops.max_pool2d_forward(part, 2)[0].tobytes()
 
 
 @pytest.mark.parametrize("make, x_shape", [

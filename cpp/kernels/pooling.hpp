@@ -76,6 +76,38 @@ T avg_divisor_reciprocal(index_t in_bounds, index_t padded, const PoolOptions& o
 }
 
 #if defined(__AVX2__)
+// Values only (inference, no argmax), 8 outputs at a time: the rule applied to each row's pairs (a, b) and
+// (c, d), then to the two results; that is the same choice as the rule over a, b, c, d in order, NaN
+// included. Lanes stay in shuffle order (one permutation for both rows) until the single final permute.
+inline void max_pool_2x2_values_avx2(const float* r0, const float* r1, index_t Wo, float* y) {
+  auto rule = [](__m256 best, __m256 v) {
+    const __m256 take = _mm256_or_ps(_mm256_cmp_ps(best, v, _CMP_LT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return _mm256_blendv_ps(best, v, take);
+  };
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  auto load = [&](const float* p, index_t count) {  // masked loads never touch memory past the row
+    return count >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), lane));
+  };
+  for (index_t ow = 0; ow < Wo; ow += 8) {
+    const index_t count = std::min<index_t>(8, Wo - ow), inputs = 2 * count;
+    const __m256 lo0 = load(r0 + 2 * ow, inputs), hi0 = load(r0 + 2 * ow + 8, inputs - 8);
+    const __m256 lo1 = load(r1 + 2 * ow, inputs), hi1 = load(r1 + 2 * ow + 8, inputs - 8);
+    const __m256 top = rule(_mm256_shuffle_ps(lo0, hi0, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm256_shuffle_ps(lo0, hi0, _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m256 bottom = rule(_mm256_shuffle_ps(lo1, hi1, _MM_SHUFFLE(2, 0, 2, 0)),
+                               _mm256_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m256 best = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(rule(top, bottom)), _MM_SHUFFLE(3, 1, 2, 0)));
+    if (count == 8) {
+      _mm256_storeu_ps(y + ow, best);
+    } else {  // through a bounce buffer: masked stores are microcoded and slow on AMD cores
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, best);
+      std::copy(lanes, lanes + count, y + ow);
+    }
+  }
+}
+
 // 2×2/2 max pooling of 8 outputs at a time (float): deinterleave each row's pairs, then the same rule as the
 // scalar loop (a, b, c, d in order; v replaces the best when v > best or v is NaN). Returns the outputs done.
 inline index_t max_pool_2x2_avx2(const float* r0, const float* r1, index_t W, index_t Wo, float* y,
@@ -117,9 +149,15 @@ inline index_t max_pool_2x2_avx2(const float* r0, const float* r1, index_t W, in
       _mm256_storeu_ps(y + ow, best);
       if (argmax) _mm256_storeu_si256(reinterpret_cast<__m256i*>(argmax + ow), _mm256_add_epi32(at, off));
     } else {
-      const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-      _mm256_maskstore_ps(y + ow, keep, best);
-      if (argmax) _mm256_maskstore_epi32(argmax + ow, keep, _mm256_add_epi32(at, off));
+      // Through a bounce buffer: masked stores are microcoded and slow on AMD cores.
+      alignas(32) float best_lanes[8];
+      _mm256_store_ps(best_lanes, best);
+      std::copy(best_lanes, best_lanes + count, y + ow);
+      if (argmax) {
+        alignas(32) std::int32_t at_lanes[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(at_lanes), _mm256_add_epi32(at, off));
+        std::copy(at_lanes, at_lanes + count, argmax + ow);
+      }
     }
   }
   return Wo;
@@ -158,7 +196,12 @@ void max_pool2d_forward(const T* x, T* y, std::int32_t* argmax, const ConvGeomet
         // Branch-free (random data would mispredict every other compare); the same choices as the general loop.
         index_t ow = 0;
 #if defined(__AVX2__)
-        if constexpr (std::is_same_v<T, float>) ow = detail::max_pool_2x2_avx2(r0, r1, W, Wo, yrow, arow, 2 * oh * W);
+        if constexpr (std::is_same_v<T, float>) {
+          if (arow)
+            ow = detail::max_pool_2x2_avx2(r0, r1, W, Wo, yrow, arow, 2 * oh * W);
+          else
+            detail::max_pool_2x2_values_avx2(r0, r1, Wo, yrow), ow = Wo;
+        }
 #endif
         for (; ow < Wo; ++ow) {
           const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];

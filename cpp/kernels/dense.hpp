@@ -33,14 +33,14 @@ constexpr index_t kRhsPanel = 8;
 
 // y = x·Wᵀ + b, split over output features: each thread reads only its rows of W. At batch 1 this is a
 // GEMV bound by reading W, and each core's slice of W stays in its own L2 cache from one call to the next.
+// Layers too narrow to split (a classifier's last layer) are split over the batch instead.
 template <typename T>
 void dense_forward(const T* x, const T* weight, const T* bias, T* y, index_t batch, index_t in_features,
                    index_t out_features) {
-  for_each_slice(out_features, kLhsPanel<T>, batch * in_features * out_features, kParallelMinMacs,
-                 [&](index_t begin, index_t count) {
-    ConstMatrixMap<T> X(x, batch, in_features);
+  auto slice = [&](index_t row0, index_t rows, index_t begin, index_t count) {
+    ConstMatrixMap<T> X(x + row0 * in_features, rows, in_features);
     ConstMatrixMap<T> W(weight + begin * in_features, count, in_features);
-    StridedMatrixMap<T> Y(y + begin, batch, count, Eigen::OuterStride<>(out_features));
+    StridedMatrixMap<T> Y(y + row0 * out_features + begin, rows, count, Eigen::OuterStride<>(out_features));
     if (bias) {
       // Start from the broadcast bias so the GEMM accumulates onto it: one pass over y instead of two.
       Y.rowwise() = ConstRowVectorMap<T>(bias + begin, count);
@@ -48,15 +48,34 @@ void dense_forward(const T* x, const T* weight, const T* bias, T* y, index_t bat
     } else {
       Y.noalias() = X * W.transpose();
     }
-  });
+  };
+  const index_t macs = batch * in_features * out_features;
+  if (out_features < 2 * kLhsPanel<T>) {  // Eigen's view yᵀ = W·xᵀ: the batch is its rhs columns
+    for_each_slice(batch, kRhsPanel, macs, kParallelMinMacs,
+                   [&](index_t begin, index_t count) { slice(begin, count, 0, out_features); });
+    return;
+  }
+  for_each_slice(out_features, kLhsPanel<T>, macs, kParallelMinMacs,
+                 [&](index_t begin, index_t count) { slice(0, batch, begin, count); });
 }
 
-// dx = dy·W, split over the batch.
+// dx = dy·W, split over the batch, or over input features when W is large and wider than the batch is long:
+// each thread then packs only its columns of W (split over the batch, every thread packs all of W).
 template <typename T>
 void dense_backward_input(const T* grad_y, const T* weight, T* grad_x, index_t batch, index_t in_features,
                           index_t out_features) {
-  for_each_slice(batch, kLhsPanel<T>, batch * in_features * out_features, kParallelMinMacs,
-                 [&](index_t begin, index_t count) {
+  const index_t macs = batch * in_features * out_features;
+  if (in_features > batch && out_features * in_features * index_t(sizeof(T)) > (index_t(512) << 10)) {
+    // Eigen runs row-major products transposed (dxᵀ = Wᵀ·dyᵀ): input features are its lhs rows.
+    for_each_slice(in_features, kLhsPanel<T>, macs, kParallelMinMacs, [&](index_t begin, index_t count) {
+      ConstMatrixMap<T> dY(grad_y, batch, out_features);
+      ConstStridedMatrixMap<T> W(weight + begin, out_features, count, Eigen::OuterStride<>(in_features));
+      StridedMatrixMap<T> dX(grad_x + begin, batch, count, Eigen::OuterStride<>(in_features));
+      dX.noalias() = dY * W;
+    });
+    return;
+  }
+  for_each_slice(batch, kLhsPanel<T>, macs, kParallelMinMacs, [&](index_t begin, index_t count) {
     ConstMatrixMap<T> dY(grad_y + begin * out_features, count, out_features);
     ConstMatrixMap<T> W(weight, out_features, in_features);
     MatrixMap<T> dX(grad_x + begin * in_features, count, in_features);
@@ -64,20 +83,28 @@ void dense_backward_input(const T* grad_y, const T* weight, T* grad_x, index_t b
   });
 }
 
-// dW (+)= dyᵀ·x, split over output features (rows of dW): no partial sums to combine.
+// dW (+)= dyᵀ·x, split over output features (rows of dW): no partial sums to combine. Layers too narrow to
+// split are split over input features (columns of dW; Eigen's lhs rows in its view dWᵀ = xᵀ·dy).
 template <typename T>
 void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t batch, index_t in_features,
                            index_t out_features, bool accumulate) {
-  for_each_slice(out_features, kRhsPanel, batch * in_features * out_features, kParallelMinMacs,
-                 [&](index_t begin, index_t count) {
-    ConstStridedMatrixMap<T> dY(grad_y + begin, batch, count, Eigen::OuterStride<>(out_features));
-    ConstMatrixMap<T> X(x, batch, in_features);
-    MatrixMap<T> dW(grad_weight + begin * in_features, count, in_features);
+  auto slice = [&](index_t row0, index_t rows, index_t col0, index_t cols) {
+    ConstStridedMatrixMap<T> dY(grad_y + row0, batch, rows, Eigen::OuterStride<>(out_features));
+    ConstStridedMatrixMap<T> X(x + col0, batch, cols, Eigen::OuterStride<>(in_features));
+    StridedMatrixMap<T> dW(grad_weight + row0 * in_features + col0, rows, cols, Eigen::OuterStride<>(in_features));
     if (accumulate)
       dW.noalias() += dY.transpose() * X;
     else
       dW.noalias() = dY.transpose() * X;
-  });
+  };
+  const index_t macs = batch * in_features * out_features;
+  if (out_features < 2 * kRhsPanel) {
+    for_each_slice(in_features, kLhsPanel<T>, macs, kParallelMinMacs,
+                   [&](index_t begin, index_t count) { slice(0, out_features, begin, count); });
+    return;
+  }
+  for_each_slice(out_features, kRhsPanel, macs, kParallelMinMacs,
+                 [&](index_t begin, index_t count) { slice(begin, count, 0, in_features); });
 }
 
 // Row by row, each output summed in batch order: vectorised across features, and (unlike Eigen's colwise

@@ -30,6 +30,8 @@ CASES = [
     (2, 2, 3, 1, 2, (3, 1), 1, (1, 0), 1, 2),       # one-pixel-wide planes
     (1, 2, 5, 37, 5, (3, 3), 1, 1, 1, 1),           # direct path: several column packets, a tail, O = 4 + 1
     (2, 32, 5, 5, 4, (3, 3), 1, 1, 1, 1),           # C·kh·kw = 288: the GEMM path without a kept col
+    (2, 32, 4, 18, 5, (3, 3), 1, 1, 1, 1),          # C·kh·kw = 288 with rows of whole strips: direct
+    (1, 40, 6, 6, 20, (3, 3), 1, 1, 1, 1),          # one image, deep: one GEMM split over output channels
 ]
 
 
@@ -168,6 +170,9 @@ def _shifted(a, offset):
     (20, 16, 9, 9, 24, (1, 1), 1, 0, 1, 1),          # 1×1
     (7, 4, 20, 21, 5, (5, 3), 1, 2, (2, 1), 1),      # odd column count (tail slices)
     (9, 32, 9, 9, 6, (3, 3), 1, 1, 1, 1),            # GEMM forward path without a kept col
+    (1, 40, 16, 16, 24, (3, 3), 1, 1, 1, 1),         # one image: its GEMM split over output channels
+    (40, 16, 20, 20, 8, (3, 3), 1, 1, 1, 1),         # 40 one-image blocks dealt to 16 weight-gradient chunks
+    (3, 32, 6, 20, 5, (3, 3), 1, 1, 1, 1),           # direct forward at depth 288 (rows of whole strips)
 ])
 def test_conv_bits_do_not_depend_on_alignment_or_thread_count(case, dtype):
     N, C, H, W, O, k, s, p, d, g = case

@@ -1,9 +1,10 @@
 """Conv1d and Conv2d over kernels/conv.hpp: PyTorch's names, arguments, defaults and parameter shapes.
 
 Both run the 2-D kernel (1-D input (N, C, L) is (N, C, 1, L)), one C++ call per forward and per backward.
-In training mode the forward keeps its im2col matrix (a buffer reused from step to step) for the weight
-gradient. padding may be an int, a tuple, 'valid' or 'same' (stride 1; an odd total is padded one more at the
-end, as PyTorch does).
+The backward recomputes the im2col matrix block by block rather than keeping the whole batch's from the
+forward: at CIFAR sizes that matrix is tens of megabytes, and writing it and reading it back costs more than
+the copy. padding may be an int, a tuple, 'valid' or 'same' (stride 1; an odd total is padded one more at
+the end, as PyTorch does).
 """
 import math
 
@@ -72,8 +73,6 @@ class _ConvNd(Module):
         if bias:
             init.default_bias_(self.bias, fan_in)
         self._input = None
-        self._col = None  # im2col of the last forward's input, when kept for backward
-        self._col_buffer = None  # reused from step to step
 
     def extra_repr(self):
         n = self._dims
@@ -119,21 +118,12 @@ class _ConvNd(Module):
         if any(self._extra):
             x = np.pad(x, [(0, 0), (0, 0)] + [(0, e) for e in self._extra])
         x4 = x if n == 2 else x[:, :, None, :]
-        ks = self._k2
-        col = None
-        if self.training and not self._pointwise and self.weight.requires_grad:
-            Ho, Wo = (_core_out(*a) for a in zip(x4.shape[2:], ks, self._s2, self._p2, self._d2))
-            shape = (self.in_channels * ks[0] * ks[1], x.shape[0] * Ho * Wo)
-            col = self._col_buffer
-            if col is None or col.shape != shape or col.dtype != w.dtype:
-                col = self._col_buffer = np.empty(shape, w.dtype)
         try:
-            y = _core.conv2d_forward(x4, w if n == 2 else w.reshape(w.shape[:2] + ks),
+            y = _core.conv2d_forward(x4, w if n == 2 else w.reshape(w.shape[:2] + self._k2),
                                      None if self.bias is None else self.bias.data, self._s2, self._p2, self._d2,
-                                     self.groups, True, col)
+                                     self.groups, True)
         except ValueError as e:
             raise ValueError(f"{self!r}: {e} (input shape {x.shape})") from None
-        self._col = col
         self._input, self._unbatched = x4, unbatched
         self._out_shape = y.shape if n == 2 else (y.shape[0], y.shape[1], y.shape[3])
         y = y if n == 2 else y.reshape(self._out_shape)
@@ -156,7 +146,7 @@ class _ConvNd(Module):
         else:
             wd = w.data
         dx = _core.conv2d_backward(g, x, wd, gw, gb, self._s2, self._p2, self._d2, self.groups, need_input_grad,
-                                   acc_w, acc_b, self._col if gw is not None else None)
+                                   acc_w, acc_b)
         if dx is None:
             return None
         if self._dims == 1:
@@ -171,10 +161,6 @@ class _ConvNd(Module):
 
     def backward_parameters(self, grad_output):
         self._backward(grad_output, False)
-
-
-def _core_out(size, kernel, stride, pad, dilation):
-    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
 class Conv1d(_ConvNd):

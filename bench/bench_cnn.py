@@ -2,8 +2,11 @@
   Conv(1→8,3,pad1)-BN-ReLU-MaxPool2-Conv(8→16,3,pad1)-BN-ReLU-MaxPool2-Flatten-Linear(784→128)-ReLU-Linear(128→10)
   (a) training step at batch 64, SGD momentum, cross-entropy: ms per step        (target <= 0.7x PyTorch)
   (b) eval-mode inference at batch 256: samples/s (ratio of times per batch)     (target <= 0.25x PyTorch)
-Without fastnn.nn.BatchNorm2d (or with --no-bn) both frameworks run the net without BN, and say so.
-Run: python bench/bench_cnn.py [--threads 2] [--repeats 15] [--no-bn]
+  (c) for scale beyond LeNet (no target): a CIFAR-sized net on 3×32×32, batch 64, training step
+      [Conv(3→32)-BN-ReLU, Conv(32→32)-BN-ReLU-MaxPool2, Conv(32→64)-BN-ReLU, Conv(64→64)-BN-ReLU-MaxPool2,
+       Flatten, Linear(4096→256)-ReLU, Linear(256→10)], all convolutions 3×3 with padding 1
+Without fastnn.nn.BatchNorm2d (or with --no-bn) both frameworks run the nets without BN, and say so.
+Run: python bench/bench_cnn.py [--threads 2] [--repeats 15] [--no-bn] [--skip-cifar]
 """
 import argparse
 import os
@@ -37,6 +40,30 @@ def build(use_bn):
     return model, tmodel
 
 
+def build_cifar(use_bn):
+    fnn.manual_seed(0)
+
+    def net(nn):
+        def block(cin, cout, pool):
+            return ([nn.Conv2d(cin, cout, 3, padding=1)] + ([nn.BatchNorm2d(cout)] if use_bn else []) +
+                    [nn.ReLU()] + ([nn.MaxPool2d(2)] if pool else []))
+        return nn.Sequential(*block(3, 32, False), *block(32, 32, True), *block(32, 64, False),
+                             *block(64, 64, True), nn.Flatten(), nn.Linear(64 * 8 * 8, 256), nn.ReLU(),
+                             nn.Linear(256, 10))
+
+    model, tmodel = net(fnn.nn), net(torch.nn)
+    tmodel.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+    return model, tmodel
+
+
+def cifar_training_steps(use_bn, batch=64):
+    model, tmodel = build_cifar(use_bn)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    return classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9)
+
+
 def training_steps(use_bn, batch=64):
     model, tmodel = build(use_bn)
     rng = np.random.default_rng(0)
@@ -66,6 +93,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-bn", action="store_true")
+    parser.add_argument("--skip-cifar", action="store_true")
     args = parser.parse_args()
     fnn.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -83,7 +111,14 @@ def main():
     res = interleaved(cands, 10, args.repeats)
     rb = report("(b) LeNet-like CNN, batch 256, eval inference", "ms", 1e3, res, target=0.25)
     print(f"    (b) samples/s: fastnn {256 / res['fastnn']:,.0f}, torch {256 / res['torch']:,.0f}")
-    print(f"ratios fastnn/torch (time): a={ra:.2f} b={rb:.2f}" + ("" if use_bn else "  [no BN]"))
+    line = f"ratios fastnn/torch (time): a={ra:.2f} b={rb:.2f}"
+    if not args.skip_cifar:
+        cands = cifar_training_steps(use_bn)
+        warm_up(cands, 2)
+        rc = report("(c) CIFAR-sized CNN, batch 64, train step", "ms", 1e3,
+                    interleaved(cands, 3, max(3, args.repeats // 3)))
+        line += f" c={rc:.2f}"
+    print(line + ("" if use_bn else "  [no BN]"))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ CASES = [
     (2, 32, 5, 5, 4, (3, 3), 1, 1, 1, 1),           # C·kh·kw = 288: the GEMM path without a kept col
     (2, 32, 4, 18, 5, (3, 3), 1, 1, 1, 1),          # C·kh·kw = 288 with rows of whole strips: direct
     (1, 40, 6, 6, 20, (3, 3), 1, 1, 1, 1),          # one image, deep: one GEMM split over output channels
+    (2, 3, 5, 5, 4, (2, 2), 1, 2, 1, 1),            # padding beyond kernel − 1: dx not as a direct convolution
+    (2, 4, 7, 6, 40, (3, 3), 1, 1, 1, 1),           # O·kh·kw = 360: dx through Wᵀ·dY and col2im
 ]
 
 

@@ -159,6 +159,14 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
 constexpr index_t kDirectMaxDepth = 256;
 constexpr index_t kDirectMaxDepthWide = 320;
 
+template <typename T>
+bool direct_applies(const ConvGeometry& g, index_t groups) {
+  constexpr index_t L = Eigen::internal::packet_traits<T>::size;
+  const index_t K = g.channels * g.kernel_h * g.kernel_w;
+  return groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
+         (K <= kDirectMaxDepth || (K <= kDirectMaxDepthWide && g.out_w >= 2 * L));
+}
+
 // Columns per chunk of the pointwise weight-gradient reduction, and the number of chunks the blocks of the
 // general one are dealt to: fixed, so partial sums never depend on threads.
 constexpr index_t kDepthChunk = 4096;
@@ -201,10 +209,7 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
     }
     return;
   }
-  constexpr index_t L = Eigen::internal::packet_traits<T>::size;
-  const bool shallow = K <= detail::kDirectMaxDepth || (K <= detail::kDirectMaxDepthWide && g.out_w >= 2 * L);
-  if (!col && groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
-      shallow) {
+  if (!col && detail::direct_applies<T>(g, groups)) {
     if (g.batch == 1) return detail::direct_conv_image(x, weight, bias, y, g, O);  // no OpenMP region
 #pragma omp parallel for schedule(static) if (O * K * NP >= kParallelMinMacs && !omp_in_parallel())
     for (index_t n = 0; n < g.batch; ++n)
@@ -319,6 +324,24 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   }
 
   if (!grad_weight && !grad_x) return;
+  // dx of a stride-1 convolution is itself a stride-1 convolution: of dy, padded by k − 1 − pad, with the
+  // weights' channel axes swapped and their taps flipped. When that one is shallow enough for the direct
+  // kernel, it beats dcol = Wᵀ·dY (a GEMM only O deep) followed by col2im.
+  ConvGeometry transposed = g;
+  transposed.channels = O, transposed.height = g.out_h, transposed.width = g.out_w;
+  transposed.pad_h = g.kernel_h - 1 - g.pad_h, transposed.pad_w = g.kernel_w - 1 - g.pad_w;
+  transposed.out_h = g.height, transposed.out_w = g.width;
+  if (grad_x && transposed.pad_h >= 0 && transposed.pad_w >= 0 && detail::direct_applies<T>(transposed, groups)) {
+    const index_t kk = g.kernel_h * g.kernel_w, C = g.channels;
+    auto flipped = detail::uninitialized<T>(C * O * kk);  // [C, O, kh, kw]
+    for (index_t c = 0; c < C; ++c)
+      for (index_t o = 0; o < O; ++o)
+        for (index_t t = 0; t < kk; ++t) flipped[(c * O + o) * kk + t] = weight[(o * C + c) * kk + kk - 1 - t];
+    conv2d_forward(grad_y, flipped.get(), static_cast<const T*>(nullptr), grad_x, transposed, C, index_t(1),
+                   static_cast<T*>(nullptr));
+    grad_x = nullptr;  // done
+    if (!grad_weight) return;
+  }
   // Blocks of whole images (as in the forward), each run start to finish in cache: dY regrouped to [O, cols],
   // the block's column matrix (the caller's, or im2col again: a copy is cheaper than keeping a whole-batch
   // column matrix in memory), its share of dW, dcol = Wᵀ·dY and col2im. Blocks are dealt to a fixed number of

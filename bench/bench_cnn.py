@@ -56,18 +56,9 @@ def build_cifar(use_bn):
     return model, tmodel
 
 
-def cifar_training_steps(use_bn, batch=64):
-    model, tmodel = build_cifar(use_bn)
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, 10, batch)
-    return classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9)
-
-
-def training_steps(use_bn, batch=64):
-    model, tmodel = build(use_bn)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+def training_steps(model, tmodel, input_shape, batch=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch,) + input_shape).astype(np.float32)
     y = rng.integers(0, 10, batch)
     return classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9)
 
@@ -102,7 +93,7 @@ def main():
     print("LeNet-like CNN " + ("WITH BatchNorm2d" if use_bn else
                                "WITHOUT BatchNorm2d (BN left out of both frameworks: "
                                + ("--no-bn" if args.no_bn else "fastnn.nn.BatchNorm2d does not exist yet") + ")"))
-    cands = training_steps(use_bn)
+    cands = training_steps(*build(use_bn), (1, 28, 28))
     warm_up(cands, 20)
     ra = report("(a) LeNet-like CNN, batch 64, train step", "ms", 1e3, interleaved(cands, 20, args.repeats),
                 target=0.7)
@@ -113,7 +104,7 @@ def main():
     print(f"    (b) samples/s: fastnn {256 / res['fastnn']:,.0f}, torch {256 / res['torch']:,.0f}")
     line = f"ratios fastnn/torch (time): a={ra:.2f} b={rb:.2f}"
     if not args.skip_cifar:
-        cands = cifar_training_steps(use_bn)
+        cands = training_steps(*build_cifar(use_bn), (3, 32, 32), seed=2)
         warm_up(cands, 2)
         rc = report("(c) CIFAR-sized CNN, batch 64, train step", "ms", 1e3,
                     interleaved(cands, 3, max(3, args.repeats // 3)))

@@ -87,4 +87,22 @@ py::object optional_output(bool wanted, std::vector<py::ssize_t> shape, T*& data
   return out;
 }
 
+// Data of an optional array argument of the given shape: nullptr for None.
+template <typename T>
+const T* optional_in(const py::object& obj, std::initializer_list<index_t> shape, const char* what) {
+  if (obj.is_none()) return nullptr;
+  auto a = obj.cast<py::array>();  // the same object: `obj` keeps it alive
+  require_shape(a, shape, what);
+  return in_ptr<T>(a, what);
+}
+
+// ... writeable (an output the kernel fills in place).
+template <typename T>
+T* optional_out(const py::object& obj, std::initializer_list<index_t> shape, const char* what) {
+  if (obj.is_none()) return nullptr;
+  auto a = obj.cast<py::array>();
+  require_shape(a, shape, what);
+  return out_ptr<T>(a, what);
+}
+
 }  // namespace fastnn::bind

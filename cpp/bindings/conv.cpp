@@ -19,12 +19,7 @@ py::array conv2d_forward_py(const py::array& x, const py::array& weight, const p
     using T = decltype(tag);
     const T* px = in_ptr<T>(x, "conv2d_forward input");
     const T* pw = in_ptr<T>(weight, "conv2d_forward weight");
-    const T* pb = nullptr;
-    if (!bias.is_none()) {
-      auto b = bias.cast<py::array>();
-      require_shape(b, {c.out_channels}, "conv2d_forward bias");
-      pb = in_ptr<T>(b, "conv2d_forward bias");
-    }
+    const T* pb = optional_in<T>(bias, {c.out_channels}, "conv2d_forward bias");
     T* pcol = nullptr;
     if (!col.is_none() && !g.is_pointwise()) {
       auto a = col.cast<py::array>();
@@ -57,18 +52,9 @@ py::object conv2d_backward_py(const py::array& grad_y, const py::array& x, const
     const T* pdy = in_ptr<T>(grad_y, "conv2d_backward grad_output");
     const T* px = in_ptr<T>(x, "conv2d_backward input");
     const T* pw = in_ptr<T>(weight, "conv2d_backward weight");
-    T* pdw = nullptr;
-    if (!grad_weight.is_none()) {
-      auto a = grad_weight.cast<py::array>();
-      require_shape(a, {c.out_channels, g.channels / c.groups, g.kernel_h, g.kernel_w}, "conv2d_backward grad_weight");
-      pdw = out_ptr<T>(a, "conv2d_backward grad_weight");
-    }
-    T* pdb = nullptr;
-    if (!grad_bias.is_none()) {
-      auto a = grad_bias.cast<py::array>();
-      require_shape(a, {c.out_channels}, "conv2d_backward grad_bias");
-      pdb = out_ptr<T>(a, "conv2d_backward grad_bias");
-    }
+    T* pdw = optional_out<T>(grad_weight, {c.out_channels, g.channels / c.groups, g.kernel_h, g.kernel_w},
+                             "conv2d_backward grad_weight");
+    T* pdb = optional_out<T>(grad_bias, {c.out_channels}, "conv2d_backward grad_bias");
     const T* pcol = nullptr;
     if (!col.is_none() && !g.is_pointwise()) {
       auto a = col.cast<py::array>();

@@ -45,12 +45,7 @@ py::array conv_block_forward_py(const py::array& x, const py::array& weight, con
     using T = decltype(tag);
     const T* px = in_ptr<T>(x, "conv_block_forward input");
     const T* pw = in_ptr<T>(weight, "conv_block_forward weight");
-    const T* pb = nullptr;
-    if (!bias.is_none()) {
-      auto b = bias.cast<py::array>();
-      require_shape(b, {c.out_channels}, "conv_block_forward bias");
-      pb = in_ptr<T>(b, "conv_block_forward bias");
-    }
+    const T* pb = optional_in<T>(bias, {c.out_channels}, "conv_block_forward bias");
     auto y = empty_array<T>({g.batch, c.out_channels, pool.out_h, pool.out_w});
     T* py_ = y.mutable_data();
     bool finite = true;

@@ -19,12 +19,7 @@ py::array linear_forward(const py::array& x, const py::array& weight, const py::
     using T = decltype(tag);
     const T* px = in_ptr<T>(x, "linear_forward input");
     const T* pw = in_ptr<T>(weight, "linear_forward weight");
-    const T* pb = nullptr;
-    if (!bias.is_none()) {
-      auto b = bias.cast<py::array>();
-      require_shape(b, {O}, "linear_forward bias");
-      pb = in_ptr<T>(b, "linear_forward bias");
-    }
+    const T* pb = optional_in<T>(bias, {O}, "linear_forward bias");
     auto y = empty_array<T>({N, O});
     T* py_ = y.mutable_data();
     bool finite = true;
@@ -54,18 +49,8 @@ py::object linear_backward(const py::array& grad_y, const py::array& x, const py
     const T* pdy = in_ptr<T>(grad_y, "linear_backward grad_output");
     const T* px = in_ptr<T>(x, "linear_backward input");
     const T* pw = in_ptr<T>(weight, "linear_backward weight");
-    T* pdw = nullptr;
-    if (!grad_weight.is_none()) {
-      auto dw = grad_weight.cast<py::array>();
-      require_shape(dw, {O, I}, "linear_backward grad_weight");
-      pdw = out_ptr<T>(dw, "linear_backward grad_weight");
-    }
-    T* pdb = nullptr;
-    if (!grad_bias.is_none()) {
-      auto db = grad_bias.cast<py::array>();
-      require_shape(db, {O}, "linear_backward grad_bias");
-      pdb = out_ptr<T>(db, "linear_backward grad_bias");
-    }
+    T* pdw = optional_out<T>(grad_weight, {O, I}, "linear_backward grad_weight");
+    T* pdb = optional_out<T>(grad_bias, {O}, "linear_backward grad_bias");
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, {N, I}, pdx);
     py::gil_scoped_release release;

@@ -36,7 +36,7 @@ const T* optional_data(const py::object& obj, const char* what) {
   if (obj.is_none()) return nullptr;
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(what) + ": expected a numpy array or None, got " +
-                         std::string(py::str(obj.get_type().attr("__name__"))));
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   return in_ptr<T>(py::reinterpret_borrow<py::array>(obj), what);
 }
 

@@ -20,22 +20,6 @@ NCS ncs(const py::array& x, const char* what) {
   return d;
 }
 
-template <typename T>
-const T* optional_in(const py::object& a, index_t size, const char* what) {
-  if (a.is_none()) return nullptr;
-  auto arr = a.cast<py::array>();
-  require_shape(arr, {size}, what);
-  return in_ptr<T>(arr, what);
-}
-
-template <typename T>
-T* optional_out(const py::object& a, index_t size, const char* what) {
-  if (a.is_none()) return nullptr;
-  auto arr = a.cast<py::array>();
-  require_shape(arr, {size}, what);
-  return out_ptr<T>(arr, what);
-}
-
 std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
 
 void require_finite(bool finite) { require(finite, "input contains NaN or infinity"); }
@@ -52,10 +36,10 @@ py::tuple batch_norm_forward(const py::array& x, const py::object& weight, const
   return dispatch(float_dtype(x, "batch_norm_forward input"), [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     const T* px = in_ptr<T>(x, "batch_norm_forward input");
-    const T* pw = optional_in<T>(weight, d.C, "batch_norm_forward weight");
-    const T* pb = optional_in<T>(bias, d.C, "batch_norm_forward bias");
-    T* prm = optional_out<T>(running_mean, d.C, "batch_norm_forward running_mean");
-    T* prv = optional_out<T>(running_var, d.C, "batch_norm_forward running_var");
+    const T* pw = optional_in<T>(weight, {d.C}, "batch_norm_forward weight");
+    const T* pb = optional_in<T>(bias, {d.C}, "batch_norm_forward bias");
+    T* prm = optional_out<T>(running_mean, {d.C}, "batch_norm_forward running_mean");
+    T* prv = optional_out<T>(running_var, {d.C}, "batch_norm_forward running_var");
     auto y = empty_array<T>(shape_of(x));
     auto mean = empty_array<T>({d.C}), invstd = empty_array<T>({d.C});
     T *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pi = invstd.mutable_data();
@@ -87,9 +71,9 @@ py::object batch_norm_backward(const py::array& grad_y, const py::array& x, cons
     const T* px = in_ptr<T>(x, "batch_norm_backward input");
     const T* pm = in_ptr<T>(mean, "batch_norm_backward mean");
     const T* pi = in_ptr<T>(invstd, "batch_norm_backward invstd");
-    const T* pw = optional_in<T>(weight, d.C, "batch_norm_backward weight");
-    T* pdw = optional_out<T>(grad_weight, d.C, "batch_norm_backward grad_weight");
-    T* pdb = optional_out<T>(grad_bias, d.C, "batch_norm_backward grad_bias");
+    const T* pw = optional_in<T>(weight, {d.C}, "batch_norm_backward weight");
+    T* pdw = optional_out<T>(grad_weight, {d.C}, "batch_norm_backward grad_weight");
+    T* pdb = optional_out<T>(grad_bias, {d.C}, "batch_norm_backward grad_bias");
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
     py::gil_scoped_release release;
@@ -105,8 +89,8 @@ py::tuple group_norm_forward_impl(const py::array& x, const NCS& d, index_t G, c
   return dispatch(float_dtype(x, what), [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     const T* px = in_ptr<T>(x, what);
-    const T* pw = optional_in<T>(weight, d.C, what);
-    const T* pb = optional_in<T>(bias, d.C, what);
+    const T* pw = optional_in<T>(weight, {d.C}, what);
+    const T* pb = optional_in<T>(bias, {d.C}, what);
     auto y = empty_array<T>(shape_of(x));
     auto mean = empty_array<T>({d.N * G}), invstd = empty_array<T>({d.N * G});
     T *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pi = invstd.mutable_data();
@@ -136,9 +120,9 @@ py::object group_norm_backward_impl(const py::array& grad_y, const py::array& x,
     const T* px = in_ptr<T>(x, what);
     const T* pm = in_ptr<T>(mean, what);
     const T* pi = in_ptr<T>(invstd, what);
-    const T* pw = optional_in<T>(weight, d.C, what);
-    T* pdw = optional_out<T>(grad_weight, d.C, what);
-    T* pdb = optional_out<T>(grad_bias, d.C, what);
+    const T* pw = optional_in<T>(weight, {d.C}, what);
+    T* pdw = optional_out<T>(grad_weight, {d.C}, what);
+    T* pdb = optional_out<T>(grad_bias, {d.C}, what);
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
     py::gil_scoped_release release;

@@ -37,22 +37,6 @@ Dims check_dims(const char* fn, RnnMode mode, const py::array& x, const py::arra
   return {x.shape(0), x.shape(1), x.shape(2), H, G};
 }
 
-template <typename T>
-T* optional_out(const py::object& o, std::initializer_list<index_t> shape, const char* what) {
-  if (o.is_none()) return nullptr;
-  auto a = o.cast<py::array>();
-  require_shape(a, shape, what);
-  return out_ptr<T>(a, what);
-}
-
-template <typename T>
-const T* optional_in(const py::object& o, std::initializer_list<index_t> shape, const char* what) {
-  if (o.is_none()) return nullptr;
-  auto a = o.cast<py::array>();
-  require_shape(a, shape, what);
-  return in_ptr<T>(a, what);
-}
-
 // Writes y[:, :, y_offset : y_offset + H] of y [T, N, Y]; returns (h_n, c_n or None, saved), where saved is
 // the tuple rnn_backward needs.
 py::tuple rnn_forward_binding(const std::string& mode_name, const py::array& x, const py::array& w_ih,

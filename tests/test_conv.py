@@ -34,6 +34,7 @@ CASES = [
     (1, 40, 6, 6, 20, (3, 3), 1, 1, 1, 1),          # one image, deep: one GEMM split over output channels
     (2, 3, 5, 5, 4, (2, 2), 1, 2, 1, 1),            # padding beyond kernel − 1: dx not as a direct convolution
     (2, 4, 7, 6, 40, (3, 3), 1, 1, 1, 1),           # O·kh·kw = 360: dx through Wᵀ·dY and col2im
+    (2, 16, 20, 20, 2, (3, 3), 1, 1, 1, 1),         # dW over bands of output rows (13 + 7)
 ]
 
 
@@ -175,6 +176,7 @@ def _shifted(a, offset):
     (1, 40, 16, 16, 24, (3, 3), 1, 1, 1, 1),         # one image: its GEMM split over output channels
     (40, 16, 20, 20, 8, (3, 3), 1, 1, 1, 1),         # 40 one-image blocks dealt to 16 weight-gradient chunks
     (3, 32, 6, 20, 5, (3, 3), 1, 1, 1, 1),           # direct forward at depth 288 (rows of whole strips)
+    (5, 16, 24, 24, 6, (3, 3), 1, 1, 1, 1),          # dW over bands of output rows
 ])
 def test_conv_bits_do_not_depend_on_alignment_or_thread_count(case, dtype):
     N, C, H, W, O, k, s, p, d, g = case

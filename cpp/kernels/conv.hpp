@@ -59,8 +59,18 @@ T* scratch(int slot, index_t n) {
 }
 
 // Images per block: about 128 KB of column matrix (at least one image).
+constexpr index_t kBlockBytes = index_t(128) << 10;
+constexpr index_t kMinBandColumns = 256;
 inline index_t images_per_block(index_t rows, index_t plane, index_t elem_size) {
-  return std::max<index_t>(1, (index_t(128) << 10) / std::max<index_t>(1, rows * plane * elem_size));
+  return std::max<index_t>(1, kBlockBytes / std::max<index_t>(1, rows * plane * elem_size));
+}
+
+// Output rows per band of one image's column matrix: about kBlockBytes of it, but at least kMinBandColumns
+// columns (the depth of the weight-gradient GEMM: shallower, the GEMM loses more than the cache gains).
+inline index_t band_rows(index_t rows, index_t out_w, index_t elem_size) {
+  const index_t by_bytes = kBlockBytes / std::max<index_t>(1, rows * out_w * elem_size);
+  const index_t by_depth = (kMinBandColumns + out_w - 1) / out_w;
+  return std::max<index_t>(1, std::max(by_bytes, by_depth));
 }
 
 // Direct convolution of one image for stride 1, dilation 1, one group (inference and first layers: no column
@@ -356,26 +366,41 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   for (index_t chunk = 0; chunk < chunks; ++chunk) {
     for (index_t blk = chunk * blocks_per_chunk; blk < std::min(blocks, (chunk + 1) * blocks_per_chunk); ++blk) {
       const index_t first = blk * per_block, count = std::min(per_block, g.batch - first), cols = count * P;
-      T* dy_block = detail::scratch<T>(1, O * cols);
-      for (index_t m = 0; m < count; ++m)
-        for (index_t o = 0; o < O; ++o)
-          std::memcpy(dy_block + o * cols + m * P, grad_y + ((first + m) * O + o) * P, sizeof(T) * P);
+      // dY of the block as [O, cols]: one image's is grad_y[n] itself; several are regrouped.
+      const T* dy_block = grad_y + first * O * P;
+      if (count > 1) {
+        T* regrouped = detail::scratch<T>(1, O * cols);
+        for (index_t m = 0; m < count; ++m)
+          for (index_t o = 0; o < O; ++o)
+            std::memcpy(regrouped + o * cols + m * P, grad_y + ((first + m) * O + o) * P, sizeof(T) * P);
+        dy_block = regrouped;
+      }
       if (grad_weight) {
-        const T* c = col ? col + first * P : nullptr;
-        const index_t ld = col ? NP : cols;
-        if (!col) {
-          T* own = detail::scratch<T>(0, groups * K * cols);
-          im2col(x, own, g, first, count, cols);
-          c = own;
-        }
-        for (index_t gi = 0; gi < groups; ++gi) {
-          ConstMatrixMap<T> DY(dy_block + gi * Og * cols, Og, cols);
-          ConstStridedMatrixMap<T> C(c + gi * K * ld, K, cols, Eigen::OuterStride<>(ld));
-          MatrixMap<T> DW(partial.get() + chunk * O * K + gi * Og * K, Og, K);
-          if (blk == chunk * blocks_per_chunk)
-            DW.noalias() = DY * C.transpose();
-          else
-            DW.noalias() += DY * C.transpose();
+        // dW (+)= dY[:, band] · col[:, band]ᵀ over bands of output rows: the whole block, or, for an image whose
+        // column matrix outgrows the cache budget, enough rows to fill it (im2col of just those rows).
+        const index_t band_rows = col || count > 1 ? g.out_h : detail::band_rows(groups * K, g.out_w, sizeof(T));
+        for (index_t row = 0; row < g.out_h; row += band_rows) {
+          const index_t rows = std::min(band_rows, g.out_h - row), band = rows == g.out_h ? cols : rows * g.out_w;
+          const T* c = col ? col + first * P : nullptr;
+          const index_t ld = col ? NP : band;
+          if (!col) {
+            T* own = detail::scratch<T>(0, groups * K * band);
+            if (band == cols)
+              im2col(x, own, g, first, count, cols);
+            else
+              im2col_rows(x, own, g, first, row, row + rows, band);
+            c = own;
+          }
+          for (index_t gi = 0; gi < groups; ++gi) {
+            ConstStridedMatrixMap<T> DY(dy_block + gi * Og * cols + row * g.out_w, Og, band,
+                                        Eigen::OuterStride<>(cols));
+            ConstStridedMatrixMap<T> C(c + gi * K * ld, K, band, Eigen::OuterStride<>(ld));
+            MatrixMap<T> DW(partial.get() + chunk * O * K + gi * Og * K, Og, K);
+            if (blk == chunk * blocks_per_chunk && row == 0)
+              DW.noalias() = DY * C.transpose();
+            else
+              DW.noalias() += DY * C.transpose();
+          }
         }
       }
       if (grad_x) {

@@ -60,6 +60,29 @@ void for_each_plane(index_t batch, index_t channels, index_t work, Fn&& fn) {
   for (index_t t = 0; t < pairs; ++t) fn(t / channels, t % channels);
 }
 
+// One kernel tap's values for output rows [row_begin, row_end) of one plane, written from dst on: zeros where
+// the tap reads padding. Output columns [lo, hi) read inside the input.
+template <typename T>
+void im2col_tap_rows(const T* plane, T* dst, const ConvGeometry& g, index_t row_offset, index_t col_offset,
+                     index_t lo, index_t hi, index_t row_begin, index_t row_end) {
+  const index_t Wo = g.out_w;
+  for (index_t oh = row_begin; oh < row_end; ++oh, dst += Wo) {
+    const index_t ih = oh * g.stride_h + row_offset;
+    if (ih < 0 || ih >= g.height) {
+      std::fill(dst, dst + Wo, T(0));
+      continue;
+    }
+    const T* src = plane + ih * g.width + col_offset;
+    std::fill(dst, dst + lo, T(0));
+    if (g.stride_w == 1) {
+      std::memcpy(dst + lo, src + lo, sizeof(T) * (hi - lo));
+    } else {
+      for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride_w];
+    }
+    std::fill(dst + hi, dst + Wo, T(0));
+  }
+}
+
 }  // namespace detail
 
 // col [C·kh·kw, N·P] from x [N, C, H, W]. The block form fills the columns of images
@@ -94,24 +117,28 @@ void im2col(const T* x, T* col, const ConvGeometry& g, index_t first, index_t co
           }
           continue;
         }
-        for (index_t oh = 0; oh < g.out_h; ++oh, dst += Wo) {
-          const index_t ih = oh * g.stride_h + row_offset;
-          if (ih < 0 || ih >= g.height) {
-            std::fill(dst, dst + Wo, T(0));
-            continue;
-          }
-          const T* src = plane + ih * g.width + col_offset;
-          std::fill(dst, dst + lo, T(0));
-          if (g.stride_w == 1) {
-            std::memcpy(dst + lo, src + lo, sizeof(T) * (hi - lo));
-          } else {
-            for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride_w];
-          }
-          std::fill(dst + hi, dst + Wo, T(0));
-        }
+        detail::im2col_tap_rows(plane, dst, g, row_offset, col_offset, lo, hi, 0, g.out_h);
       }
     }
   });
+}
+
+// The columns of output rows [row_begin, row_end) of image n only (a band of one image, for work on images
+// too large for the cache): col [C·kh·kw, (row_end − row_begin)·Wo] with row stride ld.
+template <typename T>
+void im2col_rows(const T* x, T* col, const ConvGeometry& g, index_t n, index_t row_begin, index_t row_end,
+                 index_t ld) {
+  for (index_t c = 0; c < g.channels; ++c) {
+    const T* plane = x + (n * g.channels + c) * g.height * g.width;
+    for (index_t i = 0; i < g.kernel_h; ++i)
+      for (index_t j = 0; j < g.kernel_w; ++j) {
+        const index_t row_offset = i * g.dilation_h - g.pad_h, col_offset = j * g.dilation_w - g.pad_w;
+        index_t lo, hi;
+        detail::valid_range(col_offset, g.stride_w, g.width, g.out_w, lo, hi);
+        detail::im2col_tap_rows(plane, col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld, g, row_offset,
+                                col_offset, lo, hi, row_begin, row_end);
+      }
+  }
 }
 
 template <typename T>

@@ -1,4 +1,5 @@
-"""Direct nested-loop NumPy oracles for convolution and pooling (slow and obviously right), float64."""
+"""Direct NumPy oracles for convolution and pooling (loops over kernel taps and windows: slow and obviously
+right), float64."""
 import numpy as np
 
 
@@ -19,15 +20,18 @@ def conv2d(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     Og = O // groups
     for o in range(O):
         c0 = (o // Og) * Cg
-        for oh in range(Ho):
-            for ow in range(Wo):
-                for c in range(Cg):
-                    for i in range(kh):
-                        for j in range(kw):
-                            y[:, o, oh, ow] += w[o, c, i, j] * xp[:, c0 + c, oh * sh + i * dh, ow * sw + j * dw]
+        for c in range(Cg):
+            for i in range(kh):
+                for j in range(kw):  # tap (i, j) of every output position at once: a strided slice of xp
+                    y[:, o] += w[o, c, i, j] * _tap(xp[:, c0 + c], i * dh, j * dw, Ho, Wo, sh, sw)
     if b is not None:
         y += np.asarray(b, np.float64)[None, :, None, None]
     return y
+
+
+def _tap(plane, top, left, Ho, Wo, sh, sw):
+    """plane[:, top + oh·sh, left + ow·sw] for every output position (oh, ow)."""
+    return plane[:, top:top + sh * (Ho - 1) + 1:sh, left:left + sw * (Wo - 1) + 1:sw]
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
@@ -36,6 +40,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     dy, x, w = (np.asarray(a, np.float64) for a in (dy, x, w))
     N, C, H, W = x.shape
     O, Cg, kh, kw = w.shape
+    Ho, Wo = dy.shape[2:]
     xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
     xp[:, :, ph:ph + H, pw:pw + W] = x
     dxp = np.zeros_like(xp)
@@ -43,14 +48,11 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     Og = O // groups
     for o in range(O):
         c0 = (o // Og) * Cg
-        for oh in range(dy.shape[2]):
-            for ow in range(dy.shape[3]):
-                for c in range(Cg):
-                    for i in range(kh):
-                        for j in range(kw):
-                            h, v = oh * sh + i * dh, ow * sw + j * dw_
-                            dxp[:, c0 + c, h, v] += dy[:, o, oh, ow] * w[o, c, i, j]
-                            dwt[o, c, i, j] += np.dot(dy[:, o, oh, ow], xp[:, c0 + c, h, v])
+        for c in range(Cg):
+            for i in range(kh):
+                for j in range(kw):
+                    _tap(dxp[:, c0 + c], i * dh, j * dw_, Ho, Wo, sh, sw)[...] += dy[:, o] * w[o, c, i, j]
+                    dwt[o, c, i, j] += np.sum(dy[:, o] * _tap(xp[:, c0 + c], i * dh, j * dw_, Ho, Wo, sh, sw))
     return dxp[:, :, ph:ph + H, pw:pw + W], dwt, dy.sum(axis=(0, 2, 3))
 
 

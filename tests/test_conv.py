@@ -35,6 +35,7 @@ CASES = [
     (2, 3, 5, 5, 4, (2, 2), 1, 2, 1, 1),            # padding beyond kernel − 1: dx not as a direct convolution
     (2, 4, 7, 6, 40, (3, 3), 1, 1, 1, 1),           # O·kh·kw = 360: dx through Wᵀ·dY and col2im
     (2, 16, 20, 20, 2, (3, 3), 1, 1, 1, 1),         # dW over bands of output rows (13 + 7)
+    (2, 16, 30, 12, 30, (3, 3), 1, 1, 1, 1),        # dW and dcol/col2im over bands (22 + 8 rows)
 ]
 
 
@@ -177,6 +178,8 @@ def _shifted(a, offset):
     (40, 16, 20, 20, 8, (3, 3), 1, 1, 1, 1),         # 40 one-image blocks dealt to 16 weight-gradient chunks
     (3, 32, 6, 20, 5, (3, 3), 1, 1, 1, 1),           # direct forward at depth 288 (rows of whole strips)
     (5, 16, 24, 24, 6, (3, 3), 1, 1, 1, 1),          # dW over bands of output rows
+    (3, 16, 30, 12, 30, (3, 3), 1, 1, 1, 1),         # dW and dx over bands of output rows
+    (20, 8, 6, 6, 8, (3, 3), 1, 1, 1, 1),            # 20 blocks over 16 chunks, unevenly
 ])
 def test_conv_bits_do_not_depend_on_alignment_or_thread_count(case, dtype):
     N, C, H, W, O, k, s, p, d, g = case

@@ -161,20 +161,23 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
     for (index_t oh = 0; oh < g.out_h; ++oh) direct_row<T, 1>(padded, Wp, plane_p, weight, bias, y, g, o, oh);
 }
 
-// Direct (im2col-free) forward for stride-1, undilated, ungrouped convolutions of small depth K = C·kh·kw:
-// up to kDirectMaxDepth the column matrix would cost more than the arithmetic; up to kDirectMaxDepthWide
-// when output rows fill whole strips. Deeper, the rows one strip reads outgrow L1 and the GEMM wins. Measured
-// on a grid of 3×3 convolutions (C = O = 16..128, planes 8..56) at 2 threads: direct 110–157 GFLOP/s
-// against im2col's 50–122 up to C = 32; im2col ahead from C = 64.
+// Direct (im2col-free) forward for stride-1, undilated, ungrouped convolutions. It wins while the input rows
+// one output row reads (C·kh of them, padded width) stay in L1 (≤ kDirectMaxRowBytes), and while its strips
+// are whole packets (Wo ≥ 2 packets) or the depth K = C·kh·kw is small (≤ kDirectMaxDepth: the column matrix
+// would cost more than the arithmetic). Measured on a grid of 3×3 convolutions (C = O = 16..128, planes 8..56)
+// at 2 threads: where this rule picks the direct kernel it ran at 110–170 GFLOP/s against im2col's 50–150;
+// elsewhere im2col was ahead.
 constexpr index_t kDirectMaxDepth = 256;
-constexpr index_t kDirectMaxDepthWide = 320;
+constexpr index_t kDirectMaxRowBytes = index_t(24) << 10;
 
 template <typename T>
 bool direct_applies(const ConvGeometry& g, index_t groups) {
   constexpr index_t L = Eigen::internal::packet_traits<T>::size;
   const index_t K = g.channels * g.kernel_h * g.kernel_w;
+  const index_t padded_width = (g.out_w + 2 * L - 1) / (2 * L) * (2 * L) + g.kernel_w - 1;
+  const index_t row_bytes = g.channels * g.kernel_h * padded_width * index_t(sizeof(T));
   return groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
-         (K <= kDirectMaxDepth || (K <= kDirectMaxDepthWide && g.out_w >= 2 * L));
+         row_bytes <= kDirectMaxRowBytes && (g.out_w >= 2 * L || K <= kDirectMaxDepth);
 }
 
 // Columns per chunk of the pointwise weight-gradient reduction, and the number of chunks the blocks of the
@@ -360,11 +363,13 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   const index_t per_block = detail::images_per_block(groups * K, P, sizeof(T));
   const index_t blocks = (g.batch + per_block - 1) / per_block;
   const index_t chunks = std::min(blocks, detail::kWeightGradChunks);
-  const index_t blocks_per_chunk = (blocks + chunks - 1) / chunks;
+  // Chunk c holds blocks [c·blocks/chunks, (c + 1)·blocks/chunks): sizes differ by one at most, so the
+  // threads' shares of chunks carry even work.
+  auto chunk_start = [&](index_t c) { return c * blocks / chunks; };
   std::unique_ptr<T[]> partial = grad_weight ? detail::uninitialized<T>(chunks * O * K) : nullptr;
 #pragma omp parallel for schedule(static) if (chunks > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
   for (index_t chunk = 0; chunk < chunks; ++chunk) {
-    for (index_t blk = chunk * blocks_per_chunk; blk < std::min(blocks, (chunk + 1) * blocks_per_chunk); ++blk) {
+    for (index_t blk = chunk_start(chunk); blk < chunk_start(chunk + 1); ++blk) {
       const index_t first = blk * per_block, count = std::min(per_block, g.batch - first), cols = count * P;
       // dY of the block as [O, cols]: one image's is grad_y[n] itself; several are regrouped.
       const T* dy_block = grad_y + first * O * P;
@@ -396,7 +401,7 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
                                         Eigen::OuterStride<>(cols));
             ConstStridedMatrixMap<T> C(c + gi * K * ld, K, band, Eigen::OuterStride<>(ld));
             MatrixMap<T> DW(partial.get() + chunk * O * K + gi * Og * K, Og, K);
-            if (blk == chunk * blocks_per_chunk && row == 0)
+            if (blk == chunk_start(chunk) && row == 0)
               DW.noalias() = DY * C.transpose();
             else
               DW.noalias() += DY * C.transpose();
@@ -404,14 +409,24 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
         }
       }
       if (grad_x) {
-        T* dcol = detail::scratch<T>(2, groups * K * cols);
-        for (index_t gi = 0; gi < groups; ++gi) {
-          ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
-          ConstMatrixMap<T> DY(dy_block + gi * Og * cols, Og, cols);
-          MatrixMap<T> DC(dcol + gi * K * cols, K, cols);
-          DC.noalias() = W.transpose() * DY;
+        // dcol = Wᵀ·dY and col2im, over the same bands (one image's dx is cleared, then its bands added).
+        const index_t band_rows = count > 1 ? g.out_h : detail::band_rows(groups * K, g.out_w, sizeof(T));
+        if (band_rows < g.out_h) std::fill(grad_x + first * g.channels * HW, grad_x + (first + 1) * g.channels * HW, T(0));
+        for (index_t row = 0; row < g.out_h; row += band_rows) {
+          const index_t rows = std::min(band_rows, g.out_h - row), band = rows == g.out_h ? cols : rows * g.out_w;
+          T* dcol = detail::scratch<T>(2, groups * K * band);
+          for (index_t gi = 0; gi < groups; ++gi) {
+            ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
+            ConstStridedMatrixMap<T> DY(dy_block + gi * Og * cols + row * g.out_w, Og, band,
+                                        Eigen::OuterStride<>(cols));
+            MatrixMap<T> DC(dcol + gi * K * band, K, band);
+            DC.noalias() = W.transpose() * DY;
+          }
+          if (band == cols)
+            col2im(dcol, grad_x, g, first, count, cols);
+          else
+            col2im_rows_add(dcol, grad_x, g, first, row, row + rows, band);
         }
-        col2im(dcol, grad_x, g, first, count, cols);
       }
     }
   }

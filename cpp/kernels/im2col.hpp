@@ -83,6 +83,23 @@ void im2col_tap_rows(const T* plane, T* dst, const ConvGeometry& g, index_t row_
   }
 }
 
+// The adjoint of im2col_tap_rows: adds one tap's values for output rows [row_begin, row_end) (from src on)
+// into the input plane.
+template <typename T>
+void col2im_tap_rows(const T* src, T* plane, const ConvGeometry& g, index_t row_offset, index_t col_offset,
+                     index_t lo, index_t hi, index_t row_begin, index_t row_end) {
+  for (index_t oh = row_begin; oh < row_end; ++oh, src += g.out_w) {
+    const index_t ih = oh * g.stride_h + row_offset;
+    if (ih < 0 || ih >= g.height) continue;
+    T* dst = plane + ih * g.width + col_offset;
+    if (g.stride_w == 1) {
+      for (index_t ow = lo; ow < hi; ++ow) dst[ow] += src[ow];
+    } else {
+      for (index_t ow = lo; ow < hi; ++ow) dst[ow * g.stride_w] += src[ow];
+    }
+  }
+}
+
 }  // namespace detail
 
 // col [C·kh·kw, N·P] from x [N, C, H, W]. The block form fills the columns of images
@@ -162,20 +179,30 @@ void col2im(const T* col, T* x, const ConvGeometry& g, index_t first, index_t co
         const index_t col_offset = j * g.dilation_w - g.pad_w;
         index_t lo, hi;
         detail::valid_range(col_offset, g.stride_w, g.width, Wo, lo, hi);
-        const T* src = col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld + m * P;
-        for (index_t oh = 0; oh < g.out_h; ++oh, src += Wo) {
-          const index_t ih = oh * g.stride_h + row_offset;
-          if (ih < 0 || ih >= g.height) continue;
-          T* dst = plane + ih * g.width + col_offset;
-          if (g.stride_w == 1) {
-            for (index_t ow = lo; ow < hi; ++ow) dst[ow] += src[ow];
-          } else {
-            for (index_t ow = lo; ow < hi; ++ow) dst[ow * g.stride_w] += src[ow];
-          }
-        }
+        detail::col2im_tap_rows(col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld + m * P, plane, g, row_offset,
+                                col_offset, lo, hi, 0, g.out_h);
       }
     }
   });
+}
+
+// Adds the columns of output rows [row_begin, row_end) of image n (col [C·kh·kw, (row_end − row_begin)·Wo],
+// row stride ld) into x: one band of col2im, for images too large for the cache. Unlike col2im it does not
+// clear x first: the caller zeroes the image, then adds its bands in order.
+template <typename T>
+void col2im_rows_add(const T* col, T* x, const ConvGeometry& g, index_t n, index_t row_begin, index_t row_end,
+                     index_t ld) {
+  for (index_t c = 0; c < g.channels; ++c) {
+    T* plane = x + (n * g.channels + c) * g.height * g.width;
+    for (index_t i = 0; i < g.kernel_h; ++i)
+      for (index_t j = 0; j < g.kernel_w; ++j) {
+        const index_t row_offset = i * g.dilation_h - g.pad_h, col_offset = j * g.dilation_w - g.pad_w;
+        index_t lo, hi;
+        detail::valid_range(col_offset, g.stride_w, g.width, g.out_w, lo, hi);
+        detail::col2im_tap_rows(col + ((c * g.kernel_h + i) * g.kernel_w + j) * ld, plane, g, row_offset,
+                                col_offset, lo, hi, row_begin, row_end);
+      }
+  }
 }
 
 template <typename T>

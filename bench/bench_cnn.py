@@ -5,6 +5,7 @@
   (c) for scale beyond LeNet (no target): a CIFAR-sized net on 3×32×32, batch 64, training step
       [Conv(3→32)-BN-ReLU, Conv(32→32)-BN-ReLU-MaxPool2, Conv(32→64)-BN-ReLU, Conv(64→64)-BN-ReLU-MaxPool2,
        Flatten, Linear(4096→256)-ReLU, Linear(256→10)], all convolutions 3×3 with padding 1
+  (d) that net in eval mode on one image: µs per call (latency, no target)
 Without fastnn.nn.BatchNorm2d (or with --no-bn) both frameworks run the nets without BN, and say so.
 Run: python bench/bench_cnn.py [--threads 2] [--repeats 15] [--no-bn] [--skip-cifar]
 """
@@ -63,11 +64,11 @@ def training_steps(model, tmodel, input_shape, batch=64, seed=0):
     return classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9)
 
 
-def inference(use_bn, batch=256):
-    model, tmodel = build(use_bn)
+def inference(use_bn, batch=256, builder=build, input_shape=(1, 28, 28)):
+    model, tmodel = builder(use_bn)
     model.eval()
     tmodel.eval()
-    x = np.random.default_rng(1).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((batch,) + input_shape).astype(np.float32)
     tx = torch.from_numpy(x)
     with torch.inference_mode():
         np.testing.assert_allclose(model(x), tmodel(tx).numpy(), rtol=1e-3, atol=1e-4)
@@ -108,7 +109,11 @@ def main():
         warm_up(cands, 2)
         rc = report("(c) CIFAR-sized CNN, batch 64, train step", "ms", 1e3,
                     interleaved(cands, 3, max(3, args.repeats // 3)))
-        line += f" c={rc:.2f}"
+        cands = inference(use_bn, 1, build_cifar, (3, 32, 32))
+        warm_up(cands, 20)
+        rd = report("(d) CIFAR-sized CNN, batch 1, eval latency", "us", 1e6,
+                    interleaved(cands, 50, args.repeats))
+        line += f" c={rc:.2f} d={rd:.2f}"
     print(line + ("" if use_bn else "  [no BN]"))
 
 

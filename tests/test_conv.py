@@ -174,7 +174,8 @@ def _shifted(a, offset):
     (20, 16, 9, 9, 24, (1, 1), 1, 0, 1, 1),          # 1×1
     (7, 4, 20, 21, 5, (5, 3), 1, 2, (2, 1), 1),      # odd column count (tail slices)
     (9, 32, 9, 9, 6, (3, 3), 1, 1, 1, 1),            # GEMM forward path without a kept col
-    (1, 40, 16, 16, 24, (3, 3), 1, 1, 1, 1),         # one image: its GEMM split over output channels
+    (1, 40, 16, 16, 24, (3, 3), 1, 1, 1, 1),         # one image, direct: output channels split over threads
+    (1, 40, 16, 16, 24, (3, 3), 2, 1, 1, 1),         # one image, im2col: its GEMM split over output channels
     (40, 16, 20, 20, 8, (3, 3), 1, 1, 1, 1),         # 40 one-image blocks dealt to 16 weight-gradient chunks
     (3, 32, 6, 20, 5, (3, 3), 1, 1, 1, 1),           # direct forward at depth 288 (rows of whole strips)
     (5, 16, 24, 24, 6, (3, 3), 1, 1, 1, 1),          # dW over bands of output rows

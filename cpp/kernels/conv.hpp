@@ -154,11 +154,16 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
       std::copy(x + (c * g.height + h) * g.width, x + (c * g.height + h) * g.width + w_count,
                 padded + c * plane_p + ph * Wp + g.pad_w);
     }
-  index_t o = 0;
-  for (; o + 4 <= O; o += 4)
-    for (index_t oh = 0; oh < g.out_h; ++oh) direct_row<T, 4>(padded, Wp, plane_p, weight, bias, y, g, o, oh);
-  for (; o < O; ++o)
-    for (index_t oh = 0; oh < g.out_h; ++oh) direct_row<T, 1>(padded, Wp, plane_p, weight, bias, y, g, o, oh);
+  // Output channels split over threads in blocks of 4 when this image is all the work there is (batch 1:
+  // otherwise the caller's loop over images is the parallel one, and this runs inline).
+  const index_t K = g.channels * g.kernel_h * g.kernel_w;
+  for_each_slice(O, 4, O * K * g.plane(), kParallelMinMacs, [&](index_t begin, index_t count) {
+    index_t o = begin;
+    for (; o + 4 <= begin + count; o += 4)
+      for (index_t oh = 0; oh < g.out_h; ++oh) direct_row<T, 4>(padded, Wp, plane_p, weight, bias, y, g, o, oh);
+    for (; o < begin + count; ++o)
+      for (index_t oh = 0; oh < g.out_h; ++oh) direct_row<T, 1>(padded, Wp, plane_p, weight, bias, y, g, o, oh);
+  });
 }
 
 // Direct (im2col-free) forward for stride-1, undilated, ungrouped convolutions. It wins while the input rows
@@ -206,8 +211,7 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
   const index_t Cg = g.channels / groups, K = Cg * g.kernel_h * g.kernel_w;
   if (P == 0 || g.batch == 0) return;
   if (g.is_pointwise()) {
-#pragma omp parallel for schedule(static) if (g.batch > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
-    for (index_t n = 0; n < g.batch; ++n) {
+    parallel_for(g.batch, O * K * NP >= kParallelMinMacs, [&](index_t n) {
       for (index_t gi = 0; gi < groups; ++gi) {
         ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
         ConstMatrixMap<T> X(x + (n * g.channels + gi * Cg) * P, Cg, P);
@@ -219,14 +223,13 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
           Y.noalias() = W * X;
         }
       }
-    }
+    });
     return;
   }
   if (!col && detail::direct_applies<T>(g, groups)) {
-    if (g.batch == 1) return detail::direct_conv_image(x, weight, bias, y, g, O);  // no OpenMP region
-#pragma omp parallel for schedule(static) if (O * K * NP >= kParallelMinMacs && !omp_in_parallel())
-    for (index_t n = 0; n < g.batch; ++n)
+    parallel_for(g.batch, O * K * NP >= kParallelMinMacs, [&](index_t n) {
       detail::direct_conv_image(x + n * g.channels * g.height * g.width, weight, bias, y + n * O * P, g, O);
+    });
     return;
   }
   const index_t per_block = detail::images_per_block(groups * K, P, sizeof(T));
@@ -270,9 +273,7 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
       }
     }
   };
-  if (blocks == 1) return run_block(0);
-#pragma omp parallel for schedule(static) if (O * K * NP >= kParallelMinMacs && !omp_in_parallel())
-  for (index_t blk = 0; blk < blocks; ++blk) run_block(blk);
+  parallel_for(blocks, O * K * NP >= kParallelMinMacs, run_block);
 }
 
 // Gradients of conv2d_forward. grad_weight / grad_bias / grad_x may each be null (frozen, or the first layer);
@@ -306,8 +307,7 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
       const index_t per_chunk = std::max<index_t>(1, detail::kDepthChunk / P);
       const index_t chunks = (g.batch + per_chunk - 1) / per_chunk;
       auto partial = detail::uninitialized<T>(chunks * O * K);
-#pragma omp parallel for schedule(static) if (chunks > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
-      for (index_t c = 0; c < chunks; ++c) {
+      parallel_for(chunks, O * K * NP >= kParallelMinMacs, [&](index_t c) {
         for (index_t gi = 0; gi < groups; ++gi) {
           MatrixMap<T> DW(partial.get() + c * O * K + gi * Og * K, Og, K);
           for (index_t n = c * per_chunk; n < std::min(g.batch, (c + 1) * per_chunk); ++n) {
@@ -319,19 +319,18 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
               DW.noalias() += DY * X.transpose();
           }
         }
-      }
+      });
       detail::reduce_partials(partial.get(), chunks, O * K, grad_weight, accumulate_weight);
     }
     if (grad_x) {
-#pragma omp parallel for schedule(static) if (g.batch > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
-      for (index_t n = 0; n < g.batch; ++n) {
+      parallel_for(g.batch, O * K * NP >= kParallelMinMacs, [&](index_t n) {
         for (index_t gi = 0; gi < groups; ++gi) {
           ConstMatrixMap<T> W(weight + gi * Og * K, Og, K);
           ConstMatrixMap<T> DY(grad_y + (n * O + gi * Og) * P, Og, P);
           MatrixMap<T> DX(grad_x + (n * g.channels + gi * Cg) * P, Cg, P);
           DX.noalias() = W.transpose() * DY;
         }
-      }
+      });
     }
     return;
   }
@@ -367,8 +366,7 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   // threads' shares of chunks carry even work.
   auto chunk_start = [&](index_t c) { return c * blocks / chunks; };
   std::unique_ptr<T[]> partial = grad_weight ? detail::uninitialized<T>(chunks * O * K) : nullptr;
-#pragma omp parallel for schedule(static) if (chunks > 1 && O * K * NP >= kParallelMinMacs && !omp_in_parallel())
-  for (index_t chunk = 0; chunk < chunks; ++chunk) {
+  parallel_for(chunks, O * K * NP >= kParallelMinMacs, [&](index_t chunk) {
     for (index_t blk = chunk_start(chunk); blk < chunk_start(chunk + 1); ++blk) {
       const index_t first = blk * per_block, count = std::min(per_block, g.batch - first), cols = count * P;
       // dY of the block as [O, cols]: one image's is grad_y[n] itself; several are regrouped.
@@ -429,7 +427,7 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
         }
       }
     }
-  }
+  });
   if (grad_weight) detail::reduce_partials(partial.get(), chunks, O * K, grad_weight, accumulate_weight);
 }
 

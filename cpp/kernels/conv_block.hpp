@@ -29,8 +29,7 @@ void conv_block_forward(const T* x, const T* weight, const T* bias, T* y, const 
   const index_t per_group = detail::images_per_block(conv.rows(), conv.plane(), sizeof(T));
   const index_t group_count = (conv.batch + per_group - 1) / per_group;
   const index_t macs = conv.batch * conv_size * (conv.channels / groups) * conv.kernel_h * conv.kernel_w;
-#pragma omp parallel for schedule(static) if (group_count > 1 && macs >= kParallelMinMacs && !omp_in_parallel())
-  for (index_t grp = 0; grp < group_count; ++grp) {
+  parallel_for(group_count, macs >= kParallelMinMacs, [&](index_t grp) {
     const index_t first = grp * per_group, count = std::min(per_group, conv.batch - first);
     ConvGeometry conv_part = conv, pool_part = pool;
     conv_part.batch = pool_part.batch = count;
@@ -43,7 +42,7 @@ void conv_block_forward(const T* x, const T* weight, const T* bias, T* y, const 
       max_pool2d_forward(out, y + first * out_size, static_cast<std::int32_t*>(nullptr), pool_part);
     else if (pool_kind == PoolKind::average)
       avg_pool2d_forward(out, y + first * out_size, pool_part);
-  }
+  });
 }
 
 }  // namespace fastnn

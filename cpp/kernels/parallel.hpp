@@ -37,4 +37,18 @@ void for_each_slice(index_t n, index_t granule, index_t work, index_t min_work, 
   }
 }
 
+// fn(i) for i in [0, n), spread over the threads when `parallel` holds (and there are threads to spare),
+// otherwise inline with no OpenMP construct at all. (An `#pragma omp parallel if (false)` region is not free:
+// it still counts as a nesting level, so a parallel region a kernel opens inside it gets a fresh team of its
+// own. At batch 1 a CNN's inference was 8× slower through that.)
+template <typename Fn>
+void parallel_for(index_t n, bool parallel, Fn&& fn) {
+  if (!parallel || n < 2 || omp_get_max_threads() <= 1 || omp_in_parallel()) {
+    for (index_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (index_t i = 0; i < n; ++i) fn(i);
+}
+
 }  // namespace fastnn

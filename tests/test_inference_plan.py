@@ -251,3 +251,22 @@ def test_pooling_options_the_block_does_not_run_stay_separate_layers(pool):
     expected = layer_by_layer(model, x)
     for a, b in zip(y if isinstance(y, tuple) else [y], expected if isinstance(expected, tuple) else [expected]):
         assert a.tobytes() == b.tobytes()
+
+
+def test_python_threads_share_one_eval_model():
+    """An app may serve one model from several threads: the plans keep no per-call state outside C++'s
+    per-thread buffers, so concurrent calls give each caller its own, correct result."""
+    from concurrent.futures import ThreadPoolExecutor
+    fnn.manual_seed(12)
+    cnn_model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Flatten(), nn.Linear(4 * 8 * 8, 5)).eval()
+    mlp_model = mlp().eval()
+    cnn_inputs = [rng(20 + i).standard_normal((1 + i % 3, 1, 16, 16)).astype(np.float32) for i in range(24)]
+    mlp_inputs = [rng(50 + i).standard_normal((1 + i % 5, 20)).astype(np.float32) for i in range(24)]
+    expected = ([layer_by_layer(cnn_model, x) for x in cnn_inputs] +
+                [layer_by_layer(mlp_model, x) for x in mlp_inputs])
+    jobs = [(cnn_model, x) for x in cnn_inputs] + [(mlp_model, x) for x in mlp_inputs]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: job[0](job[1]), jobs * 3))
+    for got, want in zip(results, expected * 3):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)

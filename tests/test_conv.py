@@ -36,6 +36,8 @@ CASES = [
     (2, 4, 7, 6, 40, (3, 3), 1, 1, 1, 1),           # O·kh·kw = 360: dx through Wᵀ·dY and col2im
     (2, 16, 20, 20, 2, (3, 3), 1, 1, 1, 1),         # dW over bands of output rows (13 + 7)
     (2, 16, 30, 12, 30, (3, 3), 1, 1, 1, 1),        # dW and dcol/col2im over bands (22 + 8 rows)
+    (2, 6, 9, 17, 12, (3, 3), 1, 1, 1, 3),          # grouped, stride 1: the direct kernel per group, both ways
+    (2, 4, 7, 18, 8, (3, 3), 1, 1, 1, 4),           # depthwise with two outputs per channel, direct
 ]
 
 
@@ -181,6 +183,7 @@ def _shifted(a, offset):
     (5, 16, 24, 24, 6, (3, 3), 1, 1, 1, 1),          # dW over bands of output rows
     (3, 16, 30, 12, 30, (3, 3), 1, 1, 1, 1),         # dW and dx over bands of output rows
     (20, 8, 6, 6, 8, (3, 3), 1, 1, 1, 1),            # 20 blocks over 16 chunks, unevenly
+    (8, 16, 20, 20, 32, (3, 3), 1, 1, 1, 16),        # depthwise (×2), stride 1: direct per (image, group)
 ])
 def test_conv_bits_do_not_depend_on_alignment_or_thread_count(case, dtype):
     N, C, H, W, O, k, s, p, d, g = case

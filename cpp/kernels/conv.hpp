@@ -100,8 +100,13 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
     return;
   }
   if (!col && detail::direct_applies<T>(g, groups)) {
-    parallel_for(g.batch, O * K * NP >= kParallelMinMacs, [&](index_t n) {
-      detail::direct_conv_image(x + n * g.channels * g.height * g.width, weight, bias, y + n * O * P, g, O);
+    // One (image, group) pair per work item: a group is a convolution over Cg channels into Og.
+    ConvGeometry group = g;
+    group.channels = Cg;
+    parallel_for(g.batch * groups, O * K * NP >= kParallelMinMacs, [&](index_t item) {
+      const index_t n = item / groups, gi = item % groups;
+      detail::direct_conv_image(x + (n * g.channels + gi * Cg) * g.height * g.width, weight + gi * Og * K,
+                                bias ? bias + gi * Og : nullptr, y + (n * O + gi * Og) * P, group, Og);
     });
     return;
   }
@@ -217,12 +222,15 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   transposed.pad_h = g.kernel_h - 1 - g.pad_h, transposed.pad_w = g.kernel_w - 1 - g.pad_w;
   transposed.out_h = g.height, transposed.out_w = g.width;
   if (grad_x && transposed.pad_h >= 0 && transposed.pad_w >= 0 && detail::direct_applies<T>(transposed, groups)) {
+    // Group gi's flipped weights are [Cg, Og, kh, kw]: output channel gi·Cg + c of the transposed convolution.
     const index_t kk = g.kernel_h * g.kernel_w, C = g.channels;
-    auto flipped = detail::uninitialized<T>(C * O * kk);  // [C, O, kh, kw]
-    for (index_t c = 0; c < C; ++c)
-      for (index_t o = 0; o < O; ++o)
-        for (index_t t = 0; t < kk; ++t) flipped[(c * O + o) * kk + t] = weight[(o * C + c) * kk + kk - 1 - t];
-    conv2d_forward(grad_y, flipped.get(), static_cast<const T*>(nullptr), grad_x, transposed, C, index_t(1),
+    auto flipped = detail::uninitialized<T>(C * Og * kk);
+    for (index_t gi = 0; gi < groups; ++gi)
+      for (index_t c = 0; c < Cg; ++c)
+        for (index_t o = 0; o < Og; ++o)
+          for (index_t t = 0; t < kk; ++t)
+            flipped[((gi * Cg + c) * Og + o) * kk + t] = weight[((gi * Og + o) * Cg + c) * kk + kk - 1 - t];
+    conv2d_forward(grad_y, flipped.get(), static_cast<const T*>(nullptr), grad_x, transposed, C, groups,
                    static_cast<T*>(nullptr));
     grad_x = nullptr;  // done
     if (!grad_weight) return;

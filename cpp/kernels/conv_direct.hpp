@@ -1,4 +1,4 @@
-// Direct (im2col-free) convolution of one image, stride 1, dilation 1, one group: for shallow layers (and
+// Direct (im2col-free) convolution of one image (or one group of it), stride 1, dilation 1: for shallow layers (and
 // inference), where building a column matrix would cost more than the arithmetic.
 #pragma once
 #include <Eigen/Core>
@@ -112,13 +112,14 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
 constexpr index_t kDirectMaxDepth = 256;
 constexpr index_t kDirectMaxRowBytes = index_t(24) << 10;
 
+// With groups, each group is its own convolution over C/groups input channels (depthwise: one).
 template <typename T>
 bool direct_applies(const ConvGeometry& g, index_t groups) {
   constexpr index_t L = Eigen::internal::packet_traits<T>::size;
-  const index_t K = g.channels * g.kernel_h * g.kernel_w;
+  const index_t group_channels = g.channels / groups, K = group_channels * g.kernel_h * g.kernel_w;
   const index_t padded_width = (g.out_w + 2 * L - 1) / (2 * L) * (2 * L) + g.kernel_w - 1;
-  const index_t row_bytes = g.channels * g.kernel_h * padded_width * index_t(sizeof(T));
-  return groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
+  const index_t row_bytes = group_channels * g.kernel_h * padded_width * index_t(sizeof(T));
+  return g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
          row_bytes <= kDirectMaxRowBytes && (g.out_w >= 2 * L || K <= kDirectMaxDepth);
 }
 

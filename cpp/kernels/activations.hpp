@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernels/parallel.hpp"
+#include "kernels/reductions.hpp"
 
 namespace fastnn {
 
@@ -322,11 +323,9 @@ void softmax_forward(const T* x, T* y, index_t outer, index_t dim, index_t inner
     if (inner == 1) {  // contiguous row
       const T* xr = x + off;
       T* yr = y + off;
-      T mx = xr[0];
-      for (index_t i = 1; i < dim; ++i) mx = std::max(mx, xr[i]);
+      const T mx = detail::fixed_order_max(xr, dim);
       packet_map(dim, yr, [mx](const auto& v) { return pk::pexp(pk::psub(v, splat(v, mx))); }, xr);
-      T sum = 0;
-      for (index_t i = 0; i < dim; ++i) sum += yr[i];
+      const T sum = detail::fixed_order_sum(yr, dim);
       if (log) {
         const T lse = mx + std::log(sum);
         for (index_t i = 0; i < dim; ++i) yr[i] = xr[i] - lse;
@@ -372,13 +371,12 @@ void softmax_backward(const T* y, const T* dy, T* dx, index_t outer, index_t dim
     if (inner == 1) {  // contiguous row; see softmax_forward for why exp goes through packet_map
       const T *yr = y + off, *gr = dy + off;
       T* dr = dx + off;
-      T sum = 0;
       if (log) {
-        for (index_t i = 0; i < dim; ++i) sum += gr[i];
+        const T sum = detail::fixed_order_sum(gr, dim);
         packet_map(dim, dr, [sum](const auto& g, const auto& v) { return pk::psub(g, pk::pmul(pk::pexp(v), splat(v, sum))); },
                    gr, yr);
       } else {
-        for (index_t i = 0; i < dim; ++i) sum += gr[i] * yr[i];
+        const T sum = detail::fixed_order_dot(gr, yr, dim);
         for (index_t i = 0; i < dim; ++i) dr[i] = yr[i] * (gr[i] - sum);
       }
       return;

@@ -22,26 +22,12 @@
 #include "kernels/dense.hpp"
 #include "kernels/im2col.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/reductions.hpp"
 #include "kernels/scratch.hpp"
 
 namespace fastnn {
 
 namespace detail {
-
-// Σ p[0..n) in 16 fixed lanes (lane = index mod 16), then the lanes in order: vectorised, and the same bits
-// wherever p sits in memory (unlike Eigen's sum(), whose order follows the alignment).
-template <typename T>
-T fixed_order_sum(const T* p, index_t n) {
-  constexpr index_t L = 16;
-  T acc[L] = {};
-  index_t i = 0;
-  for (; i + L <= n; i += L)
-    for (index_t j = 0; j < L; ++j) acc[j] += p[i + j];
-  for (index_t j = 0; i + j < n; ++j) acc[j] += p[i + j];
-  T s = 0;
-  for (index_t j = 0; j < L; ++j) s += acc[j];
-  return s;
-}
 
 // Images per block: about 128 KB of column matrix (at least one image).
 constexpr index_t kBlockBytes = index_t(128) << 10;

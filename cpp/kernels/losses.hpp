@@ -18,6 +18,7 @@
 
 #include "kernels/checks.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/reductions.hpp"
 
 namespace fastnn {
 
@@ -77,7 +78,8 @@ index_t check_labels(const std::int64_t* labels, index_t n, index_t classes, std
 // lse − x_c = (m − x_c) + log_s, computed so for logits of ±1000 (never m + log_s − x_c: it cancels).
 // Reproducibility: results must depend on the values only, never on where arrays sit in memory. Eigen runs
 // the first elements of an unaligned destination through scalar code (std::exp differs from its vector exp in
-// the last bit), so vector code writes only these buffers, which Eigen allocates aligned; sums are plain loops.
+// the last bit), so vector code writes only these buffers, which Eigen allocates aligned; sums and maxima run
+// in fixed lane order (kernels/reductions.hpp).
 template <typename T>
 struct SoftmaxRows {
   Eigen::Array<T, Eigen::Dynamic, 1> e, m, s, log_s;
@@ -90,20 +92,14 @@ struct SoftmaxRows {
     s.resize(rows);
     for (index_t i = 0; i < rows; ++i) {
       const T* xi = x + i * C;
-      T mi = xi[0];
-      for (index_t c = 1; c < C; ++c) mi = xi[c] > mi ? xi[c] : mi;
+      const T mi = detail::fixed_order_max(xi, C);  // logits are finite here
       m[i] = mi;
       T* ei = e.data() + i * C;
 #pragma omp simd
       for (index_t c = 0; c < C; ++c) ei[c] = xi[c] - mi;
     }
     e = e.exp();
-    for (index_t i = 0; i < rows; ++i) {
-      const T* ei = e.data() + i * C;
-      T si = 0;
-      for (index_t c = 0; c < C; ++c) si += ei[c];
-      s[i] = si;
-    }
+    for (index_t i = 0; i < rows; ++i) s[i] = detail::fixed_order_sum(e.data() + i * C, C);
     log_s = s.log();
     return true;
   }

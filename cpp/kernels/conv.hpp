@@ -221,7 +221,7 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
     grad_x = nullptr;  // done
     if (!grad_weight) return;
   }
-  // Blocks of whole images (as in the forward), each run start to finish in cache: dY regrouped to [O, cols],
+  // Blocks of whole images (as in the forward), each run start to finish in cache: dY as [O, cols],
   // the block's column matrix (the caller's, or im2col again: a copy is cheaper than keeping a whole-batch
   // column matrix in memory), its share of dW, dcol = Wᵀ·dY and col2im. Blocks are dealt to a fixed number of
   // chunks (fixed by the shape, not the thread count); each chunk sums its blocks' dW in order into its own
@@ -276,7 +276,8 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
       if (grad_x) {
         // dcol = Wᵀ·dY and col2im, over the same bands (one image's dx is cleared, then its bands added).
         const index_t band_rows = count > 1 ? g.out_h : detail::band_rows(groups * K, g.out_w, sizeof(T));
-        if (band_rows < g.out_h) std::fill(grad_x + first * g.channels * HW, grad_x + (first + 1) * g.channels * HW, T(0));
+        if (band_rows < g.out_h)
+          std::fill(grad_x + first * g.channels * HW, grad_x + (first + 1) * g.channels * HW, T(0));
         for (index_t row = 0; row < g.out_h; row += band_rows) {
           const index_t rows = std::min(band_rows, g.out_h - row), band = rows == g.out_h ? cols : rows * g.out_w;
           T* dcol = detail::scratch<T>(2, groups * K * band);

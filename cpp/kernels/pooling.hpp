@@ -86,7 +86,8 @@ inline void max_pool_2x2_values_avx2(const float* r0, const float* r1, index_t W
   };
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   auto load = [&](const float* p, index_t count) {  // masked loads never touch memory past the row
-    return count >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), lane));
+    if (count >= 8) return _mm256_loadu_ps(p);
+    return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), lane));
   };
   for (index_t ow = 0; ow < Wo; ow += 8) {
     const index_t count = std::min<index_t>(8, Wo - ow), inputs = 2 * count;

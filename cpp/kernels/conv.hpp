@@ -29,11 +29,14 @@ namespace fastnn {
 
 namespace detail {
 
-// Images per block: about 128 KB of column matrix (at least one image).
+// Images per block: about 128 KB of column matrix, but at least kMinBandColumns columns (small planes: the
+// GEMMs need some depth) and at least one image.
 constexpr index_t kBlockBytes = index_t(128) << 10;
 constexpr index_t kMinBandColumns = 256;
 inline index_t images_per_block(index_t rows, index_t plane, index_t elem_size) {
-  return std::max<index_t>(1, kBlockBytes / std::max<index_t>(1, rows * plane * elem_size));
+  const index_t by_bytes = kBlockBytes / std::max<index_t>(1, rows * plane * elem_size);
+  const index_t by_depth = (kMinBandColumns + plane - 1) / std::max<index_t>(1, plane);
+  return std::max<index_t>(1, std::max(by_bytes, by_depth));
 }
 
 // Output rows per band of one image's column matrix: about kBlockBytes of it, but at least kMinBandColumns

@@ -203,12 +203,13 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   }
 
   if (!grad_weight && !grad_x) return;
-  // dx of a stride-1 convolution is itself a stride-1 convolution: of dy, padded by k − 1 − pad, with the
+  // dx of a stride-1 convolution is itself a stride-1 convolution: of dy, padded by d·(k − 1) − pad, with the
   // weights' channel axes swapped and their taps flipped. When that one is shallow enough for the direct
   // kernel, it beats dcol = Wᵀ·dY (a GEMM only O deep) followed by col2im.
   ConvGeometry transposed = g;
   transposed.channels = O, transposed.height = g.out_h, transposed.width = g.out_w;
-  transposed.pad_h = g.kernel_h - 1 - g.pad_h, transposed.pad_w = g.kernel_w - 1 - g.pad_w;
+  transposed.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
+  transposed.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
   transposed.out_h = g.height, transposed.out_w = g.width;
   if (grad_x && transposed.pad_h >= 0 && transposed.pad_w >= 0 && detail::direct_applies<T>(transposed, groups)) {
     // Group gi's flipped weights are [Cg, Og, kh, kw]: output channel gi·Cg + c of the transposed convolution.

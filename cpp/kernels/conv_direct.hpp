@@ -1,5 +1,5 @@
-// Direct (im2col-free) convolution of one image (or one group of it), stride 1, dilation 1: for shallow layers (and
-// inference), where building a column matrix would cost more than the arithmetic.
+// Direct (im2col-free) convolution of one image (or one group of it), stride 1, any dilation: for shallow
+// layers (and inference), where building a column matrix would cost more than the arithmetic.
 #pragma once
 #include <Eigen/Core>
 #include <algorithm>
@@ -10,7 +10,7 @@
 
 namespace fastnn::detail {
 
-// Direct convolution of one image for stride 1, dilation 1, one group (inference and first layers: no column
+// Direct convolution of one image for stride 1 (any dilation), one group (inference and first layers: no column
 // matrix at all). The input planes are copied once into a zero-padded scratch whose rows are long enough for
 // whole SIMD packets; each strip of an output row is accumulated in registers for kBlockO output channels × 2
 // packets of columns, summing taps in (c, i, j) order with FMA. A strip's two packets start at columns
@@ -25,6 +25,7 @@ void direct_row(const T* padded, index_t Wp, index_t plane_p, const T* weight, c
   using Pk = typename pk::packet_traits<T>::type;
   constexpr index_t L = pk::packet_traits<T>::size;
   const index_t C = g.channels, kh = g.kernel_h, kw = g.kernel_w, Wo = g.out_w, K = C * kh * kw;
+  const index_t dh = g.dilation_h, dw = g.dilation_w;
   auto init = [&](int q) { return pk::pset1<Pk>(bias ? bias[o0 + q] : T(0)); };
   auto strip = [&](index_t oh, index_t first, index_t second, index_t n_out) {
     // Named accumulators (an array would live on the stack across the tap loops).
@@ -33,10 +34,10 @@ void direct_row(const T* padded, index_t Wp, index_t plane_p, const T* weight, c
     const T* w0 = weight + o0 * K;
     for (index_t c = 0; c < C; ++c)
       for (index_t i = 0; i < kh; ++i) {
-        const T* row = padded + c * plane_p + (oh + i) * Wp;
+        const T* row = padded + c * plane_p + (oh + i * dh) * Wp;
         const index_t tap0 = (c * kh + i) * kw;
         for (index_t j = 0; j < kw; ++j) {
-          const Pk x0 = pk::ploadu<Pk>(row + first + j), x1 = pk::ploadu<Pk>(row + second + j);
+          const Pk x0 = pk::ploadu<Pk>(row + first + j * dw), x1 = pk::ploadu<Pk>(row + second + j * dw);
           const T* wt = w0 + tap0 + j;
           Pk wq = pk::pset1<Pk>(wt[0]);
           a0 = pk::pmadd(wq, x0, a0), a1 = pk::pmadd(wq, x1, a1);
@@ -80,7 +81,8 @@ template <typename T>
 void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
   constexpr index_t L = Eigen::internal::packet_traits<T>::size;
   const index_t Wo = g.out_w, Wo_padded = (Wo + 2 * L - 1) / (2 * L) * (2 * L);
-  const index_t Wp = Wo_padded + g.kernel_w - 1, Hp = g.out_h + g.kernel_h - 1, plane_p = Hp * Wp;
+  const index_t Wp = Wo_padded + g.dilation_w * (g.kernel_w - 1), Hp = g.out_h + g.dilation_h * (g.kernel_h - 1);
+  const index_t plane_p = Hp * Wp;
   T* padded = scratch<T>(0, g.channels * plane_p);
   std::fill(padded, padded + g.channels * plane_p, T(0));
   for (index_t c = 0; c < g.channels; ++c)
@@ -117,9 +119,9 @@ template <typename T>
 bool direct_applies(const ConvGeometry& g, index_t groups) {
   constexpr index_t L = Eigen::internal::packet_traits<T>::size;
   const index_t group_channels = g.channels / groups, K = group_channels * g.kernel_h * g.kernel_w;
-  const index_t padded_width = (g.out_w + 2 * L - 1) / (2 * L) * (2 * L) + g.kernel_w - 1;
+  const index_t padded_width = (g.out_w + 2 * L - 1) / (2 * L) * (2 * L) + g.dilation_w * (g.kernel_w - 1);
   const index_t row_bytes = group_channels * g.kernel_h * padded_width * index_t(sizeof(T));
-  return g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
+  return g.stride_h == 1 && g.stride_w == 1 &&
          row_bytes <= kDirectMaxRowBytes && (g.out_w >= 2 * L || K <= kDirectMaxDepth);
 }
 

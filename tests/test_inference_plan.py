@@ -270,3 +270,21 @@ def test_python_threads_share_one_eval_model():
         results = list(pool.map(lambda job: job[0](job[1]), jobs * 3))
     for got, want in zip(results, expected * 3):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_cnn_plan_follows_dtype_mode_and_weight_changes():
+    fnn.manual_seed(13)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(3 * 4 * 4, 4)).eval()
+    x = rng(14).standard_normal((3, 2, 8, 8))
+    assert model(x.astype(np.float32)).tobytes() == layer_by_layer(model, x.astype(np.float32)).tobytes()
+    model[0].weight.data[...] *= -1.0  # in place
+    assert model(x.astype(np.float32)).tobytes() == layer_by_layer(model, x.astype(np.float32)).tobytes()
+    model.double()
+    y = model(x)
+    assert y.dtype == np.float64 and y.tobytes() == layer_by_layer(model, x).tobytes()
+    model[4].weight.data = model[4].weight.data * 2  # a replaced array in the dense tail
+    assert model(x).tobytes() == layer_by_layer(model, x).tobytes()
+    model.train()
+    assert model(x).tobytes() == layer_by_layer(model, x).tobytes()  # training mode: layer by layer
+    assert model._plan_input is None

@@ -154,3 +154,37 @@ def test_embedding_gru_classifier_trains_with_trainer():
     trainer.fit(tokens[:400], y[:400], epochs=20, batch_size=25, verbose=0)
     assert np.mean(np.argmax(trainer.predict(tokens[400:]), 1) == y[400:]) >= 0.95
     assert np.all(model.embed.weight.data[0] == 0)  # the padding row never moves
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scatter_add_rows_matches_numpy_and_threads_do_not_change_bits(dtype):
+    r = rng(30)
+    index = r.integers(0, 300, 5000)  # many repeats per row
+    rows = r.standard_normal((5000, 24)).astype(dtype)
+    start = r.standard_normal((300, 24)).astype(dtype)
+    want = start.copy()
+    np.add.at(want, index, rows)  # the same additions in the same (k) order
+    before = fnn.get_num_threads()
+    seen = set()
+    try:
+        for threads in (1, 2, 3):
+            fnn.set_num_threads(threads)
+            grad = start.copy()
+            fnn._core.scatter_add_rows(grad, index, rows)
+            seen.add(grad.tobytes())
+    finally:
+        fnn.set_num_threads(before)
+    assert len(seen) == 1
+    np.testing.assert_array_equal(grad, want)
+
+
+def test_scatter_add_rows_rejects_bad_indices_without_writing():
+    grad = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match=r"indices must be in \[0, 4\), got -1..4"):
+        fnn._core.scatter_add_rows(grad, np.array([2, -1, 4]), np.ones((3, 3), np.float32))
+    with pytest.raises(ValueError, match="rows"):
+        fnn._core.scatter_add_rows(grad, np.array([1]), np.ones((2, 3), np.float32))
+    with pytest.raises(TypeError, match="int64"):
+        fnn._core.scatter_add_rows(grad, np.array([1], np.int32), np.ones((1, 3), np.float32))
+    fnn._core.scatter_add_rows(grad, np.zeros(0, np.int64), np.zeros((0, 3), np.float32))
+    assert not grad.any()

@@ -11,6 +11,7 @@ PYBIND11_MODULE(_core, m) {
   fastnn::bind::register_optimizers(m);
   fastnn::bind::register_conv(m);
   fastnn::bind::register_conv_block(m);
+  fastnn::bind::register_embedding(m);
   fastnn::bind::register_pooling(m);
   fastnn::bind::register_normalization(m);
   fastnn::bind::register_recurrent(m);

@@ -11,6 +11,7 @@ void register_losses(pybind11::module_& m);
 void register_optimizers(pybind11::module_& m);
 void register_conv(pybind11::module_& m);
 void register_conv_block(pybind11::module_& m);
+void register_embedding(pybind11::module_& m);
 void register_pooling(pybind11::module_& m);
 void register_normalization(pybind11::module_& m);
 void register_recurrent(pybind11::module_& m);

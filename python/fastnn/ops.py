@@ -10,6 +10,7 @@ from ._core import (batch_norm_forward, batch_norm_backward, layer_norm_forward,
                     layer_norm_backward, group_norm_forward, group_norm_backward, local_response_norm_forward,
                     local_response_norm_backward)
 from ._core import rnn_forward, rnn_backward  # noqa: F401  (recurrent: one direction of one layer per call)
+from ._core import scatter_add_rows  # noqa: F401  (embedding gradients)
 from ._core import (conv2d_forward, conv2d_backward, im2col, col2im,  # noqa: F401  (convolution, NCHW)
                     conv_block_forward)
 from ._core import (max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,  # noqa: F401  (pooling)

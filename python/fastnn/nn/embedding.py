@@ -6,7 +6,7 @@ indices and summing each run in a fixed order, so results do not depend on threa
 """
 import numpy as np
 
-from .. import init
+from .. import _core, init
 from ._checks import as_float_array, require_forward
 from .module import Module, Parameter
 
@@ -44,12 +44,9 @@ def _scatter_rows(param, indices, rows):
     grad, accumulate = param.grad_for_kernel()
     if not accumulate:
         grad.fill(0)
-    if indices.size == 0:
-        return
-    order = np.argsort(indices, kind="stable")
-    sorted_idx = indices[order]
-    unique, starts = np.unique(sorted_idx, return_index=True)
-    grad[unique] += np.add.reduceat(rows[order], starts, axis=0)
+    if indices.size:  # in C++: NumPy's add.at and add.reduceat take ~10 ms for 8192 rows of 128
+        _core.scatter_add_rows(grad, np.ascontiguousarray(indices, np.int64),
+                               np.ascontiguousarray(rows, grad.dtype))
 
 
 class Embedding(Module):

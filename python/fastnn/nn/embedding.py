@@ -175,10 +175,8 @@ class EmbeddingBag(Module):
             scale = w / np.maximum(counts, 1).astype(dtype)[bag]
         rows = self.weight.data[idx] * scale[:, None]
         out = np.zeros((B, self.embedding_dim), dtype)
-        nonempty = lengths > 0
-        if idx.size:
-            # Bags are contiguous runs: each non-empty bag is summed from its start to the next one's.
-            out[nonempty] = np.add.reduceat(rows, starts[nonempty], axis=0)
+        if idx.size:  # each bag's rows added into it in order
+            _core.scatter_add_rows(out, bag.astype(np.int64, copy=False), np.ascontiguousarray(rows, dtype))
         self._cache = (x.shape, idx, bag, scale, per_sample_weights is not None, B)
         return out
 

@@ -1,4 +1,5 @@
-// Binding of the embedding gradient kernel (kernels/embedding.hpp): shapes and index range checked, GIL released.
+// Binding of the embedding gather-scale-scatter kernel (kernels/embedding.hpp): shapes and every index
+// checked before any write, GIL released.
 #include <algorithm>
 
 #include "bindings/array_args.hpp"
@@ -9,35 +10,54 @@ namespace fastnn::bind {
 
 namespace {
 
-void scatter_add_rows_py(py::array& grad, const py::array& index, const py::array& rows) {
-  require(grad.ndim() == 2, "scatter_add_rows: grad must be 2-D (num_embeddings, dim), got " + shape_str(grad));
-  const index_t num_rows = grad.shape(0), dim = grad.shape(1);
-  require(index.ndim() == 1, "scatter_add_rows: index must be 1-D, got " + shape_str(index));
-  const index_t n = index.shape(0);
-  require_shape(rows, {n, dim}, "scatter_add_rows rows");
+// The data of a 1-D int64 index array of length n whose values all lie in [0, limit).
+const std::int64_t* checked_index(const py::array& index, index_t n, index_t limit, const char* what) {
   if (!index.dtype().is(py::dtype::of<std::int64_t>()))
-    throw py::type_error("scatter_add_rows: index must be int64, got " + std::string(py::str(index.dtype())));
-  require(index.flags() & py::array::c_style, "scatter_add_rows index must be C-contiguous");
-  const auto* pi = static_cast<const std::int64_t*>(index.data());
-  // An index outside the table would write outside grad: check every one before touching memory.
-  const auto [lo, hi] = std::minmax_element(pi, pi + n);
-  require(n == 0 || (*lo >= 0 && *hi < num_rows),
-          "scatter_add_rows: indices must be in [0, " + std::to_string(num_rows) + "), got " +
-              (n ? std::to_string(*lo) + ".." + std::to_string(*hi) : std::string("none")));
-  dispatch(float_dtype(grad, "scatter_add_rows grad"), [&](auto tag) {
+    throw py::type_error(std::string("scatter_add_rows: ") + what + " must be int64, got " +
+                         std::string(py::str(index.dtype())));
+  require(index.ndim() == 1 && index.shape(0) == n && (index.flags() & py::array::c_style),
+          std::string("scatter_add_rows: ") + what + " must be a contiguous 1-D array of " + std::to_string(n) +
+              " indices, got " + shape_str(index));
+  const auto* p = static_cast<const std::int64_t*>(index.data());
+  const auto [lo, hi] = std::minmax_element(p, p + n);
+  require(n == 0 || (*lo >= 0 && *hi < limit), std::string("scatter_add_rows: ") + what + " must be in [0, " +
+                                                   std::to_string(limit) + "), got " +
+                                                   (n ? std::to_string(*lo) + ".." + std::to_string(*hi) : ""));
+  return p;
+}
+
+void scatter_add_rows_py(py::array& dst, const py::array& dst_index, const py::array& src,
+                         const py::object& src_index, const py::object& scale) {
+  require(dst.ndim() == 2, "scatter_add_rows: dst must be 2-D (rows, dim), got " + shape_str(dst));
+  require(src.ndim() == 2 && src.shape(1) == dst.shape(1),
+          "scatter_add_rows: src " + shape_str(src) + " does not match dst " + shape_str(dst));
+  const index_t dim = dst.shape(1);
+  require(dst_index.ndim() == 1, "scatter_add_rows: dst_index must be 1-D, got " + shape_str(dst_index));
+  const index_t n = dst_index.shape(0);
+  const std::int64_t* pd = checked_index(dst_index, n, dst.shape(0), "dst_index");
+  const std::int64_t* ps = nullptr;
+  if (src_index.is_none())
+    require(src.shape(0) == n, "scatter_add_rows: without src_index, src needs one row per entry: expected " +
+                                   std::to_string(n) + " rows, got " + shape_str(src));
+  else
+    ps = checked_index(src_index.cast<py::array>(), n, src.shape(0), "src_index");
+  dispatch(float_dtype(dst, "scatter_add_rows dst"), [&](auto tag) {
     using T = decltype(tag);
-    T* pg = out_ptr<T>(grad, "scatter_add_rows grad");
-    const T* pr = in_ptr<T>(rows, "scatter_add_rows rows");
+    T* pdst = out_ptr<T>(dst, "scatter_add_rows dst");
+    const T* psrc = in_ptr<T>(src, "scatter_add_rows src");
+    const T* pscale = optional_in<T>(scale, {n}, "scatter_add_rows scale");
     py::gil_scoped_release release;
-    scatter_add_rows(pi, pr, n, dim, pg, num_rows);
+    scatter_add_rows(pd, pdst, dst.shape(0), ps, psrc, pscale, n, dim);
   });
 }
 
 }  // namespace
 
 void register_embedding(py::module_& m) {
-  m.def("scatter_add_rows", &scatter_add_rows_py, py::arg("grad"), py::arg("index"), py::arg("rows"),
-        "grad[index[k]] += rows[k] for every k, in k order (the embedding weight gradient), in place.");
+  m.def("scatter_add_rows", &scatter_add_rows_py, py::arg("dst"), py::arg("dst_index"), py::arg("src"),
+        py::arg("src_index") = py::none(), py::arg("scale") = py::none(),
+        "dst[dst_index[k]] += scale[k] * src[src_index[k]] for every k, in k order, in place (src_index\n"
+        "None: src row k; scale None: 1). Embedding and EmbeddingBag lookups and gradients.");
 }
 
 }  // namespace fastnn::bind

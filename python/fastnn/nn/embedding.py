@@ -37,16 +37,22 @@ def _padding_index(name, padding_idx, num_embeddings):
     return p % num_embeddings
 
 
-def _scatter_rows(param, indices, rows):
-    """param.grad[indices[k]] += rows[k] (indices 1-D), honouring lazy zero_grad; frozen: nothing."""
+def _scatter_rows(param, indices, rows, rows_index=None, scale=None):
+    """param.grad[indices[k]] += scale[k]·rows[rows_index[k]] (rows[k] and 1 when not given), honouring lazy
+    zero_grad; frozen: nothing."""
     if not param.requires_grad:
         return
     grad, accumulate = param.grad_for_kernel()
     if not accumulate:
         grad.fill(0)
     if indices.size:  # in C++: NumPy's add.at and add.reduceat take ~10 ms for 8192 rows of 128
-        _core.scatter_add_rows(grad, np.ascontiguousarray(indices, np.int64),
-                               np.ascontiguousarray(rows, grad.dtype))
+        _core.scatter_add_rows(grad, _int64(indices), np.ascontiguousarray(rows, grad.dtype),
+                               None if rows_index is None else _int64(rows_index),
+                               None if scale is None else np.ascontiguousarray(scale, grad.dtype))
+
+
+def _int64(a):
+    return np.ascontiguousarray(a, np.int64)
 
 
 class Embedding(Module):
@@ -173,10 +179,9 @@ class EmbeddingBag(Module):
         if self.mode == "mean":
             counts = np.bincount(bag, weights=(w != 0) if self.padding_idx is not None else None, minlength=B)
             scale = w / np.maximum(counts, 1).astype(dtype)[bag]
-        rows = self.weight.data[idx] * scale[:, None]
         out = np.zeros((B, self.embedding_dim), dtype)
-        if idx.size:  # each bag's rows added into it in order
-            _core.scatter_add_rows(out, bag.astype(np.int64, copy=False), np.ascontiguousarray(rows, dtype))
+        if idx.size:  # out[bag[k]] += scale[k]·weight[idx[k]], in order, without gathering the rows first
+            _core.scatter_add_rows(out, _int64(bag), self.weight.data, _int64(idx), np.ascontiguousarray(scale, dtype))
         self._cache = (x.shape, idx, bag, scale, per_sample_weights is not None, B)
         return out
 
@@ -187,14 +192,13 @@ class EmbeddingBag(Module):
         if g.shape != (B, self.embedding_dim):
             raise ValueError(f"{self!r}: grad_output has shape {g.shape}, but the forward output had shape "
                              f"{(B, self.embedding_dim)}")
-        g_rows = g[bag]
         if has_weights:
-            gw = np.einsum("ij,ij->i", self.weight.data[idx], g_rows)
+            gw = np.einsum("ij,ij->i", self.weight.data[idx], g[bag])
             if self.padding_idx is not None:
                 gw[idx == self.padding_idx] = 0
             self.grad_per_sample_weights = gw.reshape(shape)
-        keep = scale != 0
-        _scatter_rows(self.weight, idx[keep], g_rows[keep] * scale[keep, None])
+        keep = scale != 0  # padding entries (and zero weights) give the table nothing
+        _scatter_rows(self.weight, idx[keep], g, rows_index=bag[keep], scale=scale[keep])
         return None
 
     def backward_parameters(self, grad_output):

@@ -4,24 +4,19 @@
 #include <cmath>
 
 #include "kernels/parallel.hpp"
+#include "kernels/reductions.hpp"
 
 namespace fastnn {
 
 namespace detail {
 
-// x*0 is 0 for finite x and NaN for NaN/±inf; sums keep the NaN. 16 independent lanes (several SIMD
-// accumulators) so the pass runs at memory speed rather than at one add's latency per vector.
+// x*0 is 0 for finite x and NaN for NaN/±inf; sums keep the NaN. Independent lanes (several SIMD
+// accumulators), so the pass runs at memory speed rather than at one add's latency per vector.
 template <typename T>
 bool finite_span(const T* x, index_t n) {
-  constexpr index_t L = 16;
-  T acc[L] = {};
-  index_t i = 0;
-  for (; i + L <= n; i += L)
-    for (index_t j = 0; j < L; ++j) acc[j] += x[i + j] * T(0);
-  for (; i < n; ++i) acc[0] += x[i] * T(0);
-  T total = 0;
-  for (index_t j = 0; j < L; ++j) total += acc[j];
-  return total == T(0);
+  LaneSum<T> acc;
+  acc.add(n, [x](index_t i) { return x[i] * T(0); });
+  return acc.total() == T(0);
 }
 
 }  // namespace detail

@@ -12,26 +12,15 @@
 #include <vector>
 
 #include "kernels/parallel.hpp"
+#include "kernels/reductions.hpp"
 
 namespace fastnn {
 
 namespace norm_detail {
 
-constexpr int kLanes = 8;
-
-// Σ term(i) for i in [0, m), accumulated into 8 partials by index (vectorisable, alignment-independent).
+// Per-row and per-channel sums: 8 lanes (one AVX vector of floats), combined pairwise.
 template <typename T>
-struct Lanes {
-  T v[kLanes] = {};
-  template <typename F>
-  void add(index_t m, F&& term) {
-    index_t i = 0;
-    for (; i + kLanes <= m; i += kLanes)
-      for (int k = 0; k < kLanes; ++k) v[k] += term(i + k);
-    for (int k = 0; i + k < m; ++k) v[k] += term(i + k);
-  }
-  T total() const { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
-};
+using Lanes = detail::LaneSum<T, 8>;
 
 // out[c] = Σ_n Σ_s term(n, c, i) over x[N, C, S] with i = (n·C + c)·S + s, for every channel c; threads split
 // the channels. S == 1 ((N, C) input): row by row, vectorised across channels, each channel summed in batch

@@ -249,10 +249,12 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
             std::memcpy(regrouped + o * cols + m * P, grad_y + ((first + m) * O + o) * P, sizeof(T) * P);
         dy_block = regrouped;
       }
+      // Bands of output rows: the whole block, or, for an image whose column matrix outgrows the cache
+      // budget, enough rows to fill it.
+      const index_t image_band_rows = count > 1 ? g.out_h : detail::band_rows(groups * K, g.out_w, sizeof(T));
       if (grad_weight) {
-        // dW (+)= dY[:, band] · col[:, band]ᵀ over bands of output rows: the whole block, or, for an image whose
-        // column matrix outgrows the cache budget, enough rows to fill it (im2col of just those rows).
-        const index_t band_rows = col || count > 1 ? g.out_h : detail::band_rows(groups * K, g.out_w, sizeof(T));
+        // dW (+)= dY[:, band] · col[:, band]ᵀ per band (im2col of just those rows; the caller's col is whole).
+        const index_t band_rows = col ? g.out_h : image_band_rows;
         for (index_t row = 0; row < g.out_h; row += band_rows) {
           const index_t rows = std::min(band_rows, g.out_h - row), band = rows == g.out_h ? cols : rows * g.out_w;
           const T* c = col ? col + first * P : nullptr;
@@ -279,7 +281,7 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
       }
       if (grad_x) {
         // dcol = Wᵀ·dY and col2im, over the same bands (one image's dx is cleared, then its bands added).
-        const index_t band_rows = count > 1 ? g.out_h : detail::band_rows(groups * K, g.out_w, sizeof(T));
+        const index_t band_rows = image_band_rows;
         if (band_rows < g.out_h)
           std::fill(grad_x + first * g.channels * HW, grad_x + (first + 1) * g.channels * HW, T(0));
         for (index_t row = 0; row < g.out_h; row += band_rows) {

@@ -18,6 +18,9 @@ from .normalization import _BatchNorm
 from .pooling import _AvgPoolNd, _MaxPoolNd
 
 
+_SKIPPED_IN_EVAL = (Dropout, Dropout2d, Identity)  # identity maps in eval mode
+
+
 class InferencePlan:
     __slots__ = ("_core_plan", "_modules", "_arrays", "_first", "_dtype")
 
@@ -34,7 +37,7 @@ class InferencePlan:
                 activations.append([])
             elif isinstance(m, _Elementwise) and activations:
                 activations[-1].append((m._kind, m._a, m._b))
-            elif not isinstance(m, (Dropout, Identity)):
+            elif not isinstance(m, _SKIPPED_IN_EVAL):
                 return False
         if not linears or len({w.dtype for w in weights}) != 1:
             return False
@@ -100,9 +103,6 @@ def _plain_pool(pool, dims):
         return (pool._dims == dims and not pool.ceil_mode and pool.count_include_pad
                 and pool.divisor_override is None)
     return False
-
-
-_SKIPPED_IN_EVAL = (Dropout, Dropout2d, Identity)
 
 
 class _ConvBlock:

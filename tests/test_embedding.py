@@ -170,7 +170,7 @@ def test_scatter_add_rows_matches_numpy_and_threads_do_not_change_bits(dtype):
         for threads in (1, 2, 3):
             fnn.set_num_threads(threads)
             grad = start.copy()
-            fnn._core.scatter_add_rows(grad, index, rows)
+            fnn.ops.scatter_add_rows(grad, index, rows)
             seen.add(grad.tobytes())
     finally:
         fnn.set_num_threads(before)
@@ -179,7 +179,7 @@ def test_scatter_add_rows_matches_numpy_and_threads_do_not_change_bits(dtype):
     # Gathered and scaled: dst[d[k]] += a[k]·src[s[k]], against the same sums done row by row in k order.
     src_index, scale = r.integers(0, 5000, 5000), r.standard_normal(5000).astype(dtype)
     grad = start.copy()
-    fnn._core.scatter_add_rows(grad, index, rows, src_index, scale)
+    fnn.ops.scatter_add_rows(grad, index, rows, src_index, scale)
     want = start.copy()
     for k in range(5000):
         want[index[k]] += scale[k] * rows[src_index[k]]
@@ -190,14 +190,14 @@ def test_scatter_add_rows_matches_numpy_and_threads_do_not_change_bits(dtype):
 def test_scatter_add_rows_rejects_bad_indices_without_writing():
     grad = np.zeros((4, 3), np.float32)
     with pytest.raises(ValueError, match=r"dst_index must be in \[0, 4\), got -1..4"):
-        fnn._core.scatter_add_rows(grad, np.array([2, -1, 4]), np.ones((3, 3), np.float32))
+        fnn.ops.scatter_add_rows(grad, np.array([2, -1, 4]), np.ones((3, 3), np.float32))
     with pytest.raises(ValueError, match=r"src_index must be in \[0, 2\), got 0..2"):
-        fnn._core.scatter_add_rows(grad, np.array([1, 3]), np.ones((2, 3), np.float32), np.array([0, 2]))
+        fnn.ops.scatter_add_rows(grad, np.array([1, 3]), np.ones((2, 3), np.float32), np.array([0, 2]))
     with pytest.raises(ValueError, match="one row per entry"):
-        fnn._core.scatter_add_rows(grad, np.array([1]), np.ones((2, 3), np.float32))
+        fnn.ops.scatter_add_rows(grad, np.array([1]), np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match="scale"):
-        fnn._core.scatter_add_rows(grad, np.array([1]), np.ones((1, 3), np.float32), None, np.ones(2, np.float32))
+        fnn.ops.scatter_add_rows(grad, np.array([1]), np.ones((1, 3), np.float32), None, np.ones(2, np.float32))
     with pytest.raises(TypeError, match="int64"):
-        fnn._core.scatter_add_rows(grad, np.array([1], np.int32), np.ones((1, 3), np.float32))
-    fnn._core.scatter_add_rows(grad, np.zeros(0, np.int64), np.zeros((0, 3), np.float32))
+        fnn.ops.scatter_add_rows(grad, np.array([1], np.int32), np.ones((1, 3), np.float32))
+    fnn.ops.scatter_add_rows(grad, np.zeros(0, np.int64), np.zeros((0, 3), np.float32))
     assert not grad.any()

@@ -1,5 +1,4 @@
 """fastnn: fast CPU neural-network training. C++ kernels (Eigen, OpenMP) behind a small PyTorch-style API."""
-from . import _core
 from .random import manual_seed
 from . import init, nn, ops, optim, data, callbacks, schedules, regularizers, utils
 from . import tune
@@ -13,16 +12,16 @@ __version__ = "0.1.0"
 
 def set_num_threads(n):
     """Threads used by kernels. Results are identical bit for bit whatever the thread count."""
-    _core.set_num_threads(int(n))
+    ops.set_num_threads(int(n))
 
 
 def get_num_threads():
-    return _core.get_num_threads()
+    return ops.get_num_threads()
 
 
 def build_info():
     """How the extension was compiled: ISA extensions Eigen vectorises with, Eigen and OpenMP versions."""
-    return dict(_core.build_info())
+    return dict(ops.build_info())
 
 
 __all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "pretraining", "tune",

@@ -280,8 +280,8 @@ def _all_finite(a):
         return True
     if a.dtype not in (np.float32, np.float64):
         return bool(np.isfinite(a).all())
-    from . import _core
-    return _core.all_finite(a)
+    from . import ops
+    return ops.all_finite(a)
 
 
 def _first_non_finite_output(model, x):

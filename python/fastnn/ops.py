@@ -1,11 +1,13 @@
-"""Low-level kernels: numpy in, numpy out, float32 or float64. The layers in fastnn.nn are built on these."""
+"""Every C++ kernel, numpy in and numpy out, float32 or float64. This is the one module that imports the
+extension `fastnn._core` (signatures in `_core.pyi`); layers, optimizers and plans call kernels through it."""
+from . import _core
 from ._core import linear_forward, linear_backward, all_finite  # noqa: F401
 from ._core import (cross_entropy, nll_loss, mse_loss, binary_cross_entropy,  # noqa: F401  (losses: (loss, grad))
                     binary_cross_entropy_with_logits)
 from ._core import sgd_step, adam_step, rmsprop_step, adagrad_step, rprop_step  # noqa: F401  (optimizers)
-from ._core import (Activation, activation_forward, activation_backward, softmax_forward,  # noqa: F401  (activations)
-                    softmax_backward, log_softmax_forward, log_softmax_backward, prelu_forward, prelu_backward,
-                    maxout_forward, maxout_backward)
+from ._core import (Activation, activation_forward, activation_backward,  # noqa: F401  (activations)
+                    activation_backward_uses_output, softmax_forward, softmax_backward, log_softmax_forward,
+                    log_softmax_backward, prelu_forward, prelu_backward, maxout_forward, maxout_backward)
 from ._core import (batch_norm_forward, batch_norm_backward, layer_norm_forward,  # noqa: F401  (normalisation)
                     layer_norm_backward, group_norm_forward, group_norm_backward, local_response_norm_forward,
                     local_response_norm_backward)
@@ -15,3 +17,5 @@ from ._core import (conv2d_forward, conv2d_backward, im2col, col2im,  # noqa: F4
                     conv_block_forward)
 from ._core import (max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,  # noqa: F401  (pooling)
                     avg_pool2d_backward, adaptive_avg_pool2d_forward, adaptive_avg_pool2d_backward)
+from ._core import DenseStackPlan  # noqa: F401  (eval-mode Linear/activation stacks in one call)
+from ._core import set_num_threads, get_num_threads, build_info  # noqa: F401  (threads, build)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .. import _core
+from .. import ops
 from ._checks import as_float_array, check_grad_shape, module_dtype, require_forward
 from .linear import Linear
 from .module import Module, Parameter
@@ -18,10 +18,10 @@ from .module import Module, Parameter
 __all__ = ["ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "Sigmoid", "Hardsigmoid", "Tanh", "Softmax",
            "LogSoftmax", "Softplus", "Softsign", "SiLU", "Threshold", "Maxout"]
 
-_Kind = _core.Activation
+_Kind = ops.Activation
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _INF = math.inf
-_act_forward, _act_backward = _core.activation_forward, _core.activation_backward
+_act_forward, _act_backward = ops.activation_forward, ops.activation_backward
 
 
 def _input(module, x):
@@ -74,7 +74,7 @@ class _Elementwise(Module):
         super().__init__()
         self.inplace = bool(inplace)
         self._a, self._b = float(a), float(b)
-        self._uses_output = _core.activation_backward_uses_output(self._kind)
+        self._uses_output = ops.activation_backward_uses_output(self._kind)
         self._saved = None
 
     def forward(self, x):
@@ -247,8 +247,8 @@ class Softmax(Module):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
             raise TypeError(f"{type(self).__name__}: dim must be an int, got {dim!r}")
         self.dim = int(dim)
-        self._forward = _core.log_softmax_forward if self._log else _core.softmax_forward
-        self._backward = _core.log_softmax_backward if self._log else _core.softmax_backward
+        self._forward = ops.log_softmax_forward if self._log else ops.softmax_forward
+        self._backward = ops.log_softmax_backward if self._log else ops.softmax_backward
         self._out = None
 
     def extra_repr(self):
@@ -299,7 +299,7 @@ class PReLU(Module):
         if c > 1 and (x.ndim < 2 or x.shape[1] != c):
             raise ValueError(f"{self!r}: expected input of shape (N, {c}, ...) with {c} channels along dim 1, "
                              f"got {x.shape}")
-        y = _core.prelu_forward(x, w)
+        y = ops.prelu_forward(x, w)
         self.__dict__["_input"] = x
         return y
 
@@ -308,7 +308,7 @@ class PReLU(Module):
         require_forward(self, x)
         g = _grad(self, grad_output, x)
         w = self.weight
-        return _core.prelu_backward(x, w.data, g, w.grad if w.requires_grad else None, need_input_grad)
+        return ops.prelu_backward(x, w.data, g, w.grad if w.requires_grad else None, need_input_grad)
 
     def backward(self, grad_output):
         return self._backward(grad_output, True)
@@ -343,7 +343,7 @@ class Maxout(Module):
             raise ValueError(f"{self!r}: expected input of shape (N, {self.in_features}) or ({self.in_features},), "
                              f"got {x.shape}")
         z = self.linear(x)
-        y, argmax = _core.maxout_forward(z, self.pieces)
+        y, argmax = ops.maxout_forward(z, self.pieces)
         self.__dict__["_argmax"] = argmax
         return y
 
@@ -353,7 +353,7 @@ class Maxout(Module):
         g = as_float_array(self, grad_output, self.linear.weight.data.dtype, "grad_output")
         if g.shape != argmax.shape:
             check_grad_shape(self, g, argmax.shape)
-        return _core.maxout_backward(g, argmax, self.pieces)
+        return ops.maxout_backward(g, argmax, self.pieces)
 
     def backward(self, grad_output):
         return self.linear.backward(self._grad_linear(grad_output))

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .. import _core, init
+from .. import init, ops
 from ._checks import as_float_array, check_grad_shape, require_forward
 from .module import Module, Parameter
 
@@ -119,7 +119,7 @@ class _ConvNd(Module):
             x = np.pad(x, [(0, 0), (0, 0)] + [(0, e) for e in self._extra])
         x4 = x if n == 2 else x[:, :, None, :]
         try:
-            y = _core.conv2d_forward(x4, w if n == 2 else w.reshape(w.shape[:2] + self._k2),
+            y = ops.conv2d_forward(x4, w if n == 2 else w.reshape(w.shape[:2] + self._k2),
                                      None if self.bias is None else self.bias.data, self._s2, self._p2, self._d2,
                                      self.groups, True)
         except ValueError as e:
@@ -145,7 +145,7 @@ class _ConvNd(Module):
             gw = None if gw is None else gw.reshape(w.shape[:2] + ks)
         else:
             wd = w.data
-        dx = _core.conv2d_backward(g, x, wd, gw, gb, self._s2, self._p2, self._d2, self.groups, need_input_grad,
+        dx = ops.conv2d_backward(g, x, wd, gw, gb, self._s2, self._p2, self._d2, self.groups, need_input_grad,
                                    acc_w, acc_b)
         if dx is None:
             return None

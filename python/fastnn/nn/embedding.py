@@ -6,7 +6,7 @@ indices and summing each run in a fixed order, so results do not depend on threa
 """
 import numpy as np
 
-from .. import _core, init
+from .. import init, ops
 from ._checks import as_float_array, require_forward
 from .module import Module, Parameter
 
@@ -46,7 +46,7 @@ def _scatter_rows(param, indices, rows, rows_index=None, scale=None):
     if not accumulate:
         grad.fill(0)
     if indices.size:  # in C++: NumPy's add.at and add.reduceat take ~10 ms for 8192 rows of 128
-        _core.scatter_add_rows(grad, _int64(indices), np.ascontiguousarray(rows, grad.dtype),
+        ops.scatter_add_rows(grad, _int64(indices), np.ascontiguousarray(rows, grad.dtype),
                                None if rows_index is None else _int64(rows_index),
                                None if scale is None else np.ascontiguousarray(scale, grad.dtype))
 
@@ -181,7 +181,7 @@ class EmbeddingBag(Module):
             scale = w / np.maximum(counts, 1).astype(dtype)[bag]
         out = np.zeros((B, self.embedding_dim), dtype)
         if idx.size:  # out[bag[k]] += scale[k]·weight[idx[k]], in order, without gathering the rows first
-            _core.scatter_add_rows(out, _int64(bag), self.weight.data, _int64(idx), np.ascontiguousarray(scale, dtype))
+            ops.scatter_add_rows(out, _int64(bag), self.weight.data, _int64(idx), np.ascontiguousarray(scale, dtype))
         self._cache = (x.shape, idx, bag, scale, per_sample_weights is not None, B)
         return out
 

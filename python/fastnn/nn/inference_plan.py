@@ -8,7 +8,7 @@ from operator import is_
 
 import numpy as np
 
-from .. import _core
+from .. import ops
 from ._checks import as_float_array
 from .activations import _Elementwise
 from .conv import _ConvNd
@@ -42,7 +42,7 @@ class InferencePlan:
         if not linears or len({w.dtype for w in weights}) != 1:
             return False
         plan = cls()
-        plan._core_plan = _core.DenseStackPlan(weights, biases, activations)
+        plan._core_plan = ops.DenseStackPlan(weights, biases, activations)
         plan._modules = tuple(modules)
         plan._arrays = tuple(a for pair in zip(weights, biases) for a in pair)
         plan._first = linears[0]
@@ -154,7 +154,7 @@ class _ConvBlock:
             pool_spec = (kind, pool._as2d(pool._k), pool._as2d(pool._s), pool._as2d(pool._p, 0))
         if dims == 1:
             x, w = x[:, :, None, :], w.reshape(w.shape[:2] + (1,) + w.shape[2:])
-        y = _core.conv_block_forward(x, w, b, conv._s2, conv._p2, conv._d2, conv.groups,
+        y = ops.conv_block_forward(x, w, b, conv._s2, conv._p2, conv._d2, conv.groups,
                                      [(m._kind, m._a, m._b) for m in self.activations], pool_spec, True)
         return y if dims == 2 else y.reshape(y.shape[0], y.shape[1], y.shape[3])
 

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .. import _core, init
+from .. import init, ops
 from ._checks import as_float_array, check_grad_shape, require_forward
 from .module import Module, Parameter
 
@@ -38,7 +38,7 @@ class Linear(Module):
             raise ValueError(f"{self!r}: expected input of shape (N, {self.in_features}) or "
                              f"({self.in_features},), got {x.shape if not unbatched else x.shape[1:]}")
         try:
-            y = _core.linear_forward(x, w, None if self.bias is None else self.bias.data, True)
+            y = ops.linear_forward(x, w, None if self.bias is None else self.bias.data, True)
         except ValueError as e:
             raise ValueError(f"{self!r}: {e} (input shape {x.shape})") from None
         self._input, self._unbatched = x, unbatched
@@ -55,7 +55,7 @@ class Linear(Module):
         # Frozen parameters get no gradient: the kernel is given None and skips that GEMM.
         gw, acc_w = w.grad_for_kernel() if w.requires_grad else (None, True)
         gb, acc_b = b.grad_for_kernel() if b is not None and b.requires_grad else (None, True)
-        dx = _core.linear_backward(g, x, w.data, gw, gb, need_input_grad, acc_w, acc_b)
+        dx = ops.linear_backward(g, x, w.data, gw, gb, need_input_grad, acc_w, acc_b)
         if dx is not None and self._unbatched:
             dx = dx[0]
         return dx

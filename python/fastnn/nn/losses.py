@@ -12,7 +12,7 @@ half_sum divided by the batch size n.
 """
 import numpy as np
 
-from .. import _core
+from .. import ops
 from ._checks import as_float_array, module_dtype, require_forward
 from .module import Module
 
@@ -194,7 +194,7 @@ class CrossEntropyLoss(_ClassLoss):
 
     def forward(self, pred, target):
         x, t, w, spatial = self._prepare(pred, target, "logits", True)
-        value = self._run(_core.cross_entropy, x, t, w, self.ignore_index, self.label_smoothing, self.reduction)
+        value = self._run(ops.cross_entropy, x, t, w, self.ignore_index, self.label_smoothing, self.reduction)
         return value if spatial is None else self._unrows(value, spatial)
 
 
@@ -207,7 +207,7 @@ class NLLLoss(_ClassLoss):
 
     def forward(self, pred, target):
         x, t, w, spatial = self._prepare(pred, target, "log-probabilities", False)
-        value = self._run(_core.nll_loss, x, t, w, self.ignore_index, self.reduction)
+        value = self._run(ops.nll_loss, x, t, w, self.ignore_index, self.reduction)
         return value if spatial is None else self._unrows(value, spatial)
 
 
@@ -219,7 +219,7 @@ class MSELoss(_Loss):
 
     def forward(self, pred, target):
         x = as_float_array(self, pred, module_dtype(self, pred), "input")
-        return self._run(_core.mse_loss, x, self._target(target, x), self.reduction)
+        return self._run(ops.mse_loss, x, self._target(target, x), self.reduction)
 
 
 class _WeightedElementwiseLoss(_Loss):
@@ -251,7 +251,7 @@ class BCELoss(_WeightedElementwiseLoss):
 
     def forward(self, pred, target):
         x = as_float_array(self, pred, module_dtype(self, pred), "input")
-        return self._run(_core.binary_cross_entropy, x, self._target(target, x), self._weight("weight", x),
+        return self._run(ops.binary_cross_entropy, x, self._target(target, x), self._weight("weight", x),
                          self.reduction)
 
 
@@ -267,5 +267,5 @@ class BCEWithLogitsLoss(_WeightedElementwiseLoss):
 
     def forward(self, pred, target):
         x = as_float_array(self, pred, module_dtype(self, pred), "input")
-        return self._run(_core.binary_cross_entropy_with_logits, x, self._target(target, x),
+        return self._run(ops.binary_cross_entropy_with_logits, x, self._target(target, x),
                          self._weight("weight", x), self._weight("pos_weight", x), self.reduction)

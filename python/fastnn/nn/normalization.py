@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from .. import _core
+from .. import ops
 from ._checks import as_float_array, check_grad_shape, module_dtype, require_forward
 from .module import Module, Parameter
 
@@ -105,7 +105,7 @@ class _BatchNorm(Module):
             self.num_batches_tracked[...] += 1
             momentum = 1.0 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
         stats = (self.running_mean, self.running_var) if (update or not use_batch_stats) else (None, None)
-        y, self._mean, self._invstd = _kernel(self, _core.batch_norm_forward, x, _data(self.weight),
+        y, self._mean, self._invstd = _kernel(self, ops.batch_norm_forward, x, _data(self.weight),
                                               _data(self.bias), *stats, use_batch_stats, momentum, self.eps, True)
         self._input, self._batch_stats = x, use_batch_stats
         return y
@@ -115,7 +115,7 @@ class _BatchNorm(Module):
         require_forward(self, x)
         g = _grad_output(self, grad_output, x)
         gw, aw, gb, ab = _param_grads(self.weight, self.bias)
-        return _core.batch_norm_backward(g, x, self._mean, self._invstd, _data(self.weight), gw, gb,
+        return ops.batch_norm_backward(g, x, self._mean, self._invstd, _data(self.weight), gw, gb,
                                          self._batch_stats, need_input_grad, aw, ab)
 
     def backward(self, grad_output):
@@ -168,7 +168,7 @@ class LayerNorm(Module):
         if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim < k:
             raise ValueError(f"{self!r}: expected input of shape (*, {', '.join(map(str, self.normalized_shape))}), "
                              f"got {x.shape}")
-        y, self._mean, self._invstd = _kernel(self, _core.layer_norm_forward, x, k, _data(self.weight),
+        y, self._mean, self._invstd = _kernel(self, ops.layer_norm_forward, x, k, _data(self.weight),
                                               _data(self.bias), self.eps, True)
         self._input = x
         return y
@@ -178,7 +178,7 @@ class LayerNorm(Module):
         require_forward(self, x)
         g = _grad_output(self, grad_output, x)
         gw, aw, gb, ab = _param_grads(self.weight, self.bias)
-        return _core.layer_norm_backward(g, x, len(self.normalized_shape), self._mean, self._invstd,
+        return ops.layer_norm_backward(g, x, len(self.normalized_shape), self._mean, self._invstd,
                                          _data(self.weight), gw, gb, need_input_grad, aw, ab)
 
     def backward(self, grad_output):
@@ -210,7 +210,7 @@ class GroupNorm(Module):
         x = as_float_array(self, x, self.weight.data.dtype if self.weight is not None else module_dtype(self, x))
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(f"{self!r}: expected input of shape (N, {self.num_channels}, *), got {x.shape}")
-        y, self._mean, self._invstd = _kernel(self, _core.group_norm_forward, x, self.num_groups,
+        y, self._mean, self._invstd = _kernel(self, ops.group_norm_forward, x, self.num_groups,
                                               _data(self.weight), _data(self.bias), self.eps, True)
         self._input = x
         return y
@@ -220,7 +220,7 @@ class GroupNorm(Module):
         require_forward(self, x)
         g = _grad_output(self, grad_output, x)
         gw, aw, gb, ab = _param_grads(self.weight, self.bias)
-        return _core.group_norm_backward(g, x, self.num_groups, self._mean, self._invstd, _data(self.weight),
+        return ops.group_norm_backward(g, x, self.num_groups, self._mean, self._invstd, _data(self.weight),
                                          gw, gb, need_input_grad, aw, ab)
 
     def backward(self, grad_output):
@@ -249,7 +249,7 @@ class LocalResponseNorm(Module):
         x = as_float_array(self, x, module_dtype(self, x))
         if x.ndim < 3:
             raise ValueError(f"{self!r}: expected 3-D or higher input (N, C, *), got shape {x.shape}")
-        y = _kernel(self, _core.local_response_norm_forward, x, self.size, self.alpha, self.beta, self.k, True)
+        y = _kernel(self, ops.local_response_norm_forward, x, self.size, self.alpha, self.beta, self.k, True)
         self._input = x
         return y
 
@@ -257,7 +257,7 @@ class LocalResponseNorm(Module):
         x = self._input
         require_forward(self, x)
         g = _grad_output(self, grad_output, x)
-        return _core.local_response_norm_backward(g, x, self.size, self.alpha, self.beta, self.k)
+        return ops.local_response_norm_backward(g, x, self.size, self.alpha, self.beta, self.k)
 
 
 class WeightNorm(Module):

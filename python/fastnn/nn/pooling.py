@@ -10,7 +10,7 @@ but its gradient reaches no input (PyTorch adds it at that index, or past the pl
 """
 import numpy as np
 
-from .. import _core
+from .. import ops
 from ._checks import as_float_array, check_grad_shape, module_dtype, require_forward
 from .conv import _tuple
 from .module import Module
@@ -105,7 +105,7 @@ class _MaxPoolNd(_PoolNd):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
     def _pool(self, x4, with_argmax):
-        return _core.max_pool2d_forward(x4, self._as2d(self._k), self._as2d(self._s), self._as2d(self._p, 0),
+        return ops.max_pool2d_forward(x4, self._as2d(self._k), self._as2d(self._s), self._as2d(self._p, 0),
                                         with_argmax, self._as2d(self._d), self.ceil_mode)
 
     def forward(self, x):
@@ -140,7 +140,7 @@ class _MaxPoolNd(_PoolNd):
         if self._argmax is None:
             _, self._argmax = self._pool(self._x4, True)
             self._x4 = None
-        return self._input_grad(_core.max_pool2d_backward(g, self._argmax, self._input_shape4()))
+        return self._input_grad(ops.max_pool2d_backward(g, self._argmax, self._input_shape4()))
 
 
 class _AvgPoolNd(_PoolNd):
@@ -169,11 +169,11 @@ class _AvgPoolNd(_PoolNd):
     def forward(self, x):
         x4 = self._prepare(x)
         self._dtype = x4.dtype
-        return self._finish(_core.avg_pool2d_forward(x4, *self._options()))
+        return self._finish(ops.avg_pool2d_forward(x4, *self._options()))
 
     def backward(self, grad_output):
         g = self._grad(grad_output)
-        return self._input_grad(_core.avg_pool2d_backward(g, self._input_shape4(), *self._options()))
+        return self._input_grad(ops.avg_pool2d_backward(g, self._input_shape4(), *self._options()))
 
 
 class MaxPool1d(_MaxPoolNd):
@@ -238,7 +238,7 @@ class _AdaptiveAvgPoolNd(Module):
             raise ValueError(f"{self!r}: input of shape {x.shape} has empty planes")
         out = tuple(x.shape[2 + i] if s is None else int(s) for i, s in enumerate(self._sizes))
         x4 = x if n == 2 else x[:, :, None, :]
-        y = _core.adaptive_avg_pool2d_forward(x4, self._as2d(out))
+        y = ops.adaptive_avg_pool2d_forward(x4, self._as2d(out))
         y = y if n == 2 else y[:, :, 0, :]
         self._unbatched, self._input_shape, self._out_shape, self._dtype = unbatched, x.shape, y.shape, x.dtype
         return y[0] if unbatched else y
@@ -253,7 +253,7 @@ class _AdaptiveAvgPoolNd(Module):
             g, shape = g[:, :, None, :], self._input_shape[:2] + (1,) + self._input_shape[2:]
         else:
             shape = self._input_shape
-        dx = _core.adaptive_avg_pool2d_backward(g, shape)
+        dx = ops.adaptive_avg_pool2d_backward(g, shape)
         dx = dx if self._dims == 2 else dx[:, :, 0, :]
         return dx[0] if self._unbatched else dx
 

@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from .. import _core, init
+from .. import init, ops
 from ..random import generator
 from ._checks import as_float_array, require_forward
 from .module import Module, Parameter
@@ -123,7 +123,7 @@ class _RNNBase(Module):
             expected = "(N, T, I)" if self.batch_first else "(T, N, I)"
             raise ValueError(f"{self!r}: expected input of shape {expected.replace('I', str(self.input_size))} "
                              f"or unbatched (T, {self.input_size}), got {x.shape}")
-        if not _core.all_finite(x):
+        if not ops.all_finite(x):
             raise ValueError(f"{self!r}: input of shape {x.shape} contains NaN or infinity")
         unbatched = x.ndim == 2
         if unbatched:
@@ -156,7 +156,7 @@ class _RNNBase(Module):
             for d in range(D):
                 idx = k * D + d
                 w_ih, w_hh, b_ih, b_hh = self._cells[idx]
-                hn, cn, s = _core.rnn_forward(self.mode, inp, w_ih.data, w_hh.data,
+                hn, cn, s = ops.rnn_forward(self.mode, inp, w_ih.data, w_hh.data,
                                               None if b_ih is None else b_ih.data,
                                               None if b_hh is None else b_hh.data, h0[idx],
                                               c0[idx] if lstm else None, out, d * H, d == 1)
@@ -210,7 +210,7 @@ class _RNNBase(Module):
                 grads = []
                 for p in (w_ih, w_hh, b_ih, b_hh):  # frozen parameters get no gradient
                     grads.append(p.grad_for_kernel() if p is not None and p.requires_grad else (None, True))
-                dh, dc = _core.rnn_backward(
+                dh, dc = ops.rnn_backward(
                     self.mode, inp, w_ih.data, w_hh.data, saved[d], g, d * H,
                     None if ghn is None else ghn[idx], None if gcn is None else gcn[idx],
                     grads[0][0], grads[1][0], grads[2][0], grads[3][0],
@@ -279,9 +279,9 @@ class GRU(_RNNBase):
         return self._backward(grad_output, grad_hn, None, True)
 
 
-_lin_fwd, _lin_bwd = _core.linear_forward, _core.linear_backward
-_act_fwd, _act_bwd = _core.activation_forward, _core.activation_backward
-_TANH, _SIGMOID = _core.Activation.tanh, _core.Activation.sigmoid
+_lin_fwd, _lin_bwd = ops.linear_forward, ops.linear_backward
+_act_fwd, _act_bwd = ops.activation_forward, ops.activation_backward
+_TANH, _SIGMOID = ops.Activation.tanh, ops.Activation.sigmoid
 
 
 class _GradSink:
@@ -317,8 +317,8 @@ class GatedFeedbackRNN(Module):
     h_n [L, N, H]); backward(grad_output, grad_hn=None) -> grad of x, with grad_hx = dL/dh0.
 
     Computed with fastnn's own kernels (float32 or float64, the parameters' dtype): every matrix product is a
-    `_core.linear_forward` / `_core.linear_backward` call (GEMMs writing the parameter gradients in place,
-    lazy zero_grad respected, frozen parameters skipped) and tanh/σ are `_core.activation_forward/backward`;
+    `ops.linear_forward` / `ops.linear_backward` call (GEMMs writing the parameter gradients in place,
+    lazy zero_grad respected, frozen parameters skipped) and tanh/σ are `ops.activation_forward/backward`;
     only the element-wise gate products and sums stay in NumPy. Layer 1's input projections W^1 x_t + b^1 and
     w_g x_t + b_g for all T steps are one GEMM each over the [T·N, I] input (and so are their gradients in
     BPTT). The gated recurrent sum is one GEMM per layer and step, since g^{i→j} U^{i→j} h^i = U^{i→j}(g^{i→j}

@@ -1,7 +1,7 @@
 """Adagrad: per-coordinate learning rates from the sum of squared gradients."""
 import numpy as np
 
-from .. import _core
+from .. import ops
 from .optimizer import Optimizer
 
 
@@ -29,4 +29,4 @@ class Adagrad(Optimizer):
         return np.full_like(data, g["initial_accumulator_value"])
 
     def _update(self, g, arrays):
-        _core.adagrad_step(*arrays, g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"])
+        ops.adagrad_step(*arrays, g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"])

@@ -1,5 +1,5 @@
 """Adam (L2 weight decay added to the gradient), AdamW (decoupled weight decay), both with AMSGrad."""
-from .. import _core
+from .. import ops
 from .optimizer import Optimizer
 
 
@@ -30,7 +30,7 @@ class Adam(Optimizer):
 
     def _update(self, g, arrays):
         beta1, beta2 = g["betas"]
-        _core.adam_step(*arrays, g["lr"], beta1, beta2, g["eps"], g["weight_decay"], g["amsgrad"], g["maximize"],
+        ops.adam_step(*arrays, g["lr"], beta1, beta2, g["eps"], g["weight_decay"], g["amsgrad"], g["maximize"],
                         self._decoupled)
 
 

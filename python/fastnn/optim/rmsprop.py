@@ -1,5 +1,5 @@
 """RMSprop, optionally centered and with momentum."""
-from .. import _core
+from .. import ops
 from .optimizer import Optimizer
 
 
@@ -26,5 +26,5 @@ class RMSprop(Optimizer):
         return (True, g["momentum"] > 0, bool(g["centered"]))
 
     def _update(self, g, arrays):
-        _core.rmsprop_step(*arrays, g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"], g["centered"],
+        ops.rmsprop_step(*arrays, g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"], g["centered"],
                            g["maximize"])

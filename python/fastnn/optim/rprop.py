@@ -1,7 +1,7 @@
 """Rprop (resilient backpropagation): per-coordinate step sizes driven by gradient signs; for full batches."""
 import numpy as np
 
-from .. import _core
+from .. import ops
 from .optimizer import Optimizer
 
 
@@ -29,4 +29,4 @@ class Rprop(Optimizer):
     def _update(self, g, arrays):
         eta_minus, eta_plus = g["etas"]
         step_min, step_max = g["step_sizes"]
-        _core.rprop_step(*arrays, eta_minus, eta_plus, step_min, step_max, g["maximize"])
+        ops.rprop_step(*arrays, eta_minus, eta_plus, step_min, step_max, g["maximize"])

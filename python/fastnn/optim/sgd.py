@@ -1,5 +1,5 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay."""
-from .. import _core
+from .. import ops
 from .optimizer import Optimizer
 
 
@@ -28,5 +28,5 @@ class SGD(Optimizer):
         return (g["momentum"] != 0,)
 
     def _update(self, g, arrays):
-        _core.sgd_step(*arrays, g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"],
+        ops.sgd_step(*arrays, g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"],
                        g["maximize"])

@@ -33,7 +33,8 @@ def report(title, unit, scale, result, target=None):
 
 def classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9):
     """One SGD + cross-entropy training step in fastnn (as fastnn.Trainer runs it per batch) and in PyTorch,
-    on the same weights and data, as {name: fn}. Checks first that both compute the same loss, so the
+    on the same weights and data (x an array, or a tuple of arrays for a model of several inputs), as
+    {name: fn}. Checks first that both compute the same loss, so the
     two really run the same network."""
     import torch
 
@@ -41,24 +42,25 @@ def classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9):
 
     loss_fn = fnn.nn.CrossEntropyLoss()
     opt = fnn.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)  # several inputs: model(*xs)
+    txs, ty = tuple(torch.from_numpy(a) for a in xs), torch.from_numpy(y)
     tloss = torch.nn.CrossEntropyLoss()
     topt = torch.optim.SGD(tmodel.parameters(), lr=lr, momentum=momentum)
 
-    a = loss_fn(model(x), y)
+    a = loss_fn(model(*xs), y)
     with torch.no_grad():
-        b = float(tloss(tmodel(tx), ty))
+        b = float(tloss(tmodel(*txs), ty))
     assert abs(a - b) < 1e-4 * max(1.0, abs(b)), (a, b)
 
     def fastnn_step():
-        loss_fn(model(x), y)
+        loss_fn(model(*xs), y)
         model.backward_parameters(loss_fn.backward())
         opt.step()
         opt.zero_grad()
 
     def torch_step():
         topt.zero_grad()
-        tloss(tmodel(tx), ty).backward()
+        tloss(tmodel(*txs), ty).backward()
         topt.step()
 
     return {"fastnn": fastnn_step, "torch": torch_step}

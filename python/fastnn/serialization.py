@@ -34,7 +34,8 @@ from collections import OrderedDict
 import numpy as np
 
 from . import safetensors as _st
-from .nn.module import Module, Sequential
+from .nn.module import Module
+from .nn.sequential import Sequential
 
 __all__ = ["save", "load", "save_state_dict", "load_state_dict", "register_module", "FORMAT_VERSION"]
 

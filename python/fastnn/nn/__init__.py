@@ -1,5 +1,7 @@
-"""Layers, activations, losses and containers. Arrays in and out are numpy.ndarray (float32 by default)."""
-from .module import Module, Parameter, Sequential
+"""Layers, activations, losses, containers and graphs. Arrays in and out are numpy.ndarray (float32 by default)."""
+from .module import Module, Parameter
+from . import traced as _traced  # noqa: F401  (installs the runtime of modules that write no backward)
+from .sequential import Sequential
 from .linear import Linear, Identity, Flatten, Unflatten
 from .dropout import Dropout, Dropout2d
 from .shape import Reshape
@@ -12,13 +14,19 @@ from .pooling import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
+from .containers import *  # noqa: F401,F403
 from .attention import AdditiveAttention
 from .seq2seq import Seq2Seq
 from .interaction import Interaction
+from .graph import Graph, Input
+from .tracing import TraceError
+from . import functional
 from . import activations as _activations, losses as _losses, conv as _conv, pooling as _pooling
 from . import normalization as _normalization, recurrent as _recurrent, embedding as _embedding
+from . import containers as _containers
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Identity", "Flatten", "Unflatten", "Dropout", "CenterLoss",
-           "Dropout2d", "Reshape",
+           "Dropout2d", "Reshape", "Graph", "Input", "TraceError", "functional",
            *_activations.__all__, *_losses.__all__, *_conv.__all__, *_pooling.__all__, *_normalization.__all__,
-           *_recurrent.__all__, *_embedding.__all__, "AdditiveAttention", "Seq2Seq", "Interaction"]
+           *_recurrent.__all__, *_embedding.__all__, *_containers.__all__, "AdditiveAttention", "Seq2Seq",
+           "Interaction"]

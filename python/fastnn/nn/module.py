@@ -1,32 +1,95 @@
 """Module and Parameter: the layer-level backpropagation model of Torch7's `nn`, with PyTorch's names.
 
-A Module has `forward(x)` and `backward(grad_output) -> grad_input`; backward fills the `.grad` of its
-parameters (accumulating, like PyTorch, until `zero_grad()`). There is no tape: containers call their
-children's backward in reverse order.
+A Module has `forward(*inputs)` and `backward(*grad_outputs, need_input_grad=True)`: backward takes one
+gradient per output of the last forward (None: zeros), fills the `.grad` of the parameters (accumulating,
+like PyTorch, until `zero_grad()`) and returns the gradient w.r.t. the input (a tuple of them for several
+inputs), or None when need_input_grad is False. Each layer writes that one method; `backward_parameters(g)`
+is `backward(g, need_input_grad=False)`, the call a training step makes (the first layer's input gradient
+is never needed).
+
+What forward keeps for backward lives on the module itself (its inputs, masks, ...). When one module is
+called at several places of a graph, the graph executor keeps each call's copy of that state
+(`save_call_state` / `restore_call_state`).
+
+A subclass that writes no backward is *traced*: its forward is recorded into a graph the first time it runs
+for a kind of input, and backward walks that graph in reverse (fastnn.nn.traced). Module only knows the
+entry points of that machinery, which fastnn.nn.traced installs (`install_graph_runtime`), so this file
+imports nothing from the graph code.
 """
+import inspect
+import itertools
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Bumped whenever a Parameter or Module is registered, replaced or removed anywhere: plans that hold
+# module and parameter references revalidate themselves when it moves. requires_grad_version moves when a
+# parameter is frozen or unfrozen (which gradients a graph computes depends on it).
+_versions = itertools.count()
+structure_version = [next(_versions)]
+requires_grad_version = [next(_versions)]
+
+
+def _bump_structure():
+    structure_version[0] = next(_versions)
+
 
 class Parameter:
     """A learnable array: `data`, its gradient `grad` (same shape and dtype) and `requires_grad`.
     Frozen parameters (requires_grad=False) get no gradient and are skipped by optimizers.
+
+    Assigning `data` checks the new array: same shape as before, a floating dtype (float32 or float64 are
+    kept, other floating types become the current dtype); it is stored C-contiguous.
 
     zero_grad() is lazy: it only marks the gradient as zero, and the next backward overwrites the buffer
     instead of adding to it (the effect of PyTorch's set_to_none, without ever making `grad` None). Reading
     `grad` while it is marked zero fills it with zeros first, so users always see the true value.
     """
 
-    __slots__ = ("data", "_grad", "_grad_is_zero", "requires_grad")
+    __slots__ = ("_data", "_grad", "_grad_is_zero", "_requires_grad")
 
     def __init__(self, data, requires_grad=True):
-        self.data = np.ascontiguousarray(data)
-        self._grad = np.zeros_like(self.data)
+        data = np.ascontiguousarray(data)
+        if data.dtype.kind not in "fc" and data.size:
+            data = data.astype(np.float32)
+        self._data = data
+        self._grad = np.zeros_like(self._data)
         self._grad_is_zero = False
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        value = bool(value)
+        if value != self._requires_grad:
+            self._requires_grad = value
+            requires_grad_version[0] = next(_versions)
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        if not isinstance(value, np.ndarray):
+            value = np.asarray(value)
+        if value.shape != self._data.shape:
+            raise ValueError(f"Parameter: new data has shape {value.shape}, the parameter has shape "
+                             f"{self._data.shape}")
+        if value.dtype.kind != "f":
+            raise TypeError(f"Parameter: data must be a floating-point array, got dtype {value.dtype}")
+        dtype = value.dtype if value.dtype in _FLOAT_DTYPES else self._data.dtype
+        self._data = np.ascontiguousarray(value, dtype=dtype)
+        if self._grad.dtype != dtype:
+            self._grad = np.zeros_like(self._data)
+            self._grad_is_zero = False
 
     @property
     def grad(self):
@@ -38,9 +101,9 @@ class Parameter:
     @grad.setter
     def grad(self, value):
         value = np.asarray(value)
-        if value.shape != self.data.shape:
-            raise ValueError(f"Parameter: grad of shape {value.shape} does not match data {self.data.shape}")
-        self._grad = np.ascontiguousarray(value, dtype=self.data.dtype)
+        if value.shape != self._data.shape:
+            raise ValueError(f"Parameter: grad of shape {value.shape} does not match data {self._data.shape}")
+        self._grad = np.ascontiguousarray(value, dtype=self._data.dtype)
         self._grad_is_zero = False
 
     def zero_grad(self):
@@ -53,33 +116,125 @@ class Parameter:
         self._grad_is_zero = False
         return self._grad, accumulate
 
+    def add_grad(self, value):
+        """Adds `value` (the parameter's shape) to the gradient, respecting the lazy zero."""
+        buf, accumulate = self.grad_for_kernel()
+        if accumulate:
+            buf += value
+        else:
+            np.copyto(buf, value, casting="same_kind")
+
     @property
     def shape(self):
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def size(self):
-        return self.data.size
+        return self._data.size
+
+    @property
+    def ndim(self):
+        return self._data.ndim
 
     def _cast(self, dtype):
-        if self.data.dtype != dtype:
-            self.data = self.data.astype(dtype)
+        if self._data.dtype != dtype:
+            self._data = self._data.astype(dtype)
             self._grad = self._grad.astype(dtype)
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}, requires_grad={self.requires_grad})"
+        return f"Parameter(shape={self._data.shape}, dtype={self._data.dtype}, requires_grad={self.requires_grad})"
+
+
+class Symbolic:
+    """A value that stands for an array while a graph is being built (fastnn.nn.tracing.Value). Calling a
+    module on one records the call instead of computing it."""
+
+    __slots__ = ()
+
+    def record_module_call(self, module, args, kwargs):
+        raise NotImplementedError
+
+
+def _symbolic_in(args, kwargs):
+    """The first Symbolic among the arguments (one level of tuples/lists looked into), or None."""
+    for a in args:
+        if isinstance(a, Symbolic):
+            return a
+        if type(a) in (tuple, list):
+            for b in a:
+                if isinstance(b, Symbolic):
+                    return b
+    if kwargs:
+        return _symbolic_in(tuple(kwargs.values()), None)
+    return None
+
+
+class _GraphRuntime:
+    """The entry points of traced modules; fastnn.nn.traced replaces this placeholder on import."""
+
+    def forward(self, module, user_forward, args, kwargs):
+        raise RuntimeError("fastnn.nn.traced is not loaded")
+
+    def backward(self, module, grad_outputs, need_input_grad):
+        raise RuntimeError("fastnn.nn.traced is not loaded")
+
+
+_graph_runtime = _GraphRuntime()
+
+
+def install_graph_runtime(runtime):
+    """Called once by fastnn.nn.traced: the object whose forward/backward run traced modules."""
+    global _graph_runtime
+    _graph_runtime = runtime
+
+
+def _takes_need_input_grad(fn):
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "need_input_grad" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _traced_forward(user_forward):
+    def forward(self, *args, **kwargs):
+        return _graph_runtime.forward(self, user_forward, args, kwargs)
+    forward.__wrapped__ = user_forward
+    forward.__doc__ = user_forward.__doc__
+    forward.__name__ = getattr(user_forward, "__name__", "forward")
+    forward.__qualname__ = getattr(user_forward, "__qualname__", "forward")
+    forward._fastnn_traced = True
+    return forward
 
 
 class Module:
     """Base class of every layer, loss-free model and container.
 
     Subclasses call `super().__init__()`, then assign Parameters, sub-Modules and `register_buffer(...)`
-    arrays as attributes; they implement `forward` and `backward`.
+    arrays as attributes; they implement `forward` and either `backward` or nothing (then they are traced).
     """
+
+    #: True for classes whose backward comes from their traced forward (set per class).
+    traced = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own_backward = cls.backward is not Module.backward or cls.backward_parameters is not Module.backward_parameters
+        forward = cls.forward
+        wrapped = getattr(forward, "_fastnn_traced", False)
+        if own_backward:
+            cls.traced = False
+            if wrapped:  # a traced parent's forward, inherited by a class that writes its own backward
+                cls.forward = forward.__wrapped__
+        else:
+            cls.traced = forward is not Module.forward
+            if cls.traced and not wrapped:
+                cls.forward = _traced_forward(forward)
+        cls._backward_takes_flag = _takes_need_input_grad(cls.backward)
 
     def __new__(cls, *args, **kwargs):
         self = super().__new__(cls)
@@ -103,6 +258,12 @@ class Module:
             return
         if "_parameters" not in d:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        current = self._parameters.get(name)
+        if current is not None:
+            self._check_parameter_assignment(name, current, value)
+            if isinstance(value, np.ndarray):
+                current.data = value  # a right-shaped array becomes the parameter's data (checked above)
+                return
         if isinstance(value, Parameter):
             target = self._parameters
         elif isinstance(value, Module):
@@ -118,7 +279,27 @@ class Module:
             d["_registered"].discard(name)  # a plain value replaces a Parameter/Module: unregistered
         else:
             d.setdefault("_registered", set()).add(name)
+        if target is not self._buffers:
+            _bump_structure()
         object.__setattr__(self, name, value)
+
+    def _check_parameter_assignment(self, name, current, value):
+        """Assigning to a parameter's name: a Parameter or array of the same shape, or None to remove it."""
+        if value is None:
+            return
+        if isinstance(value, Parameter):
+            new_shape = value.shape
+        elif isinstance(value, np.ndarray):
+            if value.dtype.kind != "f":
+                raise TypeError(f"{self!r}: cannot assign an array of dtype {value.dtype} to parameter '{name}' "
+                                f"(a floating-point array or a Parameter is expected)")
+            new_shape = value.shape
+        else:
+            raise TypeError(f"{self!r}: cannot assign {type(value).__name__} as parameter '{name}' "
+                            f"(fastnn.nn.Parameter, a numpy array or None expected)")
+        if new_shape != current.shape:
+            raise ValueError(f"{self!r}: parameter '{name}' has shape {current.shape}; cannot assign one of "
+                             f"shape {new_shape} (build a new layer for other sizes)")
 
     def register_buffer(self, name, array):
         """A non-learnable array saved in state_dict (e.g. batch-norm running statistics)."""
@@ -131,22 +312,65 @@ class Module:
     def __delattr__(self, name):
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
+        _bump_structure()
         object.__delattr__(self, name)
 
     # -- computation -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        symbolic = _symbolic_in(args, kwargs)
+        if symbolic is not None:
+            return symbolic.record_module_call(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
 
-    def backward(self, grad_output):
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
+    def backward(self, *grad_outputs, need_input_grad=True):
+        """Gradients w.r.t. the inputs of the last forward, given one gradient per output (None: zeros).
+        Modules that write no backward run their traced graph in reverse."""
+        if not type(self).traced:
+            raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
+        return _graph_runtime.backward(self, grad_outputs, need_input_grad)
 
-    def backward_parameters(self, grad_output):
-        """Accumulate parameter gradients only; the input gradient is not needed (first layer of a model).
-        Layers that can skip computing it override this; the default runs backward and drops the result."""
-        self.backward(grad_output)
+    def backward_parameters(self, *grad_outputs):
+        """Accumulate parameter gradients only; the input gradient is not computed (a training step never
+        needs it)."""
+        if self._backward_takes_flag:
+            self.backward(*grad_outputs, need_input_grad=False)
+        else:
+            self.backward(*grad_outputs)
+
+    def backward_inputs(self, grad_outputs, need_input_grad, num_inputs):
+        """The graph executor's call: gradients for each of the `num_inputs` positional inputs of the last
+        forward, as a tuple (None where there is none). Modules that report some input gradients outside
+        backward's return value (the initial state of a recurrent layer) override it."""
+        if self._backward_takes_flag:
+            g = self.backward(*grad_outputs, need_input_grad=need_input_grad)
+        else:
+            g = self.backward(*grad_outputs)
+        if num_inputs == 1:
+            return (g,)
+        if not isinstance(g, tuple) or len(g) != num_inputs:
+            raise TypeError(f"{self!r}: forward took {num_inputs} inputs, so backward must return a tuple of "
+                            f"{num_inputs} gradients (None where there is none), got {type(g).__name__}")
+        return g
+
+    # -- per-call state ----------------------------------------------------------------------------
+    def save_call_state(self):
+        """What the last forward left on this module and its descendants for backward (everything but
+        registered parameters, buffers and sub-modules)."""
+        state = []
+        for m in self.modules():
+            d = m.__dict__
+            registered = d.get("_registered", ())
+            state.append((m, {k: v for k, v in d.items() if k not in registered}))
+        return state
+
+    @staticmethod
+    def restore_call_state(state):
+        """Put back what `save_call_state` returned, so the next backward is that call's."""
+        for m, saved in state:
+            m.__dict__.update(saved)
 
     # -- modes and traversal -----------------------------------------------------------------------
     def train(self, mode=True):
@@ -160,6 +384,9 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
+    def named_children(self):
+        return iter(self._modules.items())
+
     def named_modules(self, prefix=""):
         yield prefix, self
         for name, child in self._modules.items():
@@ -168,6 +395,18 @@ class Module:
     def modules(self):
         for _, m in self.named_modules():
             yield m
+
+    def get_submodule(self, target):
+        """The module at the dotted path `target` ("" is the module itself)."""
+        m = self
+        if target == "":
+            return m
+        for part in target.split("."):
+            child = m._modules.get(part)
+            if child is None:
+                raise AttributeError(f"{type(self).__name__} has no sub-module '{target}'")
+            m = child
+        return m
 
     def named_parameters(self, prefix=""):
         for mod_name, m in self.named_modules(prefix):
@@ -193,7 +432,7 @@ class Module:
     def to(self, dtype):
         """Cast parameters and floating buffers to float32 or float64; computation follows them."""
         dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
+        if dtype not in _FLOAT_DTYPES:
             raise TypeError(f"{self!r}: dtype must be float32 or float64, got {dtype}")
         for m in self.modules():
             for p in m._parameters.values():
@@ -284,83 +523,3 @@ class Module:
         """A table of every leaf layer: name, type, output shape (batch of 1) and parameter count."""
         from .summary import summarize
         return summarize(self, input_shape, dtype)
-
-
-class Sequential(Module):
-    """Modules applied in order; backward runs them in reverse."""
-
-    def __init__(self, *modules):
-        super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
-            items = list(modules[0].items())
-        else:
-            items = [(str(i), m) for i, m in enumerate(modules)]
-        for name, m in items:
-            if not isinstance(m, Module):
-                raise TypeError(f"Sequential: element {name} is not a Module, got {type(m).__name__}")
-            setattr(self, name, m)
-        self._refresh()
-
-    def _refresh(self):
-        object.__setattr__(self, "_sequence", tuple(self._modules.values()))
-        object.__setattr__(self, "_plan", None)
-        object.__setattr__(self, "_plan_input", None)
-
-    def append(self, module):
-        setattr(self, str(len(self._modules)), module)
-        self._refresh()
-        return self
-
-    def __len__(self):
-        return len(self._sequence)
-
-    def __iter__(self):
-        return iter(self._sequence)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return Sequential(*self._sequence[index])
-        return self._sequence[index]
-
-    def forward(self, x):
-        if not self.training:
-            plan = self._plan  # None: not built yet; False: these layers have no fused plan
-            if plan is None or (plan and not plan.valid()):
-                plan = self._build_plan()
-            if plan:
-                y = plan.forward(x)
-                if y is not None:
-                    self._plan_input = x
-                    return y
-        self._plan_input = None
-        for m in self._sequence:
-            x = m.forward(x)
-        return x
-
-    def _build_plan(self):
-        from .inference_plan import FusedSequencePlan, InferencePlan
-        plan = InferencePlan.build(self._sequence) or FusedSequencePlan.build(self._sequence)
-        object.__setattr__(self, "_plan", plan)
-        return plan
-
-    def backward(self, grad_output):
-        if self._plan_input is not None:
-            # The last forward ran fused and left no per-layer caches: replay it layer by layer (rare: a
-            # backward in eval mode, e.g. a saliency map).
-            x, self._plan_input = self._plan_input, None
-            for m in self._sequence:
-                x = m.forward(x)
-        for m in reversed(self._sequence):
-            grad_output = m.backward(grad_output)
-        return grad_output
-
-    def backward_parameters(self, grad_output):
-        if self._plan_input is not None:
-            x, self._plan_input = self._plan_input, None
-            for m in self._sequence:
-                x = m.forward(x)
-        seq = self._sequence
-        for m in reversed(seq[1:]):
-            grad_output = m.backward(grad_output)
-        if seq:
-            seq[0].backward_parameters(grad_output)

@@ -1,0 +1,604 @@
+"""The functional ops of graphs: each is a forward and a backward, registered by name in `OPS`.
+
+    out, ctx = op.forward(*args, **kwargs)          # concrete arrays in, array out; ctx: what backward needs
+    grads = op.backward(ctx, grad_out, needs)        # one entry per positional argument (None: no gradient);
+                                                     # needs[k] says whether argument k wants one
+
+fastnn.nn.functional calls `forward` eagerly on arrays, and records a "call" node when given traced values;
+the graph executor calls both. Hot ops reuse the C++ kernels (activations, softmax, linear, matmul,
+broadcast arithmetic); the rest are a few NumPy lines. Arguments that are arrays may also be scalars where
+NumPy allows it (x + 1.0).
+"""
+import math
+
+import numpy as np
+
+from .. import ops
+from ..random import generator
+
+__all__ = ["OPS", "Op"]
+
+OPS = {}
+_Kind = ops.Activation
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_INF = math.inf
+
+
+class Op:
+    """One functional op. `name` is its key in OPS and in saved graphs."""
+
+    name = None
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def backward(self, ctx, grad, needs):
+        raise NotImplementedError
+
+
+def _register(cls):
+    OPS[cls.name] = cls()
+    return cls
+
+
+def _float(x):
+    """x as a float32/float64 C-contiguous array for a kernel (other dtypes become float32)."""
+    if type(x) is np.ndarray and x.flags.c_contiguous and (x.dtype == _F32 or x.dtype == _F64):
+        return x
+    x = np.asarray(x)
+    return np.ascontiguousarray(x, dtype=x.dtype if x.dtype in (_F32, _F64) else _F32)
+
+
+def sum_to_shape(g, shape):
+    """Reduces a broadcast gradient g back to `shape` (NumPy broadcasting rules)."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    r = g.sum(axis=axes, keepdims=True) if axes else g
+    return r.reshape(shape)
+
+
+def _is_array(x):
+    return isinstance(x, np.ndarray)
+
+
+# -- arithmetic ---------------------------------------------------------------------------------------------
+class _Binary(Op):
+    def forward(self, a, b):
+        return self._f(a, b), (a, b)
+
+    def _shape(self, x):
+        return x.shape if _is_array(x) else None
+
+
+@_register
+class Add(_Binary):
+    name = "add"
+    _f = staticmethod(np.add)
+
+    def backward(self, ctx, g, needs):
+        a, b = ctx
+        return (sum_to_shape(g, a.shape) if needs[0] and _is_array(a) else None,
+                sum_to_shape(g, b.shape) if needs[1] and _is_array(b) else None)
+
+
+@_register
+class Sub(_Binary):
+    name = "sub"
+    _f = staticmethod(np.subtract)
+
+    def backward(self, ctx, g, needs):
+        a, b = ctx
+        return (sum_to_shape(g, a.shape) if needs[0] and _is_array(a) else None,
+                sum_to_shape(np.negative(g), b.shape) if needs[1] and _is_array(b) else None)
+
+
+@_register
+class Mul(_Binary):
+    name = "mul"
+    _f = staticmethod(np.multiply)
+
+    def backward(self, ctx, g, needs):
+        a, b = ctx
+        return (sum_to_shape(g * b, a.shape) if needs[0] and _is_array(a) else None,
+                sum_to_shape(g * a, b.shape) if needs[1] and _is_array(b) else None)
+
+
+@_register
+class Div(_Binary):
+    name = "div"
+    _f = staticmethod(np.true_divide)
+
+    def backward(self, ctx, g, needs):
+        a, b = ctx
+        ga = sum_to_shape(g / b, a.shape) if needs[0] and _is_array(a) else None
+        gb = sum_to_shape(-g * a / (b * b), b.shape) if needs[1] and _is_array(b) else None
+        return ga, gb
+
+
+@_register
+class Neg(Op):
+    name = "neg"
+
+    def forward(self, x):
+        return np.negative(x), None
+
+    def backward(self, ctx, g, needs):
+        return (np.negative(g),)
+
+
+@_register
+class Pow(Op):
+    """x ** p for a constant exponent p."""
+    name = "pow"
+
+    def forward(self, x, p):
+        return np.power(x, p), (x, p)
+
+    def backward(self, ctx, g, needs):
+        x, p = ctx
+        return (g * (p * np.power(x, p - 1)), None)
+
+
+class _Compare(Op):
+    """A comparison: a boolean array, no gradient."""
+
+    def forward(self, a, b):
+        return self._f(a, b), None
+
+    def backward(self, ctx, g, needs):
+        return (None, None)
+
+
+for _name, _fn in (("gt", np.greater), ("ge", np.greater_equal), ("lt", np.less), ("le", np.less_equal)):
+    _register(type(f"Compare_{_name}", (_Compare,), {"name": _name, "_f": staticmethod(_fn)}))
+
+
+# -- element-wise functions ------------------------------------------------------------------------------------
+class _Activation(Op):
+    """An element-wise C++ activation kernel (kernels/activations.hpp) with fixed parameters a, b."""
+
+    kind, a, b = None, 0.0, 0.0
+
+    def _params(self, kwargs):
+        return self.a, self.b
+
+    def forward(self, x, **kwargs):
+        x = _float(x)
+        a, b = self._params(kwargs)
+        y = ops.activation_forward(self.kind, x, a, b)
+        return y, (y if ops.activation_backward_uses_output(self.kind) else x, a, b)
+
+    def backward(self, ctx, g, needs):
+        saved, a, b = ctx
+        g = np.ascontiguousarray(g, dtype=saved.dtype)
+        return (ops.activation_backward(self.kind, saved, g, a, b),)
+
+
+@_register
+class Relu(_Activation):
+    name, kind, a, b = "relu", _Kind.relu, 0.0, _INF
+
+
+@_register
+class LeakyRelu(_Activation):
+    name, kind = "leaky_relu", _Kind.relu
+
+    def _params(self, kwargs):
+        return float(kwargs.get("negative_slope", 0.01)), _INF
+
+
+@_register
+class Sigmoid(_Activation):
+    name, kind = "sigmoid", _Kind.sigmoid
+
+
+@_register
+class Tanh(_Activation):
+    name, kind = "tanh", _Kind.tanh
+
+
+@_register
+class Silu(_Activation):
+    name, kind = "silu", _Kind.silu
+
+
+@_register
+class Elu(_Activation):
+    name, kind = "elu", _Kind.elu
+
+    def _params(self, kwargs):
+        return float(kwargs.get("alpha", 1.0)), 1.0
+
+
+@_register
+class Softplus(_Activation):
+    name, kind = "softplus", _Kind.softplus
+
+    def _params(self, kwargs):
+        return float(kwargs.get("beta", 1.0)), float(kwargs.get("threshold", 20.0))
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _erf(x):
+    """erf element-wise (NumPy has none), exact to the last bit through math.erf. Slow on big arrays: a C++
+    kernel belongs here when GELU becomes a hot path."""
+    return np.vectorize(math.erf, otypes=[x.dtype])(x)
+
+
+@_register
+class Gelu(Op):
+    """GELU: x·Φ(x) (approximate="none") or PyTorch's tanh approximation (approximate="tanh")."""
+    name = "gelu"
+
+    def forward(self, x, approximate="none"):
+        x = _float(x)
+        if approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)
+            t = np.tanh(inner)
+            return (0.5 * x * (1.0 + t)).astype(x.dtype, copy=False), (x, approximate, t)
+        if approximate != "none":
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
+        return (x * cdf).astype(x.dtype, copy=False), (x, approximate, cdf)
+
+    def backward(self, ctx, g, needs):
+        x, approximate, s = ctx
+        if approximate == "tanh":
+            dinner = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
+            d = 0.5 * (1.0 + s) + 0.5 * x * (1.0 - s * s) * dinner
+        else:
+            pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+            d = s + x * pdf
+        return ((g * d).astype(x.dtype, copy=False),)
+
+
+class _Unary(Op):
+    def forward(self, x):
+        y = self._f(x)
+        return y, (x, y)
+
+
+@_register
+class Exp(_Unary):
+    name = "exp"
+    _f = staticmethod(np.exp)
+
+    def backward(self, ctx, g, needs):
+        return (g * ctx[1],)
+
+
+@_register
+class Log(_Unary):
+    name = "log"
+    _f = staticmethod(np.log)
+
+    def backward(self, ctx, g, needs):
+        return (g / ctx[0],)
+
+
+@_register
+class Sqrt(_Unary):
+    name = "sqrt"
+    _f = staticmethod(np.sqrt)
+
+    def backward(self, ctx, g, needs):
+        return (g / (2 * ctx[1]),)
+
+
+@_register
+class Abs(_Unary):
+    name = "abs"
+    _f = staticmethod(np.abs)
+
+    def backward(self, ctx, g, needs):
+        return (g * np.sign(ctx[0]),)
+
+
+class _SoftmaxBase(Op):
+    def forward(self, x, dim=-1):
+        x = _float(x)
+        y = self._fwd(x, int(dim))
+        return y, (y, int(dim))
+
+    def backward(self, ctx, g, needs):
+        y, dim = ctx
+        return (self._bwd(y, np.ascontiguousarray(g, dtype=y.dtype), dim),)
+
+
+@_register
+class Softmax(_SoftmaxBase):
+    name = "softmax"
+    _fwd, _bwd = staticmethod(ops.softmax_forward), staticmethod(ops.softmax_backward)
+
+
+@_register
+class LogSoftmax(_SoftmaxBase):
+    name = "log_softmax"
+    _fwd, _bwd = staticmethod(ops.log_softmax_forward), staticmethod(ops.log_softmax_backward)
+
+
+@_register
+class Dropout(Op):
+    """Inverted dropout: zero with probability p and scale the rest by 1/(1−p) when training."""
+    name = "dropout"
+
+    def forward(self, x, p=0.5, training=True):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+        if not training or p == 0.0:
+            return x, None
+        x = _float(x)
+        if p == 1.0:
+            mask = np.zeros_like(x)
+        else:
+            keep = generator().random(x.shape, dtype=np.float32) >= p
+            mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+        return x * mask, mask
+
+    def backward(self, ctx, g, needs):
+        return (g if ctx is None else g * ctx, None, None)
+
+
+# -- linear algebra ------------------------------------------------------------------------------------------
+@_register
+class Linear(Op):
+    """y = x·Wᵀ + b over the dense kernels; x (..., in), W (out, in), b (out,) or None."""
+    name = "linear"
+
+    def forward(self, x, weight, bias=None):
+        w = _float(weight)
+        x = np.ascontiguousarray(x, dtype=w.dtype)
+        if x.shape[-1] != w.shape[1]:
+            raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape {w.shape}")
+        b = None if bias is None else np.ascontiguousarray(bias, dtype=w.dtype)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, w.shape[1])
+        y = ops.linear_forward(x2, w, b, False)
+        return y.reshape(lead + (w.shape[0],)), (x2, w, b is not None, lead)
+
+    def backward(self, ctx, g, needs):
+        x2, w, has_bias, lead = ctx
+        g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
+        gw = np.empty_like(w) if needs[1] else None
+        gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
+        dx = ops.linear_backward(g2, x2, w, gw, gb, bool(needs[0]), False, False)
+        return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb)
+
+
+@_register
+class Matmul(Op):
+    """NumPy's matmul: 1-D and n-D operands, batch dimensions broadcast."""
+    name = "matmul"
+
+    def forward(self, a, b):
+        return np.matmul(a, b), (a, b)
+
+    def backward(self, ctx, g, needs):
+        a, b = ctx
+        a2 = a[None, :] if a.ndim == 1 else a           # (.., n, k)
+        b2 = b[:, None] if b.ndim == 1 else b           # (.., k, m)
+        g2 = g
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        ga = gb = None
+        if needs[0]:
+            ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
+            ga = sum_to_shape(ga, a2.shape).reshape(a.shape)
+        if needs[1]:
+            gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
+            gb = sum_to_shape(gb, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+@_register
+class Bmm(Matmul):
+    """Batched matrix product of (B, n, k) and (B, k, m) arrays."""
+    name = "bmm"
+
+    def forward(self, a, b):
+        if np.ndim(a) != 3 or np.ndim(b) != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+            raise ValueError(f"bmm: expected (B, n, k) and (B, k, m) arrays, got {np.shape(a)} and {np.shape(b)}")
+        return super().forward(a, b)
+
+
+# -- shapes ---------------------------------------------------------------------------------------------
+@_register
+class Reshape(Op):
+    name = "reshape"
+
+    def forward(self, x, shape):
+        return np.reshape(x, shape), np.shape(x)
+
+    def backward(self, ctx, g, needs):
+        return (np.reshape(g, ctx), None)
+
+
+@_register
+class Flatten(Op):
+    name = "flatten"
+
+    def forward(self, x, start_dim=0, end_dim=-1):
+        nd = max(np.ndim(x), 1)
+        s, e = start_dim % nd, end_dim % nd
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {np.shape(x)}")
+        shape = np.shape(x)
+        return np.reshape(x, shape[:s] + (-1,) + shape[e + 1:]), shape
+
+    def backward(self, ctx, g, needs):
+        return (np.reshape(g, ctx), None, None)
+
+
+@_register
+class Permute(Op):
+    name = "permute"
+
+    def forward(self, x, dims):
+        dims = tuple(int(d) for d in dims)
+        return np.transpose(x, dims), dims
+
+    def backward(self, ctx, g, needs):
+        return (np.transpose(g, np.argsort(ctx)), None)
+
+
+@_register
+class Transpose(Op):
+    """Swaps two dimensions (PyTorch's transpose(dim0, dim1))."""
+    name = "transpose"
+
+    def forward(self, x, dim0, dim1):
+        return np.swapaxes(x, dim0, dim1), (dim0, dim1)
+
+    def backward(self, ctx, g, needs):
+        return (np.swapaxes(g, *ctx), None, None)
+
+
+@_register
+class Unsqueeze(Op):
+    name = "unsqueeze"
+
+    def forward(self, x, dim):
+        return np.expand_dims(x, dim), np.shape(x)
+
+    def backward(self, ctx, g, needs):
+        return (np.reshape(g, ctx), None)
+
+
+@_register
+class Squeeze(Op):
+    name = "squeeze"
+
+    def forward(self, x, dim=None):
+        shape = np.shape(x)
+        if dim is None:
+            return np.squeeze(x), shape
+        dims = (dim,) if isinstance(dim, int) else tuple(dim)
+        dims = tuple(d for d in dims if shape[d] == 1)  # PyTorch: a dimension that is not 1 is left alone
+        return (np.squeeze(x, axis=dims) if dims else x), shape
+
+    def backward(self, ctx, g, needs):
+        return (np.reshape(g, ctx), None)
+
+
+@_register
+class Expand(Op):
+    """Broadcast to a larger shape (PyTorch's expand; -1 keeps a dimension)."""
+    name = "expand"
+
+    def forward(self, x, shape):
+        xs = np.shape(x)
+        lead = len(shape) - len(xs)
+        target = tuple(xs[i - lead] if s == -1 else s for i, s in enumerate(shape))
+        return np.broadcast_to(x, target), xs
+
+    def backward(self, ctx, g, needs):
+        return (sum_to_shape(g, ctx), None)
+
+
+@_register
+class Cat(Op):
+    name = "cat"
+
+    def forward(self, tensors, dim=0):
+        tensors = list(tensors)
+        if not tensors:
+            raise ValueError("cat: expected a non-empty sequence of arrays")
+        y = np.concatenate(tensors, axis=dim)
+        return y, ([np.shape(t)[dim] for t in tensors], dim)
+
+    def backward(self, ctx, g, needs):
+        sizes, dim = ctx
+        splits = np.cumsum(sizes)[:-1]
+        parts = np.split(g, splits, axis=dim)
+        flags = needs[0] if isinstance(needs[0], (list, tuple)) else [needs[0]] * len(parts)
+        return ([p if f else None for p, f in zip(parts, flags)], None)
+
+
+@_register
+class Stack(Op):
+    name = "stack"
+
+    def forward(self, tensors, dim=0):
+        tensors = list(tensors)
+        if not tensors:
+            raise ValueError("stack: expected a non-empty sequence of arrays")
+        return np.stack(tensors, axis=dim), (len(tensors), dim)
+
+    def backward(self, ctx, g, needs):
+        n, dim = ctx
+        flags = needs[0] if isinstance(needs[0], (list, tuple)) else [needs[0]] * n
+        return ([np.take(g, k, axis=dim) if f else None for k, f in zip(range(n), flags)], None)
+
+
+class _Reduce(Op):
+    def forward(self, x, dim=None, keepdim=False):
+        axis = None if dim is None else (tuple(dim) if isinstance(dim, (tuple, list)) else int(dim))
+        y = self._f(x, axis=axis, keepdims=bool(keepdim))
+        return y, (np.shape(x), axis, bool(keepdim), np.asarray(x).dtype)
+
+    def _expand(self, ctx, g):
+        shape, axis, keepdim, _ = ctx
+        if axis is None:
+            return np.broadcast_to(np.reshape(g, (1,) * len(shape)), shape)
+        if not keepdim:
+            axes = (axis,) if isinstance(axis, int) else axis
+            g = np.expand_dims(g, tuple(a % len(shape) for a in axes))
+        return np.broadcast_to(g, shape)
+
+
+@_register
+class Sum(_Reduce):
+    name = "sum"
+    _f = staticmethod(np.sum)
+
+    def backward(self, ctx, g, needs):
+        return (np.ascontiguousarray(self._expand(ctx, g)), None, None)
+
+
+@_register
+class Mean(_Reduce):
+    name = "mean"
+    _f = staticmethod(np.mean)
+
+    def backward(self, ctx, g, needs):
+        shape, axis, _, dtype = ctx
+        if axis is None:
+            count = math.prod(shape)
+        else:
+            axes = (axis,) if isinstance(axis, int) else axis
+            count = math.prod(shape[a] for a in axes)
+        return (np.ascontiguousarray(self._expand(ctx, g) / dtype.type(count) if dtype.kind == "f" else
+                                     self._expand(ctx, g) / count), None, None)
+
+
+# -- indexing -------------------------------------------------------------------------------------------------
+def _basic_key(key):
+    """Whether `key` is basic indexing (ints, slices, None, Ellipsis): its result is a view, and the
+    backward can assign instead of scatter-add."""
+    items = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (int, np.integer, slice)) for k in items)
+
+
+@_register
+class Getitem(Op):
+    name = "getitem"
+
+    def forward(self, x, key):
+        key = tuple(key) if isinstance(key, list) and any(isinstance(k, (slice, list, np.ndarray)) or k is None
+                                                          or k is Ellipsis for k in key) else key
+        return x[key], (np.shape(x), np.asarray(x).dtype, key)
+
+    def backward(self, ctx, g, needs):
+        shape, dtype, key = ctx
+        out = np.zeros(shape, np.result_type(dtype, g.dtype) if dtype.kind == "f" else g.dtype)
+        if _basic_key(key):
+            out[key] = g
+        else:
+            np.add.at(out, key, g)
+        return (out, None)

@@ -305,7 +305,7 @@ def _first_non_finite_output(model, x):
     for name, m in leaves:
         m.forward = watching(name, m, m.forward)
     try:
-        model(x)
+        model(*x) if isinstance(x, tuple) else model(x)
     except (ValueError, FloatingPointError):
         pass  # a layer that rejects non-finite input: the last wrapped output already names the culprit
     finally:

@@ -1,16 +1,25 @@
-"""Trainer: the training loop over in-memory NumPy arrays (mini-batches, shuffling, validation, metrics,
-history, callbacks, progress bar), in the manner of Keras's Model.fit.
+"""Trainer: the training loop (mini-batches, shuffling, validation, metrics, history, callbacks, progress bar),
+in the manner of Keras's Model.fit.
+
+Data comes as
+* arrays: `fit(x, y)`, with x one array or a list/tuple of arrays for a model of several inputs
+  (`model(*inputs)`); batches are cut (and shuffled every epoch) by fastnn.data.ArrayBatches;
+* any re-iterable of batches: `fit(batches)`, each batch (xb, yb) with xb an array or a tuple of arrays:
+  ArrayBatches and GeneratorBatches (with their augmentation `transform`), a class whose __iter__ yields
+  batches, a torch DataLoader yielding arrays or CPU tensors. Every epoch iterates it afresh, unless
+  `steps_per_epoch` is given: then each epoch takes that many batches from one running iterator (an endless
+  stream), starting a new pass when a re-iterable runs out.
 
 At the start of every epoch it calls model.train() (again before a batch if a callback switched the model
 to eval), then per batch
 
-    out = model(xb); value = loss(out, yb)
+    out = model(*inputs); value = loss(out, yb)
     model.backward_parameters(loss.backward()); optimizer.step(); optimizer.zero_grad()
 
-(and optimizer.zero_grad() once before the first step), so any Module with forward/backward trains (backward_parameters falls back to backward; the input
-gradient of the first layer is not needed). Shuffling draws from fastnn.random.generator(), so
-fastnn.manual_seed(s) makes a whole run reproducible bit for bit. Floating inputs are converted once to
-the model's parameter dtype (the layers would otherwise convert every batch).
+(and optimizer.zero_grad() once before the first step), so any Module with forward/backward trains (the
+input gradient of the first layer is not needed). Shuffling draws from fastnn.random.generator(), so
+fastnn.manual_seed(s) makes a whole run reproducible bit for bit. Floating inputs are converted to the
+model's parameter dtype (once for arrays; per batch for iterables).
 """
 import math
 import numbers
@@ -19,8 +28,8 @@ import numpy as np
 
 from . import metrics as _metrics
 from .callbacks import CallbackList
+from .data.batching import ArrayBatches
 from .progress import ProgressLogger
-from .random import generator
 
 __all__ = ["Trainer"]
 
@@ -28,20 +37,36 @@ __all__ = ["Trainer"]
 _CLASSIFICATION_LOSSES = ("CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss")
 
 
-def _check_arrays(where, x, y, what="x", ywhat="y"):
-    if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
+def _is_array(a):
+    return isinstance(a, np.ndarray) or (hasattr(a, "__array__") and hasattr(a, "shape"))
+
+
+def _inputs_of(x):
+    """x as a tuple of input arrays if it is arrays (one, or a list/tuple of them), else None (batches)."""
+    if _is_array(x):
+        return (x,)
+    if isinstance(x, (list, tuple)) and x and all(_is_array(a) for a in x):
+        return tuple(x)
+    return None
+
+
+def _check_arrays(where, xs, y, what="x", ywhat="y"):
+    """xs (a tuple of input arrays) and y as arrays of one common length."""
+    xs = tuple(a if isinstance(a, np.ndarray) else np.asarray(a) for a in xs)
     if not isinstance(y, np.ndarray):
         y = np.asarray(y)
-    if x.ndim == 0 or y.ndim == 0:
+    shapes = xs[0].shape if len(xs) == 1 else [a.shape for a in xs]
+    if any(a.ndim == 0 for a in xs) or y.ndim == 0:
         raise ValueError(f"{where}: {what} and {ywhat} must be arrays with a sample dimension, "
-                         f"got shapes {x.shape} and {y.shape}")
-    if len(x) != len(y):
-        raise ValueError(f"{where}: {what} has {len(x)} samples (shape {x.shape}) but {ywhat} has {len(y)} "
+                         f"got shapes {shapes} and {y.shape}")
+    if len({len(a) for a in xs}) != 1:
+        raise ValueError(f"{where}: the inputs in {what} have different numbers of samples ({shapes})")
+    if len(xs[0]) != len(y):
+        raise ValueError(f"{where}: {what} has {len(xs[0])} samples (shape {shapes}) but {ywhat} has {len(y)} "
                          f"(shape {y.shape}); they must have the same length")
-    if len(x) == 0:
-        raise ValueError(f"{where}: no samples ({what} has shape {x.shape}, {ywhat} has shape {y.shape})")
-    return x, y
+    if len(y) == 0:
+        raise ValueError(f"{where}: no samples ({what} has shape {shapes}, {ywhat} has shape {y.shape})")
+    return xs, y
 
 
 def _check_batch_size(where, batch_size):
@@ -50,11 +75,88 @@ def _check_batch_size(where, batch_size):
     return int(batch_size)
 
 
-def _batch(a, start, stop, index):
-    """Rows start:stop of a (or a[index[start:stop]] when shuffling), C-contiguous."""
-    if index is None:
-        return np.ascontiguousarray(a[start:stop])
-    return np.ascontiguousarray(a[index[start:stop]])
+def _check_steps(where, name, steps):
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"{where}: {name} must be an integer >= 1 or None, got {steps!r}")
+    return int(steps)
+
+
+def _as_array(a):
+    return a if type(a) is np.ndarray else np.asarray(a)
+
+
+def _split_batch(where, item, need_y):
+    """(inputs tuple, yb or None) from one batch of an iterable: (xb, yb), (xb,) or xb, where xb is an array
+    or a tuple/list of arrays."""
+    if isinstance(item, (tuple, list)):
+        if len(item) == 2:
+            xb, yb = item
+        elif len(item) == 1:
+            xb, yb = item[0], None
+        else:
+            raise ValueError(f"{where}: a batch must be (x, y), (x,) or x, got a {type(item).__name__} of "
+                             f"{len(item)} items")
+    else:
+        xb, yb = item, None
+    if need_y and yb is None:
+        raise ValueError(f"{where}: batches must be (x, y) pairs to train or evaluate, got one without y")
+    inputs = tuple(_as_array(a) for a in xb) if isinstance(xb, (tuple, list)) else (_as_array(xb),)
+    return inputs, None if yb is None else _as_array(yb)
+
+
+class _Feed:
+    """The batches of one fit/evaluate/predict: `epoch()` yields (inputs, yb) for one epoch."""
+
+    def __init__(self, where, data, steps, need_y):
+        self.where, self.data, self.steps, self.need_y = where, data, steps, need_y
+        self._it = None
+        try:
+            self._one_shot = iter(data) is data
+        except TypeError:
+            raise TypeError(f"{where}: expected arrays or an iterable of batches, got {type(data).__name__}") \
+                from None
+        self.epochs_done = 0
+
+    def __len__(self):
+        if self.steps is not None:
+            return self.steps
+        try:
+            return len(self.data)
+        except TypeError:
+            return None
+
+    def epoch(self):
+        where, count = self.where, 0
+        if self.steps is None:
+            if self._one_shot and self.epochs_done:
+                raise ValueError(f"{where}: the batches are a one-shot iterator, already used up; pass a "
+                                 f"re-iterable (fastnn.data.ArrayBatches, GeneratorBatches, a class whose "
+                                 f"__iter__ returns a new generator) or steps_per_epoch")
+            for item in self.data:
+                count += 1
+                yield _split_batch(where, item, self.need_y)
+        else:
+            fresh = False
+            while count < self.steps:
+                if self._it is None:
+                    self._it, fresh = iter(self.data), True
+                try:
+                    item = next(self._it)
+                except StopIteration:
+                    self._it = None
+                    if self._one_shot or fresh:
+                        raise ValueError(f"{where}: the batches ran out after {count} of steps_per_epoch="
+                                         f"{self.steps} in epoch {self.epochs_done + 1}; give fewer steps or a "
+                                         f"re-iterable") from None
+                    continue
+                fresh = False
+                count += 1
+                yield _split_batch(where, item, self.need_y)
+        if count == 0:
+            raise ValueError(f"{where}: the batches are empty")
+        self.epochs_done += 1
 
 
 def _scalar_loss(loss, value):
@@ -114,6 +216,7 @@ class Trainer:
         self.epoch = []
         self.global_step = 0
         self.stop_training = False
+        self._dtype = None
 
     # -- helpers -------------------------------------------------------------------------------------
     def _set_lr(self):
@@ -123,11 +226,15 @@ class Trainer:
         self.optimizer.lr = lr
 
     def _as_model_dtype(self, x):
-        """Floating inputs in the model's parameter dtype, converted once instead of in every batch."""
-        params = self.model.parameters() if hasattr(self.model, "parameters") else []
-        if x.dtype.kind == "f" and params and x.dtype != params[0].data.dtype:
-            return x.astype(params[0].data.dtype)
+        """Floating inputs in the model's parameter dtype (the layers would convert every batch otherwise)."""
+        dtype = self._dtype
+        if dtype is not None and x.dtype.kind == "f" and x.dtype != dtype:
+            return x.astype(dtype)
         return x
+
+    def _model_dtype(self):
+        params = self.model.parameters() if hasattr(self.model, "parameters") else []
+        return params[0].data.dtype if params else None
 
     def _current_lr(self):
         lr = getattr(self.optimizer, "lr", None)
@@ -136,22 +243,44 @@ class Trainer:
         except (TypeError, ValueError):
             return None
 
-    def _evaluate(self, x, y, batch_size, metric_objs):
-        """Sample-weighted mean loss and metrics over (x, y) in eval mode; training modes restored."""
+    def _feed(self, where, x, y, batch_size, shuffle, steps, need_y=True):
+        """A _Feed over arrays (x one array or a list of them, with y) or over an iterable of batches."""
+        inputs = _inputs_of(x)
+        if inputs is None:
+            if y is not None:
+                raise ValueError(f"{where}: y must be None when x is an iterable of (x, y) batches")
+            return _Feed(where, x, steps, need_y)
+        if y is None and need_y:
+            raise ValueError(f"{where}: y is missing (give x and y arrays, or an iterable of (x, y) batches)")
+        if y is not None:
+            inputs, y = _check_arrays(where, inputs, y)
+        else:
+            inputs = tuple(_as_array(a) for a in inputs)
+            if any(a.ndim == 0 for a in inputs) or len(inputs[0]) == 0:
+                raise ValueError(f"{where}: x must have at least one sample, got shape "
+                                 f"{[a.shape for a in inputs] if len(inputs) > 1 else inputs[0].shape}")
+        self._dtype = self._model_dtype()
+        inputs = tuple(self._as_model_dtype(a) for a in inputs)
+        batches = ArrayBatches(inputs if len(inputs) > 1 else inputs[0], y, batch_size, shuffle=shuffle)
+        return _Feed(where, batches, steps, need_y)
+
+    def _evaluate(self, feed, metric_objs):
+        """Sample-weighted mean loss and metrics over a feed in eval mode; training modes restored."""
         model, loss = self.model, self.loss
         modes = _model_modes(model)
         for m in metric_objs:
             m.reset()
-        total, n = 0.0, len(x)
+        total, n = 0.0, 0
         weighted = getattr(loss, "reduction", "mean") != "sum"
+        self._dtype = self._model_dtype()
         try:
             model.eval()
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                xb, yb = _batch(x, start, stop, None), _batch(y, start, stop, None)
-                out = model(xb)
+            for inputs, yb in feed.epoch():
+                out = model(*[self._as_model_dtype(a) for a in inputs])
                 value = _scalar_loss(loss, loss(out, yb))
-                total += value * (stop - start) if weighted else value
+                size = len(yb)
+                total += value * size if weighted else value
+                n += size
                 for m in metric_objs:
                     m.update(out, yb)
         finally:
@@ -162,22 +291,28 @@ class Trainer:
         return result
 
     # -- public API ----------------------------------------------------------------------------------
-    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
-            verbose=1, callbacks=None, initial_epoch=0, validation_batch_size=None):
+    def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
+            verbose=1, callbacks=None, initial_epoch=0, validation_batch_size=None, steps_per_epoch=None,
+            validation_steps=None):
         """Train for epochs initial_epoch .. epochs-1 and return the history dict
         {"loss": [...], <metric>: [...], "val_loss": [...], "val_<metric>": [...], "lr": [...]}, one value per
         epoch (also `trainer.history`; `trainer.epoch` lists the epoch numbers).
 
-        validation_split: the LAST fraction of x/y (taken before shuffling, as Keras) is held out for
-        validation. validation_data=(x_val, y_val) instead gives an explicit set; giving both is an error.
+        x, y: arrays (x a list/tuple of arrays for several inputs), or x an iterable of (xb, yb) batches and
+        y None (see the module docstring); batch_size and shuffle apply to arrays only.
+        validation_split: the LAST fraction of the arrays (taken before shuffling, as Keras) is held out for
+        validation. validation_data=(x_val, y_val) (arrays) or an iterable of batches gives an explicit
+        set; giving both is an error. steps_per_epoch / validation_steps: batches per epoch / per
+        validation, for endless streams.
         Epoch loss and metrics are exact over the epoch (batch losses weighted by batch size; with a
         reduction='sum' loss, the summed loss divided by the number of samples), computed
         during training, i.e. with the weights changing and in training mode (dropout on), as in Keras.
         verbose: 0 silent, 1 progress bar on a terminal (one line per epoch otherwise), 2 one line per epoch.
         """
         where = "Trainer.fit"
-        x, y = _check_arrays(where, x, y)
         batch_size = _check_batch_size(where, batch_size)
+        steps_per_epoch = _check_steps(where, "steps_per_epoch", steps_per_epoch)
+        validation_steps = _check_steps(where, "validation_steps", validation_steps)
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"{where}: epochs must be an integer >= 0, got {epochs!r}")
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
@@ -187,29 +322,37 @@ class Trainer:
             raise ValueError(f"{where}: validation_split must be in [0, 1), got {validation_split}")
         if split > 0 and validation_data is not None:
             raise ValueError(f"{where}: give validation_data or validation_split, not both")
-
-        x_val = y_val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError(f"{where}: validation_data must be a tuple (x_val, y_val)")
-            x_val, y_val = _check_arrays(where, validation_data[0], validation_data[1], "x_val", "y_val")
-        elif split > 0:
-            n_train = int(math.floor(len(x) * (1.0 - split)))
-            if n_train == 0 or n_train == len(x):
-                raise ValueError(f"{where}: validation_split={split} of {len(x)} samples leaves "
-                                 f"{n_train} for training and {len(x) - n_train} for validation")
-            x, x_val = x[:n_train], x[n_train:]
-            y, y_val = y[:n_train], y[n_train:]
         val_batch_size = (max(batch_size, 256) if validation_batch_size is None
                           else _check_batch_size(where, validation_batch_size))
 
-        x = self._as_model_dtype(x)
-        if x_val is not None:
-            x_val = self._as_model_dtype(x_val)
-        n = len(x)
-        steps = -(-n // batch_size)
+        val_feed = None
+        inputs = _inputs_of(x)
+        if split > 0:
+            if inputs is None:
+                raise ValueError(f"{where}: validation_split needs arrays; with an iterable of batches give "
+                                 f"validation_data")
+            inputs, y = _check_arrays(where, inputs, y)
+            n_train = int(math.floor(len(y) * (1.0 - split)))
+            if n_train == 0 or n_train == len(y):
+                raise ValueError(f"{where}: validation_split={split} of {len(y)} samples leaves "
+                                 f"{n_train} for training and {len(y) - n_train} for validation")
+            val_feed = self._feed(where, [a[n_train:] for a in inputs], y[n_train:], val_batch_size, False,
+                                  validation_steps)
+            x, y = [a[:n_train] for a in inputs], y[:n_train]
+        elif validation_data is not None:
+            vd = validation_data
+            if isinstance(vd, (tuple, list)) and len(vd) == 2 and _is_array(vd[1]):  # (x_val, y_val) arrays
+                if _inputs_of(vd[0]) is None:
+                    raise ValueError(f"{where}: validation_data must be a tuple (x_val, y_val) of arrays or an "
+                                     f"iterable of (x, y) batches")
+                _check_arrays(where, _inputs_of(vd[0]), vd[1], "x_val", "y_val")
+                val_feed = self._feed(where, vd[0], vd[1], val_batch_size, False, validation_steps)
+            else:
+                val_feed = self._feed(where, vd, None, val_batch_size, False, validation_steps)
+        feed = self._feed(where, x, y, batch_size, shuffle, steps_per_epoch)
+
         cbs = CallbackList(self.callbacks + list(callbacks or []), self)
-        progress = ProgressLogger(verbose, epochs, steps)
+        progress = ProgressLogger(verbose, epochs, len(feed))
         model, loss, opt = self.model, self.loss, self.optimizer
         train_metrics = self.metrics
         loss_weighting = getattr(loss, "reduction", "mean") != "sum"
@@ -217,6 +360,8 @@ class Trainer:
         self.history = history
         self.epoch = []
         self.stop_training = False
+        self._dtype = self._model_dtype()
+        as_dtype = self._as_model_dtype
 
         backward = getattr(model, "backward_parameters", None) or model.backward
         has_callbacks = len(cbs) > 0
@@ -230,20 +375,22 @@ class Trainer:
                 progress.epoch_begin(epoch)
                 for m in train_metrics:
                     m.reset()
-                index = generator().permutation(n) if shuffle else None
                 loss_sum, seen = 0.0, 0
                 model.train()
-                for b in range(steps):
-                    start, stop = b * batch_size, min((b + 1) * batch_size, n)
-                    size = stop - start
-                    xb, yb = _batch(x, start, stop, index), _batch(y, start, stop, index)
+                for b, (inputs, yb) in enumerate(feed.epoch()):
+                    size = len(yb)
                     if has_callbacks:
                         cbs.on_batch_begin(b, {"size": size, "step": self.global_step})
                     if self.schedule is not None:
                         self._set_lr()
                     if not model.training:  # a callback or schedule switched the model to eval
                         model.train()
-                    out = model(xb)
+                    if len(inputs) == 1:
+                        xb = as_dtype(inputs[0])
+                        out = model(xb)
+                    else:
+                        xb = tuple(as_dtype(a) for a in inputs)
+                        out = model(*xb)
                     value = _scalar_loss(loss, loss(out, yb))
                     for m in train_metrics:  # before backward, which may reuse buffers
                         m.update(out, yb)
@@ -264,11 +411,11 @@ class Trainer:
                                              "lr": self._current_lr()})
                         if self.stop_training:
                             break
-                logs = {"loss": loss_sum / seen}
+                logs = {"loss": loss_sum / seen if seen else math.nan}
                 for m in train_metrics:
                     logs[m.name] = float(m.result())
-                if x_val is not None:
-                    val = self._evaluate(x_val, y_val, val_batch_size, self._val_metrics)
+                if val_feed is not None:
+                    val = self._evaluate(val_feed, self._val_metrics)
                     for k, v in val.items():
                         logs["val_" + k] = v
                 lr = self._current_lr()
@@ -284,27 +431,39 @@ class Trainer:
             progress.close()
         return history
 
-    def evaluate(self, x, y, batch_size=256):
-        """{"loss": ..., <metric>: ...} over (x, y) in eval mode (the previous train/eval modes are restored).
-        The loss is the sample-weighted mean of batch losses, the metrics are exact counts."""
-        x, y = _check_arrays("Trainer.evaluate", x, y)
-        batch_size = _check_batch_size("Trainer.evaluate", batch_size)
-        return self._evaluate(x, y, batch_size, self._val_metrics)
+    def evaluate(self, x, y=None, batch_size=256, steps=None):
+        """{"loss": ..., <metric>: ...} over arrays (x, y) or an iterable of (xb, yb) batches, in eval mode
+        (the previous train/eval modes are restored). The loss is the sample-weighted mean of batch losses,
+        the metrics are exact counts. steps: how many batches of an endless iterable."""
+        where = "Trainer.evaluate"
+        batch_size = _check_batch_size(where, batch_size)
+        feed = self._feed(where, x, y, batch_size, False, _check_steps(where, "steps", steps))
+        return self._evaluate(feed, self._val_metrics)
 
-    def predict(self, x, batch_size=256):
-        """Model outputs for x in eval mode, batch by batch, concatenated along the first axis."""
-        if not isinstance(x, np.ndarray):
-            x = np.asarray(x)
-        if x.ndim == 0 or len(x) == 0:
-            raise ValueError(f"Trainer.predict: x must have at least one sample, got shape {x.shape}")
-        batch_size = _check_batch_size("Trainer.predict", batch_size)
+    def predict(self, x, batch_size=256, steps=None):
+        """Model outputs in eval mode, batch by batch, concatenated along the first axis: for arrays (x one
+        array or a list of them), or an iterable of batches (xb, (xb,) or (xb, yb); y is ignored)."""
+        where = "Trainer.predict"
+        batch_size = _check_batch_size(where, batch_size)
+        feed = self._feed(where, x, None, batch_size, False, _check_steps(where, "steps", steps), need_y=False)
         model = self.model
         modes = _model_modes(model)
         outs = []
+        self._dtype = self._model_dtype()
         try:
             model.eval()
-            for start in range(0, len(x), batch_size):
-                outs.append(np.array(model(_batch(x, start, start + batch_size, None)), copy=True))
+            for inputs, _ in feed.epoch():
+                outs.append(_copy_outputs(model(*[self._as_model_dtype(a) for a in inputs])))
         finally:
             _restore_modes(model, modes)
-        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+        if len(outs) == 1:
+            return outs[0]
+        if isinstance(outs[0], tuple):  # several outputs: each concatenated
+            return tuple(np.concatenate(parts, axis=0) for parts in zip(*outs))
+        return np.concatenate(outs, axis=0)
+
+
+def _copy_outputs(out):
+    if isinstance(out, (tuple, list)):
+        return tuple(np.array(o, copy=True) for o in out)
+    return np.array(out, copy=True)

@@ -68,17 +68,28 @@ class BalancedSampler:
 
 
 class ArrayBatches:
-    """Batches (x[i], y[i]) (or x[i] alone when y is None) of arrays with the same first dimension.
+    """Batches (x[i], y[i]) (or x[i] alone when y is None) of arrays with the same first dimension. x may be a
+    tuple or list of arrays (a model of several inputs): its batches are then tuples of arrays, given as
+    (inputs, y), or as (inputs,) when y is None.
     shuffle: a new order every epoch; sampler: an iterable of indices per epoch instead (BalancedSampler);
-    drop_last: skip a final smaller batch; transform: applied to each x batch (augmentation). Batches are
-    C-contiguous copies."""
+    drop_last: skip a final smaller batch; transform: applied to each x batch (augmentation; it gets the
+    tuple when there are several inputs). Batches are C-contiguous copies."""
 
     def __init__(self, x, y=None, batch_size=32, shuffle=True, drop_last=False, sampler=None, transform=None,
                  seed=None):
         self.x = x
         self.y = y
-        if y is not None and len(y) != len(x):
-            raise ValueError(f"ArrayBatches: x has {len(x)} samples (shape {np.shape(x)}) but y has {len(y)}")
+        self._several = isinstance(x, (tuple, list))
+        if self._several:
+            if not x:
+                raise ValueError("ArrayBatches: x is an empty list of inputs")
+            lengths = [len(a) for a in x]
+            if len(set(lengths)) != 1:
+                raise ValueError(f"ArrayBatches: the inputs have different numbers of samples "
+                                 f"{[np.shape(a) for a in x]}")
+        if y is not None and len(y) != self._n():
+            raise ValueError(f"ArrayBatches: x has {self._n()} samples (shape "
+                             f"{[np.shape(a) for a in x] if self._several else np.shape(x)}) but y has {len(y)}")
         self.batch_size = _positive_int("ArrayBatches", "batch_size", batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -86,8 +97,17 @@ class ArrayBatches:
         self.transform = transform
         self._rng = _rng(seed)
 
+    def _n(self):
+        return len(self.x[0]) if self._several else len(self.x)
+
     def _count(self):
-        return len(self.sampler) if self.sampler is not None else len(self.x)
+        return len(self.sampler) if self.sampler is not None else self._n()
+
+    def _take(self, rows):
+        """x rows (a slice or an index array) as C-contiguous copies (a tuple for several inputs)."""
+        if self._several:
+            return tuple(np.ascontiguousarray(a[rows]) for a in self.x)
+        return np.ascontiguousarray(self.x[rows])
 
     def __len__(self):
         n = self._count()
@@ -97,23 +117,22 @@ class ArrayBatches:
         if self.sampler is not None:
             index = np.fromiter(iter(self.sampler), dtype=np.int64)
         elif self.shuffle:
-            index = (generator() if self._rng is None else self._rng).permutation(len(self.x))
+            index = (generator() if self._rng is None else self._rng).permutation(self._n())
         else:
             index = None
-        n = len(self.x) if index is None else len(index)
+        n = self._n() if index is None else len(index)
         stop_at = n - n % self.batch_size if self.drop_last else n
         for start in range(0, stop_at, self.batch_size):
             stop = min(start + self.batch_size, n)
-            if index is None:
-                xb = np.ascontiguousarray(self.x[start:stop])
-                yb = None if self.y is None else np.ascontiguousarray(self.y[start:stop])
-            else:
-                rows = index[start:stop]
-                xb = np.ascontiguousarray(self.x[rows])
-                yb = None if self.y is None else np.ascontiguousarray(self.y[rows])
+            rows = slice(start, stop) if index is None else index[start:stop]
+            xb = self._take(rows)
+            yb = None if self.y is None else np.ascontiguousarray(self.y[rows])
             if self.transform is not None:
                 xb = self.transform(xb)
-            yield xb if yb is None else (xb, yb)
+            if yb is not None:
+                yield xb, yb
+            else:
+                yield (xb,) if self._several else xb  # (inputs,): a tuple of inputs is not read as (x, y)
 
 
 class GeneratorBatches:

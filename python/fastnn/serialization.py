@@ -12,6 +12,13 @@
     - "fastnn.eval_modules":   JSON list of module names in eval mode ("" is the model itself)
     - "fastnn.frozen":         JSON list of parameter names with requires_grad=False
 
+Models with branches are written as data too: a Graph (and a Module subclass that writes no backward,
+which is saved as the Graph its forward traces to, unless its class is registered) is
+{"class": "Graph", "graph": <GraphDef JSON>, "eval_graph": <GraphDef JSON or null>, "children": [[name, child],
+...]} where a child is {"module": node}, {"parameter": {"shape": [...]}} or {"buffer": {"shape": [...],
+"dtype": ...}}; a traced sub-module recorded into its parent's graph is {"container": [[name, child], ...]}.
+Loading rebuilds the same parameter names without running any code of the user's.
+
 Argument values in the architecture are JSON scalars and lists; other values are tagged objects:
 {"__module__": node} (a nested Module), {"__tuple__": [...]}, {"__dict__": [[key, value], ...]},
 {"__ordereddict__": [[key, value], ...]}, {"__float__": "nan" | "inf" | "-inf"}. Only the arguments the
@@ -34,7 +41,10 @@ from collections import OrderedDict
 import numpy as np
 
 from . import safetensors as _st
-from .nn.module import Module
+from .nn import graph_def as _graph_def
+from .nn.containers import ModuleDict, ModuleList
+from .nn.graph import Graph, example_inputs
+from .nn.module import Module, Parameter
 from .nn.sequential import Sequential
 
 __all__ = ["save", "load", "save_state_dict", "load_state_dict", "register_module", "FORMAT_VERSION"]
@@ -189,6 +199,10 @@ def _constructor_arguments(module, where):
         if [n for n, _ in items] == [str(i) for i in range(len(items))]:
             return OrderedDict([(var, tuple(m for _, m in items))]) if items else OrderedDict()
         return OrderedDict([(var, (OrderedDict(items),))])
+    if cls is ModuleList:
+        return OrderedDict([("modules", list(module))])
+    if cls is ModuleDict:
+        return OrderedDict([("modules", OrderedDict(module.items()))])
     init_args = module.__dict__.get("_init_args")
     if init_args is None:
         raise TypeError(f"fastnn.save: {where} has no recorded constructor arguments (was Module.__new__ "
@@ -242,8 +256,58 @@ def _encode_value(value, where, arg, path):
     return enc(value)
 
 
+def _encode_children(module, path, inlined):
+    """[[name, child], ...] for a Graph or a container: its parameters, buffers and sub-modules, in
+    state_dict order. Sub-modules in `inlined` (traced into the parent's graph) become containers."""
+    children = []
+    for name, p in module._parameters.items():
+        if p is not None:
+            children.append([name, {"parameter": {"shape": list(p.shape)}}])
+    for name, b in module._buffers.items():
+        if b is not None:
+            b = np.asarray(b)
+            children.append([name, {"buffer": {"shape": list(b.shape), "dtype": b.dtype.name}}])
+    for name, m in module._modules.items():
+        sub = f"{path}.{name}" if path else name
+        if id(m) in inlined:
+            children.append([name, {"container": _encode_children(m, sub, inlined)}])
+        else:
+            children.append([name, {"module": _encode_module(m, sub)}])
+    return children
+
+
+def _encode_graph(module, path):
+    """A Graph, or a traced module as the Graph its forward traces to."""
+    where = _describe(path, module)
+    if isinstance(module, Graph):
+        train_graph, eval_graph = module.graphs()
+        inlined = set()
+    else:
+        examples = example_inputs(module)
+        if examples is None:
+            raise TypeError(f"fastnn.save: {where} is traced (it writes no backward) and has not run yet: call it "
+                            f"once on an input so its graph is recorded, then save")
+        g = Graph.from_module(module, *examples[0], **examples[1])
+        train_graph, eval_graph = g.graphs()
+        inlined = {id(m) for m in module.modules() if m is not module and type(m).traced and
+                   not isinstance(m, Graph) and _resolvable(type(m)) is None}
+    return OrderedDict([("class", "Graph"), ("graph", _graph_def.encode(train_graph)),
+                        ("eval_graph", None if eval_graph is None else _graph_def.encode(eval_graph)),
+                        ("children", _encode_children(module, path, inlined))])
+
+
+def _resolvable(cls):
+    """The registry name of cls if fastnn.load can rebuild it from constructor arguments, else None."""
+    name = _user_names.get(cls)
+    if name is None and _is_fastnn_class(cls):
+        name = cls.__name__
+    return name if name is not None and _resolve(name) is cls else None
+
+
 def _encode_module(module, path):
     where = _describe(path, module)
+    if isinstance(module, Graph) or (type(module).traced and _resolvable(type(module)) is None):
+        return _encode_graph(module, path)
     name = _class_name(type(module), where)
     arguments = _constructor_arguments(module, where)
     params = _init_signature(type(module)).parameters
@@ -296,7 +360,61 @@ def _decode_value(v):
     raise _Corrupt(f"unexpected value {v!r:.80} in constructor arguments")
 
 
+def _build_children(entries, holder):
+    """Register the children of a Graph or container on `holder`, in order."""
+    if not isinstance(entries, list):
+        raise _Corrupt("graph children must be a list of [name, child] pairs")
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and entry[0]
+                and "." not in entry[0] and isinstance(entry[1], dict) and len(entry[1]) == 1):
+            raise _Corrupt(f"malformed graph child {json.dumps(entry)[:80]}")
+        name, (kind, spec) = entry[0], next(iter(entry[1].items()))
+        if name in holder.__dict__ or hasattr(type(holder), name):
+            raise _Corrupt(f"graph child name '{name}' is taken")
+        if kind == "module":
+            setattr(holder, name, _build(spec))
+        elif kind == "container":
+            sub = Module()
+            _build_children(spec, sub)
+            setattr(holder, name, sub)
+        elif kind in ("parameter", "buffer"):
+            try:
+                shape = tuple(int(n) for n in spec["shape"])
+                dtype = np.dtype(spec.get("dtype", "float32"))
+            except (KeyError, TypeError, ValueError) as e:
+                raise _Corrupt(f"malformed {kind} '{name}' ({e})") from None
+            if any(n < 0 for n in shape) or dtype.kind not in "biuf":
+                raise _Corrupt(f"malformed {kind} '{name}': shape {shape}, dtype {dtype}")
+            if kind == "parameter":
+                setattr(holder, name, Parameter(np.zeros(shape, np.float32)))
+            else:
+                holder.register_buffer(name, np.zeros(shape, dtype))
+        else:
+            raise _Corrupt(f"unknown graph child kind '{kind}'")
+
+
+def _build_graph(node):
+    try:
+        graph = _graph_def.decode(node["graph"])
+        eval_graph = None if node.get("eval_graph") is None else _graph_def.decode(node["eval_graph"])
+    except _graph_def.GraphFormatError as e:
+        raise _Corrupt(f"invalid graph: {e}") from None
+    holder = Module()
+    _build_children(node.get("children"), holder)
+    children = OrderedDict(list(holder._parameters.items()) + list(holder._modules.items()))
+    g = Graph.from_graph_def(graph, children, eval_graph)
+    for name, b in holder._buffers.items():
+        g.register_buffer(name, b)
+    try:
+        g.check_targets()
+    except ValueError as e:
+        raise _Corrupt(str(e)) from None
+    return g
+
+
 def _build(node):
+    if isinstance(node, dict) and node.get("class") == "Graph" and "graph" in node:
+        return _build_graph(node)
     if not (isinstance(node, dict) and isinstance(node.get("class"), str) and isinstance(node.get("args"), dict)):
         raise _Corrupt(f"a module entry must be an object with 'class' (str) and 'args' (object), "
                        f"got {json.dumps(node)[:80]}")

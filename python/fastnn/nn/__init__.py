@@ -1,6 +1,7 @@
 """Layers, activations, losses, containers and graphs. Arrays in and out are numpy.ndarray (float32 by default)."""
-from .module import Module, Parameter
-from . import traced as _traced  # noqa: F401  (installs the runtime of modules that write no backward)
+from .module import Module, Parameter, install_graph_runtime
+from .traced import GraphRuntime
+from .summary import summarize
 from .sequential import Sequential
 from .linear import Linear, Identity, Flatten, Unflatten
 from .dropout import Dropout, Dropout2d
@@ -24,6 +25,9 @@ from . import functional
 from . import activations as _activations, losses as _losses, conv as _conv, pooling as _pooling
 from . import normalization as _normalization, recurrent as _recurrent, embedding as _embedding
 from . import containers as _containers
+
+install_graph_runtime(GraphRuntime(summarize))  # Module's entry into traced graphs and summaries
+del install_graph_runtime, GraphRuntime, summarize
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Identity", "Flatten", "Unflatten", "Dropout", "CenterLoss",
            "Dropout2d", "Reshape", "Graph", "Input", "TraceError", "functional",

@@ -87,12 +87,13 @@ def _leaf_paths(out, path=()):
 class _Run:
     """What one forward leaves for its backward."""
 
-    __slots__ = ("ctxs", "states", "leaves", "input_float", "owner_training")
+    __slots__ = ("ctxs", "states", "leaves", "input_float", "values")
 
     def __init__(self, n):
         self.ctxs = [None] * n
         self.states = {}
         self.leaves = {}
+        self.values = None
 
 
 class _GradPlan:
@@ -110,6 +111,10 @@ class Executor:
         self._bind()
 
     # -- planning --------------------------------------------------------------------------------------
+    def module_at(self, i):
+        """The module node i calls (None for other nodes)."""
+        return self._modules[i]
+
     def _bind(self):
         g, owner = self.graph, self.owner
         steps, shared_sets = [], []
@@ -224,8 +229,9 @@ class Executor:
         return len(self._out_refs)
 
     # -- forward ---------------------------------------------------------------------------------------
-    def forward(self, inputs):
-        """(outputs, run) for a list of input arrays, one per graph input."""
+    def forward(self, inputs, keep_values=False):
+        """(outputs, run) for a list of input arrays, one per graph input. keep_values: run.values holds
+        every node's output (summary uses it)."""
         if self._bound != structure_version[0]:
             self._bind()
         vals = [None] * len(self.graph.nodes)
@@ -256,6 +262,8 @@ class Executor:
             else:
                 vals[i] = fn
         run.input_float = tuple(getattr(x, "dtype", np.dtype(np.float64)).kind == "f" for x in inputs)
+        if keep_values:
+            run.values = vals
         return self._out_get(vals), run
 
     # -- backward --------------------------------------------------------------------------------------

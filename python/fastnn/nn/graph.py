@@ -21,10 +21,10 @@ import numpy as np
 
 from .executor import Executor
 from .module import Module, Parameter
-from .traced import trace
+from .traced import example_inputs, trace
 from .tracing import TraceError, Value, build_graph, reachable_records, snake_name, input_value
 
-__all__ = ["Input", "Graph"]
+__all__ = ["Input", "Graph", "example_inputs"]
 
 # Keras-style values carry two examples whose batch sizes (and sizes of None axes) differ, so the sizes that
 # depend on them are known to be dynamic.
@@ -126,12 +126,20 @@ class Graph(Module):
         self = cls.__new__(cls)
         Module.__init__(self)
         for name, obj in children.items():
+            if hasattr(cls, name) or name in self.__dict__:
+                raise ValueError(f"Graph: a sub-module or parameter cannot be named '{name}' (a Graph attribute)")
             setattr(self, name, obj)
         self._set_graphs(graph, eval_graph)
         return self
 
+    def check_targets(self):
+        """Raises ValueError when a graph names a sub-module, parameter or buffer the Graph does not have."""
+        for graph in self._graphs:
+            if graph is not None:
+                Executor(graph, self)
+
     @classmethod
-    def from_module(cls, module, *example_inputs):
+    def from_module(cls, module, *args, **kwargs):
         """The Graph that a traced module (a Module subclass without backward) traces to on these example
         inputs, sharing its sub-modules and parameters (same names). When the forward branches on
         self.training the Graph holds both traces."""
@@ -141,9 +149,9 @@ class Graph(Module):
         modes = [(m, m.training) for m in module.modules()]
         try:
             module.train()
-            train_graph = trace(module, *example_inputs).graph
+            train_graph = trace(module, *args, **kwargs).graph
             module.eval()
-            eval_graph = trace(module, *example_inputs).graph
+            eval_graph = trace(module, *args, **kwargs).graph
         finally:
             for m, mode in modes:
                 object.__setattr__(m, "training", mode)

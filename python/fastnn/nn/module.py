@@ -13,7 +13,7 @@ called at several places of a graph, the graph executor keeps each call's copy o
 
 A subclass that writes no backward is *traced*: its forward is recorded into a graph the first time it runs
 for a kind of input, and backward walks that graph in reverse (fastnn.nn.traced). Module only knows the
-entry points of that machinery, which fastnn.nn.traced installs (`install_graph_runtime`), so this file
+entry points of that machinery, which fastnn.nn installs (`install_graph_runtime`), so this file
 imports nothing from the graph code.
 """
 import inspect
@@ -174,7 +174,7 @@ def _symbolic_in(args, kwargs):
 
 
 class _GraphRuntime:
-    """The entry points of traced modules; fastnn.nn.traced replaces this placeholder on import."""
+    """The entry points of traced modules and summaries; fastnn.nn installs fastnn.nn.traced.GraphRuntime."""
 
     def forward(self, module, user_forward, args, kwargs):
         raise RuntimeError("fastnn.nn.traced is not loaded")
@@ -182,12 +182,15 @@ class _GraphRuntime:
     def backward(self, module, grad_outputs, need_input_grad):
         raise RuntimeError("fastnn.nn.traced is not loaded")
 
+    def summary(self, module, input_shape, dtype):
+        raise RuntimeError("fastnn.nn.summary is not loaded")
+
 
 _graph_runtime = _GraphRuntime()
 
 
 def install_graph_runtime(runtime):
-    """Called once by fastnn.nn.traced: the object whose forward/backward run traced modules."""
+    """Called once by fastnn.nn: the object whose forward/backward run traced modules, and summary."""
     global _graph_runtime
     _graph_runtime = runtime
 
@@ -519,7 +522,8 @@ class Module:
         lines.append(")")
         return "\n".join(lines)
 
-    def summary(self, input_shape, dtype=None):
-        """A table of every leaf layer: name, type, output shape (batch of 1) and parameter count."""
-        from .summary import summarize
-        return summarize(self, input_shape, dtype)
+    def summary(self, input_shape=None, dtype=None):
+        """A table of what the model computes (one row per leaf layer, or per graph node for graph models):
+        name, type, output shape for a batch of 1, parameter count. input_shape: one sample's shape (a list
+        of shapes for several inputs; a Graph knows its own); dtype: one dtype or one per input."""
+        return _graph_runtime.summary(self, input_shape, dtype)

@@ -7,7 +7,8 @@ same kind run the executor. A trace that used a size as a number (x.shape[0] * 2
 == 3) holds for its input shapes only, and is kept per shape.
 
 Traced modules inside a traced forward are recorded into the same graph (inlined), so a model of blocks
-is one flat graph; modules with a backward of their own are single nodes.
+is one flat graph; modules with a backward of their own are single nodes. fastnn.nn installs a
+GraphRuntime into Module, which calls it for modules that write no backward.
 """
 import inspect
 from collections import OrderedDict
@@ -19,7 +20,7 @@ from .executor import Executor
 from .module import structure_version
 from .tracing import Session, build_graph, input_value, no_side_effects, record_module
 
-__all__ = ["trace", "graph_of", "TracedTrace"]
+__all__ = ["trace", "graph_of", "example_inputs", "TracedTrace", "GraphRuntime"]
 
 _MAX_TRACES = 16
 
@@ -156,8 +157,15 @@ def _key(module, arrays, skeleton):
     return (module.training, skeleton, tuple((a.ndim, a.dtype.str) for a in arrays))
 
 
-class _Runtime:
-    """Installed into Module: runs the forward and backward of traced modules."""
+class GraphRuntime:
+    """What Module calls for traced modules (installed by fastnn.nn): forward and backward through their
+    graphs, and summary (given the function that tabulates a model)."""
+
+    def __init__(self, summarize):
+        self._summarize = summarize
+
+    def summary(self, module, input_shape, dtype):
+        return self._summarize(module, input_shape, dtype)
 
     def forward(self, module, user_forward, args, kwargs):
         if _module._symbolic_in(args, kwargs) is not None:  # forward called on traced values: inline
@@ -214,10 +222,26 @@ def _holds_input(template):
     return type(template) in (tuple, list) and any(_holds_input(t) for t in template)
 
 
+def example_inputs(module):
+    """(args, kwargs) shaped like the module's most recent input, every array 0.5 (zeros for integers) with
+    a batch of 2 (its exact shape if the trace holds for that shape only); None if it never ran."""
+    last = module.__dict__.get("_graph_run")
+    if last is None:
+        return None
+    entry = last[0]
+    graph = entry.graph
+    shapes = graph.specialized["shapes"] if graph.specialized else None
+    arrays = []
+    for k, spec in enumerate(graph.inputs):
+        shape = tuple(shapes[k]) if shapes else (2,) + tuple(spec.shape)
+        dtype = np.dtype(spec.dtype)
+        arrays.append(np.full(shape, 0.5, dtype) if dtype.kind == "f" else np.zeros(shape, dtype))
+    return _fill(entry.skeleton, arrays)
+
+
 def graph_of(module):
     """The GraphDef of a traced module's most recent trace, or None if it never ran."""
     last = module.__dict__.get("_graph_run")
     return None if last is None else last[0].graph
 
 
-_module.install_graph_runtime(_Runtime())

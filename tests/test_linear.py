@@ -146,3 +146,18 @@ def test_thread_control():
             fnn.set_num_threads(0)
     finally:
         fnn.set_num_threads(before)
+
+
+def test_linear_takes_any_leading_dimensions():
+    lin = fnn.nn.Linear(4, 3).double()
+    x = rng(5).standard_normal((2, 5, 4))
+    y = lin(x)
+    np.testing.assert_allclose(y, x @ lin.weight.data.T + lin.bias.data, rtol=1e-12)
+    lin.zero_grad()
+    g = rng(6).standard_normal(y.shape)
+    dx = lin.backward(g)
+    np.testing.assert_allclose(dx, g @ lin.weight.data, rtol=1e-12)
+    np.testing.assert_allclose(lin.weight.grad, g.reshape(-1, 3).T @ x.reshape(-1, 4), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"grad_output has shape \(10, 3\)"):
+        lin(x)
+        lin.backward(g.reshape(10, 3))

@@ -247,8 +247,8 @@ class Softmax(Module):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
             raise TypeError(f"{type(self).__name__}: dim must be an int, got {dim!r}")
         self.dim = int(dim)
-        self._forward = ops.log_softmax_forward if self._log else ops.softmax_forward
-        self._backward = ops.log_softmax_backward if self._log else ops.softmax_backward
+        self._kernel_forward = ops.log_softmax_forward if self._log else ops.softmax_forward
+        self._kernel_backward = ops.log_softmax_backward if self._log else ops.softmax_backward
         self._out = None
 
     def extra_repr(self):
@@ -259,7 +259,7 @@ class Softmax(Module):
         nd = max(x.ndim, 1)
         if not -nd <= self.dim < nd:
             raise ValueError(f"{self!r}: dim {self.dim} is out of range for input of shape {x.shape}")
-        y = self._forward(x, self.dim)
+        y = self._kernel_forward(x, self.dim)
         self.__dict__["_out"] = y
         return y
 
@@ -267,7 +267,7 @@ class Softmax(Module):
         y = self._out
         if y is None:
             require_forward(self, y)
-        return self._backward(y, _grad(self, grad_output, y), self.dim)
+        return self._kernel_backward(y, _grad(self, grad_output, y), self.dim)
 
 
 class LogSoftmax(Softmax):
@@ -303,18 +303,12 @@ class PReLU(Module):
         self.__dict__["_input"] = x
         return y
 
-    def _backward(self, grad_output, need_input_grad):
+    def backward(self, grad_output, need_input_grad=True):
         x = self._input
         require_forward(self, x)
         g = _grad(self, grad_output, x)
         w = self.weight
         return ops.prelu_backward(x, w.data, g, w.grad if w.requires_grad else None, need_input_grad)
-
-    def backward(self, grad_output):
-        return self._backward(grad_output, True)
-
-    def backward_parameters(self, grad_output):
-        self._backward(grad_output, False)
 
 
 class Maxout(Module):
@@ -355,8 +349,5 @@ class Maxout(Module):
             check_grad_shape(self, g, argmax.shape)
         return ops.maxout_backward(g, argmax, self.pieces)
 
-    def backward(self, grad_output):
-        return self.linear.backward(self._grad_linear(grad_output))
-
-    def backward_parameters(self, grad_output):
-        self.linear.backward_parameters(self._grad_linear(grad_output))
+    def backward(self, grad_output, need_input_grad=True):
+        return self.linear.backward(self._grad_linear(grad_output), need_input_grad=need_input_grad)

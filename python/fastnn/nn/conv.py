@@ -129,7 +129,7 @@ class _ConvNd(Module):
         y = y if n == 2 else y.reshape(self._out_shape)
         return y[0] if unbatched else y
 
-    def _backward(self, grad_output, need_input_grad):
+    def backward(self, grad_output, need_input_grad=True):
         x = self._input
         require_forward(self, x)
         g = as_float_array(self, grad_output, x.dtype, "grad_output")
@@ -156,11 +156,6 @@ class _ConvNd(Module):
                                                                              zip(dx.shape[2:], self._extra))])
         return dx[0] if self._unbatched else dx
 
-    def backward(self, grad_output):
-        return self._backward(grad_output, True)
-
-    def backward_parameters(self, grad_output):
-        self._backward(grad_output, False)
 
 
 class Conv1d(_ConvNd):

@@ -94,7 +94,7 @@ class Embedding(Module):
         self._input = x
         return self.weight.data[x]
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, need_input_grad=True):
         require_forward(self, self._input)
         x = self._input
         g = as_float_array(self, grad_output, self.weight.dtype, "grad_output")
@@ -107,9 +107,6 @@ class Embedding(Module):
             idx, rows = idx[keep], rows[keep]
         _scatter_rows(self.weight, idx, rows)
         return None  # integer input: no gradient
-
-    def backward_parameters(self, grad_output):
-        self.backward(grad_output)
 
 
 class EmbeddingBag(Module):
@@ -185,13 +182,14 @@ class EmbeddingBag(Module):
         self._cache = (x.shape, idx, bag, scale, per_sample_weights is not None, B)
         return out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, need_input_grad=True):
         require_forward(self, self._cache)
         shape, idx, bag, scale, has_weights, B = self._cache
         g = as_float_array(self, grad_output, self.weight.dtype, "grad_output")
         if g.shape != (B, self.embedding_dim):
             raise ValueError(f"{self!r}: grad_output has shape {g.shape}, but the forward output had shape "
                              f"{(B, self.embedding_dim)}")
+        self.grad_per_sample_weights = None
         if has_weights:
             gw = np.einsum("ij,ij->i", self.weight.data[idx], g[bag])
             if self.padding_idx is not None:
@@ -201,5 +199,7 @@ class EmbeddingBag(Module):
         _scatter_rows(self.weight, idx[keep], g, rows_index=bag[keep], scale=scale[keep])
         return None
 
-    def backward_parameters(self, grad_output):
-        self.backward(grad_output)
+    def backward_inputs(self, grad_outputs, need_input_grad, num_inputs):
+        """Graphs: the indices and offsets get no gradient, per_sample_weights get theirs."""
+        self.backward(*grad_outputs)
+        return (None, None, self.grad_per_sample_weights)[:num_inputs]

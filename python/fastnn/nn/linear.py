@@ -9,8 +9,9 @@ from .module import Module, Parameter
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias. weight [out_features, in_features], bias [out_features]; input (N, in)
-    or unbatched (in,). Initialised as PyTorch: U(±1/√in_features) for weight and bias."""
+    """y = x @ weight.T + bias. weight [out_features, in_features], bias [out_features]; input (*, in_features):
+    (N, in), unbatched (in,), or any leading dimensions (N, T, in), as PyTorch. Initialised as PyTorch:
+    U(±1/√in_features) for weight and bias."""
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
@@ -31,40 +32,35 @@ class Linear(Module):
     def forward(self, x):
         w = self.weight.data
         x = as_float_array(self, x, w.dtype)
-        unbatched = x.ndim == 1
-        if unbatched:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"{self!r}: expected input of shape (N, {self.in_features}) or "
-                             f"({self.in_features},), got {x.shape if not unbatched else x.shape[1:]}")
+        lead = x.shape[:-1]
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{self!r}: expected input of shape (N, {self.in_features}), ({self.in_features},) or "
+                             f"(*, {self.in_features}), got {x.shape}")
+        if x.ndim != 2:
+            x = x.reshape(-1, self.in_features)
         try:
             y = ops.linear_forward(x, w, None if self.bias is None else self.bias.data, True)
         except ValueError as e:
             raise ValueError(f"{self!r}: {e} (input shape {x.shape})") from None
-        self._input, self._unbatched = x, unbatched
-        return y[0] if unbatched else y
+        self._input, self._lead = x, lead
+        return y if len(lead) == 1 else y.reshape(lead + (self.out_features,))
 
-    def _backward(self, grad_output, need_input_grad):
+    def backward(self, grad_output, need_input_grad=True):
         x = self._input
         require_forward(self, x)
+        lead = self._lead
         g = as_float_array(self, grad_output, x.dtype, "grad_output")
-        if self._unbatched:
-            g = g.reshape(1, -1) if g.shape == (self.out_features,) else g
-        check_grad_shape(self, g, (x.shape[0], self.out_features))
+        check_grad_shape(self, g, lead + (self.out_features,))
+        if len(lead) != 1:
+            g = g.reshape(-1, self.out_features)
         w, b = self.weight, self.bias
         # Frozen parameters get no gradient: the kernel is given None and skips that GEMM.
         gw, acc_w = w.grad_for_kernel() if w.requires_grad else (None, True)
         gb, acc_b = b.grad_for_kernel() if b is not None and b.requires_grad else (None, True)
         dx = ops.linear_backward(g, x, w.data, gw, gb, need_input_grad, acc_w, acc_b)
-        if dx is not None and self._unbatched:
-            dx = dx[0]
+        if dx is not None and len(lead) != 1:
+            dx = dx.reshape(lead + (self.in_features,))
         return dx
-
-    def backward(self, grad_output):
-        return self._backward(grad_output, True)
-
-    def backward_parameters(self, grad_output):
-        self._backward(grad_output, False)
 
 
 class Identity(Module):

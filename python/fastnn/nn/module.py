@@ -18,6 +18,8 @@ imports nothing from the graph code.
 """
 import inspect
 import itertools
+import operator
+import threading
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -38,9 +40,20 @@ def _bump_structure():
     structure_version[0] = next(_versions)
 
 
+class _Tracing(threading.local):
+    """The recording in progress on this thread (fastnn.nn.tracing.Session), or None."""
+    session = None
+
+
+tracing_state = _Tracing()
+
+
 class Parameter:
     """A learnable array: `data`, its gradient `grad` (same shape and dtype) and `requires_grad`.
     Frozen parameters (requires_grad=False) get no gradient and are skipped by optimizers.
+
+    Operators (+ - * / @ ** unary -), `.T` and indexing work on a Parameter as on its data; inside a traced
+    forward they are recorded, so `x + self.pos[:T]` or `x @ self.w.T` gets its gradient.
 
     Assigning `data` checks the new array: same shape as before, a floating dtype (float32 or float64 are
     kept, other floating types become the current dtype); it is stored C-contiguous.
@@ -147,6 +160,39 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(shape={self._data.shape}, dtype={self._data.dtype}, requires_grad={self.requires_grad})"
+
+    def _operand(self):
+        """Inside a trace, the Value that records this parameter; otherwise its data."""
+        session = tracing_state.session
+        return self._data if session is None else session.leaf(self)
+
+    @property
+    def T(self):
+        return self._operand().T
+
+    def __getitem__(self, key):
+        return self._operand()[key]
+
+    def __neg__(self):
+        return -self._operand()
+
+    __hash__ = object.__hash__
+
+
+def _parameter_operator(op, reflected):
+    if reflected:
+        def method(self, other):
+            return op(other, self._operand())
+    else:
+        def method(self, other):
+            return op(self._operand(), other)
+    return method
+
+
+for _name, _op in (("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
+                   ("truediv", operator.truediv), ("matmul", operator.matmul), ("pow", operator.pow)):
+    setattr(Parameter, f"__{_name}__", _parameter_operator(_op, False))
+    setattr(Parameter, f"__r{_name}__", _parameter_operator(_op, True))
 
 
 class Symbolic:

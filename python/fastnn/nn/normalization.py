@@ -110,7 +110,7 @@ class _BatchNorm(Module):
         self._input, self._batch_stats = x, use_batch_stats
         return y
 
-    def _backward(self, grad_output, need_input_grad):
+    def backward(self, grad_output, need_input_grad=True):
         x = self._input
         require_forward(self, x)
         g = _grad_output(self, grad_output, x)
@@ -118,11 +118,6 @@ class _BatchNorm(Module):
         return ops.batch_norm_backward(g, x, self._mean, self._invstd, _data(self.weight), gw, gb,
                                          self._batch_stats, need_input_grad, aw, ab)
 
-    def backward(self, grad_output):
-        return self._backward(grad_output, True)
-
-    def backward_parameters(self, grad_output):
-        self._backward(grad_output, False)
 
 
 class BatchNorm1d(_BatchNorm):
@@ -173,7 +168,7 @@ class LayerNorm(Module):
         self._input = x
         return y
 
-    def _backward(self, grad_output, need_input_grad):
+    def backward(self, grad_output, need_input_grad=True):
         x = self._input
         require_forward(self, x)
         g = _grad_output(self, grad_output, x)
@@ -181,11 +176,6 @@ class LayerNorm(Module):
         return ops.layer_norm_backward(g, x, len(self.normalized_shape), self._mean, self._invstd,
                                          _data(self.weight), gw, gb, need_input_grad, aw, ab)
 
-    def backward(self, grad_output):
-        return self._backward(grad_output, True)
-
-    def backward_parameters(self, grad_output):
-        self._backward(grad_output, False)
 
 
 class GroupNorm(Module):
@@ -215,7 +205,7 @@ class GroupNorm(Module):
         self._input = x
         return y
 
-    def _backward(self, grad_output, need_input_grad):
+    def backward(self, grad_output, need_input_grad=True):
         x = self._input
         require_forward(self, x)
         g = _grad_output(self, grad_output, x)
@@ -223,11 +213,6 @@ class GroupNorm(Module):
         return ops.group_norm_backward(g, x, self.num_groups, self._mean, self._invstd, _data(self.weight),
                                          gw, gb, need_input_grad, aw, ab)
 
-    def backward(self, grad_output):
-        return self._backward(grad_output, True)
-
-    def backward_parameters(self, grad_output):
-        self._backward(grad_output, False)
 
 
 class LocalResponseNorm(Module):
@@ -326,15 +311,12 @@ class WeightNorm(Module):
                 else:
                     buf[...] = value
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, need_input_grad=True):
         require_forward(self, self._cache)
         self._weight.zero_grad()  # the inner layer writes dL/dw afresh; it is mapped to g and v below
-        dx = self.module.backward(grad_output)
+        if need_input_grad:
+            dx = self.module.backward(grad_output)
+        else:
+            dx = self.module.backward_parameters(grad_output)
         self._map_gradient()
         return dx
-
-    def backward_parameters(self, grad_output):
-        require_forward(self, self._cache)
-        self._weight.zero_grad()
-        self.module.backward_parameters(grad_output)
-        self._map_gradient()

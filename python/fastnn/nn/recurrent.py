@@ -180,6 +180,7 @@ class _RNNBase(Module):
 
     # -- backward ----------------------------------------------------------------------------------
     def _backward(self, grad_output, grad_hn, grad_cn, need_input_grad):
+        """dx (None unless need_input_grad); dL/dh0 (and dc0) go to self.grad_hx."""
         require_forward(self, self._cache)
         layers, unbatched, (T, N) = self._cache
         dtype = self.weight_ih_l0.data.dtype
@@ -235,8 +236,10 @@ class _RNNBase(Module):
             return g[:, 0]
         return g.transpose(1, 0, 2) if self.batch_first else g
 
-    def backward_parameters(self, grad_output, grad_hn=None, grad_cn=None):
-        self._backward(grad_output, grad_hn, grad_cn, False)
+    def backward_inputs(self, grad_outputs, need_input_grad, num_inputs):
+        """Graphs: the gradients of x and of the initial state hx (a tuple (dh0, dc0) for LSTM)."""
+        dx = self.backward(*grad_outputs, need_input_grad=need_input_grad)
+        return (dx, self.grad_hx)[:num_inputs]
 
 
 class RNN(_RNNBase):
@@ -250,8 +253,8 @@ class RNN(_RNNBase):
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, num_layers,
                          bias, batch_first, dropout, bidirectional, variational_dropout)
 
-    def backward(self, grad_output, grad_hn=None):
-        return self._backward(grad_output, grad_hn, None, True)
+    def backward(self, grad_output, grad_hn=None, need_input_grad=True):
+        return self._backward(grad_output, grad_hn, None, need_input_grad)
 
 
 class LSTM(_RNNBase):
@@ -263,8 +266,8 @@ class LSTM(_RNNBase):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          variational_dropout)
 
-    def backward(self, grad_output, grad_hn=None, grad_cn=None):
-        return self._backward(grad_output, grad_hn, grad_cn, True)
+    def backward(self, grad_output, grad_hn=None, grad_cn=None, need_input_grad=True):
+        return self._backward(grad_output, grad_hn, grad_cn, need_input_grad)
 
 
 class GRU(_RNNBase):
@@ -275,8 +278,8 @@ class GRU(_RNNBase):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          variational_dropout)
 
-    def backward(self, grad_output, grad_hn=None):
-        return self._backward(grad_output, grad_hn, None, True)
+    def backward(self, grad_output, grad_hn=None, need_input_grad=True):
+        return self._backward(grad_output, grad_hn, None, need_input_grad)
 
 
 _lin_fwd, _lin_bwd = ops.linear_forward, ops.linear_backward
@@ -464,8 +467,10 @@ class GatedFeedbackRNN(Module):
         dx = (dx + dxg).reshape(T, N, self.input_size)
         return dx.transpose(1, 0, 2) if self.batch_first else dx
 
-    def backward(self, grad_output, grad_hn=None):
-        return self._backward(grad_output, grad_hn, True)
+    def backward(self, grad_output, grad_hn=None, need_input_grad=True):
+        return self._backward(grad_output, grad_hn, need_input_grad)
 
-    def backward_parameters(self, grad_output, grad_hn=None):
-        self._backward(grad_output, grad_hn, False)
+    def backward_inputs(self, grad_outputs, need_input_grad, num_inputs):
+        """Graphs: the gradients of x and of h0."""
+        dx = self.backward(*grad_outputs, need_input_grad=need_input_grad)
+        return (dx, self.grad_hx)[:num_inputs]

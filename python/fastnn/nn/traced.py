@@ -132,7 +132,7 @@ def trace(module, *args, **kwargs):
 def _trace(module, user_forward, arrays, skeleton):
     session = Session(module)
     names = _input_names(user_forward, module, skeleton, len(arrays))
-    with no_side_effects([module]):
+    with no_side_effects([module]), session.active():
         values = [input_value(k, (a,), session, names[k]) for k, a in enumerate(arrays)]
         v_args, v_kwargs = _fill(skeleton, values)
         out = user_forward(module, *v_args, **v_kwargs)

@@ -19,6 +19,7 @@ on a Value raise TraceError naming the module and the line of user code.
 """
 import contextlib
 import itertools
+import operator
 import os
 import re
 import sys
@@ -27,7 +28,7 @@ import numpy as np
 
 from .function_ops import OPS
 from .graph_def import DimRef, GraphDef, InputSpec, Node, Ref
-from .module import Module, Parameter, Symbolic
+from .module import Module, Parameter, Symbolic, tracing_state
 
 __all__ = ["Value", "Dim", "TraceError", "Session", "record_call", "build_graph", "no_side_effects"]
 
@@ -114,18 +115,30 @@ class Session:
         if self.specialized_at is None:
             self.specialized_at = user_location() or "?"
 
+    @contextlib.contextmanager
+    def active(self):
+        """Parameters used in operators while this session records become its values (Parameter._operand)."""
+        previous = tracing_state.session
+        tracing_state.session = self
+        try:
+            yield self
+        finally:
+            tracing_state.session = previous
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Dim: a size that remembers where it came from
 # ---------------------------------------------------------------------------------------------------------
-class Dim(int):
-    """The size of a Value along one axis. Given as an argument to a recorded op it stays symbolic; any other
-    use (arithmetic, comparison, int(), indexing a list) turns it into a plain number."""
+class Dim:
+    """The size of a Value along one axis. Given as an argument to a recorded op (reshape, view, expand) it
+    stays symbolic; any other use (arithmetic, comparison, int(), range(), NumPy shapes) gives a plain number.
+    Not an int subclass on purpose: Python then routes every mixed operation (1.0 / d, 2 * d) through Dim,
+    so no use goes unnoticed."""
 
-    def __new__(cls, size, value, axis):
-        d = int.__new__(cls, size)
-        d.value, d.axis = value, axis
-        return d
+    __slots__ = ("size", "value", "axis")
+
+    def __init__(self, size, value, axis):
+        self.size, self.value, self.axis = int(size), value, axis
 
     def is_dynamic(self):
         """Whether this size varies with the input: always assumed while tracing; in Keras style, whether
@@ -141,21 +154,21 @@ class Dim(int):
         if session is not None:
             session.specialize()
         elif self.is_dynamic():
-            raise TraceError(f"a Keras-style graph used the batch-dependent size {int.__int__(self)} (axis "
+            raise TraceError(f"a Keras-style graph used the batch-dependent size {self.size} (axis "
                              f"{self.axis} of a value of shape {_shape_str(self.value)}) as a number "
                              f"[{user_location()}]: pass x.shape[k] straight to reshape/view, or use -1")
-        return int.__int__(self)
+        return self.size
 
     def __repr__(self):
-        return str(int.__int__(self))
+        return str(self.size)
 
     __str__ = __repr__
 
     def __format__(self, spec):
-        return format(int.__int__(self), spec)
+        return format(self.size, spec)
 
     def __hash__(self):
-        return int.__hash__(self)
+        return hash(self.consume())
 
     def __bool__(self):
         return bool(self.consume())
@@ -163,27 +176,34 @@ class Dim(int):
     def __int__(self):
         return self.consume()
 
-    def __index__(self):
-        return self.consume()
+    __index__ = __int__
 
     def __float__(self):
         return float(self.consume())
 
 
-def _dim_op(name):
-    base = getattr(int, name)
-
-    def op(self, *others):
-        return base(self.consume(), *[o.consume() if isinstance(o, Dim) else o for o in others])
-    op.__name__ = name
-    return op
+def _plain(o):
+    return o.consume() if isinstance(o, Dim) else o
 
 
-for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__floordiv__",
-              "__rfloordiv__", "__truediv__", "__rtruediv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
-              "__neg__", "__abs__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__divmod__",
-              "__lshift__", "__rshift__", "__and__", "__or__", "__xor__"):
-    setattr(Dim, _name, _dim_op(_name))
+def _dim_binary(fn, reflected):
+    if reflected:
+        return lambda self, other: fn(_plain(other), self.consume())
+    return lambda self, other: fn(self.consume(), _plain(other))
+
+
+for _name, _fn in (("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
+                   ("floordiv", operator.floordiv), ("truediv", operator.truediv), ("mod", operator.mod),
+                   ("pow", operator.pow), ("divmod", divmod), ("lshift", operator.lshift),
+                   ("rshift", operator.rshift), ("and", operator.and_), ("or", operator.or_),
+                   ("xor", operator.xor)):
+    setattr(Dim, f"__{_name}__", _dim_binary(_fn, False))
+    setattr(Dim, f"__r{_name}__", _dim_binary(_fn, True))
+for _name, _fn in (("lt", operator.lt), ("le", operator.le), ("gt", operator.gt), ("ge", operator.ge),
+                   ("eq", operator.eq), ("ne", operator.ne)):
+    setattr(Dim, f"__{_name}__", _dim_binary(_fn, False))
+for _name, _fn in (("neg", operator.neg), ("pos", operator.pos), ("abs", abs)):
+    setattr(Dim, f"__{_name}__", (lambda f: lambda self: f(self.consume()))(_fn))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -700,7 +720,7 @@ def build_graph(records, inputs, outputs, module_path, attr_name, input_names):
             return Ref(j, o._path)
         if isinstance(o, Dim):
             if not o.is_dynamic():
-                return int.__int__(o)
+                return o.size
             j = index.get(id(o.value._rec))
             return DimRef(j, o.value._path, o.axis)
         if isinstance(o, np.dtype):

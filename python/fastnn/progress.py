@@ -54,7 +54,7 @@ class ProgressLogger:
         if self.verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose}")
         self.epochs = int(epochs)
-        self.steps = int(steps_per_epoch)
+        self.steps = None if steps_per_epoch is None else int(steps_per_epoch)  # None: unknown (a stream)
         self.stream = sys.stdout if stream is None else stream
         self.use_bar = self.verbose == 1 and _is_tty(self.stream)
         self._bar = None

@@ -119,7 +119,8 @@ class _Feed:
                 from None
         self.epochs_done = 0
 
-    def __len__(self):
+    def num_batches(self):
+        """Batches per epoch, or None when the iterable does not say."""
         if self.steps is not None:
             return self.steps
         try:
@@ -352,7 +353,7 @@ class Trainer:
         feed = self._feed(where, x, y, batch_size, shuffle, steps_per_epoch)
 
         cbs = CallbackList(self.callbacks + list(callbacks or []), self)
-        progress = ProgressLogger(verbose, epochs, len(feed))
+        progress = ProgressLogger(verbose, epochs, feed.num_batches())
         model, loss, opt = self.model, self.loss, self.optimizer
         train_metrics = self.metrics
         loss_weighting = getattr(loss, "reduction", "mean") != "sum"

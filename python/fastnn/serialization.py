@@ -16,7 +16,8 @@ Models with branches are written as data too: a Graph (and a Module subclass tha
 which is saved as the Graph its forward traces to, unless its class is registered) is
 {"class": "Graph", "graph": <GraphDef JSON>, "eval_graph": <GraphDef JSON or null>, "children": [[name, child],
 ...]} where a child is {"module": node}, {"parameter": {"shape": [...]}} or {"buffer": {"shape": [...],
-"dtype": ...}}; a traced sub-module recorded into its parent's graph is {"container": [[name, child], ...]}.
+"dtype": ...}}; a sub-module the graph does not call as a node (a traced module recorded into its parent's
+graph, a ModuleList) is {"container": {"class": "Module" | "ModuleList" | "ModuleDict", "children": [...]}}.
 Loading rebuilds the same parameter names without running any code of the user's.
 
 Argument values in the architecture are JSON scalars and lists; other values are tagged objects:
@@ -256,9 +257,11 @@ def _encode_value(value, where, arg, path):
     return enc(value)
 
 
-def _encode_children(module, path, inlined):
+def _encode_children(module, path, called):
     """[[name, child], ...] for a Graph or a container: its parameters, buffers and sub-modules, in
-    state_dict order. Sub-modules in `inlined` (traced into the parent's graph) become containers."""
+    state_dict order. Sub-modules the graph calls (ids in `called`) are saved as themselves; the others
+    (traced modules recorded into the graph, ModuleLists holding modules, unused modules) only hold
+    parameters, and are saved as containers of them."""
     children = []
     for name, p in module._parameters.items():
         if p is not None:
@@ -269,10 +272,11 @@ def _encode_children(module, path, inlined):
             children.append([name, {"buffer": {"shape": list(b.shape), "dtype": b.dtype.name}}])
     for name, m in module._modules.items():
         sub = f"{path}.{name}" if path else name
-        if id(m) in inlined:
-            children.append([name, {"container": _encode_children(m, sub, inlined)}])
-        else:
+        if id(m) in called:
             children.append([name, {"module": _encode_module(m, sub)}])
+        else:
+            kind = type(m).__name__ if type(m) in (ModuleList, ModuleDict) else "Module"
+            children.append([name, {"container": {"class": kind, "children": _encode_children(m, sub, called)}}])
     return children
 
 
@@ -280,20 +284,19 @@ def _encode_graph(module, path):
     """A Graph, or a traced module as the Graph its forward traces to."""
     where = _describe(path, module)
     if isinstance(module, Graph):
-        train_graph, eval_graph = module.graphs()
-        inlined = set()
+        graph = module
     else:
         examples = example_inputs(module)
         if examples is None:
             raise TypeError(f"fastnn.save: {where} is traced (it writes no backward) and has not run yet: call it "
                             f"once on an input so its graph is recorded, then save")
-        g = Graph.from_module(module, *examples[0], **examples[1])
-        train_graph, eval_graph = g.graphs()
-        inlined = {id(m) for m in module.modules() if m is not module and type(m).traced and
-                   not isinstance(m, Graph) and _resolvable(type(m)) is None}
+        graph = Graph.from_module(module, *examples[0], **examples[1])
+    train_graph, eval_graph = graph.graphs()
+    called = {id(graph.get_submodule(n.target)) for g in (train_graph, eval_graph) if g is not None
+              for n in g.nodes if n.op == "module"}
     return OrderedDict([("class", "Graph"), ("graph", _graph_def.encode(train_graph)),
                         ("eval_graph", None if eval_graph is None else _graph_def.encode(eval_graph)),
-                        ("children", _encode_children(module, path, inlined))])
+                        ("children", _encode_children(module, path, called))])
 
 
 def _resolvable(cls):
@@ -374,8 +377,12 @@ def _build_children(entries, holder):
         if kind == "module":
             setattr(holder, name, _build(spec))
         elif kind == "container":
-            sub = Module()
-            _build_children(spec, sub)
+            cls = {"Module": Module, "ModuleList": ModuleList, "ModuleDict": ModuleDict}.get(
+                spec.get("class") if isinstance(spec, dict) else None)
+            if cls is None:
+                raise _Corrupt(f"malformed container '{name}'")
+            sub = cls()
+            _build_children(spec.get("children"), sub)
             setattr(holder, name, sub)
         elif kind in ("parameter", "buffer"):
             try:

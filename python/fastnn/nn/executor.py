@@ -97,7 +97,8 @@ class _Run:
 
 
 class _GradPlan:
-    __slots__ = ("order", "needs", "nig", "rg")
+    """Which values need a gradient (rg) and the backward steps, in reverse order, of the nodes that do."""
+    __slots__ = ("steps", "rg")
 
 
 class Executor:
@@ -171,11 +172,23 @@ class Executor:
                     shared.update((i, j))
         self._steps = steps
         self._shared = shared
-        self._positional = [[a for a in node.args] for node in g.nodes]
+        self._positional = [tuple(node.args) for node in g.nodes]
+        # Positional arguments that are all plain node outputs: backward hands their gradients over directly.
+        self._simple_args = [tuple(a.node for a in node.args)
+                             if node.args and all(isinstance(a, Ref) and not a.path for a in node.args) else None
+                             for node in g.nodes]
+        # Module nodes whose backward the executor can call directly (one input, Module's backward_inputs):
+        # 2 when it takes need_input_grad, 1 when not, 0 otherwise (backward_inputs).
+        self._direct = [0] * n
+        for i, m in enumerate(self._modules):
+            if m is not None and len(g.nodes[i].args) == 1 and \
+                    type(m).backward_inputs is Module.backward_inputs:
+                self._direct[i] = 2 if type(m)._backward_takes_flag else 1
         out_refs = []
         _flatten_refs(g.outputs, out_refs)
         self._out_refs = out_refs
         self._out_get = _compile(g.outputs)
+        self._out_single = g.outputs.node if isinstance(g.outputs, Ref) and not g.outputs.path else None
         self._grad_plans = {}
         self._bound = structure_version[0]
 
@@ -215,9 +228,9 @@ class Executor:
                 if node.op == "module" and not rg[i]:
                     rg[i] = any(p.requires_grad for p in self._modules[i].parameters())
         plan = _GradPlan()
-        plan.order = [i for i in range(n - 1, -1, -1) if rg[i]]
-        plan.needs, plan.nig = needs, nig
         plan.rg = rg
+        plan.steps = [(i, self._steps[i][1], self._steps[i][2], self._simple_args[i], self._direct[i],
+                       self._positional[i], nig[i], needs[i]) for i in range(n - 1, -1, -1) if rg[i]]
         if len(self._grad_plans) > 8:
             self._grad_plans.clear()
         self._grad_plans[key] = plan
@@ -234,25 +247,27 @@ class Executor:
         every node's output (summary uses it)."""
         if self._bound != structure_version[0]:
             self._bind()
-        vals = [None] * len(self.graph.nodes)
+        vals = [None] * len(self._steps)
         run = _Run(len(vals))
         ctxs, shared, leaves = run.ctxs, self._shared, run.leaves
         for i, kind, fn, simple, getter in self._steps:
             if kind == _MODULE:
-                if simple is not None:
-                    out = fn.forward(*[vals[j] for j in simple])
-                else:
+                if simple is None:
                     out = fn.forward(*getter[0](vals), **getter[1](vals))
+                elif len(simple) == 1:
+                    out = fn.forward(vals[simple[0]])
+                else:
+                    out = fn.forward(*[vals[j] for j in simple])
                 vals[i] = out
                 if type(out) is tuple or type(out) is list:
                     leaves[i] = _leaf_paths(out)
-                if i in shared:
+                if shared and i in shared:
                     run.states[i] = fn.save_call_state()
             elif kind == _CALL:
-                if simple is not None:
-                    vals[i], ctxs[i] = fn.forward(*[vals[j] for j in simple])
-                else:
+                if simple is None:
                     vals[i], ctxs[i] = fn.forward(*getter[0](vals), **getter[1](vals))
+                else:
+                    vals[i], ctxs[i] = fn.forward(*[vals[j] for j in simple])
             elif kind == _INPUT:
                 vals[i] = inputs[fn]
             elif kind == _PARAM:
@@ -261,10 +276,12 @@ class Executor:
                 vals[i] = getattr(*fn)
             else:
                 vals[i] = fn
-        run.input_float = tuple(getattr(x, "dtype", np.dtype(np.float64)).kind == "f" for x in inputs)
+        run.input_float = tuple([x.dtype.kind == "f" if type(x) is np.ndarray else np.asarray(x).dtype.kind == "f"
+                                 for x in inputs])
         if keep_values:
             run.values = vals
-        return self._out_get(vals), run
+        out = self._out_single
+        return (vals[out] if out is not None else self._out_get(vals)), run
 
     # -- backward --------------------------------------------------------------------------------------
     def backward(self, run, grad_outputs, need_input_grad=True):
@@ -275,74 +292,131 @@ class Executor:
             raise GraphRunError(f"{type(self.owner).__name__}: backward got {len(grad_outputs)} gradients for "
                                 f"{len(refs)} outputs")
         plan = self._grad_plan(bool(need_input_grad), run.input_float)
-        rg, needs, nig = plan.rg, plan.needs, plan.nig
-        grads, owned = {}, set()
-
-        def add(key, g):
-            cur = grads.get(key)
-            if cur is None:
-                grads[key] = g
-            elif key in owned:
-                cur += g
-            else:
-                grads[key] = cur + g
-                owned.add(key)
-
-        def give(tpl, g):
-            if g is None:
-                return
-            if isinstance(tpl, Ref):
-                if not rg[tpl.node]:
-                    return
-                if isinstance(g, (tuple, list)):
-                    for k, gk in enumerate(g):
-                        give(Ref(tpl.node, tpl.path + (k,)), gk)
-                else:
-                    add((tpl.node, tpl.path), g)
-            elif isinstance(tpl, (tuple, list)):
-                for t, gk in zip(tpl, g):
-                    give(t, gk)
-
-        for r, g in zip(refs, grad_outputs):
-            if g is not None:
-                give(r, g)
-        nodes, steps, ctxs = self.graph.nodes, self._steps, run.ctxs
+        rg = plan.rg
+        n = len(self._steps)
+        grads = [None] * n     # gradient of each node's output (path ())
+        owned = [False] * n    # whether that array is ours to add into
+        acc = _Accumulator(grads, owned, rg)
+        single = self._out_single
+        if single is not None:
+            if rg[single]:
+                grads[single] = grad_outputs[0]
+        else:
+            for r, g in zip(refs, grad_outputs):
+                if g is not None:
+                    acc.give(r, g)
+        ctxs, leaves, states = run.ctxs, run.leaves, run.states
         inputs = {}
-        for i in plan.order:
-            kind, fn = steps[i][1], steps[i][2]
+        for i, kind, fn, simple, call, args, flag, need in plan.steps:
             if kind == _MODULE:
-                paths = run.leaves.get(i)
-                if paths is None:
-                    g = grads.pop((i, ()), None)
-                    if g is None:
-                        continue
-                    gouts = (g,)
-                else:
-                    gouts = tuple(grads.pop((i, p), None) for p in paths)
+                if leaves and i in leaves:
+                    gouts = tuple([acc.take(i, p) for p in leaves[i]])
                     if all(x is None for x in gouts):
                         continue
-                state = run.states.get(i)
-                if state is not None:
-                    Module.restore_call_state(state)
-                args = nodes[i].args
-                res = fn.backward_inputs(gouts, nig[i], len(args))
-                if nig[i]:
-                    for tpl, gk in zip(args, res):
-                        give(tpl, gk)
+                else:
+                    g = grads[i]
+                    if g is None:
+                        continue
+                    grads[i] = None
+                    gouts = (g,)
+                if states:
+                    state = states.get(i)
+                    if state is not None:
+                        Module.restore_call_state(state)
+                if call == 2:  # the usual layer: backward(grad, need_input_grad=...) with one input
+                    res = (fn.backward(*gouts, need_input_grad=flag),)
+                elif call == 1:
+                    res = (fn.backward(*gouts),)
+                else:
+                    res = fn.backward_inputs(gouts, flag, len(args))
+                if not flag:
+                    continue
             elif kind == _CALL:
-                g = grads.pop((i, ()), None)
+                g = grads[i]
                 if g is None:
                     continue
-                res = fn.backward(ctxs[i], g, needs[i])
-                for tpl, gk in zip(nodes[i].args, res):
-                    give(tpl, gk)
+                grads[i] = None
+                res = fn.backward(ctxs[i], g, need)
             elif kind == _PARAM:
-                g = grads.pop((i, ()), None)
+                g = grads[i]
                 if g is not None:
+                    grads[i] = None
                     fn.add_grad(g)
-            elif kind == _INPUT:
-                inputs[fn] = grads.pop((i, ()), None)
+                continue
+            else:
+                if kind == _INPUT:
+                    inputs[fn] = grads[i]
+                continue
+            if simple is not None:
+                for j, gk in zip(simple, res):
+                    if gk is not None and rg[j]:
+                        if type(gk) is tuple or type(gk) is list:  # a structured value: its parts
+                            acc.give(Ref(j, ()), gk)
+                            continue
+                        cur = grads[j]
+                        if cur is None:
+                            grads[j] = gk
+                        elif owned[j]:
+                            cur += gk
+                        else:
+                            grads[j] = cur + gk
+                            owned[j] = True
+            else:
+                for tpl, gk in zip(args, res):
+                    acc.give(tpl, gk)
+        if not inputs:
+            return [None] * len(run.input_float)
         return [inputs.get(k) for k in range(len(run.input_float))]
+
+
+class _Accumulator:
+    """Sums gradients per value: node outputs in `grads` (by node), parts of structured outputs in a dict
+    (by (node, path)). The first gradient is stored as given; a second one makes a new array, which later
+    ones are added into (never into an array someone else handed over)."""
+
+    __slots__ = ("grads", "owned", "rg", "parts", "owned_parts")
+
+    def __init__(self, grads, owned, rg):
+        self.grads, self.owned, self.rg = grads, owned, rg
+        self.parts, self.owned_parts = {}, set()
+
+    def give(self, tpl, g):
+        if g is None:
+            return
+        if isinstance(tpl, Ref):
+            j = tpl.node
+            if not self.rg[j]:
+                return
+            if isinstance(g, (tuple, list)):
+                for k, gk in enumerate(g):
+                    self.give(Ref(j, tpl.path + (k,)), gk)
+            elif not tpl.path:
+                grads, owned = self.grads, self.owned
+                cur = grads[j]
+                if cur is None:
+                    grads[j] = g
+                elif owned[j]:
+                    cur += g
+                else:
+                    grads[j] = cur + g
+                    owned[j] = True
+            else:
+                key = (j, tpl.path)
+                cur = self.parts.get(key)
+                if cur is None:
+                    self.parts[key] = g
+                elif key in self.owned_parts:
+                    cur += g
+                else:
+                    self.parts[key] = cur + g
+                    self.owned_parts.add(key)
+        elif isinstance(tpl, (tuple, list)):
+            for t, gk in zip(tpl, g):
+                self.give(t, gk)
+
+    def take(self, node, path):
+        """The gradient of one leaf of a structured output (removed)."""
+        return self.parts.pop((node, path), None)
 
 
 def _flatten_refs(obj, out):

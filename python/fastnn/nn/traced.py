@@ -63,6 +63,10 @@ def _split_inputs(args, kwargs):
     return arrays, skeleton
 
 
+# Skeletons of forward(a0, a1, ...) with arrays only, the usual call.
+_PLAIN = [((tuple(_Slot(k) for k in range(n))), ()) for n in range(8)]
+
+
 def _fill(skeleton, values):
     def walk(o):
         if isinstance(o, _Slot):
@@ -153,10 +157,6 @@ def _trace(module, user_forward, arrays, skeleton):
     return TracedTrace(graph, Executor(graph, module), session.inlined, inlined_paths, skeleton)
 
 
-def _key(module, arrays, skeleton):
-    return (module.training, skeleton, tuple((a.ndim, a.dtype.str) for a in arrays))
-
-
 class GraphRuntime:
     """What Module calls for traced modules (installed by fastnn.nn): forward and backward through their
     graphs, and summary (given the function that tabulates a model)."""
@@ -170,12 +170,15 @@ class GraphRuntime:
     def forward(self, module, user_forward, args, kwargs):
         if _module._symbolic_in(args, kwargs) is not None:  # forward called on traced values: inline
             return record_module(module, args, kwargs)
-        arrays, skeleton = _split_inputs(args, kwargs)
+        if not kwargs and all(type(a) is np.ndarray for a in args):  # the common call: arrays only
+            arrays, skeleton = args, _PLAIN[len(args)] if len(args) < len(_PLAIN) else _split_inputs(args, {})[1]
+        else:
+            arrays, skeleton = _split_inputs(args, kwargs)
         d = module.__dict__
         traces = d.get("_traces")
         if traces is None:
             traces = d["_traces"] = OrderedDict()
-        key = _key(module, arrays, skeleton)
+        key = (module.training, skeleton, tuple([(a.ndim, a.dtype) for a in arrays]))
         entry = traces.get(key)
         if isinstance(entry, dict):  # specialised per shape
             entry = entry.get(tuple(a.shape for a in arrays))
@@ -192,7 +195,7 @@ class GraphRuntime:
                 traces[key] = entry
             if len(traces) > _MAX_TRACES:
                 traces.popitem(last=False)
-        out, run = entry.executor.forward(arrays)
+        out, run = entry.executor.forward(list(arrays))
         d["_graph_run"] = (entry, run)
         return out
 

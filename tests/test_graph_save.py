@@ -152,7 +152,7 @@ def _arch(path):
     (lambda a: a["graph"].update(outputs={"code": "x"}), "unknown tag 'code'"),
     (lambda a: a["children"].append(["evil", {"pickle": {}}]), "unknown graph child kind"),
     (lambda a: a["children"].append(["forward", {"container": {"class": "Module", "children": []}}]), "is taken"),
-    (lambda a: a["children"].append(["x", {"container": {"class": "Sequential", "children": []}}]), "malformed"),
+    (lambda a: a["children"].append(["x", {"container": {"class": "Linear", "children": []}}]), "malformed"),
     (lambda a: a["graph"]["constants"].update(c={"dtype": "object", "shape": [1], "data": [1]}), "not numeric"),
 ])
 def test_malformed_graphs_are_value_errors_naming_the_file(tmp_path, corrupt, message):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
+from fastnn.nn.executor import fused_plans, unfused
 from harness import rng
 
 
@@ -24,7 +25,7 @@ def test_fused_eval_forward_is_bit_identical(batch):
     model = mlp().eval()
     x = rng(batch).standard_normal((batch, 20)).astype(np.float32)
     y = model(x)
-    assert model._plan  # the fast path was taken
+    assert fused_plans(model)  # the fast path was taken
     assert y.tobytes() == layer_by_layer(model, x).tobytes()
 
 
@@ -54,8 +55,8 @@ def test_backward_after_fused_forward_matches_layer_by_layer():
     dx_fused = model.backward(g)
     grads_fused = [p.grad.copy() for p in model.parameters()]
     model.zero_grad()
-    layer_by_layer(model, x)
-    object.__setattr__(model, "_plan_input", None)
+    with unfused():
+        model(x)
     dx = model.backward(g)
     assert dx.tobytes() == dx_fused.tobytes()
     for a, p in zip(grads_fused, model.parameters()):
@@ -79,7 +80,7 @@ def test_unsupported_layers_run_layer_by_layer():
     fnn.manual_seed(0)
     model = fnn.nn.Sequential(fnn.nn.Linear(4, 3), fnn.nn.Softmax(dim=1)).eval()
     y = model(np.ones((2, 4), np.float32))
-    assert model._plan is False
+    assert fused_plans(model) == []
     np.testing.assert_allclose(y.sum(1), 1, rtol=1e-6)
 
 
@@ -105,7 +106,7 @@ def test_conv_batchnorm_folding_matches_layer_by_layer(affine, conv_bias, dtype,
     x = rng(3).standard_normal((5, 1, 8, 8)).astype(dtype)
     trained_a_little(model, x)
     y = model(x)
-    assert type(model._plan).__name__ == "FusedSequencePlan"
+    assert [type(p).__name__ for p in fused_plans(model)] == ["FusedSequencePlan"]
     np.testing.assert_allclose(y, layer_by_layer(model, x), rtol=tol, atol=tol)
 
 
@@ -130,15 +131,15 @@ def test_backward_and_errors_after_a_folded_forward():
     model(x)
     dx = model.backward(g)  # replays layer by layer, then backpropagates
     model.zero_grad()
-    layer_by_layer(model, x)
-    object.__setattr__(model, "_plan_input", None)
+    with unfused():
+        model(x)
     np.testing.assert_array_equal(dx, model.backward(g))
     with pytest.raises(ValueError, match=r"Conv2d\(1, 4.*channels"):
         model(np.ones((2, 3, 8, 8)))
 
 
 def step_kinds(model):
-    return [type(s).__name__ for s in model._plan._steps]
+    return [type(s).__name__ for s in fused_plans(model)[0].steps]
 
 
 nn = fnn.nn
@@ -231,12 +232,12 @@ def test_summary_sees_every_layer_of_a_planned_sequential():
     fnn.manual_seed(9)
     mlp_model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
     mlp_model(np.ones((2, 4), np.float32))
-    assert mlp_model._plan
+    assert fused_plans(mlp_model)
     assert "(1, 3)" in mlp_model.summary(input_shape=(4,))
     cnn_model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2))
     assert "(1, 2, 3, 3)" in cnn_model.summary(input_shape=(1, 8, 8))
     np.testing.assert_array_equal(cnn_model.eval()(np.ones((1, 1, 8, 8), np.float32)).shape, (1, 2, 3, 3))
-    assert cnn_model._plan
+    assert fused_plans(cnn_model)
 
 
 @pytest.mark.parametrize("pool", [nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(2, dilation=2),
@@ -287,4 +288,3 @@ def test_cnn_plan_follows_dtype_mode_and_weight_changes():
     assert model(x).tobytes() == layer_by_layer(model, x).tobytes()
     model.train()
     assert model(x).tobytes() == layer_by_layer(model, x).tobytes()  # training mode: layer by layer
-    assert model._plan_input is None

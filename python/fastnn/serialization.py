@@ -17,7 +17,8 @@ which is saved as the Graph its forward traces to, unless its class is registere
 {"class": "Graph", "graph": <GraphDef JSON>, "eval_graph": <GraphDef JSON or null>, "children": [[name, child],
 ...]} where a child is {"module": node}, {"parameter": {"shape": [...]}} or {"buffer": {"shape": [...],
 "dtype": ...}}; a sub-module the graph does not call as a node (a traced module recorded into its parent's
-graph, a ModuleList) is {"container": {"class": "Module" | "ModuleList" | "ModuleDict", "children": [...]}}.
+graph, a ModuleList) is {"container": {"class": "Module" | "ModuleList" | "ModuleDict" | "Sequential",
+"children": [...]}}.
 Loading rebuilds the same parameter names without running any code of the user's.
 
 Argument values in the architecture are JSON scalars and lists; other values are tagged objects:
@@ -275,7 +276,7 @@ def _encode_children(module, path, called):
         if id(m) in called:
             children.append([name, {"module": _encode_module(m, sub)}])
         else:
-            kind = type(m).__name__ if type(m) in (ModuleList, ModuleDict) else "Module"
+            kind = type(m).__name__ if type(m) in (ModuleList, ModuleDict, Sequential) else "Module"
             children.append([name, {"container": {"class": kind, "children": _encode_children(m, sub, called)}}])
     return children
 
@@ -377,7 +378,7 @@ def _build_children(entries, holder):
         if kind == "module":
             setattr(holder, name, _build(spec))
         elif kind == "container":
-            cls = {"Module": Module, "ModuleList": ModuleList, "ModuleDict": ModuleDict}.get(
+            cls = {"Module": Module, "ModuleList": ModuleList, "ModuleDict": ModuleDict, "Sequential": Sequential}.get(
                 spec.get("class") if isinstance(spec, dict) else None)
             if cls is None:
                 raise _Corrupt(f"malformed container '{name}'")

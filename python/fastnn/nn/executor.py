@@ -11,18 +11,49 @@ Planned once (and again only when the model's structure or a parameter's require
   from floating inputs; a module whose inputs need no gradient gets need_input_grad=False, and nodes that
   lead to nothing trainable are skipped;
 * which module nodes share a module (one module called at several places, or a module and one of its
-  descendants): their per-call state is saved after each call and put back before that call's backward.
+  descendants): their per-call state is saved after each call and put back before that call's backward;
+* in eval mode (the owner's), chains of module nodes (each consuming only the previous one's output) that
+  a fused plan of fastnn.nn.inference_plan runs in one C++ call (Linear/activation stacks, Conv-BN-
+  activation-pooling blocks): the planned forward runs those instead, and a backward after it replays the
+  forward layer by layer first (rare: saliency maps in eval mode).
 """
+import contextlib
+import threading
+
 import numpy as np
 
 from .function_ops import OPS
 from .graph_def import DimRef, Ref
+from .inference_plan import FusedSequencePlan, InferencePlan
 from .module import Module, requires_grad_version, structure_version
 
-__all__ = ["Executor", "GraphRunError"]
+__all__ = ["Executor", "GraphRunError", "unfused", "fused_plans"]
 
-_INPUT, _MODULE, _CALL, _PARAM, _BUFFER, _CONST = range(6)
+_INPUT, _MODULE, _CALL, _PARAM, _BUFFER, _CONST, _FUSED = range(7)
 
+
+class _Fusion(threading.local):
+    enabled = True
+
+
+_fusion = _Fusion()
+
+
+@contextlib.contextmanager
+def unfused():
+    """Within this block, eval-mode forwards run layer by layer (summary watches every layer)."""
+    previous, _fusion.enabled = _fusion.enabled, False
+    try:
+        yield
+    finally:
+        _fusion.enabled = previous
+
+
+def fused_plans(module):
+    """The fused plans the last eval-mode forward of `module` (a Sequential, Graph or traced module) ran."""
+    executor = getattr(module, "executor", None)
+    return [] if executor is None or executor._eval is None else [step[2] for step in executor._eval
+                                                                    if step[1] == _FUSED]
 
 class GraphRunError(ValueError):
     """A graph cannot run on its owner (a target is missing) or was given wrong inputs."""
@@ -87,13 +118,14 @@ def _leaf_paths(out, path=()):
 class _Run:
     """What one forward leaves for its backward."""
 
-    __slots__ = ("ctxs", "states", "leaves", "input_float", "values")
+    __slots__ = ("ctxs", "states", "leaves", "input_float", "values", "replay")
 
     def __init__(self, n):
         self.ctxs = [None] * n
         self.states = {}
         self.leaves = {}
         self.values = None
+        self.replay = None  # the inputs, when a fused forward left no layer caches behind
 
 
 class _GradPlan:
@@ -190,6 +222,7 @@ class Executor:
         self._out_get = _compile(g.outputs)
         self._out_single = g.outputs.node if isinstance(g.outputs, Ref) and not g.outputs.path else None
         self._grad_plans = {}
+        self._eval = None
         self._bound = structure_version[0]
 
     def _grad_plan(self, need_input_grad, input_float):
@@ -241,6 +274,39 @@ class Executor:
         """How many arrays the graph returns (leaves of its output structure)."""
         return len(self._out_refs)
 
+    def _eval_steps(self):
+        """The steps of an eval-mode forward: chains of module nodes that a fused plan runs are one step
+        (i, _FUSED, plan, first node's input, chain's nodes), built again when a plan goes stale."""
+        if self._eval is not None and all(s[2].valid() for s in self._eval if s[1] == _FUSED):
+            return self._eval
+        steps, nodes = self._steps, self.graph.nodes
+        consumers = [0] * len(steps)
+        for node in nodes:
+            for r in node.refs():
+                consumers[r.node] += 1
+        for r in self._out_refs:
+            consumers[r.node] += 2  # a graph output ends a chain
+        result, i = [], 0
+        while i < len(steps):
+            step = steps[i]
+            chain = [i]
+            if step[1] == _MODULE and step[3] is not None and len(step[3]) == 1:
+                j = i
+                while (j + 1 < len(steps) and steps[j + 1][1] == _MODULE and steps[j + 1][3] == (j,)
+                       and consumers[j] == 1):
+                    j += 1
+                    chain.append(j)
+                modules = [steps[k][2] for k in chain]
+                plan = InferencePlan.build(modules) or FusedSequencePlan.build(modules)
+                if plan:
+                    result.append((chain[-1], _FUSED, plan, step[3][0], chain))
+                    i = chain[-1] + 1
+                    continue
+            result.append(step)
+            i += 1
+        self._eval = result
+        return result
+
     # -- forward ---------------------------------------------------------------------------------------
     def forward(self, inputs, keep_values=False):
         """(outputs, run) for a list of input arrays, one per graph input. keep_values: run.values holds
@@ -250,7 +316,10 @@ class Executor:
         vals = [None] * len(self._steps)
         run = _Run(len(vals))
         ctxs, shared, leaves = run.ctxs, self._shared, run.leaves
-        for i, kind, fn, simple, getter in self._steps:
+        steps = steps_all = self._steps
+        if not self.owner.training and _fusion.enabled and not keep_values:
+            steps = self._eval_steps()
+        for i, kind, fn, simple, getter in steps:
             if kind == _MODULE:
                 if simple is None:
                     out = fn.forward(*getter[0](vals), **getter[1](vals))
@@ -274,8 +343,17 @@ class Executor:
                 vals[i] = fn.data
             elif kind == _BUFFER:
                 vals[i] = getattr(*fn)
-            else:
+            elif kind == _CONST:
                 vals[i] = fn
+            else:  # _FUSED: simple is the chain's input node, getter its nodes
+                out = fn.forward(vals[simple])
+                if out is None:  # not for this input: layer by layer (which raises the layer's own errors)
+                    out = vals[simple]
+                    for k in getter:
+                        out = steps_all[k][2].forward(out)
+                else:
+                    run.replay = inputs
+                vals[i] = out
         run.input_float = tuple([x.dtype.kind == "f" if type(x) is np.ndarray else np.asarray(x).dtype.kind == "f"
                                  for x in inputs])
         if keep_values:
@@ -291,6 +369,12 @@ class Executor:
         if len(grad_outputs) != len(refs):
             raise GraphRunError(f"{type(self.owner).__name__}: backward got {len(grad_outputs)} gradients for "
                                 f"{len(refs)} outputs")
+        if run.replay is not None:  # the forward ran fused: run it again layer by layer, for the caches
+            with unfused():
+                _, replayed = self.forward(run.replay)
+            run.__init__(0)
+            for name in _Run.__slots__:
+                setattr(run, name, getattr(replayed, name))
         plan = self._grad_plan(bool(need_input_grad), run.input_float)
         rg = plan.rg
         n = len(self._steps)

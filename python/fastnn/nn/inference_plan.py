@@ -215,6 +215,11 @@ class FusedSequencePlan:
         plan._steps, plan._modules = tuple(steps), tuple(modules)
         return plan
 
+    @property
+    def steps(self):
+        """What the plan runs: _ConvBlock and _FlattenedTail steps, and layers that run as themselves."""
+        return self._steps
+
     def valid(self):
         if any(m.training for m in self._modules):
             return False

@@ -1,13 +1,25 @@
-"""Sequential: modules applied in order, backward in reverse; in eval mode, fused plans
-(fastnn.nn.inference_plan) run whole stretches of layers in one C++ call."""
+"""Sequential: modules applied in order. It is a chain graph run by the graph executor (fastnn.nn.executor):
+backward walks it in reverse, the first layer's input gradient is skipped when nothing needs it, and in
+eval mode the executor's fused plans run stretches of layers (Linear/activation stacks, Conv-BN-activation-
+pooling blocks) in one C++ call. Inside a traced model its layers are recorded into the model's graph."""
 from collections import OrderedDict
 
-from .inference_plan import FusedSequencePlan, InferencePlan
-from .module import Module
+from .executor import Executor
+from .graph_def import GraphDef, InputSpec, Node, Ref
+from .module import Module, structure_version
+
+
+def _chain(names):
+    """The GraphDef x -> names[0] -> names[1] -> ... (module targets by name)."""
+    nodes = [Node("input", "input", 0)]
+    for k, name in enumerate(names):
+        nodes.append(Node(name, "module", name, (Ref(k, ()),)))
+    return GraphDef([InputSpec("input", None, None)], nodes, Ref(len(names), ()))
 
 
 class Sequential(Module):
-    """Modules applied in order; backward runs them in reverse."""
+    """Modules applied in order; backward runs them in reverse. Sequential(m0, m1, ...) names them "0",
+    "1", ...; Sequential(OrderedDict(name=module, ...)) keeps the names."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -22,9 +34,22 @@ class Sequential(Module):
         self._refresh()
 
     def _refresh(self):
-        object.__setattr__(self, "_sequence", tuple(self._modules.values()))
-        object.__setattr__(self, "_plan", None)
-        object.__setattr__(self, "_plan_input", None)
+        d = self.__dict__
+        d["_sequence"] = tuple(self._modules.values())
+        d["_names"] = tuple(self._modules)
+        d["_executor"] = Executor(_chain(d["_names"]), self)
+        d["_version"] = structure_version[0]
+        d["_run"] = None
+
+    @property
+    def executor(self):
+        """The executor running this chain (rebuilt when modules are added or removed)."""
+        d = self.__dict__
+        if d["_version"] != structure_version[0]:
+            if tuple(self._modules) != d["_names"]:
+                self._refresh()
+            d["_version"] = structure_version[0]
+        return d["_executor"]
 
     def append(self, module):
         setattr(self, str(len(self._modules)), module)
@@ -43,43 +68,17 @@ class Sequential(Module):
         return self._sequence[index]
 
     def forward(self, x):
-        if not self.training:
-            plan = self._plan  # None: not built yet; False: these layers have no fused plan
-            if plan is None or (plan and not plan.valid()):
-                plan = self._build_plan()
-            if plan:
-                y = plan.forward(x)
-                if y is not None:
-                    self._plan_input = x
-                    return y
-        self._plan_input = None
+        out, self.__dict__["_run"] = self.executor.forward([x])
+        return out
+
+    def backward(self, grad_output, need_input_grad=True):
+        run = self._run
+        if run is None:
+            raise ValueError(f"{type(self).__name__}: backward() called before forward()")
+        return self.executor.backward(run, [grad_output], need_input_grad)[0]
+
+    def graph_forward(self, x):
+        """What a traced model records when it calls this Sequential: each layer in turn."""
         for m in self._sequence:
-            x = m.forward(x)
+            x = m(x)
         return x
-
-    def _build_plan(self):
-        plan = InferencePlan.build(self._sequence) or FusedSequencePlan.build(self._sequence)
-        object.__setattr__(self, "_plan", plan)
-        return plan
-
-    def backward(self, grad_output):
-        if self._plan_input is not None:
-            # The last forward ran fused and left no per-layer caches: replay it layer by layer (rare: a
-            # backward in eval mode, e.g. a saliency map).
-            x, self._plan_input = self._plan_input, None
-            for m in self._sequence:
-                x = m.forward(x)
-        for m in reversed(self._sequence):
-            grad_output = m.backward(grad_output)
-        return grad_output
-
-    def backward_parameters(self, grad_output):
-        if self._plan_input is not None:
-            x, self._plan_input = self._plan_input, None
-            for m in self._sequence:
-                x = m.forward(x)
-        seq = self._sequence
-        for m in reversed(seq[1:]):
-            grad_output = m.backward(grad_output)
-        if seq:
-            seq[0].backward_parameters(grad_output)

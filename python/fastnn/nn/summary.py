@@ -7,7 +7,7 @@ side effects, and restore the model's modes.
 """
 import numpy as np
 
-from .executor import Executor
+from .executor import Executor, unfused
 from .graph import Graph
 from .traced import trace
 from .tracing import no_side_effects
@@ -101,22 +101,15 @@ def _leaf_rows(model, input_shape, dtype):
     was_training = [(m, m.training) for m in model.modules()]
     for name, m in leaves:
         m.forward = recording(name, m.forward)  # instance attribute shadows the method while summarising
-    # An eval-mode Sequential's fused plan would bypass the layers' forwards: run layer by layer (False = no
-    # plan); None afterwards makes the next forward rebuild it.
-    planned = [m for m in model.modules() if hasattr(m, "_plan")]
-    for m in planned:
-        object.__setattr__(m, "_plan", False)
     try:
         model.eval()
-        with no_side_effects([model]):
+        with no_side_effects([model]), unfused():  # fused plans would bypass the layers' forwards
             model(np.zeros((1,) + tuple(input_shape), dtype))
     finally:
         for name, m in leaves:
             del m.__dict__["forward"]
         for m, mode in was_training:
             object.__setattr__(m, "training", mode)
-        for m in planned:
-            object.__setattr__(m, "_plan", None)
     rows = []
     for name, m in leaves:
         count = sum(p.size for p in m._parameters.values())

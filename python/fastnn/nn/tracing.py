@@ -607,21 +607,24 @@ def _scope():
 def record_module(module, args, kwargs):
     """Module call on traced values: inlined when the module is traced itself, else one "module" record."""
     session, _ = _session_of(args, kwargs)
-    if type(module).traced:
+    inline = type(module).forward.__wrapped__ if type(module).traced else getattr(type(module), "graph_forward",
+                                                                                  None)
+    if inline is not None:  # traced modules and chains (Sequential): their calls join this graph
         if session is not None:
             if id(module) not in session.module_paths:
-                raise TraceError(f"{session.root!r}: forward calls {module!r}, which is not a sub-module of the "
-                                 f"model (assign it as an attribute) [{user_location()}]")
+                raise TraceError(f"{type(session.root).__name__}: forward calls {module!r}, which is not a "
+                                 f"sub-module of the model (assign it as an attribute) [{user_location()}]")
             session.inlined.append((module, module.training))
-            return type(module).forward.__wrapped__(module, *args, **kwargs)
+            return inline(module, *args, **kwargs)
         _scope_stack.append(module)
         try:
-            return type(module).forward.__wrapped__(module, *args, **kwargs)
+            return inline(module, *args, **kwargs)
         finally:
             _scope_stack.pop()
     if session is not None and id(module) not in session.module_paths:
-        raise TraceError(f"{session.root!r}: forward calls {module!r}, which is not a sub-module of the model "
-                         f"(assign it as an attribute, or put it in a ModuleList/ModuleDict) [{user_location()}]")
+        raise TraceError(f"{type(session.root).__name__}: forward calls {module!r}, which is not a sub-module of "
+                         f"the model (assign it as an attribute, or put it in a ModuleList/ModuleDict) "
+                         f"[{user_location()}]")
     args, kwargs = _leaves_to_values(args, session), _leaves_to_values(kwargs, session)
     outs = []
     with _keras_guard(session, (module,)):

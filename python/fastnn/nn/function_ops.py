@@ -51,6 +51,7 @@ def _float(x):
 
 def sum_to_shape(g, shape):
     """Reduces a broadcast gradient g back to `shape` (NumPy broadcasting rules)."""
+    g = np.asarray(g)
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
@@ -59,19 +60,14 @@ def sum_to_shape(g, shape):
     return r.reshape(shape)
 
 
-def _is_array(x):
-    return isinstance(x, np.ndarray)
-
-
 # -- arithmetic ---------------------------------------------------------------------------------------------
 class _Binary(Op):
     def forward(self, a, b):
         return self._f(a, b), (a, b)
 
-    def _shape(self, x):
-        return x.shape if _is_array(x) else None
 
-
+# `needs[k]` is true only for traced operands (arrays, NumPy scalars from reductions, 0-d arrays); literals never
+# need a gradient. Gradients of broadcast operands are summed back to their shapes.
 @_register
 class Add(_Binary):
     name = "add"
@@ -79,8 +75,8 @@ class Add(_Binary):
 
     def backward(self, ctx, g, needs):
         a, b = ctx
-        return (sum_to_shape(g, a.shape) if needs[0] and _is_array(a) else None,
-                sum_to_shape(g, b.shape) if needs[1] and _is_array(b) else None)
+        return (sum_to_shape(g, np.shape(a)) if needs[0] else None,
+                sum_to_shape(g, np.shape(b)) if needs[1] else None)
 
 
 @_register
@@ -90,8 +86,8 @@ class Sub(_Binary):
 
     def backward(self, ctx, g, needs):
         a, b = ctx
-        return (sum_to_shape(g, a.shape) if needs[0] and _is_array(a) else None,
-                sum_to_shape(np.negative(g), b.shape) if needs[1] and _is_array(b) else None)
+        return (sum_to_shape(g, np.shape(a)) if needs[0] else None,
+                sum_to_shape(np.negative(g), np.shape(b)) if needs[1] else None)
 
 
 @_register
@@ -101,8 +97,8 @@ class Mul(_Binary):
 
     def backward(self, ctx, g, needs):
         a, b = ctx
-        return (sum_to_shape(g * b, a.shape) if needs[0] and _is_array(a) else None,
-                sum_to_shape(g * a, b.shape) if needs[1] and _is_array(b) else None)
+        return (sum_to_shape(g * b, np.shape(a)) if needs[0] else None,
+                sum_to_shape(g * a, np.shape(b)) if needs[1] else None)
 
 
 @_register
@@ -112,8 +108,8 @@ class Div(_Binary):
 
     def backward(self, ctx, g, needs):
         a, b = ctx
-        ga = sum_to_shape(g / b, a.shape) if needs[0] and _is_array(a) else None
-        gb = sum_to_shape(-g * a / (b * b), b.shape) if needs[1] and _is_array(b) else None
+        ga = sum_to_shape(g / b, np.shape(a)) if needs[0] else None
+        gb = sum_to_shape(-g * a / (b * b), np.shape(b)) if needs[1] else None
         return ga, gb
 
 
@@ -129,16 +125,20 @@ class Neg(Op):
 
 
 @_register
-class Pow(Op):
-    """x ** p for a constant exponent p."""
+class Pow(_Binary):
+    """a ** b, either of them traced: d/da = b·a^(b−1), d/db = a^b·log(a)."""
     name = "pow"
+    _f = staticmethod(np.power)
 
-    def forward(self, x, p):
-        return np.power(x, p), (x, p)
+    def forward(self, a, b):
+        out = np.power(a, b)
+        return out, (a, b, out)
 
     def backward(self, ctx, g, needs):
-        x, p = ctx
-        return (g * (p * np.power(x, p - 1)), None)
+        a, b, out = ctx
+        ga = sum_to_shape(g * (b * np.power(a, np.subtract(b, 1))), np.shape(a)) if needs[0] else None
+        gb = sum_to_shape(g * out * np.log(a), np.shape(b)) if needs[1] else None
+        return ga, gb
 
 
 class _Compare(Op):
@@ -151,7 +151,8 @@ class _Compare(Op):
         return (None, None)
 
 
-for _name, _fn in (("gt", np.greater), ("ge", np.greater_equal), ("lt", np.less), ("le", np.less_equal)):
+for _name, _fn in (("gt", np.greater), ("ge", np.greater_equal), ("lt", np.less), ("le", np.less_equal),
+                   ("eq", np.equal), ("ne", np.not_equal)):
     _register(type(f"Compare_{_name}", (_Compare,), {"name": _name, "_f": staticmethod(_fn)}))
 
 
@@ -381,11 +382,8 @@ class Matmul(Op):
         a, b = ctx
         a2 = a[None, :] if a.ndim == 1 else a           # (.., n, k)
         b2 = b[:, None] if b.ndim == 1 else b           # (.., k, m)
-        g2 = g
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
+        # g as the gradient of a2 @ b2, whose 1-D sides were squeezed away in the output
+        g2 = np.reshape(g, np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1]))
         ga = gb = None
         if needs[0]:
             ga = np.matmul(g2, np.swapaxes(b2, -1, -2))

@@ -13,7 +13,7 @@ array is expected (F.linear(x, self.weight, self.bias)); their gradients go to `
 import numpy as np
 
 from .function_ops import OPS
-from .module import Parameter, _symbolic_in
+from .module import Parameter, _symbolic_in, tracing_state
 from .tracing import record_call
 
 __all__ = ["relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "elu", "softplus", "softmax", "log_softmax",
@@ -29,10 +29,19 @@ def _eager(o):
     return o
 
 
+def _has_parameter(o):
+    if isinstance(o, Parameter):
+        return True
+    return type(o) in (list, tuple) and any(_has_parameter(x) for x in o)
+
+
 def _apply(name, args, kwargs=None):
     kwargs = kwargs or {}
     if _symbolic_in(args, kwargs) is not None:
         return record_call(name, args, kwargs)
+    session = tracing_state.session
+    if session is not None and (_has_parameter(args) or _has_parameter(tuple(kwargs.values()))):
+        return record_call(name, args, kwargs, session)  # F.tanh(self.p) inside a traced forward
     out, _ = OPS[name].forward(*_eager(args), **{k: _eager(v) for k, v in kwargs.items()})
     return out
 

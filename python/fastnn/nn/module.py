@@ -176,6 +176,13 @@ class Parameter:
     def __neg__(self):
         return -self._operand()
 
+    def __getattr__(self, name):
+        """Array methods (reshape, sum, ...; inside a trace also expand, view, unsqueeze, ...) act on the
+        parameter's value, as its operators do."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._operand(), name)
+
     __hash__ = object.__hash__
 
 
@@ -285,8 +292,8 @@ class Module:
                 cls.forward = _traced_forward(forward)
         cls._backward_takes_flag = _takes_need_input_grad(cls.backward)
 
-    def __new__(cls, *args, **kwargs):
-        self = super().__new__(cls)
+    def __new__(klass, *args, **kwargs):  # not `cls`: a constructor argument may be called that
+        self = super().__new__(klass)
         # Constructor arguments, kept so fastnn.save can write the architecture as JSON.
         object.__setattr__(self, "_init_args", (args, kwargs))
         return self

@@ -228,7 +228,8 @@ def _traced_error(value, what, hint="use fastnn.nn.functional ops on it instead"
 
 _UFUNCS = {np.add: "add", np.subtract: "sub", np.multiply: "mul", np.true_divide: "div", np.negative: "neg",
            np.exp: "exp", np.log: "log", np.sqrt: "sqrt", np.tanh: "tanh", np.absolute: "abs",
-           np.greater: "gt", np.greater_equal: "ge", np.less: "lt", np.less_equal: "le", np.power: "pow"}
+           np.greater: "gt", np.greater_equal: "ge", np.less: "lt", np.less_equal: "le", np.equal: "eq",
+           np.not_equal: "ne", np.power: "pow", np.matmul: "matmul"}
 
 
 class Value(Symbolic):
@@ -373,9 +374,10 @@ class Value(Symbolic):
         return self
 
     def __pow__(self, p):
-        if isinstance(p, (Value, np.ndarray, Parameter)):
-            raise _traced_error(self, "a power with an array exponent", "use F.exp(p * F.log(x))")
         return record_call("pow", (self, p), {})
+
+    def __rpow__(self, base):
+        return record_call("pow", (base, self), {})
 
     def __gt__(self, o):
         return record_call("gt", (self, o), {})
@@ -388,6 +390,12 @@ class Value(Symbolic):
 
     def __le__(self, o):
         return record_call("le", (self, o), {})
+
+    def __eq__(self, o):
+        return record_call("eq", (self, o), {})
+
+    def __ne__(self, o):
+        return record_call("ne", (self, o), {})
 
     __hash__ = object.__hash__
 
@@ -562,9 +570,11 @@ def _n_examples(session):
     return 1 if session is not None else 2
 
 
-def record_call(name, args, kwargs):
-    """Record functional op `name` on (args, kwargs), which hold at least one Value; returns its Value."""
-    session, _ = _session_of(args, kwargs)
+def record_call(name, args, kwargs, session=None):
+    """Record functional op `name` on (args, kwargs), which hold a Value (or, inside the trace `session`,
+    a Parameter); returns its Value."""
+    if session is None:
+        session, _ = _session_of(args, kwargs)
     args, kwargs = _leaves_to_values(args, session), _leaves_to_values(kwargs, session)
     op = OPS[name]
     outs = []

@@ -19,6 +19,9 @@ import os
 
 import numpy as np
 
+from . import ops
+from .random import generator
+
 __all__ = ["Callback", "CallbackList", "EarlyStopping", "LambdaCallback", "LearningRateScheduler",
            "ModelCheckpoint", "CSVLogger", "JSONLogger", "TerminateOnNaN"]
 
@@ -280,14 +283,12 @@ def _all_finite(a):
         return True
     if a.dtype not in (np.float32, np.float64):
         return bool(np.isfinite(a).all())
-    from . import ops
     return ops.all_finite(a)
 
 
 def _first_non_finite_output(model, x):
     """(name, module) of the first leaf layer, in call order, whose output has a NaN/inf on input x, or None.
     Replays one forward with each leaf's forward wrapped; restores state and the random generator."""
-    from .random import generator
     found = []
     leaves = [(name, m) for name, m in model.named_modules() if not m._modules and name] or [("", model)]
 

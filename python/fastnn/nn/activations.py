@@ -13,7 +13,7 @@ import numpy as np
 from .. import ops
 from ._checks import as_float_array, check_grad_shape, module_dtype, require_forward
 from .linear import Linear
-from .module import Module, Parameter
+from .module import LayerSpec, Module, Parameter
 
 __all__ = ["ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "Sigmoid", "Hardsigmoid", "Tanh", "Softmax",
            "LogSoftmax", "Softplus", "Softsign", "SiLU", "Threshold", "Maxout"]
@@ -89,6 +89,11 @@ class _Elementwise(Module):
         if saved is None:
             require_forward(self, saved)
         return _act_backward(self._kind, saved, _grad(self, grad_output, saved), self._a, self._b)
+
+    def describe(self):
+        """kernel: the ops.Activation kind; a, b: its parameters (see kernels/activations.hpp)."""
+        return LayerSpec("activation", {"name": type(self).__name__, "kernel": self._kind, "a": self._a,
+                                        "b": self._b}, {})
 
     def extra_repr(self):
         return _inplace_repr(self.inplace)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import init, ops
 from ._checks import as_float_array, check_grad_shape, require_forward
-from .module import Module, Parameter
+from .module import LayerSpec, Module, Parameter
 
 __all__ = ["Conv1d", "Conv2d"]
 
@@ -88,6 +88,15 @@ class _ConvNd(Module):
         if self.bias is None:
             s += ", bias=False"
         return s
+
+    def describe(self):
+        """padding: per side as the kernel applies it; extra_padding: one more at the end where 'same' needs an
+        odd total (0 otherwise)."""
+        return LayerSpec("conv", {"dims": self._dims, "in_channels": self.in_channels,
+                                  "out_channels": self.out_channels, "kernel_size": self.kernel_size,
+                                  "stride": self.stride, "padding": self._pad, "extra_padding": self._extra,
+                                  "dilation": self.dilation, "groups": self.groups},
+                         {"weight": self.weight.data, "bias": None if self.bias is None else self.bias.data})
 
     # 2-D views of the 1-D case: (N, C, L) -> (N, C, 1, L), sizes (k,) -> (1, k).
     def _as2d(self, t, fill=1):

@@ -4,7 +4,7 @@ import numpy as np
 
 from ..random import generator
 from ._checks import as_float_array, module_dtype, require_forward, check_grad_shape
-from .module import Module
+from .module import LayerSpec, Module
 
 
 class Dropout(Module):
@@ -17,6 +17,9 @@ class Dropout(Module):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+    def describe(self):
+        return LayerSpec("dropout", {"p": self.p, "channels": False}, {})
 
     def forward(self, x):
         x = as_float_array(self, x, module_dtype(self, x))
@@ -54,6 +57,9 @@ class Dropout2d(Module):
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
+
+    def describe(self):
+        return LayerSpec("dropout", {"p": self.p, "channels": True}, {})
 
     def forward(self, x):
         x = as_float_array(self, x, module_dtype(self, x))

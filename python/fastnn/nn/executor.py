@@ -127,6 +127,13 @@ class _Run:
         self.values = None
         self.replay = None  # the inputs, when a fused forward left no layer caches behind
 
+    @classmethod
+    def replayed(cls, inputs):
+        """The run of a forward that one fused plan did whole: backward replays it first."""
+        run = cls.__new__(cls)
+        run.replay, run.input_float = inputs, (True,)
+        return run
+
 
 class _GradPlan:
     """Which values need a gradient (rg) and the backward steps, in reverse order, of the nodes that do."""
@@ -222,7 +229,7 @@ class Executor:
         self._out_get = _compile(g.outputs)
         self._out_single = g.outputs.node if isinstance(g.outputs, Ref) and not g.outputs.path else None
         self._grad_plans = {}
-        self._eval = None
+        self._eval = self._eval_whole = None
         self._bound = structure_version[0]
 
     def _grad_plan(self, need_input_grad, input_float):
@@ -277,8 +284,12 @@ class Executor:
     def _eval_steps(self):
         """The steps of an eval-mode forward: chains of module nodes that a fused plan runs are one step
         (i, _FUSED, plan, first node's input, chain's nodes), built again when a plan goes stale."""
-        if self._eval is not None and all(s[2].valid() for s in self._eval if s[1] == _FUSED):
-            return self._eval
+        if self._eval is not None:
+            for s in self._eval:
+                if s[1] == _FUSED and not s[2].valid():
+                    break
+            else:
+                return self._eval
         steps, nodes = self._steps, self.graph.nodes
         consumers = [0] * len(steps)
         for node in nodes:
@@ -305,6 +316,9 @@ class Executor:
             result.append(step)
             i += 1
         self._eval = result
+        # A graph that is one input and one fused chain (an eval-mode Sequential MLP or CNN): a direct call.
+        self._eval_whole = result[1][2] if len(result) == 2 and result[0][1] == _INPUT and \
+            result[1][1] == _FUSED and self._out_single == result[1][0] else None
         return result
 
     # -- forward ---------------------------------------------------------------------------------------
@@ -313,12 +327,18 @@ class Executor:
         every node's output (summary uses it)."""
         if self._bound != structure_version[0]:
             self._bind()
+        steps = steps_all = self._steps
+        if not self.owner.training and _fusion.enabled and not keep_values:
+            whole = self._eval_whole
+            if whole is not None and whole.valid():
+                out = whole.forward(inputs[0])
+                if out is not None:
+                    return out, _Run.replayed(inputs)
+            else:
+                steps = self._eval_steps()
         vals = [None] * len(self._steps)
         run = _Run(len(vals))
         ctxs, shared, leaves = run.ctxs, self._shared, run.leaves
-        steps = steps_all = self._steps
-        if not self.owner.training and _fusion.enabled and not keep_values:
-            steps = self._eval_steps()
         for i, kind, fn, simple, getter in steps:
             if kind == _MODULE:
                 if simple is None:

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import init, ops
 from ._checks import as_float_array, check_grad_shape, require_forward
-from .module import Module, Parameter
+from .module import LayerSpec, Module, Parameter
 
 
 class Linear(Module):
@@ -28,6 +28,10 @@ class Linear(Module):
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}" + ("" if self.bias is not None else ", bias=False")
+
+    def describe(self):
+        return LayerSpec("linear", {"in_features": self.in_features, "out_features": self.out_features},
+                         {"weight": self.weight.data, "bias": None if self.bias is None else self.bias.data})
 
     def forward(self, x):
         w = self.weight.data
@@ -69,6 +73,9 @@ class Identity(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
 
+    def describe(self):
+        return LayerSpec("identity", {}, {})
+
     def forward(self, x):
         return x
 
@@ -86,6 +93,9 @@ class Flatten(Module):
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def describe(self):
+        return LayerSpec("flatten", {"start_dim": self.start_dim, "end_dim": self.end_dim}, {})
 
     def forward(self, x):
         x = np.asarray(x)

@@ -26,6 +26,13 @@ import numpy as np
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
+#: What a layer computes, as plain data (Module.describe): `kind` ("linear", "conv", "batch_norm",
+#: "activation", "max_pool", "avg_pool", "dropout", "identity", "flatten"), `attrs` (hyper-parameters, with
+#: sizes as full tuples: kernel_size, stride, padding, ... of length dims) and `params` (name -> the live
+#: ndarray or None: weight, bias, running_mean, ...). Fused inference plans and exporters read it instead of
+#: a layer's private fields.
+LayerSpec = namedtuple("LayerSpec", ["kind", "attrs", "params"])
+
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Bumped whenever a Parameter or Module is registered, replaced or removed anywhere: plans that hold
@@ -34,6 +41,7 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _versions = itertools.count()
 structure_version = [next(_versions)]
 requires_grad_version = [next(_versions)]
+data_version = [next(_versions)]  # moves when any Parameter's data array is replaced (not changed in place)
 
 
 def _bump_structure():
@@ -100,6 +108,7 @@ class Parameter:
             raise TypeError(f"Parameter: data must be a floating-point array, got dtype {value.dtype}")
         dtype = value.dtype if value.dtype in _FLOAT_DTYPES else self._data.dtype
         self._data = np.ascontiguousarray(value, dtype=dtype)
+        data_version[0] = next(_versions)
         if self._grad.dtype != dtype:
             self._grad = np.zeros_like(self._data)
             self._grad_is_zero = False
@@ -157,6 +166,7 @@ class Parameter:
         if self._data.dtype != dtype:
             self._data = self._data.astype(dtype)
             self._grad = self._grad.astype(dtype)
+            data_version[0] = next(_versions)
 
     def __repr__(self):
         return f"Parameter(shape={self._data.shape}, dtype={self._data.dtype}, requires_grad={self.requires_grad})"
@@ -562,6 +572,10 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # -- description -------------------------------------------------------------------------------
+    def describe(self):
+        """This layer as a LayerSpec (kind, hyper-parameters, arrays), or None for layers without one."""
+        return None
+
     def extra_repr(self):
         return ""
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import ops
 from ._checks import as_float_array, check_grad_shape, module_dtype, require_forward
-from .module import Module, Parameter
+from .module import LayerSpec, Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "LocalResponseNorm", "WeightNorm"]
 
@@ -72,6 +72,12 @@ class _BatchNorm(Module):
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
+
+    def describe(self):
+        return LayerSpec("batch_norm", {"num_features": self.num_features, "eps": self.eps,
+                                        "momentum": self.momentum, "track_running_stats": self.track_running_stats},
+                         {"weight": _data(self.weight), "bias": _data(self.bias),
+                          "running_mean": self.running_mean, "running_var": self.running_var})
 
     def reset_running_stats(self):
         if self.track_running_stats:

@@ -13,7 +13,7 @@ import numpy as np
 from .. import ops
 from ._checks import as_float_array, check_grad_shape, module_dtype, require_forward
 from .conv import _tuple
-from .module import Module
+from .module import LayerSpec, Module
 
 __all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d"]
 
@@ -104,6 +104,11 @@ class _MaxPoolNd(_PoolNd):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
+    def describe(self):
+        return LayerSpec("max_pool", {"dims": self._dims, "kernel_size": self._k, "stride": self._s,
+                                      "padding": self._p, "dilation": self._d, "ceil_mode": self.ceil_mode,
+                                      "return_indices": self.return_indices}, {})
+
     def _pool(self, x4, with_argmax):
         return ops.max_pool2d_forward(x4, self._as2d(self._k), self._as2d(self._s), self._as2d(self._p, 0),
                                         with_argmax, self._as2d(self._d), self.ceil_mode)
@@ -161,6 +166,12 @@ class _AvgPoolNd(_PoolNd):
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def describe(self):
+        return LayerSpec("avg_pool", {"dims": self._dims, "kernel_size": self._k, "stride": self._s,
+                                      "padding": self._p, "ceil_mode": self.ceil_mode,
+                                      "count_include_pad": self.count_include_pad,
+                                      "divisor_override": self.divisor_override}, {})
 
     def _options(self):
         return (self._as2d(self._k), self._as2d(self._s), self._as2d(self._p, 0), self.ceil_mode,

@@ -68,7 +68,9 @@ class Sequential(Module):
         return self._sequence[index]
 
     def forward(self, x):
-        out, self.__dict__["_run"] = self.executor.forward([x])
+        d = self.__dict__
+        executor = d["_executor"] if d["_version"] == structure_version[0] else self.executor
+        out, d["_run"] = executor.forward([x])
         return out
 
     def backward(self, grad_output, need_input_grad=True):

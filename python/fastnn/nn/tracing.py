@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 
+from ..random import generator
 from .function_ops import OPS
 from .graph_def import DimRef, GraphDef, InputSpec, Node, Ref
 from .module import Module, Parameter, Symbolic, tracing_state
@@ -656,7 +657,6 @@ def input_value(index, examples, session, name):
 def no_side_effects(modules):
     """Undo what recording changes besides module caches: fastnn's random stream (dropout masks drawn
     while computing examples) and every buffer of `modules` (batch-norm running statistics)."""
-    from ..random import generator
     gen = generator()
     rng_state = gen.bit_generator.state
     saved = []

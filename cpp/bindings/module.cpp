@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   fastnn::bind::register_pooling(m);
   fastnn::bind::register_normalization(m);
   fastnn::bind::register_recurrent(m);
+  fastnn::bind::register_functional(m);
 }

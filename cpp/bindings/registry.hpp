@@ -15,4 +15,5 @@ void register_embedding(pybind11::module_& m);
 void register_pooling(pybind11::module_& m);
 void register_normalization(pybind11::module_& m);
 void register_recurrent(pybind11::module_& m);
+void register_functional(pybind11::module_& m);
 }  // namespace fastnn::bind

@@ -46,14 +46,20 @@ def batch_norm_backward(grad_output: np.ndarray, x: np.ndarray, mean: np.ndarray
     """Writes dγ (+)= Σdy·x̂, dβ (+)= Σdy in place (None skips one); returns dx or None."""
 def batch_norm_forward(x: np.ndarray, weight: object, bias: object, running_mean: object, running_var: object, use_batch_stats: bool, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.1, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-05, check_finite: bool = False) -> tuple:
     ...
+def batched_matmul(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
+    """op(a) @ op(b) for 2-D or 3-D operands (a 2-D one repeated over the other's batch); trans_* say an operand is stored transposed."""
 def binary_cross_entropy(input: np.ndarray, target: np.ndarray, weight: object = None, reduction: str = 'mean') -> tuple:
     """Binary cross-entropy on probabilities (logs clamped at -100); weight of the input's shape. Returns (loss, grad)."""
 def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, weight: object = None, pos_weight: object = None, reduction: str = 'mean') -> tuple:
     """Stable binary cross-entropy on logits; weight and pos_weight of the input's shape. Returns (loss, grad)."""
+def broadcast_binary(op: str, a: np.ndarray, b: np.ndarray, O: typing.SupportsInt | typing.SupportsIndex, M: typing.SupportsInt | typing.SupportsIndex, I: typing.SupportsInt | typing.SupportsIndex, b_first: bool = False) -> np.ndarray:
+    """a (seen as (O, M, I)) op b (M,) broadcast along O and I; b op a when b_first."""
 def build_info() -> dict:
     ...
 def col2im(col: np.ndarray, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], kernel_size: object, stride: object = 1, padding: object = 0, dilation: object = 1) -> np.ndarray:
     """The adjoint of im2col: sums columns back into (N, C, H, W)."""
+def concat(arrays: std::vector<array, std::allocator<array> >, axis: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
+    """Concatenation along axis."""
 def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, grad_weight: object = None, grad_bias: object = None, stride: object = 1, padding: object = 0, dilation: object = 1, groups: typing.SupportsInt | typing.SupportsIndex = 1, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True, col: object = None) -> object:
     """Writes dW (+)= and db (+)= in place (None skips one); returns dx, or None when need_input_grad is"""
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: object = None, stride: object = 1, padding: object = 0, dilation: object = 1, groups: typing.SupportsInt | typing.SupportsIndex = 1, check_finite: bool = False, col: object = None) -> np.ndarray:
@@ -102,6 +108,8 @@ def prelu_backward(x: np.ndarray, weight: np.ndarray, grad_output: np.ndarray, g
     """Accumulates grad_weight in place (if given); returns dx (or None)."""
 def prelu_forward(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """x > 0 ? x : w*x; weight of size 1 (shared) or one per channel along dim 1."""
+def reduce_broadcast(g: np.ndarray, O: typing.SupportsInt | typing.SupportsIndex, M: typing.SupportsInt | typing.SupportsIndex, I: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
+    """Σ of g (seen as (O, M, I)) over O and I: the gradient of a broadcast operand."""
 def rmsprop_step(arg0: object, arg1: object, arg2: object, arg3: object, arg4: object, arg5: object, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: typing.SupportsFloat | typing.SupportsIndex, arg11: bool, arg12: bool) -> None:
     """rmsprop_step(params, grads, square_avgs, momentum_buffers, grad_avgs, steps, lr, alpha, eps, weight_decay, momentum, centered, maximize): torch.optim.RMSprop over all tensors in place."""
 def rnn_backward(mode: str, x: np.ndarray, weight_ih: np.ndarray, weight_hh: np.ndarray, saved: tuple, grad_output: object, grad_offset: typing.SupportsInt | typing.SupportsIndex = 0, grad_hn: object = None, grad_cn: object = None, grad_weight_ih: object = None, grad_weight_hh: object = None, grad_bias_ih: object = None, grad_bias_hh: object = None, accumulate_weight_ih: bool = True, accumulate_weight_hh: bool = True, accumulate_bias_ih: bool = True, accumulate_bias_hh: bool = True, reverse: bool = False, grad_input: object = None, accumulate_input: bool = False) -> tuple:

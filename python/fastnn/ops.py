@@ -19,3 +19,4 @@ from ._core import (max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,
                     avg_pool2d_backward, adaptive_avg_pool2d_forward, adaptive_avg_pool2d_backward)
 from ._core import DenseStackPlan  # noqa: F401  (eval-mode Linear/activation stacks in one call)
 from ._core import set_num_threads, get_num_threads, build_info  # noqa: F401  (threads, build)
+from ._core import batched_matmul, broadcast_binary, reduce_broadcast, concat  # noqa: F401  (functional ops)

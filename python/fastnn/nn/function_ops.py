@@ -5,9 +5,12 @@
                                                      # needs[k] says whether argument k wants one
 
 fastnn.nn.functional calls `forward` eagerly on arrays, and records a "call" node when given traced values;
-the graph executor calls both. Hot ops reuse the C++ kernels (activations, softmax, linear, matmul,
-broadcast arithmetic); the rest are a few NumPy lines. Arguments that are arrays may also be scalars where
-NumPy allows it (x + 1.0).
+the graph executor calls both. Hot ops run C++ kernels: activations, softmax and linear reuse the layers';
+arithmetic with broadcasting (kernels/broadcast.hpp: the shapes reduced to (O, M, I) against (M,)), its
+gradient sums, matmul/bmm (kernels/batched_gemm.hpp) and cat/stack have kernels of their own, used for
+float32/float64 arrays of at least KERNEL_MIN_SIZE elements in the forms they cover; NumPy does the rest
+(and small arrays, where a call into C++ costs more than it saves). Arguments that are arrays may also be
+scalars where NumPy allows it (x + 1.0).
 """
 import math
 
@@ -49,11 +52,63 @@ def _float(x):
     return np.ascontiguousarray(x, dtype=x.dtype if x.dtype in (_F32, _F64) else _F32)
 
 
+#: Arrays smaller than this go through NumPy (the C++ kernels pay off on larger ones).
+KERNEL_MIN_SIZE = 1 << 14
+
+
+def _kernel_ready(*arrays):
+    """Whether these are C-contiguous float32/float64 arrays of one dtype, together large enough."""
+    first = arrays[0]
+    if type(first) is not np.ndarray or (first.dtype != _F32 and first.dtype != _F64):
+        return False
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != first.dtype or not a.flags.c_contiguous:
+            return False
+    return sum(a.size for a in arrays) >= KERNEL_MIN_SIZE
+
+
+def broadcast_form(shape, other):
+    """(O, M, I) such that an array of `shape` is (O, M, I) and one of shape `other`, broadcast to it, is (M,)
+    repeated along O and I; None when `other` is not of that form (or does not broadcast to `shape`)."""
+    if len(other) > len(shape):
+        return None
+    other = (1,) * (len(shape) - len(other)) + tuple(other)
+    full = []
+    for k, (s, t) in enumerate(zip(shape, other)):
+        if t == s and s != 1:
+            full.append(k)
+        elif t != 1:
+            return None
+    if not full:
+        return 1, 1, math.prod(shape)
+    first, last = full[0], full[-1]
+    if any(other[k] == 1 and shape[k] != 1 for k in range(first, last + 1)):
+        return None
+    return math.prod(shape[:first]), math.prod(shape[first:last + 1]), math.prod(shape[last + 1:])
+
+
+def _arith(name, ufunc, a, b):
+    """a op b, through the broadcast kernel when one side has the full shape and the other the (M,) form."""
+    if _kernel_ready(a, b):
+        if a.shape == b.shape or a.size >= b.size:
+            form = broadcast_form(a.shape, b.shape)
+            if form is not None and a.ndim >= b.ndim:
+                return ops.broadcast_binary(name, a, b, *form)
+        form = broadcast_form(b.shape, a.shape)
+        if form is not None:
+            return ops.broadcast_binary(name, b, a, *form, True)
+    return ufunc(a, b)
+
+
 def sum_to_shape(g, shape):
     """Reduces a broadcast gradient g back to `shape` (NumPy broadcasting rules)."""
     g = np.asarray(g)
     if g.shape == shape:
         return g
+    if _kernel_ready(g):
+        form = broadcast_form(g.shape, shape)
+        if form is not None:
+            return ops.reduce_broadcast(g, *form).reshape(shape)
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
     r = g.sum(axis=axes, keepdims=True) if axes else g
@@ -63,7 +118,7 @@ def sum_to_shape(g, shape):
 # -- arithmetic ---------------------------------------------------------------------------------------------
 class _Binary(Op):
     def forward(self, a, b):
-        return self._f(a, b), (a, b)
+        return _arith(self.name, self._f, a, b), (a, b)
 
 
 # `needs[k]` is true only for traced operands (arrays, NumPy scalars from reductions, 0-d arrays); literals never
@@ -97,8 +152,8 @@ class Mul(_Binary):
 
     def backward(self, ctx, g, needs):
         a, b = ctx
-        return (sum_to_shape(g * b, np.shape(a)) if needs[0] else None,
-                sum_to_shape(g * a, np.shape(b)) if needs[1] else None)
+        return (sum_to_shape(_arith("mul", np.multiply, g, b), np.shape(a)) if needs[0] else None,
+                sum_to_shape(_arith("mul", np.multiply, g, a), np.shape(b)) if needs[1] else None)
 
 
 @_register
@@ -131,7 +186,7 @@ class Pow(_Binary):
     _f = staticmethod(np.power)
 
     def forward(self, a, b):
-        out = np.power(a, b)
+        out = np.power(a, b)  # no kernel: NumPy's pow is as fast as ours would be
         return out, (a, b, out)
 
     def backward(self, ctx, g, needs):
@@ -370,16 +425,44 @@ class Linear(Op):
         return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb)
 
 
+def _matmul(a, b, trans_a=False, trans_b=False):
+    """op(a) @ op(b) through kernels/batched_gemm.hpp when both are 2-D or more with the same leading
+    dimensions (or one of them 2-D), else None. trans_*: use the transpose of the last two axes."""
+    if a.ndim < 2 or b.ndim < 2 or not _kernel_ready(a, b):
+        return None
+    lead_a, lead_b = a.shape[:-2], b.shape[:-2]
+    if lead_a and lead_b and lead_a != lead_b:
+        return None
+    lead = lead_a or lead_b
+    a3 = a.reshape((-1,) + a.shape[-2:]) if lead_a else a
+    b3 = b.reshape((-1,) + b.shape[-2:]) if lead_b else b
+    out = ops.batched_matmul(a3, b3, trans_a, trans_b)
+    return out.reshape(lead + out.shape[-2:]) if lead else out
+
+
 @_register
 class Matmul(Op):
     """NumPy's matmul: 1-D and n-D operands, batch dimensions broadcast."""
     name = "matmul"
 
     def forward(self, a, b):
-        return np.matmul(a, b), (a, b)
+        out = _matmul(a, b) if type(a) is np.ndarray and type(b) is np.ndarray else None
+        return (np.matmul(a, b) if out is None else out), (a, b)
 
     def backward(self, ctx, g, needs):
         a, b = ctx
+        if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim >= 2 and b.ndim >= 2:
+            g = np.ascontiguousarray(g, dtype=np.result_type(a, b))
+            ga = gb = None
+            if needs[0]:  # dA = g @ Bᵀ (B repeated over a's batch when 2-D)
+                ga = _matmul(g, b, trans_b=True) if a.ndim >= b.ndim else None
+            if needs[1]:  # dB = Aᵀ @ g, summed over the batch when B was repeated: one GEMM of the stacked rows
+                if b.ndim >= a.ndim:
+                    gb = _matmul(a, g, trans_a=True)
+                elif b.ndim == 2 and a.flags.c_contiguous:
+                    gb = _matmul(a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1]), trans_a=True)
+            if (ga is not None or not needs[0]) and (gb is not None or not needs[1]):
+                return ga, gb
         a2 = a[None, :] if a.ndim == 1 else a           # (.., n, k)
         b2 = b[:, None] if b.ndim == 1 else b           # (.., k, m)
         # g as the gradient of a2 @ b2, whose 1-D sides were squeezed away in the output
@@ -499,6 +582,13 @@ class Expand(Op):
         return (sum_to_shape(g, ctx), None)
 
 
+def _concat(arrays, dim):
+    """np.concatenate, through kernels/broadcast.hpp's concat_rows for large float arrays."""
+    if len(arrays) > 1 and _kernel_ready(*arrays) and len({a.ndim for a in arrays}) == 1:
+        return ops.concat(arrays, dim % arrays[0].ndim)
+    return np.concatenate(arrays, axis=dim)
+
+
 @_register
 class Cat(Op):
     name = "cat"
@@ -507,7 +597,7 @@ class Cat(Op):
         tensors = list(tensors)
         if not tensors:
             raise ValueError("cat: expected a non-empty sequence of arrays")
-        y = np.concatenate(tensors, axis=dim)
+        y = _concat(tensors, dim)
         return y, ([np.shape(t)[dim] for t in tensors], dim)
 
     def backward(self, ctx, g, needs):
@@ -526,7 +616,10 @@ class Stack(Op):
         tensors = list(tensors)
         if not tensors:
             raise ValueError("stack: expected a non-empty sequence of arrays")
-        return np.stack(tensors, axis=dim), (len(tensors), dim)
+        if len({np.shape(t) for t in tensors}) != 1:
+            raise ValueError(f"stack: arrays must have one shape, got {[np.shape(t) for t in tensors]}")
+        nd = np.ndim(tensors[0]) + 1
+        return _concat([np.expand_dims(t, dim % nd) for t in tensors], dim % nd), (len(tensors), dim)
 
     def backward(self, ctx, g, needs):
         n, dim = ctx

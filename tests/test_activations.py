@@ -1,4 +1,4 @@
-"""Activations (SPEC K6 and section A) against plain NumPy oracles, finite differences and bad input."""
+"""Activations against plain NumPy oracles, finite differences and bad input."""
 import numpy as np
 import pytest
 
@@ -484,7 +484,7 @@ def test_nan_propagates_through_forward(make):
 @pytest.mark.parametrize("name", ["ReLU", "LeakyReLU", "ELU", "SELU", "Sigmoid", "Hardsigmoid", "Tanh", "Softmax",
                                   "LogSoftmax", "Softplus", "Softsign", "SiLU", "Threshold"])
 def test_results_do_not_depend_on_memory_alignment(name, dtype):
-    """Bit-for-bit reproducibility (SPEC P4): the same values at any address give the same bits, forward and
+    """Bit-for-bit reproducibility: the same values at any address give the same bits, forward and
     backward (vector and scalar code paths must not split by alignment)."""
     base = np.random.default_rng(7).standard_normal((3, 37)) * 4
     grad = np.random.default_rng(8).standard_normal((3, 37))

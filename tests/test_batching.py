@@ -1,4 +1,4 @@
-"""Batching over arrays and over user generators (SPEC D3) and the label-balanced sampler (SPEC D2)."""
+"""Batching over arrays and over user generators and the label-balanced sampler."""
 import numpy as np
 import pytest
 

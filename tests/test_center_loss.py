@@ -1,4 +1,4 @@
-"""CenterLoss (SPEC O2): value, gradient by finite differences, centre update against the formula,
+"""CenterLoss: value, gradient by finite differences, centre update against the formula,
 state_dict, and the combined softmax + λ·center objective training a small model."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The `fastnn` command line (SPEC P7): info, train on digits, argparse errors, `python -m fastnn`."""
+"""The `fastnn` command line: info, train on digits, argparse errors, `python -m fastnn`."""
 import os
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""fastnn.data preprocessing (SPEC D1): StandardScaler against a NumPy oracle."""
+"""fastnn.data preprocessing: StandardScaler against a NumPy oracle."""
 import numpy as np
 import pytest
 

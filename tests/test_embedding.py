@@ -1,4 +1,4 @@
-"""Embedding and EmbeddingBag (SPEC L8): loop oracles, finite differences, padding, lazy zero_grad, errors."""
+"""Embedding and EmbeddingBag: loop oracles, finite differences, padding, lazy zero_grad, errors."""
 import numpy as np
 import pytest
 

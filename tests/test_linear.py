@@ -111,7 +111,7 @@ def test_frozen_linear_gets_no_gradient():
 @pytest.mark.parametrize("n,i,o", [(33, 70, 257), (64, 784, 256), (129, 129, 129), (3, 784, 256), (70, 300, 10),
                                    (40, 1024, 300)])
 def test_linear_bits_do_not_depend_on_alignment_or_thread_count(dtype, n, i, o):
-    """Bit-for-bit reproducibility (SPEC P4, pytorch#88718): the same values at any address and with any
+    """Bit-for-bit reproducibility (pytorch#88718): the same values at any address and with any
     number of threads give the same bits, forward and backward."""
     r = rng(5)
     x, w, b, dy = (r.standard_normal(s).astype(dtype) for s in [(n, i), (o, i), (o,), (n, o)])

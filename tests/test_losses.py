@@ -1,4 +1,4 @@
-"""Losses (SPEC K7, O1): values and gradients against plain NumPy oracles, finite differences, stability,
+"""Losses: values and gradients against plain NumPy oracles, finite differences, stability,
 errors, and odd input layouts."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Normalisation layers (SPEC K4, K9, L4, L5): kernels against plain NumPy oracles, finite-difference gradients,
+"""Normalisation layers: kernels against plain NumPy oracles, finite-difference gradients,
 PyTorch's running-statistics rules and state_dict layout, bit-identity across threads and alignment,
 WeightNorm, the seed's LRN values, bad input and save/load."""
 import numpy as np

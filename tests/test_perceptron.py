@@ -1,4 +1,4 @@
-"""Perceptron (SPEC L12): the seed's NAND weights and the perceptron learning rule."""
+"""Perceptron: the seed's NAND weights and the perceptron learning rule."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""fastnn.plot (SPEC P8): history curves and schedule plots; matplotlib stays an optional import."""
+"""fastnn.plot: history curves and schedule plots; matplotlib stays an optional import."""
 import os
 import subprocess
 import sys

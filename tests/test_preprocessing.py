@@ -1,4 +1,4 @@
-"""MinMaxScaler, LogTransform, PCA and ZCA (SPEC D1)."""
+"""MinMaxScaler, LogTransform, PCA and ZCA."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Greedy layer-wise autoencoder pretraining (SPEC T9): each stage's reconstruction error drops, the layers
+"""Greedy layer-wise autoencoder pretraining: each stage's reconstruction error drops, the layers
 change, the pretrained stack fine-tunes to high accuracy on digits, and a seed makes it all reproducible."""
 import numpy as np
 import pytest

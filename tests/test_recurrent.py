@@ -1,4 +1,4 @@
-"""RNN, LSTM and GRU (SPEC K5, L6, L9): kernels against a NumPy oracle, finite differences through whole
+"""RNN, LSTM and GRU: kernels against a NumPy oracle, finite differences through whole
 sequences, PyTorch reference outputs (tests/data, no torch needed), training, thread reproducibility, errors."""
 import json
 import os

@@ -1,4 +1,4 @@
-"""L1, L2 and max-norm (SPEC O3): one SGD step with and without, against the formulas by hand in numpy."""
+"""L1, L2 and max-norm: one SGD step with and without, against the formulas by hand in numpy."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Learning-rate schedules (SPEC T2): each against its formula, written out here, at several steps."""
+"""Learning-rate schedules: each against its formula, written out here, at several steps."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""fastnn.save / fastnn.load (SPEC P2): safetensors weights + JSON architecture, no pickle, clear errors."""
+"""fastnn.save / fastnn.load: safetensors weights + JSON architecture, no pickle, clear errors."""
 import json
 import os
 from collections import OrderedDict

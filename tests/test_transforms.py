@@ -1,4 +1,4 @@
-"""Augmentation (SPEC D2): every transform keeps the shape, is reproducible with a seed, and does what it
+"""Augmentation: every transform keeps the shape, is reproducible with a seed, and does what it
 says on a tiny hand-made image."""
 import numpy as np
 import pytest

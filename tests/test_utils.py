@@ -1,4 +1,4 @@
-"""fastnn.utils: gradcheck (SPEC T8), freeze/unfreeze, the three fine-tuning modes and partial loading (T7)."""
+"""fastnn.utils: gradcheck, freeze/unfreeze, the three fine-tuning modes and partial loading (T7)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-// Activations (SPEC K6, section A): element-wise forward/derivative, softmax/log-softmax along an axis,
+// Activations: element-wise forward/derivative, softmax/log-softmax along an axis,
 // PReLU (shared or per channel) and the max over maxout pieces. Row-major raw pointers, float or double.
 //
 // Element-wise loops run over fixed blocks of Eigen packets (AVX2: 8 floats, 4 doubles): Eigen array

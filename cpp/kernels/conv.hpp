@@ -1,4 +1,4 @@
-// Convolution (SPEC K2), NCHW; groups; 1-D is H = 1. K = C/G·kh·kw, P = Ho·Wo.
+// Convolution, NCHW; groups; 1-D is H = 1. K = C/G·kh·kw, P = Ho·Wo.
 //   forward:  stride-1 convolutions whose rows fit L1 run the direct kernel (kernels/conv_direct.hpp); the
 //             others im2col [G·K, cols] and Yg [Og, cols] = Wg [Og, K] · colg, on blocks of whole images sized
 //             so a block's column matrix fits in L2 (blocks in parallel; one block alone splits its GEMM

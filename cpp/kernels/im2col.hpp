@@ -1,4 +1,4 @@
-// im2col / col2im over a whole batch (SPEC K2), NCHW; 1-D convolution is the case H = 1, kernel_h = 1.
+// im2col / col2im over a whole batch, NCHW; 1-D convolution is the case H = 1, kernel_h = 1.
 // The column matrix is [C·kh·kw, N·Ho·Wo], row-major: row (c·kh + i)·kw + j holds, for every image n and
 // output position p, the input value under kernel tap (i, j) of channel c (0 in the zero padding). Its
 // rows follow the weight layout [O, C/groups, kh, kw], so group g's rows are one block and a convolution

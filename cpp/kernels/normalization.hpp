@@ -1,4 +1,4 @@
-// Normalisation layers (SPEC K4, K9): batch norm, group norm (layer norm is its special case) and local
+// Normalisation layers: batch norm, group norm (layer norm is its special case) and local
 // response norm, forward and backward. Row-major raw pointers, float or double; input viewed as
 // x[N, C, S] (S = product of the spatial sizes, 1 for (N, C) input).
 //

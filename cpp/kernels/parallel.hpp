@@ -3,7 +3,7 @@
 // which each dot product is summed, depends on the thread count. Instead a kernel splits its output into
 // slices with for_each_slice, and each thread runs a single-threaded Eigen GEMM on its slice: every output
 // element is summed the same way whatever the thread count, so results are identical bit for bit.
-// Small work runs on one thread (a parallel region costs more than it saves, BUILD-NOTES).
+// Small work runs on one thread (a parallel region costs more than it saves).
 #pragma once
 #include <omp.h>
 

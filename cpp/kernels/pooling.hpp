@@ -1,4 +1,4 @@
-// Pooling (SPEC K3), NCHW, one (n, c) plane per work item; 1-D is H = 1. Geometry as convolution
+// Pooling, NCHW, one (n, c) plane per work item; 1-D is H = 1. Geometry as convolution
 // (kernels/im2col.hpp): windows start at o·stride − pad. The caller sets g.out_h/out_w (pool_output_size:
 // floor or ceil mode); a window that runs past the input's end is clipped. g's dilation fields are not read:
 // dilation and the average-pool options come in PoolOptions, whose defaults are the plain case (dilation 1,

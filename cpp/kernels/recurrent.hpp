@@ -1,4 +1,4 @@
-// Recurrent layers (SPEC K5): Elman RNN (tanh or ReLU), LSTM and GRU over a whole sequence, forward and
+// Recurrent layers: Elman RNN (tanh or ReLU), LSTM and GRU over a whole sequence, forward and
 // backpropagation through time, one direction of one layer per call. PyTorch's equations and gate order:
 //   RNN  h = act(W_ih x + b_ih + W_hh h + b_hh)
 //   LSTM i, f, g, o = σ, σ, tanh, σ of (W_ih x + b_ih + W_hh h + b_hh);  c = f⊙c + i⊙g,  h = o⊙tanh(c)

@@ -1,4 +1,4 @@
-"""The `fastnn` command (also `python -m fastnn`), SPEC P7.
+"""The `fastnn` command (also `python -m fastnn`).
 
     fastnn info                                   version, threads, ISA flags, build flags, numpy
     fastnn train --example digits-mlp             train on scikit-learn's digits, print test accuracy

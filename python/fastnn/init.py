@@ -1,4 +1,4 @@
-"""Weight initialisers (SPEC O4), PyTorch's names: each fills an array or Parameter in place and returns it.
+"""Weight initialisers, PyTorch's names: each fills an array or Parameter in place and returns it.
 
 All draw from fastnn's generator, so `fastnn.manual_seed` makes them reproducible bit for bit.
 """

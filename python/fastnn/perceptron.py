@@ -1,4 +1,4 @@
-"""The classic perceptron (SPEC L12, seed 002 §3.1.1): a step threshold unit trained by the perceptron rule.
+"""The classic perceptron: a step threshold unit trained by the perceptron rule.
 
     output = 1 if w·x + b > 0 else 0
     for each sample in turn:  w ← w + lr·(y − output)·x,  b ← b + lr·(y − output)

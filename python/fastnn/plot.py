@@ -1,4 +1,4 @@
-"""Plots of training history and learning-rate schedules (SPEC P8). Needs matplotlib, the optional extra:
+"""Plots of training history and learning-rate schedules. Needs matplotlib, the optional extra:
 
     pip install fastnn[plot]
 

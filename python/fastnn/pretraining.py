@@ -1,4 +1,4 @@
-"""Greedy layer-wise unsupervised pretraining (SPEC T9, seed 002 §3.7.1).
+"""Greedy layer-wise unsupervised pretraining.
 
 Each Linear layer of a stack is trained in turn as the encoder of a one-hidden-layer autoencoder: the
 encoder is the layer followed by its activation, the decoder a fresh Linear back to the layer's input

@@ -1,4 +1,4 @@
-"""Weight penalties and constraints (SPEC O3): L2 weight decay, L1, max-norm.
+"""Weight penalties and constraints: L2 weight decay, L1, max-norm.
 
 With C₀ the data loss averaged over the n training samples:
 

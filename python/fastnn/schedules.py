@@ -1,4 +1,4 @@
-"""Learning-rate schedules (SPEC T2, seed 002 §3.9): callables step -> lr.
+"""Learning-rate schedules: callables step -> lr.
 
 Parameter names and formulas are TensorFlow's (tf.keras.optimizers.schedules and tf.compat.v1.train.*_decay),
 the reference where the seed is vague. `step` counts optimizer steps from 0. Use them by hand

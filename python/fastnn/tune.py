@@ -1,5 +1,5 @@
-"""Hyper-parameter search (SPEC T6): grid search, random search and LIPO, a global optimiser with no
-hyper-parameters of its own (seed 002 §3.3.2; King 2017, dlib's find_max_global).
+"""Hyper-parameter search: grid search, random search and LIPO, a global optimiser with no
+hyper-parameters of its own (King 2017, dlib's find_max_global).
 
     def build(lr, units):
         model = fnn.nn.Sequential(fnn.nn.Linear(64, units), fnn.nn.ReLU(), fnn.nn.Linear(units, 10))

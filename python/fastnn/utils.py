@@ -1,9 +1,9 @@
-"""Gradient checking (SPEC T8) and fine-tuning helpers (SPEC T7).
+"""Gradient checking and fine-tuning helpers.
 
 gradcheck(model, loss, x, y) compares the gradients a model's backward computes with central finite
 differences of the loss, in float64, on a copy of the model: any Module with forward/backward works.
 
-Fine-tuning (seed 002 §3.7.4), the three modes, starting from pretrained weights:
+Fine-tuning, the three modes, starting from pretrained weights:
 
     model = build_model()                                  # same architecture, perhaps a new last layer
     report = fastnn.utils.load_partial(model, fastnn.load("pretrained.fnn").state_dict())

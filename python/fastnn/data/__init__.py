@@ -1,4 +1,4 @@
-"""Data helpers (SPEC D): preprocessing fitted on the training split and applied to any split; augmentation
+"""Data helpers: preprocessing fitted on the training split and applied to any split; augmentation
 (fastnn.data.transforms); batching over arrays and over generators, label-balanced sampling."""
 from .scalers import StandardScaler
 from .preprocessing import MinMaxScaler, LogTransform, PCA, ZCA

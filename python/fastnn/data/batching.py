@@ -1,4 +1,4 @@
-"""Mini-batches (SPEC D3) and label-balanced oversampling (SPEC D2).
+"""Mini-batches and label-balanced oversampling.
 
 ArrayBatches iterates over in-memory arrays (or numpy.memmap / np.load(..., mmap_mode="r") arrays, which
 read only the rows each batch needs); every `for` over it is one epoch, reshuffled:

@@ -1,4 +1,4 @@
-"""More preprocessing (SPEC D1): min-max scaling, log transform, PCA (keep k, whitening) and ZCA whitening.
+"""More preprocessing: min-max scaling, log transform, PCA (keep k, whitening) and ZCA whitening.
 
 Same conventions as StandardScaler: fit on the training split, transform any split; 2-D input
 (n_samples, n_features) of finite numbers; statistics in float64; output float64 for float64 input and

@@ -1,4 +1,4 @@
-"""Feature scalers (SPEC D1): fit on the training split, then transform any split the same way.
+"""Feature scalers: fit on the training split, then transform any split the same way.
 
 Output dtypes: float32 input -> float32, float64 input -> float64, anything else (integers, bool,
 float16) -> float32, fastnn's default. Statistics are always accumulated in float64 (two-pass mean and

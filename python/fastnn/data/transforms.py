@@ -1,4 +1,4 @@
-"""Data augmentation for image batches (SPEC D2, seed 002 §3.13), in NumPy.
+"""Data augmentation for image batches, in NumPy.
 
 Every transform is a callable on a float batch (N, C, H, W) (a single image (C, H, W) works too) that returns
 a new array of the same dtype; the input is never modified. Random parameters are drawn per image. With

@@ -1,4 +1,4 @@
-"""Activations (SPEC section A) over kernels/activations.hpp: PyTorch's names, arguments and defaults.
+"""Activations over kernels/activations.hpp: PyTorch's names, arguments and defaults.
 
 Each forward is one C++ call; it caches what backward needs (the input, or the output for Sigmoid, Tanh,
 Softmax and LogSoftmax). Parameter-free activations compute in their input's dtype when it is float32 or
@@ -176,7 +176,7 @@ class Sigmoid(_Elementwise):
 
 
 class Hardsigmoid(_Elementwise):
-    """Piecewise-linear sigmoid in SPEC's (Keras's) form: 0 for x < −2.5, 1 for x > 2.5, else 0.2x + 0.5.
+    """Piecewise-linear sigmoid in Keras's form: 0 for x < −2.5, 1 for x > 2.5, else 0.2x + 0.5.
 
     Note: this differs from PyTorch's Hardsigmoid, which is x/6 + 1/2 clipped at ±3."""
 

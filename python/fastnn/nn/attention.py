@@ -1,4 +1,4 @@
-"""Additive (Bahdanau) attention (SPEC L10): e_tj = vᵀ tanh(W_q s_{t−1} + W_k h_j + b), α = softmax_j(e),
+"""Additive (Bahdanau) attention: e_tj = vᵀ tanh(W_q s_{t−1} + W_k h_j + b), α = softmax_j(e),
 c_t = Σ_j α_tj h_j.
 
 Vectorised over the batch in NumPy. A decoder that attends to the same keys at every step calls

@@ -1,4 +1,4 @@
-"""Center loss (SPEC O2; Wen et al. 2016): pulls each sample's deep feature towards a centre of its class.
+"""Center loss (Wen et al. 2016): pulls each sample's deep feature towards a centre of its class.
 
     L_C = ½ Σ_i ‖x_i − c_{y_i}‖²,   ∂L_C/∂x_i = x_i − c_{y_i}
     Δc_j = Σ_i δ(y_i = j)(c_j − x_i) / (1 + Σ_i δ(y_i = j)),   c_j ← c_j − α·Δc_j

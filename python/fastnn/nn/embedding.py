@@ -1,4 +1,4 @@
-"""Embedding and EmbeddingBag (SPEC L8) with PyTorch's interface: a one-hot feature picks a row of the table,
+"""Embedding and EmbeddingBag with PyTorch's interface: a one-hot feature picks a row of the table,
 a valued feature scales it (per_sample_weights), a bag sums or averages its rows.
 
 Gradients go to the table only (indices are integers). Rows are scattered into the gradient by sorting the

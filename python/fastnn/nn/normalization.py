@@ -1,4 +1,4 @@
-"""Normalisation layers (SPEC L4, L5) over kernels/normalization.hpp: BatchNorm1d/2d, LayerNorm, GroupNorm,
+"""Normalisation layers over kernels/normalization.hpp: BatchNorm1d/2d, LayerNorm, GroupNorm,
 LocalResponseNorm, and the WeightNorm wrapper. PyTorch's names, arguments, defaults, parameter and buffer names
 and shapes, so a PyTorch state_dict loads as it is.
 

@@ -1,4 +1,4 @@
-"""Recurrent layers RNN, LSTM and GRU (SPEC L9, K5) with PyTorch's interface, parameter names and shapes, so a
+"""Recurrent layers RNN, LSTM and GRU with PyTorch's interface, parameter names and shapes, so a
 PyTorch state_dict loads as it is. Each direction of each layer runs the whole sequence in one C++ call
 (kernels/recurrent.hpp): no Python per time step. Also the seed's GatedFeedbackRNN (at the end of the file).
 
@@ -11,29 +11,23 @@ first: (N, T, D·H)); h_n (and c_n) (num_layers·D, N, H), D = 2 if bidirectiona
 
 Dropout: `dropout=p` drops the outputs of every layer but the last (PyTorch's), a fresh mask per element;
 `variational_dropout=p` drops the input of every layer with one mask per sequence shared by all time steps
-(Gal and Ghahramani; SPEC L6). Both only in training mode, both drawn from fastnn.random.generator().
+(Gal and Ghahramani). Both only in training mode, both drawn from fastnn.random.generator().
 
-Training with fastnn.Trainer. The Trainer slices the FIRST axis of x as the batch and calls
-`model(xb)`, `loss(out, yb)`, `model.backward_parameters(loss.backward())`, so the model must map a batch to
-predictions. A sequence classifier reads the last time step and applies a Linear:
+In a model, recurrent layers compose like any other: a Module subclass that writes no backward is traced, so
+a sequence classifier reading the last state is just its forward (backward through the LSTM comes from the
+graph, and gradients of an initial state given by another module flow back to it):
 
     class Classifier(fnn.nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn = fnn.nn.LSTM(8, 64, batch_first=True)
+            self.rnn = fnn.nn.LSTM(8, 64, num_layers=2, batch_first=True)
             self.head = fnn.nn.Linear(64, 10)
         def forward(self, x):                     # x (N, T, I)
-            out, _ = self.rnn(x)
-            self._shape = out.shape
-            return self.head(out[:, -1])          # (N, classes)
-        def backward(self, g):
-            grad_out = np.zeros(self._shape, g.dtype)
-            grad_out[:, -1] = self.head.backward(g)
-            return self.rnn.backward(grad_out)
+            out, (h, c) = self.rnn(x)
+            return self.head(h[-1])               # or self.head(out[:, -1])
 
-With batch_first=False, either store the data as (N, T, I) and transpose inside forward (x.transpose(1, 0, 2),
-and transpose the input gradient back in backward), or simply build the layer with batch_first=True: the
-kernels run time-major either way, and batch_first only changes which axis the layer reads as batch.
+fastnn.Trainer slices the first axis of x as the batch: with batch_first=False, transpose inside forward
+(x.transpose(0, 1)) or build the layer with batch_first=True; the kernels run time-major either way.
 """
 import math
 
@@ -308,7 +302,7 @@ class _GradSink:
 
 
 class GatedFeedbackRNN(Module):
-    """Gated-feedback RNN (Chung et al. 2015; seed 001) with tanh units: a stack of num_layers recurrent layers
+    """Gated-feedback RNN (Chung et al. 2015) with tanh units: a stack of num_layers recurrent layers
     in which every layer's previous state feeds every layer, through learned scalar global reset gates:
 
         g^{i→j} = σ(w_g^{i→j}·h_t^{j−1} + u_g^{i→j}·h*_{t−1} + b_g^{i→j})      h* = all layers' states, concatenated

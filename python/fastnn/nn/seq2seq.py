@@ -1,4 +1,4 @@
-"""Seq2Seq encoder–decoder with additive attention (SPEC L10).
+"""Seq2Seq encoder–decoder with additive attention.
 
 src tokens -> Embedding -> bidirectional GRU/LSTM encoder (batch_first) -> keys h_j [N, S, D·H].
 Decoder state s_0 = tanh(W_b [h_n forward; h_n backward] + b_b). Step t (teacher forcing in training):

@@ -5,6 +5,8 @@ ModuleList and ModuleDict only hold modules (their names become parameter-name p
 the model that owns them calls them in its forward. The others write no backward: they are traced, so inside
 a model they become plain graph nodes, and on their own they run as a one-module graph.
 """
+import functools
+import operator
 from collections import OrderedDict
 
 from . import functional as F
@@ -149,10 +151,7 @@ class Parallel(Module):
         outs = [b(x) for b in self._modules.values()]
         if self.merge == "cat":
             return F.cat(outs, self.dim)
-        total = outs[0]
-        for o in outs[1:]:
-            total = total + o
-        return total
+        return functools.reduce(operator.add, outs)
 
 
 def _inputs(xs):
@@ -168,22 +167,14 @@ class Add(Module):
     """The sum of its inputs (same shapes, or NumPy-broadcastable)."""
 
     def forward(self, *xs):
-        xs = _inputs(xs)
-        total = xs[0]
-        for x in xs[1:]:
-            total = total + x
-        return total
+        return functools.reduce(operator.add, _inputs(xs))
 
 
 class Mul(Module):
     """The element-wise product of its inputs."""
 
     def forward(self, *xs):
-        xs = _inputs(xs)
-        total = xs[0]
-        for x in xs[1:]:
-            total = total * x
-        return total
+        return functools.reduce(operator.mul, _inputs(xs))
 
 
 class Concat(Module):

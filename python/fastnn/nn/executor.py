@@ -457,14 +457,7 @@ class Executor:
                         if type(gk) is tuple or type(gk) is list:  # a structured value: its parts
                             acc.give(Ref(j, ()), gk)
                             continue
-                        cur = grads[j]
-                        if cur is None:
-                            grads[j] = gk
-                        elif owned[j]:
-                            cur += gk
-                        else:
-                            grads[j] = cur + gk
-                            owned[j] = True
+                        _add_gradient(grads, owned, j, gk)
             else:
                 for tpl, gk in zip(args, res):
                     acc.give(tpl, gk)
@@ -473,10 +466,26 @@ class Executor:
         return [inputs.get(k) for k in range(len(run.input_float))]
 
 
+def _add_gradient(grads, owned, key, g):
+    """grads[key] += g. The first gradient is stored as given; a second one makes a new array, which later ones
+    are added into (never into an array someone else handed over). grads/owned: lists by node, or a dict and
+    a set by (node, path)."""
+    cur = grads[key] if type(grads) is list else grads.get(key)
+    if cur is None:
+        grads[key] = g
+    elif key in owned if type(owned) is set else owned[key]:
+        cur += g
+    else:
+        grads[key] = cur + g
+        if type(owned) is set:
+            owned.add(key)
+        else:
+            owned[key] = True
+
+
 class _Accumulator:
     """Sums gradients per value: node outputs in `grads` (by node), parts of structured outputs in a dict
-    (by (node, path)). The first gradient is stored as given; a second one makes a new array, which later
-    ones are added into (never into an array someone else handed over)."""
+    (by (node, path))."""
 
     __slots__ = ("grads", "owned", "rg", "parts", "owned_parts")
 
@@ -495,25 +504,9 @@ class _Accumulator:
                 for k, gk in enumerate(g):
                     self.give(Ref(j, tpl.path + (k,)), gk)
             elif not tpl.path:
-                grads, owned = self.grads, self.owned
-                cur = grads[j]
-                if cur is None:
-                    grads[j] = g
-                elif owned[j]:
-                    cur += g
-                else:
-                    grads[j] = cur + g
-                    owned[j] = True
+                _add_gradient(self.grads, self.owned, j, g)
             else:
-                key = (j, tpl.path)
-                cur = self.parts.get(key)
-                if cur is None:
-                    self.parts[key] = g
-                elif key in self.owned_parts:
-                    cur += g
-                else:
-                    self.parts[key] = cur + g
-                    self.owned_parts.add(key)
+                _add_gradient(self.parts, self.owned_parts, (j, tpl.path), g)
         elif isinstance(tpl, (tuple, list)):
             for t, gk in zip(tpl, g):
                 self.give(t, gk)

@@ -568,3 +568,31 @@ def test_gradcheck_utility_works_on_traced_models():
     results = fnn.utils.gradcheck(Net(), fnn.nn.CrossEntropyLoss(), rng(26).standard_normal((3, 2, 4, 4)),
                                   np.array([0, 1, 2]), check_input=True)
     assert all(r.passed for r in results)
+
+
+def test_one_model_from_two_threads():
+    """A backward on another thread than its forward is refused; under model.lock() (what the Trainer takes
+    around each batch) two threads can train one model."""
+    fnn.manual_seed(0)
+    model = Net()
+    x = rng(27).standard_normal((4, 2, 4, 4)).astype(np.float32)
+    model(x)
+    errors = []
+    t = threading.Thread(target=lambda: errors.append(pytest.raises(RuntimeError, model.backward,
+                                                                      np.ones((4, 3), np.float32))))
+    t.start()
+    t.join()
+    assert "another thread" in str(errors[0].value)
+    y = rng(28).integers(0, 3, 4)
+
+    def train():
+        trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.01))
+        trainer.fit(x, y, epochs=20, batch_size=2, verbose=0)
+
+    threads = [threading.Thread(target=train) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.all(np.isfinite(p.data)) for p in model.parameters())
+    assert model.lock() is model.lock() and Net().lock() is not model.lock()

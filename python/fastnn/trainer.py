@@ -21,6 +21,7 @@ input gradient of the first layer is not needed). Shuffling draws from fastnn.ra
 fastnn.manual_seed(s) makes a whole run reproducible bit for bit. Floating inputs are converted to the
 model's parameter dtype (once for arrays; per batch for iterables).
 """
+import contextlib
 import math
 import numbers
 
@@ -365,6 +366,7 @@ class Trainer:
         as_dtype = self._as_model_dtype
 
         backward = getattr(model, "backward_parameters", None) or model.backward
+        lock = model.lock() if hasattr(model, "lock") else contextlib.nullcontext()
         has_callbacks = len(cbs) > 0
         try:
             cbs.on_train_begin()
@@ -386,25 +388,26 @@ class Trainer:
                         self._set_lr()
                     if not model.training:  # a callback or schedule switched the model to eval
                         model.train()
-                    if len(inputs) == 1:
-                        xb = as_dtype(inputs[0])
-                        out = model(xb)
-                    else:
-                        xb = tuple(as_dtype(a) for a in inputs)
-                        out = model(*xb)
-                    value = _scalar_loss(loss, loss(out, yb))
-                    for m in train_metrics:  # before backward, which may reuse buffers
-                        m.update(out, yb)
-                    backward(loss.backward())
-                    loss_sum += value * size if loss_weighting else value
-                    seen += size
-                    if has_callbacks:
-                        cbs.on_backward_end(b, {"loss": value, "size": size, "step": self.global_step,
-                                                "x": xb, "y": yb})
-                        if self.stop_training:
-                            break  # a callback stopped training here: this batch takes no step
-                    opt.step()
-                    opt.zero_grad()
+                    with lock:  # one model from several threads: each step whole (Module.lock)
+                        if len(inputs) == 1:
+                            xb = as_dtype(inputs[0])
+                            out = model(xb)
+                        else:
+                            xb = tuple(as_dtype(a) for a in inputs)
+                            out = model(*xb)
+                        value = _scalar_loss(loss, loss(out, yb))
+                        for m in train_metrics:  # before backward, which may reuse buffers
+                            m.update(out, yb)
+                        backward(loss.backward())
+                        loss_sum += value * size if loss_weighting else value
+                        seen += size
+                        if has_callbacks:
+                            cbs.on_backward_end(b, {"loss": value, "size": size, "step": self.global_step,
+                                                    "x": xb, "y": yb})
+                            if self.stop_training:
+                                break  # a callback stopped training here: this batch takes no step
+                        opt.step()
+                        opt.zero_grad()
                     self.global_step += 1
                     progress.batch_end(loss_sum / seen)
                     if has_callbacks:

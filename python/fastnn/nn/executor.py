@@ -19,6 +19,7 @@ Planned once (and again only when the model's structure or a parameter's require
 """
 import contextlib
 import threading
+from threading import get_ident
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def _leaf_paths(out, path=()):
 class _Run:
     """What one forward leaves for its backward."""
 
-    __slots__ = ("ctxs", "states", "leaves", "input_float", "values", "replay")
+    __slots__ = ("ctxs", "states", "leaves", "input_float", "values", "replay", "thread")
 
     def __init__(self, n):
         self.ctxs = [None] * n
@@ -126,12 +127,13 @@ class _Run:
         self.leaves = {}
         self.values = None
         self.replay = None  # the inputs, when a fused forward left no layer caches behind
+        self.thread = get_ident()
 
     @classmethod
     def replayed(cls, inputs):
         """The run of a forward that one fused plan did whole: backward replays it first."""
         run = cls.__new__(cls)
-        run.replay, run.input_float = inputs, (True,)
+        run.replay, run.input_float, run.thread = inputs, (True,), get_ident()
         return run
 
 
@@ -389,6 +391,10 @@ class Executor:
         if len(grad_outputs) != len(refs):
             raise GraphRunError(f"{type(self.owner).__name__}: backward got {len(grad_outputs)} gradients for "
                                 f"{len(refs)} outputs")
+        if run.thread != get_ident():
+            raise RuntimeError(f"{type(self.owner).__name__}: backward on another thread than its forward; one "
+                               f"model used from several threads needs each forward/backward pair under "
+                               f"model.lock() (fastnn.Trainer takes it), or one model per thread")
         if run.replay is not None:  # the forward ran fused: run it again layer by layer, for the caches
             with unfused():
                 _, replayed = self.forward(run.replay)

@@ -20,6 +20,7 @@ import inspect
 import itertools
 import operator
 import threading
+import weakref
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -258,6 +259,10 @@ def install_graph_runtime(runtime):
     _graph_runtime = runtime
 
 
+_locks = weakref.WeakKeyDictionary()  # module -> its RLock (kept outside the module: copies get their own)
+_locks_guard = threading.Lock()
+
+
 def _takes_need_input_grad(fn):
     try:
         params = inspect.signature(fn).parameters
@@ -420,6 +425,17 @@ class Module:
             raise TypeError(f"{self!r}: forward took {num_inputs} inputs, so backward must return a tuple of "
                             f"{num_inputs} gradients (None where there is none), got {type(g).__name__}")
         return g
+
+    def lock(self):
+        """This module's re-entrant lock. A model keeps what its backward needs from its last forward, so one
+        model used from several threads needs each forward/backward pair under the lock (fastnn.Trainer takes
+        it around every batch). Different models in different threads need nothing; a backward on another
+        thread than its forward raises RuntimeError instead of mixing two calls."""
+        lk = _locks.get(self)
+        if lk is None:
+            with _locks_guard:
+                lk = _locks.setdefault(self, threading.RLock())
+        return lk
 
     # -- per-call state ----------------------------------------------------------------------------
     def save_call_state(self):

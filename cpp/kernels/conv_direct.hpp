@@ -10,38 +10,55 @@
 
 namespace fastnn::detail {
 
-// Direct convolution of one image for stride 1 (any dilation), one group (inference and first layers: no column
-// matrix at all). The input planes are copied once into a zero-padded scratch whose rows are long enough for
-// whole SIMD packets; each strip of an output row is accumulated in registers for kBlockO output channels × 2
-// packets of columns, summing taps in (c, i, j) order with FMA. A strip's two packets start at columns
-// first and second (normally first + L). Rows are covered with full packets only: the last strip moves left
-// to end at Wo, overlapping its neighbour (those columns are computed twice, the same way, so the same bits),
-// and rows narrower than 2 packets overlap the strip's own two packets. Only rows narrower than one packet go
-// through a bounce buffer.
-template <typename T, int kBlockO>
-void direct_row(const T* padded, index_t Wp, index_t plane_p, const T* weight, const T* bias, T* y,
-                const ConvGeometry& g, index_t o0, index_t oh) {
-  namespace pk = Eigen::internal;
-  using Pk = typename pk::packet_traits<T>::type;
-  constexpr index_t L = pk::packet_traits<T>::size;
-  const index_t C = g.channels, kh = g.kernel_h, kw = g.kernel_w, Wo = g.out_w, K = C * kh * kw;
-  const index_t dh = g.dilation_h, dw = g.dilation_w;
-  auto init = [&](int q) { return pk::pset1<Pk>(bias ? bias[o0 + q] : T(0)); };
-  auto strip = [&](index_t oh, index_t first, index_t second, index_t n_out) {
+// The SIMD packet a direct convolution runs on for output rows Wo wide: the full packet, or the half packet
+// (on AVX-512, 8 floats) when rows are narrower than a full one, so strips stay whole packets on small planes.
+template <typename T>
+struct DirectPacket {
+  using Full = typename Eigen::internal::packet_traits<T>::type;
+  using Half = typename Eigen::internal::unpacket_traits<Full>::half;
+  static constexpr index_t full = Eigen::internal::unpacket_traits<Full>::size;
+  static constexpr index_t half = Eigen::internal::unpacket_traits<Half>::size;
+  static bool use_half(index_t Wo) { return Wo < full && half < full && Wo >= half; }
+  static index_t width(index_t Wo) { return use_half(Wo) ? half : full; }
+};
+
+// Direct convolution of output rows for stride 1 (any dilation), one group (inference and first layers: no
+// column matrix at all), on packets Pk of L lanes. The input planes were copied once into a zero-padded scratch
+// whose rows are long enough for whole packets. A strip is two packets of outputs, accumulated in registers
+// for kBlockO output channels, summing taps in (c, i, j) order with FMA: normally two packets of one row (at
+// columns first and second, normally first + L); when rows are exactly one packet wide, the same columns of
+// two rows. Rows are covered with full packets only: the last strip moves left to end at Wo, overlapping its
+// neighbour (those columns are computed twice, the same way, so the same bits). Only rows narrower than one
+// packet go through a bounce buffer. Every output is the same sum whichever way its strip was formed.
+template <typename T, typename Pk, int kBlockO>
+struct DirectRows {
+  static constexpr index_t L = Eigen::internal::unpacket_traits<Pk>::size;
+
+  // Packet a at (row ha, column ca), packet b at (hb, cb); n_out > 0: only the first n_out columns of row ha
+  // are outputs (rows narrower than a packet; then hb == ha and cb == L).
+  static void strip(const T* padded, index_t Wp, index_t plane_p, const T* weight, const T* bias, T* y,
+                    const ConvGeometry& g, index_t o0, index_t ha, index_t ca, index_t hb, index_t cb,
+                    index_t n_out) {
+    namespace pk = Eigen::internal;
+    const index_t C = g.channels, kh = g.kernel_h, kw = g.kernel_w, Wo = g.out_w, K = C * kh * kw;
+    const index_t dh = g.dilation_h, dw = g.dilation_w;
+    auto init = [&](int q) { return pk::pset1<Pk>(bias ? bias[o0 + q] : T(0)); };
     // Named accumulators (an array would live on the stack across the tap loops).
-    Pk a0 = init(0), a1 = a0, b0, b1, c0, c1, d0, d1;
-    if constexpr (kBlockO == 4) b0 = b1 = init(1), c0 = c1 = init(2), d0 = d1 = init(3);
+    Pk a0 = init(0), a1 = a0, b0, b1, c0, c1, d0, d1, e0, e1, f0, f1, g0, g1, h0, h1;
+    if constexpr (kBlockO >= 4) b0 = b1 = init(1), c0 = c1 = init(2), d0 = d1 = init(3);
+    if constexpr (kBlockO == 8) e0 = e1 = init(4), f0 = f1 = init(5), g0 = g1 = init(6), h0 = h1 = init(7);
     const T* w0 = weight + o0 * K;
     for (index_t c = 0; c < C; ++c)
       for (index_t i = 0; i < kh; ++i) {
-        const T* row = padded + c * plane_p + (oh + i * dh) * Wp;
+        const T* row_a = padded + c * plane_p + (ha + i * dh) * Wp + ca;
+        const T* row_b = padded + c * plane_p + (hb + i * dh) * Wp + cb;
         const index_t tap0 = (c * kh + i) * kw;
         for (index_t j = 0; j < kw; ++j) {
-          const Pk x0 = pk::ploadu<Pk>(row + first + j * dw), x1 = pk::ploadu<Pk>(row + second + j * dw);
+          const Pk x0 = pk::ploadu<Pk>(row_a + j * dw), x1 = pk::ploadu<Pk>(row_b + j * dw);
           const T* wt = w0 + tap0 + j;
           Pk wq = pk::pset1<Pk>(wt[0]);
           a0 = pk::pmadd(wq, x0, a0), a1 = pk::pmadd(wq, x1, a1);
-          if constexpr (kBlockO == 4) {
+          if constexpr (kBlockO >= 4) {
             wq = pk::pset1<Pk>(wt[K]);
             b0 = pk::pmadd(wq, x0, b0), b1 = pk::pmadd(wq, x1, b1);
             wq = pk::pset1<Pk>(wt[2 * K]);
@@ -49,38 +66,81 @@ void direct_row(const T* padded, index_t Wp, index_t plane_p, const T* weight, c
             wq = pk::pset1<Pk>(wt[3 * K]);
             d0 = pk::pmadd(wq, x0, d0), d1 = pk::pmadd(wq, x1, d1);
           }
+          if constexpr (kBlockO == 8) {
+            wq = pk::pset1<Pk>(wt[4 * K]);
+            e0 = pk::pmadd(wq, x0, e0), e1 = pk::pmadd(wq, x1, e1);
+            wq = pk::pset1<Pk>(wt[5 * K]);
+            f0 = pk::pmadd(wq, x0, f0), f1 = pk::pmadd(wq, x1, f1);
+            wq = pk::pset1<Pk>(wt[6 * K]);
+            g0 = pk::pmadd(wq, x0, g0), g1 = pk::pmadd(wq, x1, g1);
+            wq = pk::pset1<Pk>(wt[7 * K]);
+            h0 = pk::pmadd(wq, x0, h0), h1 = pk::pmadd(wq, x1, h1);
+          }
         }
       }
     auto store = [&](int q, const Pk& v0, const Pk& v1) {
-      T* dst = y + ((o0 + q) * g.out_h + oh) * Wo;
+      T* plane = y + (o0 + q) * g.out_h * Wo;
       if (n_out == 0) {  // full packets
-        pk::pstoreu(dst + first, v0);
-        pk::pstoreu(dst + second, v1);
+        pk::pstoreu(plane + ha * Wo + ca, v0);
+        pk::pstoreu(plane + hb * Wo + cb, v1);
       } else {
         alignas(64) T tmp[2 * L];
-        pk::pstore(tmp, v0);
-        pk::pstore(tmp + L, v1);
-        std::copy(tmp, tmp + n_out, dst);
+        pk::pstoreu(tmp, v0);
+        pk::pstoreu(tmp + L, v1);
+        std::copy(tmp, tmp + n_out, plane + ha * Wo);
       }
     };
     store(0, a0, a1);
-    if constexpr (kBlockO == 4) store(1, b0, b1), store(2, c0, c1), store(3, d0, d1);
-  };
-  if (Wo < L) {
-    strip(oh, 0, L, Wo);
-  } else if (Wo < 2 * L) {
-    strip(oh, 0, Wo - L, 0);
-  } else {
-    index_t ow = 0;
-    for (; ow + 2 * L <= Wo; ow += 2 * L) strip(oh, ow, ow + L, 0);
-    if (ow < Wo) strip(oh, Wo - 2 * L, Wo - L, 0);
+    if constexpr (kBlockO >= 4) store(1, b0, b1), store(2, c0, c1), store(3, d0, d1);
+    if constexpr (kBlockO == 8) store(4, e0, e1), store(5, f0, f1), store(6, g0, g1), store(7, h0, h1);
   }
+
+  // Every output row of channels o0 .. o0 + kBlockO.
+  static void rows(const T* padded, index_t Wp, index_t plane_p, const T* weight, const T* bias, T* y,
+                   const ConvGeometry& g, index_t o0) {
+    const index_t Wo = g.out_w, Ho = g.out_h;
+    auto run = [&](index_t ha, index_t ca, index_t hb, index_t cb, index_t n_out) {
+      strip(padded, Wp, plane_p, weight, bias, y, g, o0, ha, ca, hb, cb, n_out);
+    };
+    if (Wo < L) {
+      for (index_t oh = 0; oh < Ho; ++oh) run(oh, 0, oh, L, Wo);
+    } else if (Wo == L) {  // one packet per row: two rows per strip
+      for (index_t oh = 0; oh < Ho; oh += 2) run(oh, 0, std::min(oh + 1, Ho - 1), 0, 0);
+    } else if (Wo < 2 * L) {
+      for (index_t oh = 0; oh < Ho; ++oh) run(oh, 0, oh, Wo - L, 0);
+    } else {
+      for (index_t oh = 0; oh < Ho; ++oh) {
+        index_t ow = 0;
+        for (; ow + 2 * L <= Wo; ow += 2 * L) run(oh, ow, oh, ow + L, 0);
+        if (ow < Wo) run(oh, Wo - 2 * L, oh, Wo - L, 0);
+      }
+    }
+  }
+};
+
+// Output channels per register block: 8 where there are registers for 16 accumulators (AVX-512's 32), else 4.
+constexpr int kDirectBlockO = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
+
+template <typename T, typename Pk>
+void direct_conv_channels(const T* padded, index_t Wp, index_t plane_p, const T* weight, const T* bias, T* y,
+                          const ConvGeometry& g, index_t O) {
+  // Output channels split over threads in register blocks when this image is all the work there is (batch 1:
+  // otherwise the caller's loop over images is the parallel one, and this runs inline).
+  const index_t K = g.channels * g.kernel_h * g.kernel_w;
+  for_each_slice(O, kDirectBlockO, O * K * g.plane(), kParallelMinMacs, [&](index_t begin, index_t count) {
+    index_t o = begin;
+    for (; o + kDirectBlockO <= begin + count; o += kDirectBlockO)
+      DirectRows<T, Pk, kDirectBlockO>::rows(padded, Wp, plane_p, weight, bias, y, g, o);
+    if constexpr (kDirectBlockO == 8)
+      for (; o + 4 <= begin + count; o += 4) DirectRows<T, Pk, 4>::rows(padded, Wp, plane_p, weight, bias, y, g, o);
+    for (; o < begin + count; ++o) DirectRows<T, Pk, 1>::rows(padded, Wp, plane_p, weight, bias, y, g, o);
+  });
 }
 
 template <typename T>
 void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
-  constexpr index_t L = Eigen::internal::packet_traits<T>::size;
-  const index_t Wo = g.out_w, Wo_padded = (Wo + 2 * L - 1) / (2 * L) * (2 * L);
+  using P = DirectPacket<T>;
+  const index_t L = P::width(g.out_w), Wo = g.out_w, Wo_padded = (Wo + 2 * L - 1) / (2 * L) * (2 * L);
   const index_t Wp = Wo_padded + g.dilation_w * (g.kernel_w - 1), Hp = g.out_h + g.dilation_h * (g.kernel_h - 1);
   const index_t plane_p = Hp * Wp;
   T* padded = scratch<T>(0, g.channels * plane_p);
@@ -93,36 +153,31 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
       std::copy(x + (c * g.height + h) * g.width, x + (c * g.height + h) * g.width + w_count,
                 padded + c * plane_p + ph * Wp + g.pad_w);
     }
-  // Output channels split over threads in blocks of 4 when this image is all the work there is (batch 1:
-  // otherwise the caller's loop over images is the parallel one, and this runs inline).
-  const index_t K = g.channels * g.kernel_h * g.kernel_w;
-  for_each_slice(O, 4, O * K * g.plane(), kParallelMinMacs, [&](index_t begin, index_t count) {
-    index_t o = begin;
-    for (; o + 4 <= begin + count; o += 4)
-      for (index_t oh = 0; oh < g.out_h; ++oh) direct_row<T, 4>(padded, Wp, plane_p, weight, bias, y, g, o, oh);
-    for (; o < begin + count; ++o)
-      for (index_t oh = 0; oh < g.out_h; ++oh) direct_row<T, 1>(padded, Wp, plane_p, weight, bias, y, g, o, oh);
-  });
+  if (P::use_half(Wo))
+    direct_conv_channels<T, typename P::Half>(padded, Wp, plane_p, weight, bias, y, g, O);
+  else
+    direct_conv_channels<T, typename P::Full>(padded, Wp, plane_p, weight, bias, y, g, O);
 }
 
 // Direct (im2col-free) forward for stride-1, undilated, ungrouped convolutions. It wins while the input rows
 // one output row reads (C·kh of them, padded width) stay in L1 (≤ kDirectMaxRowBytes), and while its strips
-// are whole packets (Wo ≥ 2 packets) or the depth K = C·kh·kw is small (≤ kDirectMaxDepth: the column matrix
-// would cost more than the arithmetic). Measured on a grid of 3×3 convolutions (C = O = 16..128, planes 8..56)
-// at 2 threads: where this rule picks the direct kernel it ran at 110–170 GFLOP/s against im2col's 50–150;
-// elsewhere im2col was ahead.
+// are whole packets (rows at least two packets wide, or exactly one: then a strip takes two rows) or the depth
+// K = C·kh·kw is small (≤ kDirectMaxDepth: the column matrix would cost more than the arithmetic). Measured
+// on a grid of 3×3 convolutions (C = O = 16..128, planes 8..56) at 2 threads on AVX2: where this rule picks
+// the direct kernel it ran at 110–170 GFLOP/s against im2col's 50–150; elsewhere im2col was ahead.
 constexpr index_t kDirectMaxDepth = 256;
 constexpr index_t kDirectMaxRowBytes = index_t(24) << 10;
 
 // With groups, each group is its own convolution over C/groups input channels (depthwise: one).
 template <typename T>
 bool direct_applies(const ConvGeometry& g, index_t groups) {
-  constexpr index_t L = Eigen::internal::packet_traits<T>::size;
+  const index_t L = DirectPacket<T>::width(g.out_w);
   const index_t group_channels = g.channels / groups, K = group_channels * g.kernel_h * g.kernel_w;
   const index_t padded_width = (g.out_w + 2 * L - 1) / (2 * L) * (2 * L) + g.dilation_w * (g.kernel_w - 1);
   const index_t row_bytes = group_channels * g.kernel_h * padded_width * index_t(sizeof(T));
-  return g.stride_h == 1 && g.stride_w == 1 &&
-         row_bytes <= kDirectMaxRowBytes && (g.out_w >= 2 * L || K <= kDirectMaxDepth);
+  const bool whole_strips = g.out_w >= 2 * L || g.out_w == L;
+  return g.stride_h == 1 && g.stride_w == 1 && row_bytes <= kDirectMaxRowBytes &&
+         (whole_strips || K <= kDirectMaxDepth);
 }
 
 }  // namespace fastnn::detail

@@ -23,7 +23,7 @@ from threading import get_ident
 
 import numpy as np
 
-from .function_ops import OPS
+from .function_ops import OPS, add_arrays
 from .graph_def import DimRef, Ref
 from .inference_plan import FusedSequencePlan, InferencePlan
 from .module import Module, requires_grad_version, structure_version
@@ -482,7 +482,7 @@ def _add_gradient(grads, owned, key, g):
     elif key in owned if type(owned) is set else owned[key]:
         cur += g
     else:
-        grads[key] = cur + g
+        grads[key] = add_arrays(cur, g)
         if type(owned) is set:
             owned.add(key)
         else:

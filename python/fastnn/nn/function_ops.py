@@ -100,6 +100,13 @@ def _arith(name, ufunc, a, b):
     return ufunc(a, b)
 
 
+def add_arrays(a, b):
+    """a + b as a new array (through the broadcast kernel for large float arrays of one shape)."""
+    if a.shape == b.shape and _kernel_ready(a, b):
+        return ops.broadcast_binary("add", a, b.reshape(-1), 1, a.size, 1)
+    return a + b
+
+
 def sum_to_shape(g, shape):
     """Reduces a broadcast gradient g back to `shape` (NumPy broadcasting rules)."""
     g = np.asarray(g)

@@ -79,3 +79,12 @@ def test_recurrent_regressor_on_sequences():
     net.fit(X, y)
     assert net.predict(X).shape == (256,) and net.score(X, y) > 0.8
     assert net.history_["loss"][-1] < 0.2 * net.history_["loss"][0]
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from fastnn.sklearn import _mlp, _net
+    for module in (_mlp, _net):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted >= 5 and result.failed == 0, module.__name__

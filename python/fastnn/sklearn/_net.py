@@ -160,8 +160,9 @@ class NeuralNetClassifier(ClassifierTask, ClassifierMixin, _NetBase):
     ...                              fnn.nn.MaxPool2d(2), fnn.nn.Flatten(), fnn.nn.Linear(channels * 16, n_outputs))
     >>> X, y = load_digits(return_X_y=True)
     >>> X = X.reshape(-1, 1, 8, 8) / 16.0
-    >>> net = NeuralNetClassifier(cnn, module__channels=8, lr=3e-3, max_epochs=5, random_state=0).fit(X, y)
-    >>> net.score(X, y) > 0.9
+    >>> net = NeuralNetClassifier(cnn, module__channels=8, lr=1e-2, max_epochs=5, batch_size=32,
+    ...                           random_state=0).fit(X, y)
+    >>> net.score(X, y) > 0.95
     True
     """
 

@@ -351,3 +351,14 @@ def test_sample_weight_with_a_summed_loss(iris):
     np.testing.assert_allclose(ones.history_["loss"], plain.history_["loss"], rtol=1e-12)
     # Σ w·l: twice the loss; Adam's steps do not depend on the scale (up to eps)
     np.testing.assert_allclose(twos.history_["loss"], 2 * np.array(plain.history_["loss"]), rtol=1e-6)
+
+
+def test_a_fitted_model_keeps_its_precision(iris):
+    X, y = iris
+    clf = quick(max_epochs=3, warm_start=True).fit(X, y)
+    before = clf.predict_proba(X)
+    clf.set_params(dtype="float64")
+    assert np.array_equal(clf.predict_proba(X), before)  # changing a parameter does not change the fitted model
+    clf.fit(X, y)  # a warm start continues the float32 model
+    assert clf.module_.dtype == np.float32
+    assert clf.set_params(warm_start=False).fit(X, y).module_.dtype == np.float64

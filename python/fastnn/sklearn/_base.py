@@ -108,6 +108,11 @@ class NeuralNetBase(BaseEstimator):
             raise ValueError(f"{type(self).__name__}: dtype must be 'float32' or 'float64', got {self.dtype!r}")
         return np.dtype(_DTYPES.get(self.dtype, self.dtype))
 
+    def _model_dtype(self, reset):
+        """The dtype data is converted to: the dtype parameter for a new model, the fitted model's otherwise
+        (a model keeps the precision it was built with; set dtype and fit afresh to change it)."""
+        return self._dtype() if reset else np.dtype(self.module_.dtype)
+
     def _check_common(self):
         owner = type(self).__name__
         _positive_int(owner, "max_epochs", self.max_epochs, 0)
@@ -189,7 +194,7 @@ class NeuralNetBase(BaseEstimator):
         return self
 
     def _validate_Xy(self, X, y, reset):
-        X, y = validate_data(self, X, y, reset=reset, accept_sparse=False, dtype=self._dtype(), order="C",
+        X, y = validate_data(self, X, y, reset=reset, accept_sparse=False, dtype=self._model_dtype(reset), order="C",
                              allow_nd=self._accepts_nd, multi_output=True, y_numeric=self._task_kind == "regression")
         self._check_input_shape(X, reset)
         return canonical(X), canonical(y)
@@ -283,7 +288,7 @@ class NeuralNetBase(BaseEstimator):
     # -- prediction -----------------------------------------------------------------------------------------
     def _validate_X(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, accept_sparse=False, dtype=self._dtype(), order="C",
+        X = validate_data(self, X, reset=False, accept_sparse=False, dtype=self._model_dtype(False), order="C",
                           allow_nd=self._accepts_nd)
         self._check_input_shape(X, reset=False)
         return canonical(X)

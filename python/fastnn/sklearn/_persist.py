@@ -57,8 +57,9 @@ def fitted_state_bytes(est):
 
 def _load_state(est, module, tensors, metadata, where):
     weights = OrderedDict((k[len("module."):], v) for k, v in tensors.items() if k.startswith("module."))
+    floats = [v.dtype for v in weights.values() if v.dtype in (np.float32, np.float64)]
     try:
-        module.to(est._dtype())
+        module.to(floats[0] if floats else est._dtype())  # the precision the network was trained in
         module.load_state_dict(weights, strict=True)
     except (KeyError, ValueError, TypeError) as e:
         raise ValueError(f"{where}: the stored weights do not fit the network built from the parameters: "

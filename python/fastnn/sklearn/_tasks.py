@@ -86,7 +86,7 @@ class ClassifierTask:
             raise ValueError(f"{type(self).__name__}: y has {kind} targets of shape {y.shape}, but the estimator "
                              f"was fitted on {self._task} targets with classes {self.classes_}")
         if self._task == "multilabel":
-            return np.array(y, dtype=self._dtype(), order="C"), len(self.classes_)
+            return np.array(y, dtype=self._model_dtype(reset), order="C"), len(self.classes_)
         index = np.searchsorted(self.classes_, y)
         index = np.clip(index, 0, len(self.classes_) - 1)
         unknown = self.classes_[index] != y
@@ -94,7 +94,7 @@ class ClassifierTask:
             raise ValueError(f"{type(self).__name__}: y has classes not in classes_ {self.classes_}: "
                              f"{np.unique(np.asarray(y)[unknown])[:10]}")
         if self._task == "binary1":
-            return index.astype(self._dtype()).reshape(-1, 1), 1
+            return index.astype(self._model_dtype(reset)).reshape(-1, 1), 1
         return index.astype(np.int64), len(self.classes_)
 
     def _stratify(self, targets):
@@ -186,7 +186,7 @@ class RegressorTask:
         y = np.asarray(y)
         if reset:
             self._y_ndim = y.ndim
-        targets = np.array(y.reshape(len(y), -1), dtype=self._dtype(), order="C")
+        targets = np.array(y.reshape(len(y), -1), dtype=self._model_dtype(reset), order="C")
         if not reset and targets.shape[1] != self.n_outputs_:
             raise ValueError(f"{type(self).__name__}: y has {targets.shape[1]} target(s), but the estimator was "
                              f"fitted on {self.n_outputs_}")

@@ -12,6 +12,11 @@ fastnn.load(path) store a fitted estimator as data (safetensors + JSON, no pickl
 
 `import fastnn` does not import this module (nor scikit-learn); import it explicitly.
 """
+try:
+    from sklearn.utils.validation import validate_data as _validate_data  # noqa: F401  (scikit-learn >= 1.6)
+except ImportError as _e:  # pragma: no cover - depends on the installed scikit-learn
+    raise ImportError(f"fastnn.sklearn needs scikit-learn >= 1.6 (pip install \"fastnn[sklearn]\"): {_e}") from _e
+
 from .. import serialization as _serialization
 from ._base import NeuralNetBase
 from ._mlp import MLPClassifier, MLPRegressor

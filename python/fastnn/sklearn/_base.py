@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from .. import optim
 from ..trainer import Trainer
@@ -245,12 +246,15 @@ class NeuralNetBase(BaseEstimator):
             callbacks += self._internal_callbacks()
             trainer = Trainer(self.module_, objective, self.optimizer_, metrics=self._metrics(weighted),
                               callbacks=callbacks)
-            try:
-                history = trainer.fit(X, y, epochs=epochs, batch_size=self._batch_size(len(X)),
-                                      validation_data=validation, shuffle=bool(self.shuffle),
-                                      verbose=int(self.verbose))
-            finally:
-                objective.finish()
+            # numpy's BLAS on one thread while fastnn's threads run: the two pools would fight over the cores
+            # (the penalty's dot products, a user's numpy layer)
+            with threadpool_limits(1, user_api="blas"):
+                try:
+                    history = trainer.fit(X, y, epochs=epochs, batch_size=self._batch_size(len(X)),
+                                          validation_data=validation, shuffle=bool(self.shuffle),
+                                          verbose=int(self.verbose))
+                finally:
+                    objective.finish()
         for cb in callbacks:
             cb.trainer = None  # the callbacks stay inspectable without keeping the Trainer alive
         self.callbacks_ = callbacks[:len(self.callbacks or [])]

@@ -128,7 +128,7 @@ class Objective:
         self._penalty_factor = 0.0
         if self.weights and self.module.training:
             factor = self.alpha / n if n > 0 else 0.0
-            squares = sum(float(np.einsum("i,i->", p.data.ravel(), p.data.ravel())) for p in self.weights)
+            squares = sum(float(np.dot(p.data.ravel(), p.data.ravel())) for p in self.weights)
             self.penalty = 0.5 * factor * squares
             value += self.penalty
             if self.decay is None:
@@ -171,11 +171,10 @@ class Accuracy(Metric):
         self.total = 0.0
 
     def update(self, pred, target):
-        target, w = split_target(np.asarray(target), self.weighted)
-        pred = np.asarray(pred)
+        target, w = split_target(target, self.weighted)
         if self.kind == "multiclass":
             labels = target[:, 0] if target.ndim == 2 else target
-            hit = np.argmax(pred.reshape(len(pred), -1), axis=1) == labels.astype(np.int64)
+            hit = np.argmax(pred if pred.ndim == 2 else pred.reshape(len(pred), -1), axis=1) == labels
         else:
             hit = np.all((pred.reshape(len(pred), -1) > self.threshold) == (target.reshape(len(pred), -1) > 0.5),
                          axis=1)

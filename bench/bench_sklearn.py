@@ -5,7 +5,8 @@ Data: 60,000 float32 rows of 100 features, 10 classes (sklearn's make_classifica
 10,000 to test. Model and training, the same in all: hidden layers (256, 256) with ReLU, 5 epochs,
 batch 128, shuffled every epoch, Adam lr 1e-3 (betas 0.9/0.999, eps 1e-8), scikit-learn's default L2
 alpha = 1e-4 (fastnn: alpha=1e-4, the same penalty; skorch: Adam weight_decay = alpha/128, its gradient),
-no validation split, no early stopping. Timed: fit() alone. Runs are interleaved (fastnn, scikit-learn,
+no validation split, no early stopping; "fastnn.Trainer" is the same training without the estimator (no
+L2 penalty, no accuracy history), the floor under it. Timed: fit() alone. Runs are interleaved (fastnn, scikit-learn,
 skorch, then again); the median and the best of --repeats runs are reported, with the test accuracy, and
 how busy the machine was with other work meanwhile ("others": the share of all cores used by other
 processes; on a shared machine runs during which it is high are slowed, fastnn's OpenMP threads most).
@@ -43,6 +44,26 @@ def data():
 def fastnn_model():
     return MLPClassifier(hidden_layer_sizes=HIDDEN, batch_size=BATCH, lr=LR, alpha=ALPHA, max_epochs=EPOCHS,
                          random_state=0)
+
+
+class TrainerByHand:
+    """The same network and training with fastnn.Trainer and no estimator: the floor under the estimator's
+    time (the difference is what the estimator adds: validation, the penalty, the accuracy history)."""
+
+    def fit(self, X, y):
+        fnn.manual_seed(0)
+        layers, width = [], X.shape[1]
+        for h in HIDDEN:
+            layers += [fnn.nn.Linear(width, h), fnn.nn.ReLU()]
+            width = h
+        self.model = fnn.nn.Sequential(*layers, fnn.nn.Linear(width, 10))
+        opt = fnn.optim.Adam(self.model.parameters(), lr=LR)
+        fnn.Trainer(self.model, fnn.nn.CrossEntropyLoss(), opt, metrics=[]).fit(X, y, epochs=EPOCHS,
+                                                                              batch_size=BATCH, verbose=0)
+        return self
+
+    def predict(self, X):
+        return np.argmax(self.model.eval()(X), axis=1)
 
 
 def sklearn_model():
@@ -94,7 +115,7 @@ def main():
     args = parser.parse_args()
     fnn.set_num_threads(args.threads)
     X_train, X_test, y_train, y_test = data()
-    makers = {"fastnn": fastnn_model, "scikit-learn": sklearn_model}
+    makers = {"fastnn": fastnn_model, "scikit-learn": sklearn_model, "fastnn.Trainer": TrainerByHand}
     if skorch_model(args.threads) is not None:
         makers["skorch"] = lambda: skorch_model(args.threads)
     import sklearn
@@ -127,7 +148,7 @@ def main():
         t = statistics.median(times[name])
         runs = ", ".join(f"{s:.2f}" for s in times[name])
         load = "" if not others[name] else f"   others {max(others[name]):.0f}% at most"
-        print(f"{name:<13} fit median {t:6.2f} s, best {min(times[name]):6.2f} s (runs {runs})   test accuracy "
+        print(f"{name:<14} fit median {t:6.2f} s, best {min(times[name]):6.2f} s (runs {runs})   test accuracy "
               f"{statistics.median(accuracy[name]):.4f}   ratio to scikit-learn {t / base:5.3f} "
               f"(best {min(times[name]) / best_base:5.3f}){load}")
     ratio = statistics.median(times["fastnn"]) / base

@@ -79,6 +79,9 @@ def test_unknown_nested_parameter_is_refused():
     (dict(dtype="float16"), "dtype"),
     (dict(random_state=-3), "random_state"),
     (dict(callbacks=[print]), "callbacks"),
+    (dict(shuffle=np.array([1, 0])), "shuffle"),
+    (dict(activation=["relu"]), "activation"),
+    (dict(batch_size=np.array([1, 2])), "batch_size"),
 ])
 def test_bad_hyperparameters_raise_at_fit(iris, params, match):
     X, y = iris

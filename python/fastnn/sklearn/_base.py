@@ -58,6 +58,12 @@ def _positive_int(owner, name, value, minimum=1):
     return int(value)
 
 
+def _boolean(owner, name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _nonnegative(owner, name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
         raise ValueError(f"{owner}: {name} must be a number >= 0, got {value!r}")
@@ -68,8 +74,7 @@ class NeuralNetBase(BaseEstimator):
     """Shared machinery; see MLPClassifier, MLPRegressor, NeuralNetClassifier and NeuralNetRegressor."""
 
     _nested_prefixes = ("optimizer__",)
-    _accepts_nd = False          # inputs of more than two dimensions (images, sequences)
-    _early_stopping_rule = False  # scikit-learn's MLP stopping rule (tol, n_iter_no_change, early_stopping)
+    _accepts_nd = False  # inputs of more than two dimensions (images, sequences)
 
     # -- parameters ---------------------------------------------------------------------------------------
     def _set_nested(self, kwargs):
@@ -105,9 +110,12 @@ class NeuralNetBase(BaseEstimator):
 
     # -- checks of the hyper-parameters (at fit, as scikit-learn does: __init__ only stores them) ---------
     def _dtype(self):
-        if self.dtype not in _DTYPES and self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"{type(self).__name__}: dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        return np.dtype(_DTYPES.get(self.dtype, self.dtype))
+        spec = self.dtype
+        if isinstance(spec, str) and spec in _DTYPES:
+            return np.dtype(_DTYPES[spec])
+        if isinstance(spec, (type, np.dtype)) and spec in (np.float32, np.float64):
+            return np.dtype(spec)
+        raise ValueError(f"{type(self).__name__}: dtype must be 'float32' or 'float64', got {spec!r}")
 
     def _model_dtype(self, reset):
         """The dtype data is converted to: the dtype parameter for a new model, the fitted model's otherwise
@@ -118,6 +126,8 @@ class NeuralNetBase(BaseEstimator):
         owner = type(self).__name__
         _positive_int(owner, "max_epochs", self.max_epochs, 0)
         _nonnegative(owner, "lr", self.lr)
+        _boolean(owner, "shuffle", self.shuffle)
+        _boolean(owner, "warm_start", self.warm_start)
         if self.callbacks is not None:
             from ..callbacks import Callback
             if not (isinstance(self.callbacks, (list, tuple)) and all(isinstance(c, Callback) for c in self.callbacks)):
@@ -137,7 +147,7 @@ class NeuralNetBase(BaseEstimator):
 
     def _batch_size(self, n):
         spec = self.batch_size
-        if spec == "auto":
+        if isinstance(spec, str) and spec == "auto":
             return min(200, n)
         return min(_positive_int(type(self).__name__, "batch_size", spec), n)
 

@@ -16,7 +16,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .. import init, nn, optim
-from ._base import NeuralNetBase, _nonnegative, _positive_int
+from ._base import NeuralNetBase, _boolean, _nonnegative, _positive_int
 from ._tasks import ClassifierTask, RegressorTask
 from ._training import SklearnStopping
 
@@ -47,12 +47,14 @@ class _MLPBase(NeuralNetBase):
     def _check_hyperparameters(self):
         owner = type(self).__name__
         self._hidden_layer_sizes()
-        if self.activation not in _ACTIVATIONS:
+        if not (isinstance(self.activation, str) and self.activation in _ACTIVATIONS):
             raise ValueError(f"{owner}: activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
         _nonnegative(owner, "alpha", self.alpha)
+        _boolean(owner, "early_stopping", self.early_stopping)
+        _boolean(owner, "batch_norm", self.batch_norm)
         _nonnegative(owner, "tol", self.tol)
         _positive_int(owner, "n_iter_no_change", self.n_iter_no_change)
-        if self.batch_size != "auto":
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             _positive_int(owner, "batch_size", self.batch_size)
         if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"{owner}: dropout must be a probability in [0, 1), got {self.dropout!r}")
@@ -328,7 +330,7 @@ class MLPRegressor(RegressorTask, RegressorMixin, _MLPBase):
         self._set_nested(kwargs)
 
     def _check_hyperparameters(self):
-        if self.loss != "squared_error":
+        if not (isinstance(self.loss, str) and self.loss == "squared_error"):
             raise ValueError(f"MLPRegressor: loss must be 'squared_error', got {self.loss!r} (NeuralNetRegressor "
                              f"takes any fastnn loss)")
         super()._check_hyperparameters()

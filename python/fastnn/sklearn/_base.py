@@ -120,7 +120,9 @@ class NeuralNetBase(BaseEstimator):
     def _model_dtype(self, reset):
         """The dtype data is converted to: the dtype parameter for a new model, the fitted model's otherwise
         (a model keeps the precision it was built with; set dtype and fit afresh to change it)."""
-        return self._dtype() if reset else np.dtype(self.module_.dtype)
+        if reset:
+            return self._dtype()
+        return self.optimizer_.param_groups[0]["params"][0].data.dtype  # module_.dtype walks every layer
 
     def _check_common(self):
         owner = type(self).__name__

@@ -4,6 +4,10 @@ import glob
 import os
 import sys
 
+# scikit-learn's estimator checks test array-API input only with this set (before scipy is imported);
+# otherwise check_array_api_input skips itself.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 _tree = os.path.join(os.path.dirname(__file__), "..", "python")
 if glob.glob(os.path.join(_tree, "fastnn", "_core*.so")):
     sys.path.insert(0, os.path.abspath(_tree))

@@ -2,6 +2,8 @@
 
 `manual_seed(s)` resets it, so the same seed gives the same weights and the same training run bit for bit.
 """
+import contextlib
+
 import numpy as np
 
 _generator = np.random.default_rng()
@@ -17,3 +19,16 @@ def manual_seed(seed):
 def generator():
     """The current numpy Generator used by fastnn."""
     return _generator
+
+
+@contextlib.contextmanager
+def using_generator(rng):
+    """Within the block fastnn draws from `rng` (a numpy Generator); the previous generator, whose stream is
+    left untouched, is put back afterwards. The generator is process-wide: threads that each need their
+    own must not overlap such blocks."""
+    global _generator
+    saved, _generator = _generator, rng
+    try:
+        yield rng
+    finally:
+        _generator = saved

@@ -42,6 +42,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import random as _random
 from . import safetensors as _st
 from .nn import graph_def as _graph_def
 from .nn.containers import ModuleDict, ModuleList
@@ -461,14 +462,11 @@ def _build(node):
 @contextlib.contextmanager
 def _scratch_random_state():
     """Run constructors (which draw initial weights) without consuming the caller's random streams."""
-    from . import random as _random
-    saved_fastnn = _random._generator
     saved_numpy = np.random.get_state()
-    _random._generator = np.random.default_rng(0)
     try:
-        yield
+        with _random.using_generator(np.random.default_rng(0)):
+            yield
     finally:
-        _random._generator = saved_fastnn
         np.random.set_state(saved_numpy)
 
 
@@ -488,6 +486,8 @@ def save(model, path, *, check=True):
     rebuilt once before writing and compared with the model's parameter names and shapes, so a model that
     was changed after construction (a layer swapped in by attribute assignment, ...) is refused now with a
     ValueError rather than producing a file that cannot be loaded. Nothing is written when save fails."""
+    if _object_format(model) is not None:  # a registered non-Module object (fastnn.sklearn estimators)
+        return _save_object(model, path)
     with _builtins_cached():
         return _save(model, path, check)
 
@@ -547,6 +547,8 @@ def _load(path):
     def fail(msg, cause=None):
         raise ValueError(f"fastnn.load: {where}: {msg}") from cause
 
+    if _KEY_OBJECT in meta:
+        return _load_object(meta[_KEY_OBJECT], tensors, meta, where)
     if _KEY_ARCH not in meta:
         fail(f"no architecture metadata ('{_KEY_ARCH}'): this is not a model saved by fastnn.save. If it is "
              f"a plain weights file, build the model yourself and use "
@@ -628,3 +630,71 @@ def load_state_dict(path):
     """Read a safetensors file into an OrderedDict name -> numpy array (in file order), for
     `model.load_state_dict(...)`. ValueError naming the file if it is corrupted or truncated."""
     return _st.load_file(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# objects that are not Modules (fitted fastnn.sklearn estimators): formats registered by their own module
+# ---------------------------------------------------------------------------------------------------------
+_KEY_OBJECT = "fastnn.object"
+_object_formats = {}  # name -> (class, to_file(obj) -> (tensors, metadata), from_file(tensors, metadata, where))
+# The fastnn module that registers each format, imported by fastnn.load on demand: a fixed table, so a file
+# never chooses what gets imported.
+_OBJECT_PROVIDERS = {"sklearn.estimator": "fastnn.sklearn"}
+
+
+def register_object_format(name, cls, to_file, from_file):
+    """Let fastnn.save write instances of `cls` and fastnn.load read them back, in the same safetensors
+    format: to_file(obj) -> (tensors, metadata str -> str); from_file(tensors, metadata, where) -> obj
+    (raising ValueError on bad content). The file records `name` under "fastnn.object"."""
+    _object_formats[name] = (cls, to_file, from_file)
+
+
+def _object_format(obj):
+    for name, (cls, to_file, _) in _object_formats.items():
+        if isinstance(obj, cls):
+            return name, to_file
+    return None
+
+
+def _save_object(obj, path):
+    from . import __version__
+    name, to_file = _object_format(obj)
+    tensors, metadata = to_file(obj)
+    metadata = {**metadata, _KEY_OBJECT: name, _KEY_FORMAT: str(FORMAT_VERSION), _KEY_VERSION: str(__version__)}
+    _st.save_file(tensors, path, metadata)
+
+
+def _load_object(name, tensors, meta, where):
+    if name not in _object_formats and name in _OBJECT_PROVIDERS:
+        import importlib
+        try:
+            importlib.import_module(_OBJECT_PROVIDERS[name])
+        except ImportError as e:
+            raise ValueError(f"fastnn.load: {where} holds a {name!r} object, and reading it needs "
+                             f"{_OBJECT_PROVIDERS[name]}, which failed to import: {e}") from e
+    if name not in _object_formats:
+        raise ValueError(f"fastnn.load: {where}: unknown object format {name!r} in '{_KEY_OBJECT}'")
+    version = meta.get(_KEY_FORMAT)
+    if version is None or not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise ValueError(f"fastnn.load: {where}: missing or unsupported '{_KEY_FORMAT}' ({version!r})")
+    return _object_formats[name][2](tensors, meta, where)
+
+
+def architecture_json(model):
+    """The JSON architecture fastnn.save writes for `model`, for formats that store a model inside
+    (TypeError if the model cannot be saved)."""
+    with _builtins_cached():
+        return json.dumps(_encode_module(model, ""), separators=(",", ":"), allow_nan=False)
+
+
+def module_from_architecture(text):
+    """Rebuild a Module from architecture_json's text, with fastnn.load's rules (registered classes only,
+    the caller's random streams untouched); ValueError on bad content."""
+    try:
+        with _builtins_cached(), _scratch_random_state():
+            model = _build(json.loads(text))
+    except (_Corrupt, ValueError, RecursionError) as e:
+        raise ValueError(f"invalid architecture: {e}") from e
+    if not isinstance(model, Module):
+        raise ValueError("the architecture does not describe a Module")
+    return model

@@ -50,14 +50,7 @@ inline void valid_range(index_t offset, index_t stride, index_t size, index_t ou
 // writes its own memory, so the thread count never changes a result.
 template <typename Fn>
 void for_each_plane(index_t batch, index_t channels, index_t work, Fn&& fn) {
-  const index_t pairs = batch * channels;
-  if (work < kParallelMinElements || omp_in_parallel()) {  // no OpenMP region at all: see for_each_block
-    for (index_t n = 0; n < batch; ++n)
-      for (index_t c = 0; c < channels; ++c) fn(n, c);
-    return;
-  }
-#pragma omp parallel for schedule(static)
-  for (index_t t = 0; t < pairs; ++t) fn(t / channels, t % channels);
+  parallel_for(batch * channels, work >= kParallelMinElements, [&](index_t t) { fn(t / channels, t % channels); });
 }
 
 // One kernel tap's values for output rows [row_begin, row_end) of one plane, written from dst on: zeros where

@@ -39,12 +39,11 @@ double blocked_sum(index_t n, index_t work_per_item, bool& ok, F&& f) {
   std::vector<double> partial(blocks);
   std::vector<char> block_ok(blocks, 1);
   const bool parallel = n * work_per_item >= kParallelMinElements;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (index_t b = 0; b < blocks; ++b) {
+  parallel_for(blocks, parallel, [&](index_t b) {
     bool good = true;
     partial[b] = f(b * per_block, std::min(n, (b + 1) * per_block), good);
     block_ok[b] = good;
-  }
+  });
   double sum = 0;
   for (index_t b = 0; b < blocks; ++b) {
     sum += partial[b];

@@ -46,8 +46,7 @@ void for_each_range(const std::vector<index_t>& size, Fn&& fn) {
     for (index_t b = 0; b < size[k]; b += kOptimizerBlock)
       blocks.push_back({static_cast<index_t>(k), b, std::min(b + kOptimizerBlock, size[k])});
   const index_t nblocks = static_cast<index_t>(blocks.size());
-#pragma omp parallel for schedule(static)
-  for (index_t i = 0; i < nblocks; ++i) fn(blocks[i][0], blocks[i][1], blocks[i][2]);
+  parallel_for(nblocks, true, [&](index_t i) { fn(blocks[i][0], blocks[i][1], blocks[i][2]); });
 }
 
 // fn(std::true_type) or fn(std::false_type): options become template arguments of the range kernels, so

@@ -141,23 +141,8 @@ void parallel_batch_slices(index_t batch, index_t work, Fn&& fn) {
   for_each_slice(batch, kBatchGranule, work, kRecurrentParallelMinMacs, std::forward<Fn>(fn));
 }
 
-// Keeps a whole small call on one thread, its dense GEMMs included: for_each_slice asks the calling thread's
-// omp_get_max_threads(), which this lowers to 1 for the scope (and restores).
-class SerialScope {
- public:
-  explicit SerialScope(bool serial) : saved_(omp_get_max_threads()), serial_(serial) {
-    if (serial_) omp_set_num_threads(1);
-  }
-  ~SerialScope() {
-    if (serial_) omp_set_num_threads(saved_);
-  }
-  SerialScope(const SerialScope&) = delete;
-  SerialScope& operator=(const SerialScope&) = delete;
-
- private:
-  int saved_;
-  bool serial_;
-};
+// Keeps a whole small call on one thread, its dense GEMMs included.
+using runtime::SerialScope;
 
 }  // namespace rnn_detail
 

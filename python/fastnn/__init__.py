@@ -20,8 +20,11 @@ def get_num_threads():
 
 
 def build_info():
-    """How the extension was compiled: ISA extensions Eigen vectorises with, Eigen and OpenMP versions."""
-    return dict(ops.build_info())
+    """How the kernels in use were compiled: ISA extensions Eigen vectorises with, Eigen and OpenMP versions."""
+    info = ops.runtime_info()
+    simd = info["eigen_simd"].split()
+    return {"native": info["level"] == "native", "avx2": "avx2" in simd, "fma": "fma" in simd,
+            "avx512": "avx512f" in simd, "eigen": info["eigen"], "openmp": info["openmp_version"]}
 
 
 __all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "pretraining", "tune",

@@ -17,6 +17,7 @@ void register_threads(pybind11::module_& m) {
     const runtime::Info r = runtime::info();
     pybind11::dict info;
     info["level"] = r.level;
+    info["library"] = r.library;
     info["eigen_simd"] = r.eigen_simd;
     info["openmp_library"] = r.openmp_library;
     info["openmp_version"] = r.openmp_version;

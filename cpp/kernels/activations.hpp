@@ -15,6 +15,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
 
@@ -492,5 +493,10 @@ void maxout_backward(const T* dy, const std::int32_t* argmax, T* dz, index_t row
     dr[argmax[r]] = dy[r];
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_ACTIVATIONS_ENTRIES(X) X(activation_forward) X(activation_backward) X(softmax_forward) \
+  X(softmax_backward) X(prelu_forward) X(prelu_backward) X(maxout_forward) X(maxout_backward)
+FASTNN_DECLARE_ENTRIES(FASTNN_ACTIVATIONS_ENTRIES)
 
 }  // namespace fastnn

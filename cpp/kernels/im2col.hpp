@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 
 namespace fastnn {
@@ -151,8 +152,9 @@ void im2col_rows(const T* x, T* col, const ConvGeometry& g, index_t n, index_t r
   }
 }
 
+// The whole batch: col [C·kh·kw, N·P].
 template <typename T>
-void im2col(const T* x, T* col, const ConvGeometry& g) {
+void im2col_batch(const T* x, T* col, const ConvGeometry& g) {
   im2col(x, col, g, 0, g.batch, g.columns());
 }
 
@@ -199,8 +201,12 @@ void col2im_rows_add(const T* col, T* x, const ConvGeometry& g, index_t n, index
 }
 
 template <typename T>
-void col2im(const T* col, T* x, const ConvGeometry& g) {
+void col2im_batch(const T* col, T* x, const ConvGeometry& g) {
   col2im(col, x, g, 0, g.batch, g.columns());
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_IM2COL_ENTRIES(X) X(im2col_batch) X(col2im_batch)
+FASTNN_DECLARE_ENTRIES(FASTNN_IM2COL_ENTRIES)
 
 }  // namespace fastnn

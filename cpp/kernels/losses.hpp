@@ -16,6 +16,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/checks.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
@@ -296,5 +297,10 @@ double binary_cross_entropy_with_logits(const T* logits, const T* target, const 
     return sum;
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_LOSSES_ENTRIES(X) X(softmax_cross_entropy_labels) X(softmax_cross_entropy_probs) X(nll_labels) \
+  X(squared_error) X(binary_cross_entropy) X(binary_cross_entropy_with_logits)
+FASTNN_DECLARE_ENTRIES(FASTNN_LOSSES_ENTRIES)
 
 }  // namespace fastnn

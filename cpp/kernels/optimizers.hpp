@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 
 namespace fastnn {
@@ -299,5 +300,10 @@ void rprop_update(OptimizerTensors<T>& t, const RpropOptions& o) {
                 hi, sign);
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_OPTIMIZERS_ENTRIES(X) X(sgd_update) X(adam_update) X(rmsprop_update) X(adagrad_update) \
+  X(rprop_update)
+FASTNN_DECLARE_ENTRIES(FASTNN_OPTIMIZERS_ENTRIES)
 
 }  // namespace fastnn

@@ -8,6 +8,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "runtime/runtime.hpp"
 
@@ -21,9 +22,23 @@ constexpr index_t kParallelMinMacs = 1 << 17;
 
 namespace detail {
 
+// Binding files (FASTNN_GLUE) are compiled once, for the baseline CPU, and call kernels through their entry
+// points (kernels/entry.hpp). Kernel code reaching a parallel region in a binding file means an entry point is
+// missing from its header's list: that kernel would run as baseline code whatever the CPU.
+#ifdef FASTNN_GLUE
+template <typename Body>
+constexpr bool kKernelCodeInBindingFile = std::is_same_v<Body, Body>;
+#else
+template <typename Body>
+constexpr bool kKernelCodeInBindingFile = false;
+#endif
+
 // body(thread, team_size) on every member of a team of `threads`.
 template <typename Body>
 void run_team(int threads, Body& body) {
+  static_assert(!kKernelCodeInBindingFile<Body>,
+                "kernel code compiled into a binding file: add the kernel this binding calls to the "
+                "FASTNN_<NAME>_ENTRIES list at the end of its header (see cpp/kernels/entry.hpp)");
   runtime::run_parallel(
       threads, [](void* ctx, int t, int nt) { (*static_cast<Body*>(ctx))(t, nt); }, &body);
 }
@@ -31,7 +46,9 @@ void run_team(int threads, Body& body) {
 }  // namespace detail
 
 // Calls fn(begin, count) on contiguous slices of [0, n), one per thread, each a multiple of `granule`
-// (SIMD width or GEMM panel) except the last. Runs inline on one thread when `work` is below `min_work`.
+// (SIMD width or GEMM panel) except the last, which is never shorter than a granule: a tail that would be joins
+// the slice before it (a GEMM slice of one row would take Eigen's GEMV path and sum in another order than the
+// whole product does). Runs inline on one thread when `work` is below `min_work`.
 template <typename Fn>
 void for_each_slice(index_t n, index_t granule, index_t work, index_t min_work, Fn&& fn) {
   const int threads = runtime::max_threads();
@@ -41,9 +58,10 @@ void for_each_slice(index_t n, index_t granule, index_t work, index_t min_work, 
   }
   auto body = [&](index_t t, index_t nt) {
     const index_t chunk = ((n + nt - 1) / nt + granule - 1) / granule * granule;
-    const index_t begin = std::min(n, t * chunk);
-    const index_t count = std::min(n, begin + chunk) - begin;
-    if (count > 0) fn(begin, count);
+    const index_t begin = t * chunk;
+    if (begin >= n || (begin > 0 && n - begin < granule)) return;  // nothing left, or a tail joined to t - 1
+    const index_t end = n - (begin + chunk) < granule ? n : begin + chunk;
+    fn(begin, end - begin);
   };
   detail::run_team(threads, body);
 }

@@ -21,6 +21,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/entry.hpp"
 #include "kernels/activations.hpp"
 #include "kernels/dense.hpp"
 #include "kernels/parallel.hpp"
@@ -363,5 +364,9 @@ void rnn_backward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, RnnSav
     });
   }
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_RECURRENT_ENTRIES(X) X(rnn_forward) X(rnn_backward)
+FASTNN_DECLARE_ENTRIES(FASTNN_RECURRENT_ENTRIES)
 
 }  // namespace fastnn

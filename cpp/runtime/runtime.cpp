@@ -163,6 +163,8 @@ Info info() {
   Dl_info where{};
   out.openmp_library =
       dladdr(reinterpret_cast<void*>(&omp_get_max_threads), &where) && where.dli_fname ? where.dli_fname : "";
+  Dl_info self{};
+  out.library = dladdr(reinterpret_cast<void*>(&info), &self) && self.dli_fname ? self.dli_fname : "";
   out.openmp_version = _OPENMP;
   out.processors = omp_get_num_procs();
   out.fork_child = g_fork_child.load();

@@ -36,6 +36,7 @@ FASTNN_EXPORT int get_num_threads();
 
 struct Info {
   const char* level;            // the CPU level this library was compiled for ("avx2", ...)
+  const char* library;          // path of the library holding the kernels
   const char* eigen_simd;       // the SIMD extensions Eigen vectorises with at this level
   const char* openmp_library;   // path of the OpenMP runtime in use ("" if unknown)
   int openmp_version;           // _OPENMP (yyyymm)

@@ -24,7 +24,8 @@ def build_info():
     info = ops.runtime_info()
     simd = info["eigen_simd"].split()
     return {"native": info["level"] == "native", "avx2": "avx2" in simd, "fma": "fma" in simd,
-            "avx512": "avx512f" in simd, "eigen": info["eigen"], "openmp": info["openmp_version"]}
+            "avx512": "avx512f" in simd, "eigen": info["eigen"], "openmp": info["openmp_version"],
+            "level": ops.cpu_level}
 
 
 __all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "pretraining", "tune",

@@ -1,5 +1,7 @@
 """Every C++ kernel, numpy in and numpy out, float32 or float64. This is the one module that imports the
-extension `fastnn._core` (signatures in `_core.pyi`); layers, optimizers and plans call kernels through it."""
+extension `fastnn._core` (signatures in `_core.pyi`); layers, optimizers and plans call kernels through it.
+_loader opens the kernel library for this CPU first: _core's kernel entry points bind to it."""
+from ._loader import cpu_level, cpu_level_chosen_by, cpu_features, supported_levels, build  # noqa: F401
 from . import _core
 from ._core import linear_forward, linear_backward, all_finite  # noqa: F401
 from ._core import (cross_entropy, nll_loss, mse_loss, binary_cross_entropy,  # noqa: F401  (losses: (loss, grad))

@@ -30,10 +30,11 @@ def _model_and_input():
 
 
 def _child_report():
-    """What a child sends back: its forward, its thread count and what the runtime saw."""
+    """What a child sends back: its forward, its thread count, what the runtime saw and show_config's note."""
     model, x = _model_and_input()
     y = model(x)
-    return {"y": y, "threads": fnn.get_num_threads(), "runtime": fnn.ops.runtime_info()}
+    return {"y": y, "threads": fnn.get_num_threads(), "runtime": fnn.ops.runtime_info(),
+            "note": fnn.show_config(mode="dicts")["threads"]["note"]}
 
 
 def _child_report_into(queue):  # multiprocessing target (module level: spawn children import it)
@@ -100,6 +101,7 @@ def test_os_fork_after_threaded_forward(two_threads):
     expected = _threaded_forward_in_parent()
     report = _fork_and_collect(_child_report)
     assert report["runtime"]["fork_child"] is True
+    assert report["note"] == "forked child: it started its own OpenMP threads"
     _assert_same_forward_on_threads(report, expected, 2)
     # The parent's own team was released for the fork; its next region builds a new one.
     np.testing.assert_array_equal(_threaded_forward_in_parent(), expected)
@@ -160,5 +162,6 @@ def test_child_runs_on_one_thread_when_the_team_cannot_be_released(two_threads):
     assert report["threads"] == 1
     assert report["runtime"]["fork_serial"] is True
     assert report["runtime"]["parallel_regions"] == 0
+    assert "run on one thread" in report["note"]
     # The parent kept its team (nothing was released) and still runs on two threads.
     np.testing.assert_array_equal(_threaded_forward_in_parent(), expected)

@@ -55,6 +55,9 @@ def test_two_threads_train_two_models_like_one_at_a_time():
 
 
 def test_threadpoolctl_sees_and_limits_fastnn():
+    """Beside scikit-learn's own OpenMP runtime (its wheel vendors a libgomp of its own): threadpoolctl lists
+    fastnn's and limits it."""
+    import sklearn.utils._openmp_helpers  # noqa: F401  (loads scikit-learn's OpenMP runtime)
     import threadpoolctl
     library = os.path.realpath(fnn.ops.runtime_info()["openmp_library"])
     found = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "openmp"]

@@ -5,6 +5,7 @@ a hang fails the test instead of stalling the suite."""
 import multiprocessing
 import os
 import pickle
+import re
 import select
 import signal
 import time
@@ -165,3 +166,22 @@ def test_child_runs_on_one_thread_when_the_team_cannot_be_released(two_threads):
     assert "run on one thread" in report["note"]
     # The parent kept its team (nothing was released) and still runs on two threads.
     np.testing.assert_array_equal(_threaded_forward_in_parent(), expected)
+
+
+def test_every_parallel_region_goes_through_the_runtime():
+    """The fork handling holds only for regions opened by cpp/runtime/runtime.cpp: no other C++ file may open an
+    OpenMP region or set OpenMP's thread count (kernels use kernels/parallel.hpp; bindings use runtime::)."""
+    cpp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cpp")
+    if not os.path.isdir(cpp):
+        pytest.skip("needs the source tree")
+    offenders = []
+    for root, _, files in os.walk(cpp):
+        for name in files:
+            path = os.path.join(root, name)
+            if name.endswith((".hpp", ".cpp")) and os.path.relpath(path, cpp) != os.path.join("runtime", "runtime.cpp"):
+                with open(path) as f:
+                    for number, line in enumerate(f, 1):
+                        code = line.split("//")[0]
+                        if re.search(r"#\s*pragma\s+omp\s+(parallel|for|task|sections)|\bomp_\w+\s*\(", code):
+                            offenders.append(f"{os.path.relpath(path, cpp)}:{number}: {line.strip()}")
+    assert not offenders, offenders

@@ -34,7 +34,8 @@ std::pair<double, double> activation_params(Activation kind, double a, double b)
 }
 
 py::array activation_forward(Activation kind, const py::array& x, double a, double b) {
-  const auto [pa, pb] = activation_params(kind, a, b);
+  const auto params = activation_params(kind, a, b);  // (not a structured binding: C++17 lambdas cannot capture one)
+  const double pa = params.first, pb = params.second;
   return dispatch(float_dtype(x, "activation_forward input"), [&](auto tag) -> py::array {
     using T = decltype(tag);
     const T* px = in_ptr<T>(x, "activation_forward input");
@@ -49,7 +50,8 @@ py::array activation_forward(Activation kind, const py::array& x, double a, doub
 
 py::array activation_backward(Activation kind, const py::array& saved, const py::array& grad_y, double a,
                               double b) {
-  const auto [pa, pb] = activation_params(kind, a, b);
+  const auto params = activation_params(kind, a, b);
+  const double pa = params.first, pb = params.second;
   require_same_shape(grad_y, saved, "activation_backward: grad_output", "saved array");
   return dispatch(float_dtype(saved, "activation_backward saved array"), [&](auto tag) -> py::array {
     using T = decltype(tag);
@@ -196,7 +198,7 @@ py::tuple maxout_forward(const py::array& z, index_t pieces) {
 py::array maxout_backward(const py::array& grad_y, const py::array& argmax, index_t pieces) {
   require(pieces >= 1, "maxout_backward: pieces must be >= 1, got " + std::to_string(pieces));
   require_same_shape(grad_y, argmax, "maxout_backward: grad_output", "argmax");
-  require(argmax.dtype().is(py::dtype::of<std::int32_t>()) && (argmax.flags() & py::array::c_style),
+  require(has_dtype<std::int32_t>(argmax) && (argmax.flags() & py::array::c_style),
           "maxout_backward: argmax must be a C-contiguous int32 array (as maxout_forward returns)");
   const index_t rows = argmax.size();
   const auto* pa = static_cast<const std::int32_t*>(argmax.data());

@@ -27,10 +27,19 @@ inline void require(bool ok, const std::string& message) {
 
 enum class DType { f32, f64 };
 
+// True when `a` holds T. Compares by equivalence, not identity: an array rebuilt by pickle or
+// reading a file carries its own descriptor object for float32, which is still float32.
+template <typename T>
+inline bool has_dtype(const py::array& a) {
+  const py::dtype want = py::dtype::of<T>();
+  const py::dtype have = a.dtype();
+  return have.is(want) || py::detail::npy_api::get().PyArray_EquivTypes_(have.ptr(), want.ptr());
+}
+
 // The floating dtype of `a`; TypeError for anything else.
 inline DType float_dtype(const py::array& a, const char* what) {
-  if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
-  if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
+  if (has_dtype<float>(a)) return DType::f32;
+  if (has_dtype<double>(a)) return DType::f64;
   throw py::type_error(std::string(what) + ": expected a float32 or float64 array, got dtype " +
                        std::string(py::str(a.dtype())));
 }
@@ -44,7 +53,7 @@ decltype(auto) dispatch(DType dtype, Fn&& fn) {
 
 template <typename T>
 const T* in_ptr(const py::array& a, const char* what) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!has_dtype<T>(a))
     throw py::type_error(std::string(what) + ": dtype " + std::string(py::str(a.dtype())) +
                          " does not match the other arguments");
   require(a.flags() & py::array::c_style, std::string(what) + " must be C-contiguous");

@@ -95,7 +95,7 @@ py::array im2col_py(const py::array& x, const py::object& kernel_size, const py:
     auto col = empty_array<T>({g.rows(), g.columns()});
     T* pc = col.mutable_data();
     py::gil_scoped_release release;
-    im2col(px, pc, g);
+    im2col_batch(px, pc, g);
     return col;
   });
 }
@@ -110,7 +110,7 @@ py::array col2im_py(const py::array& col, const std::vector<index_t>& input_shap
     auto x = empty_array<T>({g.batch, g.channels, g.height, g.width});
     T* px = x.mutable_data();
     py::gil_scoped_release release;
-    col2im(pc, px, g);
+    col2im_batch(pc, px, g);
     return x;
   });
 }

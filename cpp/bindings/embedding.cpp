@@ -12,7 +12,7 @@ namespace {
 
 // The data of a 1-D int64 index array of length n whose values all lie in [0, limit).
 const std::int64_t* checked_index(const py::array& index, index_t n, index_t limit, const char* what) {
-  if (!index.dtype().is(py::dtype::of<std::int64_t>()))
+  if (!has_dtype<std::int64_t>(index))
     throw py::type_error(std::string("scatter_add_rows: ") + what + " must be int64, got " +
                          std::string(py::str(index.dtype())));
   require(index.ndim() == 1 && index.shape(0) == n && (index.flags() & py::array::c_style),

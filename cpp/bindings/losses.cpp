@@ -80,7 +80,7 @@ py::tuple result(double sum, double denominator, Reduction r, const py::object& 
 }
 
 void require_labels(const py::array& target, index_t n, const char* fn) {
-  if (!target.dtype().is(py::dtype::of<std::int64_t>()))
+  if (!has_dtype<std::int64_t>(target))
     throw py::type_error(std::string(fn) + ": class-index target must be int64, got dtype " +
                          std::string(py::str(target.dtype())));
   require_shape(target, {n}, (std::string(fn) + " target").c_str());

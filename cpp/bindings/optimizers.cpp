@@ -35,7 +35,7 @@ class StepArrays {
     }
     steps_ = steps;
     const auto* s = py::isinstance<py::array>(steps) ? py::detail::array_proxy(steps.ptr()) : nullptr;
-    if (!s || !py::reinterpret_borrow<py::array>(steps).dtype().is(py::dtype::of<std::int64_t>()) || s->nd != 1 ||
+    if (!s || !has_dtype<std::int64_t>(py::reinterpret_borrow<py::array>(steps)) || s->nd != 1 ||
         s->dimensions[0] != static_cast<py::ssize_t>(params_.size()) || (s->flags & kWriteableC) != kWriteableC)
       throw py::value_error(std::string(name_) + ": steps must be a writeable 1-D int64 array of length " +
                             std::to_string(params_.size()) + ", got " + describe(steps));
@@ -122,7 +122,7 @@ class StepArrays {
     };
     if (!py::isinstance<py::array>(obj)) throw py::type_error(where() + " is not a numpy array but " + type_name(obj));
     const auto* a = py::detail::array_proxy(obj.ptr());
-    if (a->descr != descr && !py::reinterpret_borrow<py::array>(obj).dtype().is(py::dtype::of<T>()))
+    if (a->descr != descr && !has_dtype<T>(py::reinterpret_borrow<py::array>(obj)))
       throw py::type_error(where() + " has " + describe(obj) + ", expected " +
                            std::string(py::str(py::dtype::of<T>())) + " like params[0]");
     bool same_shape = !param || a->nd == param->nd;

@@ -89,7 +89,7 @@ py::array max_pool2d_backward_py(const py::array& grad_y, const py::array& argma
   require(grad_y.shape(0) == g.batch && grad_y.shape(1) == g.channels,
           "max_pool2d_backward: grad_output " + shape_str(grad_y) + " does not match the input shape");
   require_shape(argmax, {g.batch, g.channels, g.out_h, g.out_w}, "max_pool2d_backward argmax");
-  require(argmax.dtype().is(py::dtype::of<std::int32_t>()) && (argmax.flags() & py::array::c_style),
+  require(has_dtype<std::int32_t>(argmax) && (argmax.flags() & py::array::c_style),
           "max_pool2d_backward: argmax must be a C-contiguous int32 array");
   const auto* pa = static_cast<const std::int32_t*>(argmax.data());
   return dispatch(float_dtype(grad_y, "max_pool2d_backward grad_output"), [&](auto tag) -> py::array {

@@ -1,4 +1,5 @@
-// One register_* function per binding file; module.cpp calls them all.
+// One register_* function per binding file; module.cpp calls them all. Adding a binding file (and the entry
+// list its kernels need): see the recipe at the top of CMakeLists.txt.
 #pragma once
 #include <pybind11/pybind11.h>
 

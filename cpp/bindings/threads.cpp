@@ -1,48 +1,37 @@
 // Thread control and build information.
-#include <omp.h>
-
 #include <Eigen/Core>
-#include <stdexcept>
+#include <string>
 
 #include "bindings/registry.hpp"
+#include "runtime/runtime.hpp"
 
 namespace fastnn::bind {
 
 void register_threads(pybind11::module_& m) {
-  // Kernels split work over threads themselves (kernels/parallel.hpp); Eigen's GEMMs run single-threaded.
-  Eigen::setNbThreads(1);
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw pybind11::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
-    omp_set_num_threads(n);
+    runtime::set_num_threads(n);
   });
-  m.def("get_num_threads", []() { return omp_get_max_threads(); });
-  m.def("build_info", []() {
+  m.def("get_num_threads", []() { return runtime::get_num_threads(); });
+  m.def("runtime_info", []() {
+    const runtime::Info r = runtime::info();
     pybind11::dict info;
-#ifdef FASTNN_BUILD_NATIVE
-    info["native"] = true;
-#else
-    info["native"] = false;
-#endif
-#ifdef EIGEN_VECTORIZE_AVX2
-    info["avx2"] = true;
-#else
-    info["avx2"] = false;
-#endif
-#ifdef EIGEN_VECTORIZE_FMA
-    info["fma"] = true;
-#else
-    info["fma"] = false;
-#endif
-#ifdef EIGEN_VECTORIZE_AVX512
-    info["avx512"] = true;
-#else
-    info["avx512"] = false;
-#endif
+    info["level"] = r.level;
+    info["library"] = r.library;
+    info["eigen_simd"] = r.eigen_simd;
+    info["openmp_library"] = r.openmp_library;
+    info["openmp_version"] = r.openmp_version;
+    info["processors"] = r.processors;
+    info["fork_child"] = r.fork_child;
+    info["fork_serial"] = r.fork_serial;
+    info["parallel_regions"] = r.parallel_regions;
+    info["last_team_size"] = r.last_team_size;
     info["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
                     std::to_string(EIGEN_MINOR_VERSION);
-    info["openmp"] = _OPENMP;
     return info;
-  });
+  }, "How the kernel library in use was compiled and how its threads stand (fnn.show_config() prints it).");
+  m.def("_simulate_unreleasable_team", &runtime::simulate_unreleasable_team,
+        "For tests: the next fork behaves as if OpenMP could not release the forking thread's team.");
 }
 
 }  // namespace fastnn::bind

@@ -15,6 +15,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
 
@@ -60,15 +61,10 @@ constexpr index_t kBlock = 4096;  // elements per work item: x, y and dy of a bl
 template <typename Fn>
 void for_each_block(index_t n, Fn&& fn) {
   const index_t blocks = (n + kBlock - 1) / kBlock;
-  if (n <= kParallelMinElements || omp_in_parallel()) {
-    for (index_t b = 0; b < blocks; ++b) fn(b * kBlock, std::min(kBlock, n - b * kBlock));
-    return;
-  }
-#pragma omp parallel for schedule(static)
-  for (index_t b = 0; b < blocks; ++b) {
+  parallel_for(blocks, n > kParallelMinElements, [&](index_t b) {
     const index_t begin = b * kBlock;
     fn(begin, std::min(kBlock, n - begin));
-  }
+  });
 }
 
 // out[i] = f(in[i]...) with f a generic lambda over Eigen packets, applied to whole SIMD packets and then
@@ -300,11 +296,10 @@ void for_each_softmax_item(index_t outer, index_t dim, index_t inner, Fn&& fn) {
   const index_t width = inner == 1 ? 1 : std::min(inner, kSoftmaxColumns);
   const index_t chunks = (inner + width - 1) / width;
   const index_t items = outer * chunks;
-#pragma omp parallel for schedule(static) if (outer * dim * inner > kParallelMinElements)
-  for (index_t u = 0; u < items; ++u) {
+  parallel_for(items, outer * dim * inner > kParallelMinElements, [&](index_t u) {
     const index_t o = u / chunks, j0 = (u % chunks) * width;
     fn(o * dim * inner + j0, std::min(width, inner - j0));
-  }
+  });
 }
 
 }  // namespace detail
@@ -412,14 +407,13 @@ void prelu_forward(const T* x, const T* weight, T* y, index_t outer, index_t cha
     return;
   }
   const index_t rows = outer * channels;
-#pragma omp parallel for schedule(static) if (rows * inner > kParallelMinElements)
-  for (index_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * inner > kParallelMinElements, [&](index_t r) {
     const T w = weight[r % channels];
     const T* xs = x + r * inner;
     T* ys = y + r * inner;
 #pragma omp simd
     for (index_t i = 0; i < inner; ++i) ys[i] = xs[i] > T(0) ? xs[i] : w * xs[i];
-  }
+  });
 }
 
 namespace detail {
@@ -450,11 +444,10 @@ void prelu_backward(const T* x, const T* weight, const T* dy, T* dx, T* grad_wei
   if (channels == 1) {
     const index_t blocks = (n + detail::kBlock - 1) / detail::kBlock;
     std::vector<T> partial(static_cast<size_t>(blocks), T(0));
-#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
-    for (index_t blk = 0; blk < blocks; ++blk) {
+    parallel_for(blocks, n > kParallelMinElements, [&](index_t blk) {
       const index_t s = blk * detail::kBlock, m = std::min(detail::kBlock, n - s);
       partial[blk] = detail::prelu_segment_backward(x + s, dy + s, dx ? dx + s : nullptr, weight[0], m, want_weight);
-    }
+    });
     if (want_weight)
       for (T p : partial) grad_weight[0] += p;
     return;
@@ -462,8 +455,7 @@ void prelu_backward(const T* x, const T* weight, const T* dy, T* dx, T* grad_wei
   // Per channel: the batch is split into a fixed number of chunks, each with its own row of partials.
   const index_t chunks = std::max<index_t>(1, std::min<index_t>(outer, 64));
   std::vector<T> partial(want_weight ? static_cast<size_t>(chunks * channels) : 0, T(0));
-#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
-  for (index_t k = 0; k < chunks; ++k) {
+  parallel_for(chunks, n > kParallelMinElements, [&](index_t k) {
     const index_t o0 = outer * k / chunks, o1 = outer * (k + 1) / chunks;
     for (index_t o = o0; o < o1; ++o)
       for (index_t c = 0; c < channels; ++c) {
@@ -472,7 +464,7 @@ void prelu_backward(const T* x, const T* weight, const T* dy, T* dx, T* grad_wei
                                                    want_weight);
         if (want_weight) partial[k * channels + c] += p;
       }
-  }
+  });
   if (want_weight)
     for (index_t k = 0; k < chunks; ++k)
       for (index_t c = 0; c < channels; ++c) grad_weight[c] += partial[k * channels + c];
@@ -482,26 +474,29 @@ void prelu_backward(const T* x, const T* weight, const T* dy, T* dx, T* grad_wei
 
 template <typename T>
 void maxout_forward(const T* z, T* y, std::int32_t* argmax, index_t rows, index_t pieces) {
-#pragma omp parallel for schedule(static) if (rows * pieces > kParallelMinElements)
-  for (index_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * pieces > kParallelMinElements, [&](index_t r) {
     const T* zr = z + r * pieces;
     std::int32_t best = 0;
     for (index_t p = 1; p < pieces; ++p)
       if (zr[p] > zr[best]) best = static_cast<std::int32_t>(p);  // first maximum wins ties
     y[r] = zr[best];
     argmax[r] = best;
-  }
+  });
 }
 
 // dz [rows, pieces]: dy routed to each group's argmax, zeros elsewhere.
 template <typename T>
 void maxout_backward(const T* dy, const std::int32_t* argmax, T* dz, index_t rows, index_t pieces) {
-#pragma omp parallel for schedule(static) if (rows * pieces > kParallelMinElements)
-  for (index_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * pieces > kParallelMinElements, [&](index_t r) {
     T* dr = dz + r * pieces;
     for (index_t p = 0; p < pieces; ++p) dr[p] = T(0);
     dr[argmax[r]] = dy[r];
-  }
+  });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_ACTIVATIONS_ENTRIES(X) X(activation_forward) X(activation_backward) X(softmax_forward) \
+  X(softmax_backward) X(prelu_forward) X(prelu_backward) X(maxout_forward) X(maxout_backward)
+FASTNN_DECLARE_ENTRIES(FASTNN_ACTIVATIONS_ENTRIES)
 
 }  // namespace fastnn

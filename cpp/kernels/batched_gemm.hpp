@@ -6,6 +6,7 @@
 // bits never depend on the thread count.
 #pragma once
 #include "kernels/dense.hpp"
+#include "kernels/entry.hpp"
 
 namespace fastnn {
 
@@ -43,5 +44,9 @@ void batched_gemm(const T* a, const T* b, T* c, index_t batch, index_t n, index_
     for_each_slice(n, kLhsPanel<T>, macs, kParallelMinMacs,
                    [&](index_t begin, index_t count) { product(i, begin, count); });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_BATCHED_GEMM_ENTRIES(X) X(batched_gemm)
+FASTNN_DECLARE_ENTRIES(FASTNN_BATCHED_GEMM_ENTRIES)
 
 }  // namespace fastnn

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
 
@@ -92,5 +93,9 @@ void concat_rows(const std::vector<const T*>& parts, const std::vector<index_t>&
     }
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_BROADCAST_ENTRIES(X) X(broadcast_binary) X(reduce_broadcast) X(concat_rows)
+FASTNN_DECLARE_ENTRIES(FASTNN_BROADCAST_ENTRIES)
 
 }  // namespace fastnn

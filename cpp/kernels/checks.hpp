@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cmath>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
 
@@ -30,5 +31,9 @@ bool all_finite(const T* x, index_t n) {
   });
   return finite.load(std::memory_order_relaxed);
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_CHECKS_ENTRIES(X) X(all_finite)
+FASTNN_DECLARE_ENTRIES(FASTNN_CHECKS_ENTRIES)
 
 }  // namespace fastnn

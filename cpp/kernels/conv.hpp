@@ -18,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/conv_direct.hpp"
 #include "kernels/dense.hpp"
 #include "kernels/im2col.hpp"
@@ -304,5 +305,9 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   });
   if (grad_weight) detail::reduce_partials(partial.get(), chunks, O * K, grad_weight, accumulate_weight);
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_CONV_ENTRIES(X) X(conv2d_forward) X(conv2d_backward)
+FASTNN_DECLARE_ENTRIES(FASTNN_CONV_ENTRIES)
 
 }  // namespace fastnn

@@ -8,6 +8,7 @@
 #pragma once
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/activations.hpp"
 #include "kernels/conv.hpp"
 #include "kernels/pooling.hpp"
@@ -44,5 +45,9 @@ void conv_block_forward(const T* x, const T* weight, const T* bias, T* y, const 
       avg_pool2d_forward(out, y + first * out_size, pool_part);
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_CONV_BLOCK_ENTRIES(X) X(conv_block_forward)
+FASTNN_DECLARE_ENTRIES(FASTNN_CONV_BLOCK_ENTRIES)
 
 }  // namespace fastnn

@@ -15,9 +15,9 @@ namespace fastnn::detail {
 template <typename T>
 struct DirectPacket {
   using Full = typename Eigen::internal::packet_traits<T>::type;
-  using Half = typename Eigen::internal::unpacket_traits<Full>::half;
-  static constexpr index_t full = Eigen::internal::unpacket_traits<Full>::size;
-  static constexpr index_t half = Eigen::internal::unpacket_traits<Half>::size;
+  using Half = typename Eigen::internal::packet_traits<T>::half;
+  static constexpr index_t full = index_t(sizeof(Full) / sizeof(T));
+  static constexpr index_t half = index_t(sizeof(Half) / sizeof(T));
   static bool use_half(index_t Wo) { return Wo < full && half < full && Wo >= half; }
   static index_t width(index_t Wo) { return use_half(Wo) ? half : full; }
 };

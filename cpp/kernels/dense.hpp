@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 
 namespace fastnn {
@@ -25,10 +26,11 @@ template <typename T>
 using ConstRowVectorMap = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 
 // Slice boundaries fall on Eigen's register panels, so every row and column of a slice goes through the same
-// micro-kernel path (with the same summation order) as in the unsplit product: the lhs is consumed 3 SIMD
-// packets of rows at a time, the rhs 4 columns at a time (we use 8). Other boundaries change the last bits.
+// micro-kernel path (with the same summation order) as in the unsplit product: the lhs is consumed mr rows at
+// a time (3 SIMD packets with FMA, 2 without: it depends on the CPU level), the rhs 4 columns at a time (we
+// use 8). Other boundaries change the last bits.
 template <typename T>
-constexpr index_t kLhsPanel = 3 * Eigen::internal::packet_traits<T>::size;
+constexpr index_t kLhsPanel = Eigen::internal::gebp_traits<T, T>::mr;
 constexpr index_t kRhsPanel = 8;
 
 // y = x·Wᵀ + b, split over output features: each thread reads only its rows of W. At batch 1 this is a
@@ -117,5 +119,10 @@ void dense_backward_bias(const T* grad_y, T* grad_bias, index_t batch, index_t o
     for (index_t o = 0; o < out_features; ++o) grad_bias[o] += row[o];
   }
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_DENSE_ENTRIES(X) X(dense_forward) X(dense_backward_input) X(dense_backward_weight) \
+  X(dense_backward_bias)
+FASTNN_DECLARE_ENTRIES(FASTNN_DENSE_ENTRIES)
 
 }  // namespace fastnn

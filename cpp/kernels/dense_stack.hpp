@@ -4,6 +4,7 @@
 #pragma once
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/activations.hpp"
 #include "kernels/dense.hpp"
 
@@ -32,5 +33,9 @@ void dense_stack_forward(const T* x, index_t batch, const std::vector<DenseStack
     input = output;
   }
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_DENSE_STACK_ENTRIES(X) X(dense_stack_forward)
+FASTNN_DECLARE_ENTRIES(FASTNN_DENSE_STACK_ENTRIES)
 
 }  // namespace fastnn

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 
 namespace fastnn {
@@ -32,5 +33,9 @@ void scatter_add_rows(const std::int64_t* dst_index, T* dst, index_t dst_rows, c
     }
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_EMBEDDING_ENTRIES(X) X(scatter_add_rows)
+FASTNN_DECLARE_ENTRIES(FASTNN_EMBEDDING_ENTRIES)
 
 }  // namespace fastnn

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 
 namespace fastnn {
@@ -50,14 +51,7 @@ inline void valid_range(index_t offset, index_t stride, index_t size, index_t ou
 // writes its own memory, so the thread count never changes a result.
 template <typename Fn>
 void for_each_plane(index_t batch, index_t channels, index_t work, Fn&& fn) {
-  const index_t pairs = batch * channels;
-  if (work < kParallelMinElements || omp_in_parallel()) {  // no OpenMP region at all: see for_each_block
-    for (index_t n = 0; n < batch; ++n)
-      for (index_t c = 0; c < channels; ++c) fn(n, c);
-    return;
-  }
-#pragma omp parallel for schedule(static)
-  for (index_t t = 0; t < pairs; ++t) fn(t / channels, t % channels);
+  parallel_for(batch * channels, work >= kParallelMinElements, [&](index_t t) { fn(t / channels, t % channels); });
 }
 
 // One kernel tap's values for output rows [row_begin, row_end) of one plane, written from dst on: zeros where
@@ -158,8 +152,9 @@ void im2col_rows(const T* x, T* col, const ConvGeometry& g, index_t n, index_t r
   }
 }
 
+// The whole batch: col [C·kh·kw, N·P].
 template <typename T>
-void im2col(const T* x, T* col, const ConvGeometry& g) {
+void im2col_batch(const T* x, T* col, const ConvGeometry& g) {
   im2col(x, col, g, 0, g.batch, g.columns());
 }
 
@@ -206,8 +201,12 @@ void col2im_rows_add(const T* col, T* x, const ConvGeometry& g, index_t n, index
 }
 
 template <typename T>
-void col2im(const T* col, T* x, const ConvGeometry& g) {
+void col2im_batch(const T* col, T* x, const ConvGeometry& g) {
   col2im(col, x, g, 0, g.batch, g.columns());
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_IM2COL_ENTRIES(X) X(im2col_batch) X(col2im_batch)
+FASTNN_DECLARE_ENTRIES(FASTNN_IM2COL_ENTRIES)
 
 }  // namespace fastnn

@@ -16,6 +16,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/checks.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
@@ -39,12 +40,11 @@ double blocked_sum(index_t n, index_t work_per_item, bool& ok, F&& f) {
   std::vector<double> partial(blocks);
   std::vector<char> block_ok(blocks, 1);
   const bool parallel = n * work_per_item >= kParallelMinElements;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (index_t b = 0; b < blocks; ++b) {
+  parallel_for(blocks, parallel, [&](index_t b) {
     bool good = true;
     partial[b] = f(b * per_block, std::min(n, (b + 1) * per_block), good);
     block_ok[b] = good;
-  }
+  });
   double sum = 0;
   for (index_t b = 0; b < blocks; ++b) {
     sum += partial[b];
@@ -297,5 +297,10 @@ double binary_cross_entropy_with_logits(const T* logits, const T* target, const 
     return sum;
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_LOSSES_ENTRIES(X) X(softmax_cross_entropy_labels) X(softmax_cross_entropy_probs) X(nll_labels) \
+  X(squared_error) X(binary_cross_entropy) X(binary_cross_entropy_with_logits)
+FASTNN_DECLARE_ENTRIES(FASTNN_LOSSES_ENTRIES)
 
 }  // namespace fastnn

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
 
@@ -299,5 +300,10 @@ void lrn_backward(const T* grad_y, const T* x, T* grad_x, index_t N, index_t C, 
     }
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_NORMALIZATION_ENTRIES(X) X(batch_norm_forward) X(batch_norm_backward) X(group_norm_forward) \
+  X(group_norm_backward) X(lrn_forward) X(lrn_backward)
+FASTNN_DECLARE_ENTRIES(FASTNN_NORMALIZATION_ENTRIES)
 
 }  // namespace fastnn

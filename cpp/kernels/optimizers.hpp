@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 
 namespace fastnn {
@@ -46,8 +47,7 @@ void for_each_range(const std::vector<index_t>& size, Fn&& fn) {
     for (index_t b = 0; b < size[k]; b += kOptimizerBlock)
       blocks.push_back({static_cast<index_t>(k), b, std::min(b + kOptimizerBlock, size[k])});
   const index_t nblocks = static_cast<index_t>(blocks.size());
-#pragma omp parallel for schedule(static)
-  for (index_t i = 0; i < nblocks; ++i) fn(blocks[i][0], blocks[i][1], blocks[i][2]);
+  parallel_for(nblocks, true, [&](index_t i) { fn(blocks[i][0], blocks[i][1], blocks[i][2]); });
 }
 
 // fn(std::true_type) or fn(std::false_type): options become template arguments of the range kernels, so
@@ -300,5 +300,10 @@ void rprop_update(OptimizerTensors<T>& t, const RpropOptions& o) {
                 hi, sign);
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_OPTIMIZERS_ENTRIES(X) X(sgd_update) X(adam_update) X(rmsprop_update) X(adagrad_update) \
+  X(rprop_update)
+FASTNN_DECLARE_ENTRIES(FASTNN_OPTIMIZERS_ENTRIES)
 
 }  // namespace fastnn

@@ -22,6 +22,7 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/entry.hpp"
 #include "kernels/conv.hpp"
 #include "kernels/im2col.hpp"
 
@@ -352,5 +353,10 @@ void adaptive_avg_pool2d_backward(const T* grad_y, T* grad_x, const ConvGeometry
     }
   });
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_POOLING_ENTRIES(X) X(max_pool2d_forward) X(max_pool2d_backward) X(avg_pool2d_forward) \
+  X(avg_pool2d_backward) X(adaptive_avg_pool2d_forward) X(adaptive_avg_pool2d_backward)
+FASTNN_DECLARE_ENTRIES(FASTNN_POOLING_ENTRIES)
 
 }  // namespace fastnn

@@ -21,6 +21,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/entry.hpp"
 #include "kernels/activations.hpp"
 #include "kernels/dense.hpp"
 #include "kernels/parallel.hpp"
@@ -141,23 +142,8 @@ void parallel_batch_slices(index_t batch, index_t work, Fn&& fn) {
   for_each_slice(batch, kBatchGranule, work, kRecurrentParallelMinMacs, std::forward<Fn>(fn));
 }
 
-// Keeps a whole small call on one thread, its dense GEMMs included: for_each_slice asks the calling thread's
-// omp_get_max_threads(), which this lowers to 1 for the scope (and restores).
-class SerialScope {
- public:
-  explicit SerialScope(bool serial) : saved_(omp_get_max_threads()), serial_(serial) {
-    if (serial_) omp_set_num_threads(1);
-  }
-  ~SerialScope() {
-    if (serial_) omp_set_num_threads(saved_);
-  }
-  SerialScope(const SerialScope&) = delete;
-  SerialScope& operator=(const SerialScope&) = delete;
-
- private:
-  int saved_;
-  bool serial_;
-};
+// Keeps a whole small call on one thread, its dense GEMMs included.
+using runtime::SerialScope;
 
 }  // namespace rnn_detail
 
@@ -378,5 +364,9 @@ void rnn_backward(RnnMode mode, const T* x, const T* w_ih, const T* w_hh, RnnSav
     });
   }
 }
+
+// Entry points, compiled once per CPU level (kernels/entry.hpp).
+#define FASTNN_RECURRENT_ENTRIES(X) X(rnn_forward) X(rnn_backward)
+FASTNN_DECLARE_ENTRIES(FASTNN_RECURRENT_ENTRIES)
 
 }  // namespace fastnn

@@ -6,6 +6,7 @@ from .trainer import Trainer
 from .perceptron import Perceptron
 from .serialization import save, load, save_state_dict, load_state_dict, register_module
 from . import pretraining
+from ._config import show_config
 
 __version__ = "0.1.0"
 
@@ -20,11 +21,15 @@ def get_num_threads():
 
 
 def build_info():
-    """How the extension was compiled: ISA extensions Eigen vectorises with, Eigen and OpenMP versions."""
-    return dict(ops.build_info())
+    """How the kernels in use were compiled: ISA extensions Eigen vectorises with, Eigen and OpenMP versions."""
+    info = ops.runtime_info()
+    simd = info["eigen_simd"].split()
+    return {"native": info["level"] == "native", "avx2": "avx2" in simd, "fma": "fma" in simd,
+            "avx512": "avx512f" in simd, "eigen": info["eigen"], "openmp": info["openmp_version"],
+            "level": ops.cpu_level}
 
 
 __all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "pretraining", "tune",
            "Trainer",
            "Perceptron", "save", "load", "save_state_dict", "load_state_dict", "register_module", "manual_seed",
-           "set_num_threads", "get_num_threads", "build_info", "__version__"]
+           "set_num_threads", "get_num_threads", "build_info", "show_config", "__version__"]

@@ -54,11 +54,9 @@ def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, weig
     """Stable binary cross-entropy on logits; weight and pos_weight of the input's shape. Returns (loss, grad)."""
 def broadcast_binary(op: str, a: np.ndarray, b: np.ndarray, O: typing.SupportsInt | typing.SupportsIndex, M: typing.SupportsInt | typing.SupportsIndex, I: typing.SupportsInt | typing.SupportsIndex, b_first: bool = False) -> np.ndarray:
     """a (seen as (O, M, I)) op b (M,) broadcast along O and I; b op a when b_first."""
-def build_info() -> dict:
-    ...
 def col2im(col: np.ndarray, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], kernel_size: object, stride: object = 1, padding: object = 0, dilation: object = 1) -> np.ndarray:
     """The adjoint of im2col: sums columns back into (N, C, H, W)."""
-def concat(arrays: std::vector<array, std::allocator<array> >, axis: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
+def concat(arrays: collections.abc.Sequence[np.ndarray], axis: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
     """Concatenation along axis."""
 def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, grad_weight: object = None, grad_bias: object = None, stride: object = 1, padding: object = 0, dilation: object = 1, groups: typing.SupportsInt | typing.SupportsIndex = 1, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True, col: object = None) -> object:
     """Writes dW (+)= and db (+)= in place (None skips one); returns dx, or None when need_input_grad is"""
@@ -118,6 +116,8 @@ def rnn_forward(mode: str, x: np.ndarray, weight_ih: np.ndarray, weight_hh: np.n
     """One direction of one RNN/LSTM/GRU layer over x [T, N, I] (mode 'RNN_TANH', 'RNN_RELU', 'LSTM', 'GRU'). Writes y[:, :, y_offset:y_offset+H]; returns (h_n, c_n or None, saved) for rnn_backward."""
 def rprop_step(arg0: object, arg1: object, arg2: object, arg3: object, arg4: object, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: bool) -> None:
     """rprop_step(params, grads, prevs, step_sizes, steps, eta_minus, eta_plus, step_size_min, step_size_max, maximize): torch.optim.Rprop over all tensors in place."""
+def runtime_info() -> dict:
+    """How the kernel library in use was compiled and how its threads stand (fnn.show_config() prints it)."""
 def scatter_add_rows(dst: np.ndarray, dst_index: np.ndarray, src: np.ndarray, src_index: object = None, scale: object = None) -> None:
     """dst[dst_index[k]] += scale[k] * src[src_index[k]] for every k, in k order, in place (src_index"""
 def set_num_threads(arg0: typing.SupportsInt | typing.SupportsIndex) -> None:

@@ -1,5 +1,7 @@
 """Every C++ kernel, numpy in and numpy out, float32 or float64. This is the one module that imports the
-extension `fastnn._core` (signatures in `_core.pyi`); layers, optimizers and plans call kernels through it."""
+extension `fastnn._core` (signatures in `_core.pyi`); layers, optimizers and plans call kernels through it.
+_loader opens the kernel library for this CPU first: _core's kernel entry points bind to it."""
+from ._loader import cpu_level, cpu_level_chosen_by, cpu_features, supported_levels, build  # noqa: F401
 from . import _core
 from ._core import linear_forward, linear_backward, all_finite  # noqa: F401
 from ._core import (cross_entropy, nll_loss, mse_loss, binary_cross_entropy,  # noqa: F401  (losses: (loss, grad))
@@ -18,5 +20,6 @@ from ._core import (conv2d_forward, conv2d_backward, im2col, col2im,  # noqa: F4
 from ._core import (max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,  # noqa: F401  (pooling)
                     avg_pool2d_backward, adaptive_avg_pool2d_forward, adaptive_avg_pool2d_backward)
 from ._core import DenseStackPlan  # noqa: F401  (eval-mode Linear/activation stacks in one call)
-from ._core import set_num_threads, get_num_threads, build_info  # noqa: F401  (threads, build)
+from ._core import set_num_threads, get_num_threads, runtime_info  # noqa: F401  (threads, build)
+from ._core import _simulate_unreleasable_team  # noqa: F401  (tests: the fork fallback)
 from ._core import batched_matmul, broadcast_binary, reduce_broadcast, concat  # noqa: F401  (functional ops)

@@ -1,0 +1,179 @@
+// Parallel regions, thread counts and fork handling: the only file that uses OpenMP.
+//
+// Fork. GNU libgomp keeps, for every thread that has led a parallel region, a team of worker threads that wait
+// for its next region. fork() copies only the calling thread, so in the child that thread's team exists in
+// name only, and its next parallel region waits forever for workers that are not there (libgomp registers
+// no fork handlers). fastnn's pthread_atfork handlers make the child work:
+//  - before the fork, new fastnn regions wait and regions in flight on other threads finish (the child then
+//    never inherits libgomp's bookkeeping half-updated by one of ours), and the forking thread's team is
+//    released with omp_pause_resource_all (OpenMP 5.0; libgomp implements it for the host). The child starts
+//    with no team and builds a fresh one, with all its threads, at its first region; the parent builds a new
+//    one at its next region (a few tens of microseconds, once per fork).
+//  - if the runtime cannot release the team (omp_pause_resource_all missing or failing), the child's forking
+//    thread runs kernels on one thread from then on: slower, never stuck. fnn.show_config() says so.
+// Threads other than the forking one do not exist in the child; threads it creates later build their own
+// teams. Results do not depend on the thread count, so a child computes exactly what its parent would.
+#include "runtime/runtime.hpp"
+
+#include <dlfcn.h>
+#include <omp.h>
+#include <pthread.h>
+
+#include <Eigen/Core>
+#include <atomic>
+#include <string>
+#include <utility>
+#include <thread>
+
+#ifndef FASTNN_LEVEL_NAME
+#define FASTNN_LEVEL_NAME "native"
+#endif
+
+namespace fastnn::runtime {
+
+namespace {
+
+std::atomic<int> g_regions{0};       // parallel regions in flight, on any thread
+std::atomic<bool> g_forking{false};  // a fork is being prepared: regions about to start wait
+std::atomic<bool> g_fork_child{false};
+std::atomic<bool> g_simulate_unreleasable{false};
+std::atomic<long> g_teams{0};     // parallel regions run on more than one thread by this process
+std::atomic<int> g_last_team{1};  // threads in the latest one
+
+thread_local int tl_serial_depth = 0;
+thread_local bool tl_leads_team = false;   // the OpenMP runtime keeps a team for this thread
+thread_local bool tl_fork_serial = false;  // forked child whose team could not be released: one thread
+
+bool release_team() {
+  if (g_simulate_unreleasable.load()) return false;
+#ifdef FASTNN_HAVE_OMP_PAUSE
+  return omp_pause_resource_all(omp_pause_hard) == 0;
+#else
+  return false;
+#endif
+}
+
+void before_fork() {
+  g_forking.store(true);
+  while (g_regions.load() != 0) std::this_thread::yield();
+  if (tl_leads_team && release_team()) tl_leads_team = false;
+}
+
+void after_fork_in_parent() { g_forking.store(false); }
+
+void after_fork_in_child() {
+  g_regions.store(0);
+  g_teams.store(0);
+  g_last_team.store(1);
+  g_forking.store(false);
+  g_fork_child.store(true);
+  if (tl_leads_team) {  // its team is a ghost: never open a region on this thread again
+    tl_fork_serial = true;
+    tl_leads_team = false;
+  }
+}
+
+__attribute__((constructor)) void register_fork_handlers() {
+  pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+}
+
+}  // namespace
+
+int max_threads() { return tl_serial_depth > 0 || tl_fork_serial ? 1 : omp_get_max_threads(); }
+
+bool in_parallel() { return omp_in_parallel(); }
+
+void run_parallel(int threads, void (*body)(void*, int, int), void* ctx) {
+  if (threads <= 1 || tl_fork_serial) {
+    body(ctx, 0, 1);
+    return;
+  }
+  for (;;) {  // enter unless a fork is being prepared (seq_cst pairs with before_fork's store and load)
+    g_regions.fetch_add(1);
+    if (!g_forking.load()) break;
+    g_regions.fetch_sub(1);
+    while (g_forking.load()) std::this_thread::yield();
+  }
+  tl_leads_team = true;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    if (t == 0) g_last_team.store(nt, std::memory_order_relaxed);
+    body(ctx, t, nt);
+  }
+  g_regions.fetch_sub(1);
+  g_teams.fetch_add(1, std::memory_order_relaxed);
+}
+
+SerialScope::SerialScope(bool serial) : serial_(serial) {
+  if (serial_) ++tl_serial_depth;
+}
+
+SerialScope::~SerialScope() {
+  if (serial_) --tl_serial_depth;
+}
+
+void set_num_threads(int threads) { omp_set_num_threads(threads); }
+
+int get_num_threads() { return tl_fork_serial ? 1 : omp_get_max_threads(); }
+
+namespace {
+
+// The SIMD extensions Eigen vectorises with in this library, lowest first.
+std::string eigen_simd() {
+  const std::pair<bool, const char*> sets[] = {
+#if defined(EIGEN_VECTORIZE_SSE2)
+      {true, "sse2"},
+#endif
+#if defined(EIGEN_VECTORIZE_SSE4_2)
+      {true, "sse4_2"},
+#endif
+#if defined(EIGEN_VECTORIZE_AVX)
+      {true, "avx"},
+#endif
+#if defined(EIGEN_VECTORIZE_FMA)
+      {true, "fma"},
+#endif
+#if defined(EIGEN_VECTORIZE_AVX2)
+      {true, "avx2"},
+#endif
+#if defined(EIGEN_VECTORIZE_AVX512)
+      {true, "avx512f"},
+#endif
+#if defined(EIGEN_VECTORIZE_AVX512DQ)
+      {true, "avx512dq"},
+#endif
+#if defined(EIGEN_VECTORIZE_NEON)
+      {true, "neon"},
+#endif
+      {false, ""}};
+  std::string out;
+  for (const auto& [on, name] : sets)
+    if (on) out += (out.empty() ? "" : " ") + std::string(name);
+  return out;
+}
+
+}  // namespace
+
+Info info() {
+  Info out{};
+  out.level = FASTNN_LEVEL_NAME;
+  static const std::string simd = eigen_simd();
+  out.eigen_simd = simd.c_str();
+  Dl_info where{};
+  out.openmp_library =
+      dladdr(reinterpret_cast<void*>(&omp_get_max_threads), &where) && where.dli_fname ? where.dli_fname : "";
+  Dl_info self{};
+  out.library = dladdr(reinterpret_cast<void*>(&info), &self) && self.dli_fname ? self.dli_fname : "";
+  out.openmp_version = _OPENMP;
+  out.processors = omp_get_num_procs();
+  out.fork_child = g_fork_child.load();
+  out.fork_serial = tl_fork_serial;
+  out.parallel_regions = g_teams.load();
+  out.last_team_size = g_last_team.load();
+  return out;
+}
+
+void simulate_unreleasable_team(bool on) { g_simulate_unreleasable.store(on); }
+
+}  // namespace fastnn::runtime

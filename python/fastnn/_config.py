@@ -1,0 +1,65 @@
+"""fnn.show_config(): how this fastnn was built and how it runs on this machine (like numpy.show_config())."""
+import os
+import platform
+
+
+def _threads_note(runtime):
+    if runtime["fork_serial"]:
+        return ("forked child whose parent's OpenMP threads could not be released before the fork: kernels called "
+                "from the forking thread run on one thread")
+    if runtime["fork_child"]:
+        return "forked child: it started its own OpenMP threads"
+    return ""
+
+
+def config():
+    import numpy
+
+    from . import __version__, ops
+    runtime, build = ops.runtime_info(), ops.build
+    omp_env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "FASTNN_CPU") if k in os.environ}
+    return {
+        "fastnn": {"version": __version__, "location": os.path.dirname(os.path.abspath(__file__))},
+        "python": {"version": platform.python_version(), "numpy": numpy.__version__},
+        "build": {"compiler": build["compiler"], "flags": build["flags"],
+                  "levels": {level: build["level_flags"][level] for level in build["levels"]},
+                  "layout": ("one library for the building machine (FASTNN_NATIVE=ON)" if build["one_library"]
+                             else "one kernel library per CPU level, chosen at import"),
+                  "sanitizers": build["sanitize"] or "none"},
+        "cpu": {"architecture": build["architecture"], "features": list(ops.cpu_features()),
+                "levels supported": list(ops.supported_levels())},
+        "kernels": {"level": ops.cpu_level, "chosen by": ops.cpu_level_chosen_by, "library": runtime["library"],
+                    "simd": runtime["eigen_simd"], "eigen": runtime["eigen"]},
+        "openmp": {"runtime": os.path.realpath(runtime["openmp_library"]) if runtime["openmp_library"] else "?",
+                   "version": runtime["openmp_version"]},
+        "threads": {"count": ops.get_num_threads(), "processors": runtime["processors"],
+                    "environment": omp_env, "note": _threads_note(runtime)},
+    }
+
+
+def _text(value):
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def show_config(mode="stdout"):
+    """Prints how fastnn was built and runs here: version, compiler and flags, the CPU levels built, the CPU
+    features found, the kernel level in use and why, the OpenMP runtime and its path, the thread count (and,
+    in a forked child, whether it kept its threads). mode="dicts" returns the same as nested dicts instead."""
+    info = config()
+    if mode == "dicts":
+        return info
+    if mode != "stdout":
+        raise ValueError(f"show_config: mode must be 'stdout' or 'dicts', got {mode!r}")
+    for section, items in info.items():
+        print(f"{section}:")
+        for key, value in items.items():
+            if key == "levels" and isinstance(value, dict):
+                value = ", ".join(f"{level} ({flags or 'compiler defaults'})" for level, flags in value.items())
+            if key == "note" and not value:
+                continue
+            print(f"  {key}: {_text(value)}")
+    return None

@@ -1,6 +1,10 @@
 """RNNCell, LSTMCell, GRUCell: one step against the NumPy oracle (forward and every gradient), finite
-differences, PyTorch's names and shapes, a traced forward unrolling a cell over time against the whole-
+differences, PyTorch's names and shapes, PyTorch 2.13's unrolled cells (tests/data/cells_reference.npz, made by
+tests/data/make_cells_reference.py), a traced forward unrolling a cell over time against the whole-
 sequence layer, Trainer, fnn.save/load and summary()."""
+import json
+import os
+
 import numpy as np
 import pytest
 
@@ -191,6 +195,60 @@ def test_traced_unrolled_cell_equals_the_sequence_layer(mode):
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
         np.testing.assert_allclose(getattr(model.cell, name).grad, getattr(layer, name + "_l0").grad,
                                    err_msg=name, **tol)
+
+
+_TORCH = np.load(os.path.join(os.path.dirname(__file__), "data", "cells_reference.npz"))
+TORCH_CASES = sorted({k.split("/")[0] for k in _TORCH.files})
+
+
+class Stepper(fnn.nn.Module):
+    """PyTorch's loop: state = cell(x_t, state) for every step, the h of every step stacked."""
+
+    def __init__(self, cell, batched):
+        super().__init__()
+        self.cell, self.batched = cell, batched
+        self.lstm = isinstance(cell, fnn.nn.LSTMCell)
+
+    def forward(self, x, h0, c0):
+        state = (h0, c0) if self.lstm else h0
+        hs = []
+        for t in range(x.shape[1] if self.batched else x.shape[0]):
+            state = self.cell(x[:, t] if self.batched else x[t], state)
+            hs.append(state[0] if self.lstm else state)
+        return F.stack(hs, 1 if self.batched else 0), state
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", TORCH_CASES)
+def test_unrolled_cells_match_pytorch(case, dtype):
+    """PyTorch's state_dict loads strictly; outputs and every gradient (parameters, x, h0, c0) match."""
+    cfg = json.loads(str(_TORCH[f"{case}/config"]))
+    cell = getattr(fnn.nn, cfg["class"])(**cfg["kwargs"])
+    model = Stepper(cell, cfg["batched"]).to(dtype)
+    prefix = f"{case}/param/"
+    state = {"cell." + k[len(prefix):]: _TORCH[k] for k in _TORCH.files if k.startswith(prefix)}
+    model.load_state_dict(state, strict=True)
+    get = lambda name: _TORCH[f"{case}/{name}"].astype(dtype)  # noqa: E731
+    lstm = cfg["class"] == "LSTMCell"
+    x, h0 = get("x"), get("h0")
+    c0 = get("c0") if lstm else np.zeros_like(h0)
+    out, last = model(x, h0, c0)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(out, _TORCH[f"{case}/out"], **tol)
+    np.testing.assert_allclose(last[0] if lstm else last, _TORCH[f"{case}/h_T"], **tol)
+    if lstm:
+        np.testing.assert_allclose(last[1], _TORCH[f"{case}/c_T"], **tol)
+    model.zero_grad()
+    grads = model.backward(get("grad_out"), get("grad_hT"), get("grad_cT")) if lstm else \
+        model.backward(get("grad_out"), get("grad_hT"))
+    np.testing.assert_allclose(grads[0], _TORCH[f"{case}/grad_x"], **tol)
+    np.testing.assert_allclose(grads[1], _TORCH[f"{case}/grad_h0"], **tol)
+    if lstm:
+        np.testing.assert_allclose(grads[2], _TORCH[f"{case}/grad_c0"], **tol)
+    names = [k[len(f"{case}/grad/"):] for k in _TORCH.files if k.startswith(f"{case}/grad/")]
+    assert sorted(names) == sorted(n for n, _ in cell.named_parameters())
+    for name in names:
+        np.testing.assert_allclose(getattr(cell, name).grad, _TORCH[f"{case}/grad/{name}"], err_msg=name, **tol)
 
 
 class Classifier(fnn.nn.Module):

@@ -300,3 +300,25 @@ def test_a_cell_saves_and_loads_by_itself(tmp_path, mode):
     a, b = cell(x), back(x)
     for u, v in zip(a if mode == "LSTM" else (a,), b if mode == "LSTM" else (b,)):
         np.testing.assert_array_equal(u, v)
+
+
+def test_keras_style_graph_and_sequential():
+    inp, state = fnn.nn.Input((5,)), fnn.nn.Input((4,))
+    cell = fnn.nn.LSTMCell(5, 4).double()
+    h, c = cell(inp, (state, state))  # one input feeds both h and c: its gradient is the sum
+    graph = fnn.nn.Graph([inp, state], [h, c])
+    r = rng(8)
+    x, s = r.standard_normal((3, 5)), r.standard_normal((3, 4))
+    gh, gc = r.standard_normal((3, 4)), r.standard_normal((3, 4))
+    out = graph(x, s)
+    ref = cell(x, (s, s))
+    np.testing.assert_array_equal(out[0], ref[0])
+    np.testing.assert_array_equal(out[1], ref[1])
+    dx, ds = graph.backward(gh, gc)
+    ref_dx = cell.backward(gh, gc)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-14)
+    np.testing.assert_allclose(ds, cell.grad_hx[0] + cell.grad_hx[1], rtol=1e-14)
+    seq = fnn.nn.Sequential(fnn.nn.Linear(5, 5), fnn.nn.GRUCell(5, 4)).double()
+    y = seq(x)
+    assert y.shape == (3, 4)
+    np.testing.assert_allclose(seq.backward(gh), seq[0].backward(seq[1].backward(gh)), rtol=1e-14)

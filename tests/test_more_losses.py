@@ -155,6 +155,10 @@ def test_trainer_fits_with_the_new_losses_and_they_save_and_load(tmp_path):
         trainer = fnn.Trainer(model, loss=loss, optimizer=fnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
         history = trainer.fit(x, y, epochs=5, batch_size=40, verbose=0)
         assert history["loss"][-1] < 0.25 * history["loss"][0], (loss, history["loss"])
+        if isinstance(loss, fnn.nn.MultiMarginLoss):  # class scores: Trainer reports accuracy by default
+            assert history["accuracy"][-1] > 0.9
+        else:
+            assert "accuracy" not in history
         path = tmp_path / f"{type(loss).__name__}.safetensors"
         fnn.save(loss, path)
         back = fnn.load(path)

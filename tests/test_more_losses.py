@@ -2,6 +2,7 @@
 (tests/data/more_losses_reference.npz, made by tests/data/make_more_losses_reference.py) in float64 and float32,
 finite differences, backward(grad_output), input validation, Trainer and fnn.save/load."""
 import json
+import math
 import os
 
 import numpy as np
@@ -164,3 +165,59 @@ def test_trainer_fits_with_the_new_losses_and_they_save_and_load(tmp_path):
         back = fnn.load(path)
         assert repr(back) == repr(loss)
         assert back(model(x), y) == loss(model(x), y)
+
+
+def _oracle(name, x, t, **kw):
+    """Per-item losses written element by element with Python's math, straight from the definitions."""
+    if name == "MultiMarginLoss":
+        p, margin, w = kw.get("p", 1), kw.get("margin", 1.0), kw.get("weight")
+        out = []
+        for row, y in zip(x, t):
+            s = 0.0
+            for i, v in enumerate(row):
+                if i != y:
+                    z = max(0.0, margin - row[y] + v)
+                    s += (z ** p) * (1.0 if w is None else w[y])
+            out.append(s / len(row))
+        return np.array(out)
+    flat = []
+    for a, b in zip(x.ravel(), t.ravel()):
+        d = a - b
+        if name == "L1Loss":
+            flat.append(abs(d))
+        elif name == "SmoothL1Loss":
+            beta = kw["beta"]
+            flat.append(0.5 * d * d / beta if abs(d) < beta else abs(d) - 0.5 * beta)
+        elif name == "HuberLoss":
+            delta = kw["delta"]
+            flat.append(0.5 * d * d if abs(d) < delta else delta * (abs(d) - 0.5 * delta))
+        elif kw.get("log_target"):
+            flat.append(math.exp(b) * (b - a))
+        else:
+            flat.append(0.0 if b == 0 else b * (math.log(b) - a))
+    return np.array(flat).reshape(x.shape)
+
+
+@pytest.mark.parametrize("name, kw", [("L1Loss", {}), ("SmoothL1Loss", {"beta": 0.8}), ("HuberLoss", {"delta": 1.7}),
+                                      ("KLDivLoss", {}), ("KLDivLoss", {"log_target": True}),
+                                      ("MultiMarginLoss", {"p": 1, "margin": 0.6}),
+                                      ("MultiMarginLoss", {"p": 2, "weight": [2.0, 0.5, 1.0, 1.5, 0.7]})])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_per_item_values_match_a_plain_oracle(name, kw, dtype):
+    r = rng(11)
+    x = r.standard_normal((6, 5)) * 2
+    if name == "MultiMarginLoss":
+        t = r.integers(0, 5, 6)
+    elif name == "KLDivLoss" and not kw.get("log_target"):
+        t = r.uniform(0, 1, (6, 5))
+        t[0, 0] = 0.0
+        t = t / t.sum(1, keepdims=True)
+    else:
+        t = r.standard_normal((6, 5)) * 2
+    expected = _oracle(name, x, t, **kw)
+    loss = getattr(fnn.nn, name)(reduction="none", **kw)
+    got = loss(x.astype(dtype), t.astype(dtype) if t.dtype.kind == "f" else t)
+    tol = TOL[dtype] if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(got, expected, **tol)
+    total = getattr(fnn.nn, name)(reduction="sum", **kw)(x, t)
+    assert total == pytest.approx(expected.sum(), rel=1e-13)

@@ -35,7 +35,7 @@ from .progress import ProgressLogger
 __all__ = ["Trainer"]
 
 # Losses whose outputs are class scores: Trainer(metrics=None) reports accuracy for them.
-_CLASSIFICATION_LOSSES = ("CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss")
+_CLASSIFICATION_LOSSES = ("CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "MultiMarginLoss")
 
 
 def _is_array(a):
@@ -186,7 +186,7 @@ class Trainer:
 
     metrics: list of "accuracy", "top5_accuracy", fastnn.metrics.Metric objects or functions
         fn(pred, target) -> float. None (default) means ["accuracy"] for classification losses
-        (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss) and no metric besides the loss otherwise;
+        (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, MultiMarginLoss) and no metric besides the loss otherwise;
         [] means the loss only.
     schedule: callable step -> lr; before every optimizer step, optimizer.lr = schedule(step), where step
         counts optimizer steps taken by this trainer (0 for the first; `global_step`, kept across fits).

@@ -30,6 +30,20 @@ def softplus(z, beta, threshold):
     return np.where(beta * z > threshold, z, np.logaddexp(0, beta * z) / beta)
 
 
+# GELU (Activation::gelu): erf form and tanh form, against math.erfc
+
+_erfc = np.vectorize(__import__("math").erfc, otypes=[np.float64])
+
+
+def gelu_oracle(z, approximate):
+    if approximate == "tanh":  # 0.5·z·(1 + tanh u) = z·σ(2u), which keeps the negative tail accurate
+        u = np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)
+        s = sigmoid(2 * u)
+        return z * s, s + 2 * z * s * sigmoid(-2 * u) * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * z * z)
+    cdf = 0.5 * _erfc(-z / np.sqrt(2))
+    return z * cdf, cdf + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+
+
 # name -> (module factory, f, f'); the derivative at a kink is the left limit.
 ELEMENTWISE = {
     "ReLU": (lambda: nn.ReLU(), lambda z: np.maximum(z, 0), lambda z: (z > 0) * 1.0),
@@ -59,6 +73,9 @@ ELEMENTWISE = {
     "Threshold": (lambda: nn.Threshold(), lambda z: np.where(z > 1, z, 0.0), lambda z: (z > 1) * 1.0),
     "Threshold(0.5, -2)": (lambda: nn.Threshold(0.5, -2.0), lambda z: np.where(z > 0.5, z, -2.0),
                            lambda z: (z > 0.5) * 1.0),
+    "GELU": (lambda: nn.GELU(), lambda z: gelu_oracle(z, "none")[0], lambda z: gelu_oracle(z, "none")[1]),
+    "GELU(tanh)": (lambda: nn.GELU(approximate="tanh"), lambda z: gelu_oracle(z, "tanh")[0],
+                   lambda z: gelu_oracle(z, "tanh")[1]),
 }
 
 # Kink points of every function above, large magnitudes (overflow), tiny ones (cancellation near 0), random.
@@ -498,20 +515,6 @@ def test_results_do_not_depend_on_memory_alignment(name, dtype):
         y = module(x)
         results.add((y.tobytes(), module.backward(g).tobytes()))
     assert len(results) == 1
-
-
-# ---- GELU (kernels/activations.hpp, Activation::gelu): erf form and tanh form, against math.erfc ----------
-
-_erfc = np.vectorize(__import__("math").erfc, otypes=[np.float64])
-
-
-def gelu_oracle(z, approximate):
-    if approximate == "tanh":  # 0.5·z·(1 + tanh u) = z·σ(2u), which keeps the negative tail accurate
-        u = np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)
-        s = sigmoid(2 * u)
-        return z * s, s + 2 * z * s * sigmoid(-2 * u) * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * z * z)
-    cdf = 0.5 * _erfc(-z / np.sqrt(2))
-    return z * cdf, cdf + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

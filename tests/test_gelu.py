@@ -44,11 +44,12 @@ def test_in_a_model_eval_plans_summary_save_load_describe(tmp_path):
     x = rng(3).standard_normal((4, 5)).astype(np.float32)
     train_out = model(x)
     model.eval()
-    np.testing.assert_allclose(model(x), train_out, rtol=1e-6, atol=1e-7)  # eval plans run GELU as itself
+    np.testing.assert_allclose(model(x), train_out, rtol=1e-6, atol=1e-7)  # eval plans fuse GELU's kernel into the chain
     assert "GELU" in str(model.summary((5,)))
     assert repr(model[1]) == "GELU(approximate='tanh')" and repr(model[3]) == "GELU()"
     spec = model[1].describe()
-    assert spec.kind == "gelu" and spec.attrs == {"name": "GELU", "approximate": "tanh"} and spec.params == {}
+    assert spec.kind == "activation" and spec.attrs["name"] == "GELU" and spec.params == {}
+    assert spec.attrs["kernel"] == fnn.ops.Activation.gelu and spec.attrs["a"] == 1.0  # the tanh form
     fnn.save(model, tmp_path / "m.safetensors")
     back = fnn.load(tmp_path / "m.safetensors")
     assert back[1].approximate == "tanh" and back[3].approximate == "none"

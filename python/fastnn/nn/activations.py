@@ -12,7 +12,6 @@ import numpy as np
 
 from .. import ops
 from ._checks import as_float_array, check_grad_shape, module_dtype, require_forward
-from .function_ops import OPS
 from .linear import Linear
 from .module import LayerSpec, Module, Parameter
 
@@ -243,36 +242,21 @@ class Threshold(_Elementwise):
         return f"threshold={self.threshold}, value={self.value}" + (", inplace=True" if self.inplace else "")
 
 
-class GELU(Module):
+class GELU(_Elementwise):
     """x·Φ(x), Φ the standard normal CDF (approximate="none"), or PyTorch's tanh approximation
-    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (approximate="tanh"). The computation is F.gelu's (the "gelu"
-    functional op), forward and backward. describe() gives kind "gelu" (no fused C++ kernel yet: inference
-    plans run it as itself between fused chains)."""
+    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (approximate="tanh"). One C++ kernel (Activation.gelu, a = 1 for
+    the tanh form), the same one F.gelu runs, so it fuses into inference plans like the other activations."""
+
+    _kind = _Kind.gelu
 
     def __init__(self, approximate="none"):
-        super().__init__()
         if approximate not in ("none", "tanh"):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        super().__init__(1.0 if approximate == "tanh" else 0.0, 0.0)
         self.approximate = approximate
-        self._op = OPS["gelu"]
-        self._ctx = None
 
     def extra_repr(self):
         return "" if self.approximate == "none" else f"approximate={self.approximate!r}"
-
-    def forward(self, x):
-        y, ctx = self._op.forward(_input(self, x), self.approximate)
-        self.__dict__["_ctx"] = ctx
-        return y
-
-    def backward(self, grad_output):
-        ctx = self._ctx
-        if ctx is None:
-            require_forward(self, ctx)
-        return self._op.backward(ctx, _grad(self, grad_output, ctx[0]), None)[0]
-
-    def describe(self):
-        return LayerSpec("gelu", {"name": "GELU", "approximate": self.approximate}, {})
 
 
 class Softmax(Module):

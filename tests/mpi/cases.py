@@ -1,0 +1,120 @@
+"""Training runs the MPI tests compare: each runs single-process (distributed=False) in the pytest process and
+under `mpiexec -n 2` (distributed=True, tests/mpi/run_cases.py), and must give the same float64 weights.
+
+In a distributed run, ranks > 0 build their models and draw their shuffling seed from other seeds, so equality
+also shows that rank 0's weights, optimizer state and random state are broadcast."""
+import numpy as np
+
+import fastnn as fnn
+from fastnn import nn
+
+
+def _rank():
+    from fastnn import distributed as dist
+    return dist.rank() if dist.is_initialized() else 0
+
+
+def data(n=52, d=6, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 0.8)
+    return x, y.astype(np.int64) % classes
+
+
+def mlp(seed):
+    fnn.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+
+
+def weights(model):
+    return {k: np.array(v) for k, v in model.state_dict().items()}
+
+
+def trainer_mlp(distributed):
+    """Trainer with Adam, validation_split (41 training samples: batches 16, 16, 9; the last split 5 / 4)."""
+    x, y = data()
+    model = mlp(1 + 10 * _rank())
+    opt = fnn.optim.Adam(model.parameters(), lr=0.02)
+    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), opt, distributed=distributed)
+    fnn.manual_seed(5 + 10 * _rank())
+    history = trainer.fit(x, y, epochs=4, batch_size=16, validation_split=0.2, verbose=0)
+    return weights(model), history
+
+
+def loop_mlp(distributed):
+    """A hand-written loop: every rank takes its contiguous share of each global batch (13 samples of 29 in
+    the last); SGD with momentum; DistributedOptimizer with tiny buckets (several per step)."""
+    x, y = data(n=29)
+    model = mlp(2 + 10 * _rank())
+    opt = fnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss = nn.CrossEntropyLoss()
+    rank, size = 0, 1
+    if distributed:
+        from fastnn import distributed as dist
+        dist.broadcast_parameters(model)
+        opt = dist.DistributedOptimizer(opt, bucket_mb=0.0002)
+        rank, size = dist.rank(), dist.world_size()
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), 8):
+            rows = order[start:start + 8]
+            part = np.array_split(rows, size)[rank]
+            opt.zero_grad()
+            loss(model(x[part]), y[part])
+            model.backward(loss.backward())
+            if distributed:
+                opt.step(num_samples=len(part))
+            else:
+                opt.step()
+    return weights(model), {}
+
+
+def graph_model(seed):
+    fnn.manual_seed(seed)
+    a = nn.Input(shape=(6,), dtype="float64")
+    b = nn.Input(shape=(4,), dtype="float64")
+    h = nn.Tanh()(nn.Linear(6, 5)(a)) + nn.Linear(4, 5)(b)
+    out = nn.Linear(5, 3)(nn.ReLU()(h))
+    return nn.Graph(inputs=[a, b], outputs=out).double()
+
+
+def trainer_graph(distributed):
+    """A two-input Graph, SGD, reduction='sum' loss, 37 samples in batches of 10 (last 7: 4 / 3), validation data."""
+    x, y = data(n=37, d=10, seed=3)
+    xv, yv = data(n=11, d=10, seed=4)
+    model = graph_model(3 + 10 * _rank())
+    opt = fnn.optim.SGD(model.parameters(), lr=0.01)
+    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(reduction="sum"), opt, distributed=distributed)
+    fnn.manual_seed(6 + 10 * _rank())
+    history = trainer.fit([x[:, :6], x[:, 6:]], y, epochs=3, batch_size=10, verbose=0,
+                          validation_data=([xv[:, :6], xv[:, 6:]], yv))
+    return weights(model), history
+
+
+def cnn(seed, distributed):
+    """Conv -> batch norm (SyncBatchNorm on several ranks, plain BatchNorm2d in one process) -> Linear."""
+    fnn.manual_seed(seed)
+    if distributed:
+        from fastnn.distributed import SyncBatchNorm as Norm
+    else:
+        Norm = nn.BatchNorm2d
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), Norm(3), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(3 * 5 * 5, 3)).double()
+
+
+def trainer_cnn(distributed):
+    """A CNN with SyncBatchNorm: 32 images in batches of 8 (4 per rank), momentum SGD, validation data (the
+    running statistics, eval mode)."""
+    x, y = data(n=40, d=25, seed=5)
+    x = x.reshape(-1, 1, 5, 5)
+    model = cnn(4 + 10 * _rank(), distributed)
+    opt = fnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), opt, distributed=distributed)
+    fnn.manual_seed(8 + 10 * _rank())
+    history = trainer.fit(x[:32], y[:32], epochs=3, batch_size=8, verbose=0, validation_data=(x[32:], y[32:]))
+    return weights(model), history
+
+
+CASES = {"trainer_mlp": trainer_mlp, "loop_mlp": loop_mlp, "trainer_graph": trainer_graph,
+         "trainer_cnn": trainer_cnn}

@@ -23,10 +23,10 @@ def _mpiexec():
     return path if os.path.exists(path) else "mpiexec"
 
 
-def mpirun(script, *args, timeout=60, ranks=2, threads="1"):
+def mpirun(script, *args, timeout=60, ranks=2, threads="1", env=None):
     """Runs tests/mpi/<script> on `ranks` ranks (OMP_NUM_THREADS=threads; None: fastnn's default, cores / local
     ranks); returns (CompletedProcess, seconds)."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "python"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "python"), **(env or {}))
     env.pop("OMP_NUM_THREADS", None)
     if threads is not None:
         env["OMP_NUM_THREADS"] = threads
@@ -38,11 +38,14 @@ def mpirun(script, *args, timeout=60, ranks=2, threads="1"):
 
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mpi") / "results.npz"
-    proc, _ = mpirun("run_cases.py", str(out), threads=None)
+    folder = tmp_path_factory.mktemp("mpi")
+    out = folder / "results.npz"
+    proc, _ = mpirun("run_cases.py", str(out), threads=None, env={"FASTNN_MPI_TEST_DIR": str(folder)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with np.load(out) as f:
-        return dict(f)
+        results = dict(f)
+    results["folder"] = folder
+    return results
 
 
 @pytest.mark.parametrize("name", sorted(cases.CASES))
@@ -53,6 +56,7 @@ def test_two_ranks_equal_one_process(distributed_results, name):
         got = distributed_results[f"{name}/w/{k}"]
         assert got.shape == ref.shape
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9, err_msg=f"{name}: {k}")
+        assert np.abs(distributed_results[f"{name}/spread/{k}"]).max() <= 1e-12, f"{name}: ranks differ in {k}"
     for k, ref in history.items():
         np.testing.assert_allclose(distributed_results[f"{name}/h/{k}"], ref, rtol=0, atol=1e-9,
                                    err_msg=f"{name}: history {k}")
@@ -63,6 +67,16 @@ def test_threads_per_rank_default_to_cores_over_local_ranks(distributed_results)
     threads, local_ranks, in_use = distributed_results["config/threads"]
     assert local_ranks == 2
     assert threads == in_use == max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def test_early_stopping_and_logging_run_on_rank_0(distributed_results, tmp_path):
+    _, history = cases.trainer_early_stop(False, log_dir=str(tmp_path))
+    assert len(history["loss"]) == 2  # stopped after the second of 6 epochs; the comparison above checks the rest
+    np.testing.assert_allclose(distributed_results["trainer_early_stop/h/loss"], history["loss"], rtol=0, atol=1e-9)
+    folder = distributed_results["folder"]
+    lines = (folder / "log0.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("epoch")
+    assert not (folder / "log1.csv").exists()
 
 
 def test_collectives(distributed_results):

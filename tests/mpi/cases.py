@@ -116,5 +116,46 @@ def trainer_cnn(distributed):
     return weights(model), history
 
 
+def trainer_early_stop(distributed, log_dir=None):
+    """EarlyStopping (decided on rank 0: the loss never improves by min_delta=10, so training stops after the
+    second of 6 epochs and rank 0 restores the first epoch's weights) and a CSVLogger named after the rank:
+    only rank 0's file is written."""
+    import os
+    import tempfile
+    log_dir = log_dir or os.environ.get("FASTNN_MPI_TEST_DIR") or tempfile.mkdtemp()
+    x, y = data(n=30, seed=9)
+    model = mlp(5 + 10 * _rank())
+    opt = fnn.optim.Adam(model.parameters(), lr=0.05)
+    callbacks = [fnn.callbacks.EarlyStopping(monitor="loss", patience=1, min_delta=10.0),
+                 fnn.callbacks.CSVLogger(os.path.join(log_dir, f"log{_rank()}.csv"))]
+    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), opt, callbacks=callbacks, distributed=distributed)
+    fnn.manual_seed(9 + 10 * _rank())
+    history = trainer.fit(x, y, epochs=6, batch_size=7, verbose=0)
+    return weights(model), history
+
+
+def trainer_batches(distributed):
+    """Data as an iterable of batches: each rank gives its own share of every global batch of 10 (of 37: the
+    last 7 split 4 / 3); one process gives the whole batches."""
+    x, y = data(n=37, seed=11)
+    size = 1
+    if distributed:
+        from fastnn import distributed as dist
+        size = dist.world_size()
+
+    class Shares:
+        def __iter__(self):
+            for start in range(0, len(x), 10):
+                rows = np.array_split(np.arange(start, min(start + 10, len(x))), size)[_rank()]
+                yield x[rows], y[rows]
+
+    model = mlp(6 + 10 * _rank())
+    opt = fnn.optim.RMSprop(model.parameters(), lr=0.01)
+    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), opt, distributed=distributed)
+    history = trainer.fit(Shares(), epochs=3, verbose=0)
+    return weights(model), history
+
+
 CASES = {"trainer_mlp": trainer_mlp, "loop_mlp": loop_mlp, "trainer_graph": trainer_graph,
-         "trainer_cnn": trainer_cnn}
+         "trainer_cnn": trainer_cnn, "trainer_early_stop": trainer_early_stop,
+         "trainer_batches": trainer_batches}

@@ -18,6 +18,7 @@ for name in sys.argv[2:] or cases.CASES:
     w, history = cases.CASES[name](True)
     for k, v in w.items():
         out[f"{name}/w/{k}"] = v
+        out[f"{name}/spread/{k}"] = dist.allreduce(v, op="max") - dist.allreduce(v, op="min")  # between ranks
     for k, v in history.items():
         out[f"{name}/h/{k}"] = np.array(v)
 r = dist.rank()

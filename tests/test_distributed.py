@@ -141,7 +141,9 @@ def test_models_differing_between_ranks_fail_at_start():
 
 
 def test_import_fastnn_does_not_import_mpi4py():
-    code = "import sys, fastnn, fastnn.distributed; assert 'mpi4py' not in sys.modules, 'mpi4py imported'"
+    code = ("import sys, fastnn, fastnn.distributed; assert 'mpi4py' not in sys.modules, 'mpi4py imported'; "
+            "info = fastnn.show_config(mode='dicts')['distributed']; assert 'not initialised' in info['state'], info; "
+            "assert 'mpi4py' not in sys.modules, 'show_config imported mpi4py'")
     env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "python"))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
 

@@ -42,8 +42,8 @@ def trainer_mlp(distributed):
 
 
 def loop_mlp(distributed):
-    """A hand-written loop: every rank takes its contiguous share of each global batch (13 samples of 29 in
-    the last); SGD with momentum; DistributedOptimizer with tiny buckets (several per step)."""
+    """A hand-written loop: every rank takes its contiguous share of each global batch of 8 (29 samples: the
+    last 5 split 3 / 2); SGD with momentum; DistributedOptimizer with tiny buckets (several per step)."""
     x, y = data(n=29)
     model = mlp(2 + 10 * _rank())
     opt = fnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -80,8 +80,9 @@ def graph_model(seed):
 
 
 def trainer_graph(distributed):
-    """A two-input Graph, SGD, reduction='sum' loss, 37 samples in batches of 10 (last 7: 4 / 3), validation data."""
-    x, y = data(n=37, d=10, seed=3)
+    """A two-input Graph, SGD, reduction='sum' loss, 31 samples in batches of 10: the last batch has 1 sample,
+    so rank 1's share is empty (it contributes zero gradients); validation data."""
+    x, y = data(n=31, d=10, seed=3)
     xv, yv = data(n=11, d=10, seed=4)
     model = graph_model(3 + 10 * _rank())
     opt = fnn.optim.SGD(model.parameters(), lr=0.01)

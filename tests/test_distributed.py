@@ -113,6 +113,8 @@ def test_sync_batchnorm_on_one_process_is_batchnorm():
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="SyncBatchNorm.*channels"):
         sync(np.zeros((2, 4, 3)))
+    with pytest.raises(ValueError, match="SyncBatchNorm: loss_reduction must be"):
+        SyncBatchNorm(3, loss_reduction="max")
 
 
 def test_training_moved_the_weights():

@@ -104,16 +104,16 @@ def cnn(seed, distributed):
                          nn.Linear(3 * 5 * 5, 3)).double()
 
 
-def trainer_cnn(distributed):
-    """A CNN with SyncBatchNorm: 32 images in batches of 8 (4 per rank), momentum SGD, validation data (the
-    running statistics, eval mode)."""
-    x, y = data(n=40, d=25, seed=5)
+def trainer_cnn(distributed, reduction="mean"):
+    """A CNN with SyncBatchNorm: 35 images in batches of 8 (4 per rank; the last 3 split 2 / 1), momentum SGD,
+    validation data (the running statistics, eval mode); a mean or a summed loss."""
+    x, y = data(n=43, d=25, seed=5)
     x = x.reshape(-1, 1, 5, 5)
     model = cnn(4 + 10 * _rank(), distributed)
-    opt = fnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), opt, distributed=distributed)
+    opt = fnn.optim.SGD(model.parameters(), lr=0.05 if reduction == "mean" else 0.01, momentum=0.9)
+    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(reduction=reduction), opt, distributed=distributed)
     fnn.manual_seed(8 + 10 * _rank())
-    history = trainer.fit(x[:32], y[:32], epochs=3, batch_size=8, verbose=0, validation_data=(x[32:], y[32:]))
+    history = trainer.fit(x[:35], y[:35], epochs=3, batch_size=8, verbose=0, validation_data=(x[35:], y[35:]))
     return weights(model), history
 
 
@@ -158,5 +158,5 @@ def trainer_batches(distributed):
 
 
 CASES = {"trainer_mlp": trainer_mlp, "loop_mlp": loop_mlp, "trainer_graph": trainer_graph,
-         "trainer_cnn": trainer_cnn, "trainer_early_stop": trainer_early_stop,
+         "trainer_cnn": trainer_cnn, "trainer_cnn_sum": lambda distributed: trainer_cnn(distributed, "sum"), "trainer_early_stop": trainer_early_stop,
          "trainer_batches": trainer_batches}

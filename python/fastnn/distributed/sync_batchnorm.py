@@ -7,8 +7,11 @@ two-pass variance one process computes); backward reduces the per-channel sums o
 gradient needs. The weight and bias gradients stay per rank (the DistributedOptimizer combines them). In eval
 mode, or outside MPI / on one rank, it is BatchNorm2d's kernel path exactly.
 
-The input gradient assumes every rank's loss gradient has the same scale, as PyTorch's does: a mean loss over
-shards of equal size (the global batch a multiple of the number of ranks)."""
+Shares of different sizes (an uneven last batch): each rank's loss gradient is scaled by its own batch (a mean
+loss over n_r samples), so backward first brings the per-channel sums to one scale: with loss_reduction="mean"
+(default: a mean loss, as Trainer and DistributedOptimizer.step(num_samples=n) combine them) rank r's sums are
+weighted by its share n_r / N of the global batch; loss_reduction="sum" (a reduction="sum" loss; Trainer sets it)
+adds them as they are. Either way the result is one process's on the whole batch."""
 import numpy as np
 
 from .. import nn
@@ -17,7 +20,16 @@ from . import world as _world
 
 class SyncBatchNorm(nn.BatchNorm2d):
     """Batch norm of (N, C, ...) input (any number of trailing axes) with statistics over every rank's batch.
-    Same arguments, parameters and buffers as BatchNorm1d/2d."""
+    Same arguments, parameters and buffers as BatchNorm1d/2d; loss_reduction: "mean" or "sum", how the loss
+    the gradients come from reduces over samples (see the module docstring)."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 loss_reduction="mean"):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=track_running_stats)
+        if loss_reduction not in ("mean", "sum"):
+            raise ValueError(f"SyncBatchNorm: loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}")
+        self.loss_reduction = loss_reduction
 
     def _check_ndim(self, x):
         if x.ndim < 2:
@@ -42,7 +54,7 @@ class SyncBatchNorm(nn.BatchNorm2d):
         if not use_batch_stats:  # eval with running statistics, any number of axes
             invstd = 1.0 / np.sqrt(self.running_var + self.eps)
             xhat = (x - self.running_mean.reshape(shape)) * invstd.reshape(shape)
-            self._sync_state = (xhat, invstd, None)
+            self._sync_state = (xhat, invstd, None, None)
             return self._affine(xhat, shape)
         reduce = _world.allreduce if self._synced() else (lambda a: a)
         first = reduce(np.concatenate([x.sum(axis=axes), [x.size // c]]).astype(x.dtype))
@@ -60,7 +72,7 @@ class SyncBatchNorm(nn.BatchNorm2d):
             m = 1.0 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
             self.running_mean[...] = (1 - m) * self.running_mean + m * mean
             self.running_var[...] = (1 - m) * self.running_var + m * var * count / (count - 1)
-        self._sync_state = (xhat, invstd, count if self._synced() else -count)
+        self._sync_state = (xhat, invstd, count if self._synced() else -count, x.size // c)
         return self._affine(xhat, shape)
 
     def _affine(self, xhat, shape):
@@ -72,7 +84,7 @@ class SyncBatchNorm(nn.BatchNorm2d):
         state = getattr(self, "_sync_state", None)
         if state is None:
             return super().backward(grad_output, need_input_grad)
-        xhat, invstd, count = state
+        xhat, invstd, count = state[:3]
         g = np.asarray(grad_output, dtype=xhat.dtype)
         if g.shape != xhat.shape:
             raise ValueError(f"{self!r}: grad_output has shape {g.shape}, the output has {xhat.shape}")
@@ -89,7 +101,9 @@ class SyncBatchNorm(nn.BatchNorm2d):
         scale = invstd if self.weight is None else invstd * self.weight.data
         if count is None:  # eval: the statistics are constants
             return g * scale.reshape(shape)
+        m, share = abs(count), 1.0
         if count > 0:
-            sums = _world.allreduce(sums)
-        m = abs(count)
+            if self.loss_reduction == "mean":  # this rank's gradients, scaled by 1/its samples, to the global scale
+                share = state[3] / m
+            sums = _world.allreduce(sums * share) / share
         return scale.reshape(shape) * (g - sums[0].reshape(shape) / m - xhat * sums[1].reshape(shape) / m)

@@ -17,6 +17,7 @@ import numpy as np
 from . import world as _comm
 from .optimizer import DistributedOptimizer
 from .sync import broadcast_optimizer_state, broadcast_parameters, broadcast_random_state
+from .sync_batchnorm import SyncBatchNorm
 
 # Metric state summed over ranks: (numerator, count) attribute pairs of fastnn.metrics' metric classes.
 _METRIC_STATE = (("correct", "total"), ("weighted_sum", "count"))
@@ -78,6 +79,10 @@ class TrainerSync:
         self.optimizer = (optimizer if isinstance(optimizer, DistributedOptimizer)
                           else DistributedOptimizer(optimizer, bucket_mb, op="sum" if self.sum_loss else "average"))
         self.model = model
+        if self.sum_loss:  # SyncBatchNorm combines its backward sums as the loss reduces
+            for m in (model.modules() if hasattr(model, "modules") else []):
+                if isinstance(m, SyncBatchNorm):
+                    m.loss_reduction = "sum"
         broadcast_parameters(model)
         broadcast_optimizer_state(self.optimizer)
 

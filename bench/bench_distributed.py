@@ -19,8 +19,6 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def worker(args):
     import fastnn as fnn
@@ -84,7 +82,9 @@ def main():
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(HERE, "..", "python"), env.get("PYTHONPATH")]))
+    import fastnn  # the ranks import this same fastnn
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     print(f"W2 MLP 784-1024-1024-10 float32, SGD momentum, global batch {args.batch}, {args.steps} steps")
     first = None
     for config in args.configs.split(","):

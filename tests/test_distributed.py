@@ -18,6 +18,10 @@ import cases  # noqa: E402
 import fastnn as fnn  # noqa: E402
 
 
+# the ranks import the fastnn this process imported (the working tree, an installed one, tools/sanitize's)
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))
+
+
 def _mpiexec():
     path = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     return path if os.path.exists(path) else "mpiexec"
@@ -26,7 +30,7 @@ def _mpiexec():
 def mpirun(script, *args, timeout=60, ranks=2, threads="1", env=None):
     """Runs tests/mpi/<script> on `ranks` ranks (OMP_NUM_THREADS=threads; None: fastnn's default, cores / local
     ranks); returns (CompletedProcess, seconds)."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "python"), **(env or {}))
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT, **(env or {}))
     env.pop("OMP_NUM_THREADS", None)
     if threads is not None:
         env["OMP_NUM_THREADS"] = threads
@@ -146,7 +150,7 @@ def test_import_fastnn_does_not_import_mpi4py():
     code = ("import sys, fastnn, fastnn.distributed; assert 'mpi4py' not in sys.modules, 'mpi4py imported'; "
             "info = fastnn.show_config(mode='dicts')['distributed']; assert 'not initialised' in info['state'], info; "
             "assert 'mpi4py' not in sys.modules, 'show_config imported mpi4py'")
-    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "python"))
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT)
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
 
 

@@ -13,6 +13,7 @@ and the same combination timed alone, with all ranks starting together. Each con
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -74,6 +75,7 @@ def main():
     p.add_argument("--batch", type=int, default=4096, help="global batch")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="runs of every configuration, interleaved")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -85,21 +87,26 @@ def main():
     import fastnn  # the ranks import this same fastnn
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
-    print(f"W2 MLP 784-1024-1024-10 float32, SGD momentum, global batch {args.batch}, {args.steps} steps")
+    print(f"W2 MLP 784-1024-1024-10 float32, SGD momentum, global batch {args.batch}, {args.steps} steps; "
+          f"configurations interleaved over {args.rounds} rounds, medians")
+    configs = [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
+    runs = {c: [] for c in configs}
+    for _ in range(args.rounds):  # interleaved, so machine noise spreads over every configuration
+        for ranks, threads in configs:
+            out = subprocess.run([mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(ranks),
+                                  sys.executable, os.path.abspath(__file__), "--worker", "--threads", str(threads),
+                                  "--batch", str(args.batch), "--steps", str(args.steps), "--warmup",
+                                  str(args.warmup)], capture_output=True, text=True, env=env, check=True).stdout
+            runs[(ranks, threads)].append(json.loads(out.strip().splitlines()[-1]))
     first = None
-    for config in args.configs.split(","):
-        ranks, threads = (int(v) for v in config.split("x"))
-        out = subprocess.run([mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(ranks), sys.executable,
-                              os.path.abspath(__file__), "--worker", "--threads", str(threads), "--batch",
-                              str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)],
-                             capture_output=True, text=True, env=env, check=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
+    for ranks, threads in configs:
+        r = {k: statistics.median(run[k] for run in runs[(ranks, threads)])
+             for k in ("samples_per_s", "step_ms", "allreduce_ms", "allreduce_alone_ms", "gradient_mb")}
         first = first or r["samples_per_s"]
-        print(f"{r['ranks']} rank(s) x {r['threads']} thread(s): {r['samples_per_s']:9.0f} samples/s "
+        print(f"{ranks} rank(s) x {threads} thread(s): {r['samples_per_s']:9.0f} samples/s "
               f"({r['samples_per_s'] / first:4.2f}x)  step {r['step_ms']:7.1f} ms, of which combining gradients "
               f"{r['allreduce_ms']:6.1f} ms (alone: {r['allreduce_alone_ms']:5.1f} ms for "
               f"{r['gradient_mb']:.1f} MB)")
-
 
 if __name__ == "__main__":
     main()

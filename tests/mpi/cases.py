@@ -81,11 +81,14 @@ def graph_model(seed):
 
 def trainer_graph(distributed):
     """A two-input Graph, SGD, reduction='sum' loss, 31 samples in batches of 10: the last batch has 1 sample,
-    so rank 1's share is empty (it contributes zero gradients); validation data."""
+    so rank 1's share is empty (it contributes zero gradients); validation data; a DistributedOptimizer given."""
     x, y = data(n=31, d=10, seed=3)
     xv, yv = data(n=11, d=10, seed=4)
     model = graph_model(3 + 10 * _rank())
     opt = fnn.optim.SGD(model.parameters(), lr=0.01)
+    if distributed:  # the Trainer takes a DistributedOptimizer's bucket size (here several buckets per step)
+        from fastnn import distributed as dist
+        opt = dist.DistributedOptimizer(opt, bucket_mb=0.0001)
     trainer = fnn.Trainer(model, nn.CrossEntropyLoss(reduction="sum"), opt, distributed=distributed)
     fnn.manual_seed(6 + 10 * _rank())
     history = trainer.fit([x[:, :6], x[:, 6:]], y, epochs=3, batch_size=10, verbose=0,

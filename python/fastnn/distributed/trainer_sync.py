@@ -76,8 +76,9 @@ class TrainerSync:
                 raise TypeError(f"Trainer(distributed=True): metric {m!r} keeps no state that can be summed over "
                                 f"ranks (attributes {' / '.join('+'.join(n) for n in _METRIC_STATE)}); use "
                                 f"fastnn.metrics.Accuracy, TopKAccuracy or MeanMetric")
-        self.optimizer = (optimizer if isinstance(optimizer, DistributedOptimizer)
-                          else DistributedOptimizer(optimizer, bucket_mb, op="sum" if self.sum_loss else "average"))
+        if isinstance(optimizer, DistributedOptimizer):  # its bucket size, the reduction this loss needs
+            optimizer, bucket_mb = optimizer.optimizer, optimizer.bucket_bytes / 2**20
+        self.optimizer = DistributedOptimizer(optimizer, bucket_mb, op="sum" if self.sum_loss else "average")
         self.model = model
         if self.sum_loss:  # SyncBatchNorm combines its backward sums as the loss reduces
             for m in (model.modules() if hasattr(model, "modules") else []):

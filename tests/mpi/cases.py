@@ -31,10 +31,16 @@ def weights(model):
 
 
 def trainer_mlp(distributed):
-    """Trainer with Adam, validation_split (41 training samples: batches 16, 16, 9; the last split 5 / 4)."""
+    """Trainer with Adam (with state already), validation_split (41 training samples: batches 16, 16, 9; the last split 5 / 4)."""
     x, y = data()
     model = mlp(1 + 10 * _rank())
     opt = fnn.optim.Adam(model.parameters(), lr=0.02)
+    # one step on other data first, different on each rank: rank 0's Adam moments and step count must be broadcast
+    x0, y0 = data(n=8, seed=20 + _rank())
+    loss = nn.CrossEntropyLoss()
+    loss(model(x0), y0)
+    model.backward(loss.backward())
+    opt.step()
     trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), opt, distributed=distributed)
     fnn.manual_seed(5 + 10 * _rank())
     history = trainer.fit(x, y, epochs=4, batch_size=16, validation_split=0.2, verbose=0)

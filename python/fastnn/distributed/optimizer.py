@@ -11,6 +11,8 @@ batch when each rank's loss is a mean over its n_r samples (an uneven last batch
 gradient); without num_samples the gradients are averaged (op="average") or summed (op="sum", for losses with
 reduction="sum").
 """
+import time
+
 import numpy as np
 
 from . import world as _comm
@@ -98,7 +100,6 @@ class DistributedOptimizer:
 
     def synchronize(self, num_samples=None):
         """Replaces every rank's gradients by their combination over the ranks (see the module docstring)."""
-        import time
         from mpi4py import MPI
         t0 = time.perf_counter()
         c = _comm.comm()

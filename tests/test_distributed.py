@@ -146,6 +146,14 @@ def test_models_differing_between_ranks_fail_at_start():
     assert "started training" not in text
 
 
+def test_ranks_with_different_numbers_of_batches_fail_at_start():
+    proc, _ = mpirun("run_faults.py", "batches", timeout=60)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "different numbers of batches per epoch (rank 0: 4, rank 1: 3)" in text, text
+    assert "finished training" not in text
+
+
 def test_import_fastnn_does_not_import_mpi4py():
     code = ("import sys, fastnn, fastnn.distributed; assert 'mpi4py' not in sys.modules, 'mpi4py imported'; "
             "info = fastnn.show_config(mode='dicts')['distributed']; assert 'not initialised' in info['state'], info; "

@@ -391,7 +391,7 @@ class Trainer:
         lock = model.lock() if hasattr(model, "lock") else contextlib.nullcontext()
         try:
             if dist is not None:
-                dist.start()  # rank 0's weights, optimizer state and shuffling state on every rank
+                dist.start(feed.num_batches())  # rank 0's weights, optimizer and shuffling state everywhere
             cbs.on_train_begin()
             opt.zero_grad()
             for epoch in range(int(initial_epoch), int(epochs)):

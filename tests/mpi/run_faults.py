@@ -1,6 +1,7 @@
 """Run under mpiexec by tests/test_distributed.py. argv[1]:
 raise  - rank 1's model raises in its second epoch: every rank must end at once (MPI Abort), not hang;
-shapes - rank 1 builds a wider model: Trainer(distributed=True) must fail before training."""
+shapes - rank 1 builds a wider model: Trainer(distributed=True) must fail before training;
+batches - rank 1's batch iterable is shorter: fit must fail before training."""
 import os
 import sys
 
@@ -31,6 +32,11 @@ if sys.argv[1] == "raise":
 
     model = Failing()
     epochs = 10000  # rank 0 would train long after rank 1 failed: the test's timeout catches a hang
+elif sys.argv[1] == "batches":  # rank 1's own shard has fewer batches
+    model = cases.mlp(0)
+    x = fnn.data.ArrayBatches(x[:40 if dist.rank() == 0 else 30], y[:40 if dist.rank() == 0 else 30], 10)
+    y = None
+    epochs = 1
 else:
     fnn.manual_seed(0)
     width = 8 if dist.rank() == 0 else 9
@@ -39,3 +45,4 @@ else:
 trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1), distributed=True)
 print("started training", flush=True)
 trainer.fit(x, y, epochs=epochs, batch_size=26, verbose=0)
+print("finished training", flush=True)

@@ -87,8 +87,17 @@ class TrainerSync:
         broadcast_parameters(model)
         broadcast_optimizer_state(self.optimizer)
 
-    def start(self):
-        """At the start of fit: rank 0's weights, optimizer state and random state everywhere."""
+    def start(self, num_batches=None):
+        """At the start of fit: rank 0's weights, optimizer state and random state everywhere. num_batches
+        (per epoch, None when unknown) must agree between ranks: a rank that runs out of batches first would
+        leave the others waiting for it in a collective forever."""
+        counts = _comm.allgather(np.array([-1 if num_batches is None else int(num_batches)], np.int64))
+        if len(set(counts.tolist())) != 1:
+            listed = ", ".join(f"rank {r}: {n if n >= 0 else 'unknown'}" for r, n in enumerate(counts.tolist()))
+            raise ValueError(f"Trainer.fit(distributed=True): the ranks have different numbers of batches per "
+                             f"epoch ({listed}); "
+                             f"every rank must take the same number of steps (give steps_per_epoch, or shards "
+                             f"of equal length)")
         broadcast_parameters(self.model)
         broadcast_optimizer_state(self.optimizer)
         broadcast_random_state()

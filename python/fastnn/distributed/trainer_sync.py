@@ -9,7 +9,6 @@
 * callbacks run on rank 0 only; sync_control() sends rank 0's stop_training flag and learning rate to all;
 * fail(): an exception inside fit on any rank prints it with the rank and aborts every rank (MPI Abort).
 """
-import sys
 import traceback
 
 import numpy as np
@@ -144,8 +143,6 @@ class TrainerSync:
     def fail(self, error):
         """An exception inside fit on this rank: print it with the rank, then end every rank (MPI Abort), since
         the others would wait for this one in a collective forever."""
-        sys.stderr.write(f"fastnn.distributed: Trainer.fit failed on rank {self.rank} of {self.size}: "
-                         f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
-                         f"fastnn.distributed: aborting all ranks (MPI Abort)\n")
-        sys.stderr.flush()
-        _comm.abort(1)
+        _comm.report_and_abort(f"fastnn.distributed: Trainer.fit failed on rank {self.rank} of {self.size}: "
+                               f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+                               f"fastnn.distributed: aborting all ranks (MPI Abort)\n")

@@ -11,6 +11,7 @@ init() also
 import json
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 _state = {"comm": None, "local": None, "threads": None, "threads_by": None}
 
 _OPS = ("sum", "mean", "max", "min")
+_ABORT_GRACE_S = 0.5
 
 
 def _mpi():
@@ -67,17 +69,26 @@ def init(comm=None, threads=None, abort_on_exception=True):
 def _abort_hook(kind, value, tb):
     if _state.get("aborting"):  # Trainer.fit already reported the error and called Abort
         abort(1)
+        return
     text = "".join(traceback.format_exception(kind, value, tb))
-    sys.stderr.write(f"fastnn.distributed: rank {rank()} of {world_size()} raised {kind.__name__}: {value}\n"
+    report_and_abort(f"fastnn.distributed: rank {rank()} of {world_size()} raised {kind.__name__}: {value}\n"
                      f"{text}fastnn.distributed: aborting all ranks (MPI Abort)\n")
-    sys.stderr.flush()
-    abort(1)
 
 
 def abort(code=1):
     """Ends every rank now (MPI Abort)."""
     _state["aborting"] = True
     comm().Abort(code)
+    os._exit(code)  # MPICH's Abort can return before the process manager ends this rank
+
+
+def report_and_abort(message, code=1):
+    """Writes message to stderr, then ends every rank (MPI Abort). mpiexec stops forwarding a rank's output
+    once it kills the ranks, so the message gets a moment (_ABORT_GRACE_S) to reach the terminal first."""
+    sys.stderr.write(message)
+    sys.stderr.flush()
+    time.sleep(_ABORT_GRACE_S)
+    abort(code)
 
 
 def is_initialized():

@@ -1,0 +1,205 @@
+"""ONNX for fastnn's layers (the "module" nodes of a GraphDef). Each entry takes (builder, module, prefix,
+args, out): prefix is the layer's dotted name plus "." (its parameters become initializers named
+prefix + "weight"...), args the T values it is called on, out its example output; it returns the ONNX name
+(or the structure of names, for recurrent layers) of the output.
+
+The mapping (eval semantics):
+    Linear -> Gemm (2-D input) or MatMul + Add;  Conv1d/Conv2d -> Conv;  MaxPool1d/2d -> MaxPool;
+    AvgPool1d/2d -> AveragePool;  AdaptiveAvgPool1d/2d -> GlobalAveragePool (output size 1) or AveragePool
+    (sizes that divide);  BatchNorm1d/2d -> BatchNormalization with the running statistics;
+    LayerNorm -> LayerNormalization;  Dropout, Dropout2d, Identity -> Identity;  Flatten, Unflatten -> Reshape;
+    Embedding -> Gather;  EmbeddingBag (2-D ids, no offsets) -> Gather + ReduceSum/ReduceMean/ReduceMax;
+    PReLU -> PRelu (slope reshaped to (C, 1, ...));  ReLU -> Relu, or Clip when capped;  ReLU6 -> Clip;
+    LeakyReLU -> LeakyRelu;  ELU -> Elu;  SELU -> Selu;  Sigmoid, Tanh, Softsign;  Hardsigmoid -> HardSigmoid
+    (alpha 0.2, beta 0.5: fastnn's Keras form);  Softplus -> Softplus (divided by beta);  SiLU -> x·Sigmoid(x);
+    Threshold -> Where(x > threshold, x, value);  Softmax/LogSoftmax -> Softmax/LogSoftmax on `dim`;
+    RNN/LSTM/GRU -> see export_recurrent.py.
+"""
+import numpy as np
+
+from .. import nn
+from .export_functional import ExportError, flatten_shape, linear, _silu, _softplus
+from .export_recurrent import recurrent
+
+
+def _param(b, module, prefix, name):
+    p = getattr(module, name, None)
+    if p is None:
+        return None
+    return b.initializer(prefix + name, p.data if isinstance(p, nn.Parameter) else p)
+
+
+def _linear(b, m, prefix, args, out):
+    return linear(b, args[0], _param(b, m, prefix, "weight"), _param(b, m, prefix, "bias"), prefix + "linear")
+
+
+def _conv(b, m, prefix, args, out):
+    spec = m.describe().attrs
+    pads = list(spec["padding"]) + [p + e for p, e in zip(spec["padding"], spec["extra_padding"])]
+    ins = [args[0].name, _param(b, m, prefix, "weight")]
+    if m.bias is not None:
+        ins.append(_param(b, m, prefix, "bias"))
+    return b.op("Conv", ins, prefix + "conv", kernel_shape=list(spec["kernel_size"]), strides=list(spec["stride"]),
+                pads=pads, dilations=list(spec["dilation"]), group=int(spec["groups"]))
+
+
+def _max_pool(b, m, prefix, args, out):
+    spec = m.describe().attrs
+    if spec["return_indices"]:
+        raise ExportError(f"ONNX export: {m!r} returns indices; export it with return_indices=False")
+    return b.op("MaxPool", [args[0].name], prefix + "maxpool", kernel_shape=list(spec["kernel_size"]),
+                strides=list(spec["stride"]), pads=list(spec["padding"]) * 2, dilations=list(spec["dilation"]),
+                ceil_mode=int(spec["ceil_mode"]))
+
+
+def _avg_pool(b, m, prefix, args, out):
+    spec = m.describe().attrs
+    if spec["divisor_override"] is not None:
+        raise ExportError(f"ONNX export: {m!r} has divisor_override, which ONNX AveragePool cannot express")
+    return b.op("AveragePool", [args[0].name], prefix + "avgpool", kernel_shape=list(spec["kernel_size"]),
+                strides=list(spec["stride"]), pads=list(spec["padding"]) * 2, ceil_mode=int(spec["ceil_mode"]),
+                count_include_pad=int(spec["count_include_pad"]))
+
+
+def _adaptive_avg_pool(b, m, prefix, args, out):
+    x = args[0]
+    ins, outs = x.value.shape[2:], out.shape[2:]
+    if all(o == 1 for o in outs):
+        return b.op("GlobalAveragePool", [x.name], prefix + "gap")
+    if any(i % o for i, o in zip(ins, outs)):
+        raise ExportError(f"ONNX export: {m!r} maps input size {tuple(ins)} to {tuple(outs)}, which is not a "
+                          f"whole number of windows; ONNX has no adaptive pooling")
+    k = [i // o for i, o in zip(ins, outs)]
+    return b.op("AveragePool", [x.name], prefix + "avgpool", kernel_shape=k, strides=k)
+
+
+def _batch_norm(b, m, prefix, args, out):
+    if m.running_mean is None:
+        raise ExportError(f"ONNX export: {m!r} has track_running_stats=False (eval uses batch statistics), which "
+                          f"ONNX BatchNormalization cannot express")
+    dtype = m.running_mean.dtype
+    c = m.num_features
+    scale = _param(b, m, prefix, "weight") or b.const(np.ones(c, dtype), prefix + "ones")
+    bias = _param(b, m, prefix, "bias") or b.const(np.zeros(c, dtype), prefix + "zeros")
+    ins = [args[0].name, scale, bias, _param(b, m, prefix, "running_mean"), _param(b, m, prefix, "running_var")]
+    return b.op("BatchNormalization", ins, prefix + "batchnorm", epsilon=float(m.eps))
+
+
+def _layer_norm(b, m, prefix, args, out):
+    shape = m.normalized_shape
+    scale = _param(b, m, prefix, "weight") or b.const(np.ones(shape, out.dtype), prefix + "ones")
+    ins = [args[0].name, scale] + ([_param(b, m, prefix, "bias")] if m.bias is not None else [])
+    return b.op("LayerNormalization", ins, prefix + "layernorm", axis=-len(shape), epsilon=float(m.eps))
+
+
+def _identity(b, m, prefix, args, out):
+    return b.op("Identity", [args[0].name], prefix + "identity")
+
+
+def _flatten(b, m, prefix, args, out):
+    return b.op("Reshape", [args[0].name, flatten_shape(b, args[0], m.start_dim, m.end_dim, prefix + "flatten")],
+                prefix + "flatten")
+
+
+def _unflatten(b, m, prefix, args, out):
+    x = args[0]
+    nd = x.value.ndim
+    dim = m.dim % nd
+    parts = []
+    if dim > 0:
+        parts.append(b.shape_slice(x.name, 0, dim))
+    parts.append(b.ints(list(m.unflattened_size)))
+    if dim + 1 < nd:
+        parts.append(b.shape_slice(x.name, dim + 1, nd))
+    shape = parts[0] if len(parts) == 1 else b.op("Concat", parts, prefix + "shape", axis=0)
+    return b.op("Reshape", [x.name, shape], prefix + "unflatten")
+
+
+def _embedding(b, m, prefix, args, out):
+    return b.op("Gather", [_param(b, m, prefix, "weight"), args[0].name], prefix + "embedding", axis=0)
+
+
+def _embedding_bag(b, m, prefix, args, out):
+    if len(args) != 1 or args[0].value.ndim != 2 or m.padding_idx is not None:
+        raise ExportError(f"ONNX export: {m!r} exports for 2-D ids (fixed-size bags) without offsets, "
+                          f"per_sample_weights or padding_idx only")
+    rows = b.op("Gather", [_param(b, m, prefix, "weight"), args[0].name], prefix + "gather", axis=0)
+    op_type = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax"}[m.mode]
+    if op_type == "ReduceSum" or b.opset >= 18:
+        return b.op(op_type, [rows, b.ints([1])], prefix + "embedding_bag", keepdims=0)
+    return b.op(op_type, [rows], prefix + "embedding_bag", axes=[1], keepdims=0)
+
+
+def _prelu(b, m, prefix, args, out):
+    x = args[0]
+    slope = _param(b, m, prefix, "weight")
+    if m.num_parameters > 1 and x.value.ndim > 2:
+        slope = b.op("Reshape", [slope, b.ints([m.num_parameters] + [1] * (x.value.ndim - 2))], prefix + "slope")
+    return b.op("PRelu", [x.name, slope], prefix + "prelu")
+
+
+def _activation(b, m, prefix, args, out):
+    x, dtype, name = args[0].name, out.dtype, type(m).__name__
+    hint = prefix + name.lower()
+    if isinstance(m, nn.ReLU6):
+        return b.op("Clip", [x, b.scalar(0.0, dtype), b.scalar(6.0, dtype)], hint)
+    if isinstance(m, nn.ReLU):
+        if m.max_value is None:
+            return b.op("Relu", [x], hint)
+        return b.op("Clip", [x, b.scalar(0.0, dtype), b.scalar(m.max_value, dtype)], hint)
+    if isinstance(m, nn.LeakyReLU):
+        y = b.op("LeakyRelu", [x], hint, alpha=float(m.negative_slope))
+        if m.max_value is not None:
+            y = b.op("Clip", [y, b.scalar(-np.inf, dtype), b.scalar(m.max_value, dtype)], hint + "_cap")
+        return y
+    if isinstance(m, nn.SELU):
+        return b.op("Selu", [x], hint, alpha=float(m.alpha), gamma=float(m.scale))
+    if isinstance(m, nn.ELU):
+        return b.op("Elu", [x], hint, alpha=float(m.alpha))
+    if isinstance(m, nn.Hardsigmoid):
+        return b.op("HardSigmoid", [x], hint, alpha=0.2, beta=0.5)  # Keras form: clip(0.2x + 0.5, 0, 1)
+    if isinstance(m, nn.Softplus):
+        return _softplus(b, x, float(m.beta), dtype, hint)
+    if isinstance(m, nn.SiLU):
+        return _silu(b, x, hint)
+    if isinstance(m, nn.Threshold):
+        keep = b.op("Greater", [x, b.scalar(m.threshold, dtype)], hint + "_keep")
+        return b.op("Where", [keep, x, b.scalar(m.value, dtype)], hint)
+    simple = {nn.Sigmoid: "Sigmoid", nn.Tanh: "Tanh", nn.Softsign: "Softsign"}
+    for cls, op_type in simple.items():
+        if isinstance(m, cls):
+            return b.op(op_type, [x], hint)
+    raise ExportError(f"ONNX export: activation {m!r} has no ONNX mapping")
+
+
+def _softmax(b, m, prefix, args, out):
+    op_type = "LogSoftmax" if isinstance(m, nn.LogSoftmax) else "Softmax"
+    return b.op(op_type, [args[0].name], prefix + op_type.lower(), axis=int(m.dim) % max(out.ndim, 1))
+
+
+# Checked in order (subclasses first).
+MODULES = [
+    (nn.Linear, _linear), (nn.Conv1d, _conv), (nn.Conv2d, _conv),
+    (nn.MaxPool1d, _max_pool), (nn.MaxPool2d, _max_pool), (nn.AvgPool1d, _avg_pool), (nn.AvgPool2d, _avg_pool),
+    (nn.AdaptiveAvgPool1d, _adaptive_avg_pool), (nn.AdaptiveAvgPool2d, _adaptive_avg_pool),
+    (nn.BatchNorm1d, _batch_norm), (nn.BatchNorm2d, _batch_norm), (nn.LayerNorm, _layer_norm),
+    (nn.Dropout, _identity), (nn.Dropout2d, _identity), (nn.Identity, _identity),
+    (nn.Flatten, _flatten), (nn.Unflatten, _unflatten), (nn.Embedding, _embedding),
+    (nn.EmbeddingBag, _embedding_bag), (nn.PReLU, _prelu),
+    (nn.LogSoftmax, _softmax), (nn.Softmax, _softmax),
+    (nn.ReLU, _activation), (nn.ReLU6, _activation), (nn.LeakyReLU, _activation), (nn.ELU, _activation),
+    (nn.SELU, _activation), (nn.Sigmoid, _activation), (nn.Hardsigmoid, _activation), (nn.Tanh, _activation),
+    (nn.Softplus, _activation), (nn.Softsign, _activation), (nn.SiLU, _activation), (nn.Threshold, _activation),
+    (nn.LSTM, recurrent), (nn.GRU, recurrent), (nn.RNN, recurrent),
+]
+
+
+def module_exporter(m):
+    """The exporter of a leaf layer (exact class first), or None."""
+    for cls, fn in MODULES:
+        if type(m) is cls:
+            return fn
+    for cls, fn in MODULES:
+        if isinstance(m, cls):
+            return fn
+    return None

@@ -6,5 +6,6 @@
 Importing this package does not import onnx; each function does, and says how to install it if missing.
 """
 from .export import export, ExportError
+from .load import load
 
-__all__ = ["export", "ExportError"]
+__all__ = ["export", "load", "ExportError"]

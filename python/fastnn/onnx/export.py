@@ -9,7 +9,6 @@ ops map through export_functional.py, and a traced, Sequential or Graph sub-modu
 ops, so the batch axis stays dynamic. Anything without a mapping raises ExportError (a ValueError) naming
 the layer or op, before any file is written.
 """
-from collections import OrderedDict
 
 import numpy as np
 

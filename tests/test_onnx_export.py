@@ -213,3 +213,16 @@ def test_import_fastnn_does_not_import_onnx_and_missing_onnx_says_how_to_install
                          env=__import__("os").environ | {"PYTHONPATH": __import__("os").pathsep.join(sys.path)})
     assert out.returncode == 0, out.stderr
     assert 'pip install "fastnn[onnx]"' in out.stdout
+
+
+def test_digits_example_exports_and_onnxruntime_agrees(tmp_path):
+    import importlib.util
+    import os
+    pytest.importorskip("sklearn")
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "onnx_digits.py")
+    spec = importlib.util.spec_from_file_location("onnx_digits", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    res = module.main(epochs=1, out=str(tmp_path / "digits.onnx"), repeats=1, verbose=0)
+    assert res["max_diff"] < 1e-4 and res["agree"] == 1.0
+    assert res["accuracy_fastnn"] == res["accuracy_onnxruntime"] > 0.5

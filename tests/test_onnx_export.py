@@ -77,6 +77,10 @@ LAYERS = [
     (lambda: nn.Hardsigmoid(), (5, 6)), (lambda: nn.Tanh(), (5, 6)), (lambda: nn.Softplus(beta=2.0), (5, 6)),
     (lambda: nn.Softsign(), (5, 6)), (lambda: nn.SiLU(), (5, 6)), (lambda: nn.Threshold(0.1, -2.0), (5, 6)),
     (lambda: nn.Softmax(dim=1), (5, 6)), (lambda: nn.LogSoftmax(dim=-1), (5, 6)),
+    (lambda: nn.Maxout(6, 4, pieces=3), (5, 6)), (lambda: nn.LocalResponseNorm(3, alpha=0.1, k=1.5), (5, 6, 4, 4)),
+    (lambda: nn.Interaction("dot"), (5, 4, 3)), (lambda: nn.Interaction("dot", self_interaction=True), (5, 4, 3)),
+    (lambda: nn.Interaction("concat"), (5, 4, 3)), (lambda: nn.Interaction("mean"), (5, 4, 3)),
+    (lambda: nn.Interaction("max"), (5, 4, 3)),
 ]
 
 
@@ -103,6 +107,23 @@ def test_batch_norm_exports_with_its_running_statistics(cls, tmp_path):
 def test_embedding_takes_integer_ids(tmp_path):
     fnn.manual_seed(0)
     check(nn.Embedding(10, 4), tmp_path, [rng(0).integers(0, 10, (5, 3))])
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_embedding_bag_of_fixed_size_bags(mode, tmp_path):
+    fnn.manual_seed(0)
+    check(nn.EmbeddingBag(10, 4, mode=mode), tmp_path, [rng(0).integers(0, 10, (5, 3))])
+
+
+@pytest.mark.parametrize("opset", [18, 20])
+def test_later_opsets(opset, tmp_path):
+    fnn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Maxout(8, 3, pieces=2))
+    path = tmp_path / "m.onnx"
+    proto = fnn.onnx.export(model, path, input_shape=(2, 6), opset=opset)
+    assert proto.opset_import[0].version == opset
+    x = x32((7, 6))
+    np.testing.assert_allclose(run_ort(path, x)[0], model.eval()(x), rtol=1e-4, atol=1e-5)
 
 
 def test_sequential_cnn_parameter_names_and_dynamic_batch(tmp_path):

@@ -89,6 +89,13 @@ def test_export_then_load_sequential_cnn_same_outputs_and_names(tmp_path):
     np.testing.assert_array_equal(g.state_dict()["1.running_mean"], model.state_dict()["1.running_mean"])
 
 
+def test_export_then_load_prelu_and_lrn(tmp_path):
+    fnn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.PReLU(3), nn.LocalResponseNorm(3), nn.Flatten(), nn.PReLU())
+    g = roundtrip(model, tmp_path, [x32((4, 2, 5, 5))])
+    assert [n for n, _ in g.named_parameters()] == [n for n, _ in model.named_parameters()]
+
+
 def test_export_then_load_residual_and_two_input_models(tmp_path):
     fnn.manual_seed(0)
     g = roundtrip(Net(), tmp_path, [x32((5, 2, 4, 4))])

@@ -173,6 +173,13 @@ def _stack(b, node, args, kwargs, out):
     return b.op("Concat", parts, node.name, axis=dim)
 
 
+def reduce(b, op_type, x, axes, keepdims, hint):
+    """A Reduce* op over `axes` (attribute before opset 18, input from 18; ReduceSum's is an input since 13)."""
+    if op_type == "ReduceSum" or b.opset >= 18:
+        return b.op(op_type, [x, b.ints(axes)], hint, keepdims=int(keepdims))
+    return b.op(op_type, [x], hint, axes=list(axes), keepdims=int(keepdims))
+
+
 def _reduce(op_type):
     def emit(b, node, args, kwargs, out):
         x = args[0]
@@ -182,9 +189,7 @@ def _reduce(op_type):
             axes = list(range(x.value.ndim))
         else:
             axes = [int(d) % x.value.ndim for d in (dim if isinstance(dim, (tuple, list)) else (dim,))]
-        if op_type == "ReduceSum" or b.opset >= 18:
-            return b.op(op_type, [x.name, b.ints(axes)], node.name, keepdims=keep)
-        return b.op(op_type, [x.name], node.name, axes=axes, keepdims=keep)
+        return reduce(b, op_type, x.name, axes, keep, node.name)
     return emit
 
 

@@ -13,12 +13,14 @@ The mapping (eval semantics):
     LeakyReLU -> LeakyRelu;  ELU -> Elu;  SELU -> Selu;  Sigmoid, Tanh, Softsign;  Hardsigmoid -> HardSigmoid
     (alpha 0.2, beta 0.5: fastnn's Keras form);  Softplus -> Softplus (divided by beta);  SiLU -> x·Sigmoid(x);
     Threshold -> Where(x > threshold, x, value);  Softmax/LogSoftmax -> Softmax/LogSoftmax on `dim`;
-    RNN/LSTM/GRU -> see export_recurrent.py.
+    Maxout -> its Linear, Reshape to (N, out, pieces), ReduceMax;  LocalResponseNorm (odd size) -> LRN;
+    Interaction -> dot: MatMul(x, xᵀ), flattened, Gather of the upper-triangle pairs; concat: Reshape;
+    mean/max: ReduceMean/ReduceMax over the fields;  RNN/LSTM/GRU -> see export_recurrent.py.
 """
 import numpy as np
 
 from .. import nn
-from .export_functional import ExportError, flatten_shape, linear, _silu, _softplus
+from .export_functional import ExportError, flatten_shape, linear, reduce, _silu, _softplus
 from .export_recurrent import recurrent
 
 
@@ -124,10 +126,39 @@ def _embedding_bag(b, m, prefix, args, out):
         raise ExportError(f"ONNX export: {m!r} exports for 2-D ids (fixed-size bags) without offsets, "
                           f"per_sample_weights or padding_idx only")
     rows = b.op("Gather", [_param(b, m, prefix, "weight"), args[0].name], prefix + "gather", axis=0)
-    op_type = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax"}[m.mode]
-    if op_type == "ReduceSum" or b.opset >= 18:
-        return b.op(op_type, [rows, b.ints([1])], prefix + "embedding_bag", keepdims=0)
-    return b.op(op_type, [rows], prefix + "embedding_bag", axes=[1], keepdims=0)
+    op_type = {"sum": "ReduceSum", "mean": "ReduceMean"}[m.mode]
+    return reduce(b, op_type, rows, [1], False, prefix + "embedding_bag")
+
+
+def _maxout(b, m, prefix, args, out):
+    x = args[0]
+    z = linear(b, x, _param(b, m.linear, prefix + "linear.", "weight"), _param(b, m.linear, prefix + "linear.", "bias"),
+               prefix + "linear")
+    shape = ([0] if x.value.ndim == 2 else []) + [m.out_features, m.pieces]
+    groups = b.op("Reshape", [z, b.ints(shape)], prefix + "groups")
+    return reduce(b, "ReduceMax", groups, [len(shape) - 1], False, prefix + "maxout")
+
+
+def _interaction(b, m, prefix, args, out):
+    x = args[0]
+    n, f, d = x.value.shape
+    if m.mode == "concat":
+        return b.op("Reshape", [x.name, b.ints([0, -1])], prefix + "interaction")
+    if m.mode in ("mean", "max"):
+        return reduce(b, "ReduceMean" if m.mode == "mean" else "ReduceMax", x.name, [1], False,
+                      prefix + "interaction")
+    xt = b.op("Transpose", [x.name], prefix + "xT", perm=[0, 2, 1])
+    gram = b.op("Reshape", [b.op("MatMul", [x.name, xt], prefix + "gram"), b.ints([0, -1])], prefix + "gram_flat")
+    i, j = np.triu_indices(f, k=0 if m.self_interaction else 1)
+    return b.op("Gather", [gram, b.const((i * f + j).astype(np.int64), "pairs")], prefix + "interaction", axis=1)
+
+
+def _lrn(b, m, prefix, args, out):
+    if m.size % 2 == 0:
+        raise ExportError(f"ONNX export: {m!r} has an even size; ONNX LRN centres its window differently from "
+                          f"PyTorch's for even sizes (odd sizes export)")
+    return b.op("LRN", [args[0].name], prefix + "lrn", size=int(m.size), alpha=float(m.alpha), beta=float(m.beta),
+                bias=float(m.k))
 
 
 def _prelu(b, m, prefix, args, out):
@@ -190,6 +221,7 @@ MODULES = [
     (nn.ReLU, _activation), (nn.ReLU6, _activation), (nn.LeakyReLU, _activation), (nn.ELU, _activation),
     (nn.SELU, _activation), (nn.Sigmoid, _activation), (nn.Hardsigmoid, _activation), (nn.Tanh, _activation),
     (nn.Softplus, _activation), (nn.Softsign, _activation), (nn.SiLU, _activation), (nn.Threshold, _activation),
+    (nn.Maxout, _maxout), (nn.Interaction, _interaction), (nn.LocalResponseNorm, _lrn),
     (nn.LSTM, recurrent), (nn.GRU, recurrent), (nn.RNN, recurrent),
 ]
 

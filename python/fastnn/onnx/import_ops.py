@@ -182,6 +182,30 @@ def _pool(kind):
     return imp
 
 
+def prelu(b, node):
+    x, slope = _get(b, node.input[0]), _const(b, node, 1, "slope")
+    name = b.origin.get(node.input[1]) if isinstance(b.origin.get(node.input[1]), str) else \
+        b.origin.get(("R", node.input[1]))
+    m = nn.PReLU(num_parameters=int(slope.size))
+    if slope.size > 1 and not (slope.ndim == 1 and x.value.ndim == 2 or slope.shape[0] == slope.size):
+        raise ValueError(f"fastnn.onnx.load: PRelu node '{node.name}' has a slope of shape {slope.shape}; fastnn's "
+                         f"PReLU has one slope or one per channel (axis 1)")
+    _set(m, "weight", slope.reshape(-1))
+    _module(b, node, m, b.path_for(name, ".weight", "prelu"), [x])
+
+
+def lrn(b, node):
+    x = _get(b, node.input[0])
+    a = _attrs(node)
+    size = int(a["size"])
+    if size % 2 == 0:
+        raise ValueError(f"fastnn.onnx.load: LRN node '{node.name}' has an even size, whose window fastnn's "
+                         f"LocalResponseNorm centres differently")
+    m = nn.LocalResponseNorm(size, alpha=float(a.get("alpha", 1e-4)), beta=float(a.get("beta", 0.75)),
+                             k=float(a.get("bias", 1.0)))
+    _module(b, node, m, b.path_for(None, None, "lrn"), [x])
+
+
 def global_avg_pool(b, node):
     x = _get(b, node.input[0])
     m = nn.AdaptiveAvgPool1d(1) if x.value.ndim == 3 else nn.AdaptiveAvgPool2d(1)
@@ -461,6 +485,8 @@ def reshape(b, node):
     x, target = _get(b, node.input[0]), _get(b, node.input[1])
     items = _sym_items(target, node)
     if isinstance(x, np.ndarray):
+        if isinstance(b.origin.get(node.input[0]), str):
+            b.origin[("R", node.output[0])] = b.origin[node.input[0]]
         shp = [x.shape[k] if (not isinstance(s, DimRef) and s == 0) else s for k, s in enumerate(items)]
         b.consts[node.output[0]] = x.reshape(shp)
         return
@@ -564,13 +590,12 @@ IMPORTERS = {
     "Softmax": _unary("softmax"), "LogSoftmax": _unary("log_softmax"),
     "Selu": _module_op(lambda a, n: (nn.SELU(), "selu")), "Softsign": _module_op(lambda a, n: (nn.Softsign(), "softsign")),
     "HardSigmoid": _module_op(_hardsigmoid), "Clip": clip,
-    "PRelu": None,
+    "PRelu": prelu, "LRN": lrn,
     "Dropout": identity, "Identity": identity, "Constant": constant, "Shape": shape, "Gather": gather,
     "Unsqueeze": unsqueeze, "Squeeze": squeeze, "Concat": concat, "Reshape": reshape, "Transpose": transpose,
     "Flatten": flatten, "Slice": slice_, "ConstantOfShape": constant_of_shape,
     "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"),
 }
-del IMPORTERS["PRelu"]
 IMPORTERS = {k: (fn if k in ("LSTM", "GRU", "RNN", "Constant") else _consume_lazy(fn)) for k, fn in IMPORTERS.items()}
 IMPORTERS["LSTM"] = IMPORTERS["GRU"] = IMPORTERS["RNN"] = _consume_lazy(recurrent)
 

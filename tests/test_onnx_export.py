@@ -81,6 +81,7 @@ LAYERS = [
     (lambda: nn.Interaction("dot"), (5, 4, 3)), (lambda: nn.Interaction("dot", self_interaction=True), (5, 4, 3)),
     (lambda: nn.Interaction("concat"), (5, 4, 3)), (lambda: nn.Interaction("mean"), (5, 4, 3)),
     (lambda: nn.Interaction("max"), (5, 4, 3)),
+    (lambda: nn.WeightNorm(nn.Linear(6, 4)), (5, 6)), (lambda: nn.WeightNorm(nn.Conv2d(2, 3, 3), dim=None), (5, 2, 6, 6)),
 ]
 
 
@@ -197,6 +198,23 @@ class Functional(nn.Module):
         e = F.softmax(c, dim=-1) + F.log_softmax(c, dim=1)
         s = F.sum(d, dim=2) + F.mean(d, dim=(1, 2), keepdim=False)[:, None]
         return e[:, 1:7:2], s[..., -1], F.sigmoid(a[:, ::-1]) + F.tanh(F.gelu(y)) + F.silu(F.leaky_relu(a, 0.1))
+
+
+def test_shared_layer_and_parameters_and_buffers_used_directly(tmp_path):
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            self.pos = nn.Parameter(rng(7).standard_normal((1, 3)).astype(np.float32))
+            self.register_buffer("shift", np.full(3, 0.5, np.float32))
+
+        def forward(self, x):
+            return self.fc(F.tanh(self.fc(x))) * self.pos + self.shift
+
+    fnn.manual_seed(0)
+    proto = check(Scaled(), tmp_path, [x32((5, 3))])
+    assert {"fc.weight", "fc.bias", "pos", "shift"} <= {i.name for i in proto.graph.initializer}
+    assert len(proto.graph.initializer) == len({i.name for i in proto.graph.initializer})
 
 
 def test_functional_ops(tmp_path):

@@ -96,6 +96,11 @@ def test_export_then_load_prelu_and_lrn(tmp_path):
     assert [n for n, _ in g.named_parameters()] == [n for n, _ in model.named_parameters()]
 
 
+def test_export_then_load_weight_norm_folds_the_weight(tmp_path):
+    fnn.manual_seed(0)
+    roundtrip(nn.Sequential(nn.WeightNorm(nn.Linear(5, 4)), nn.ReLU()), tmp_path, [x32((6, 5))])
+
+
 def test_export_then_load_residual_and_two_input_models(tmp_path):
     fnn.manual_seed(0)
     g = roundtrip(Net(), tmp_path, [x32((5, 2, 4, 4))])

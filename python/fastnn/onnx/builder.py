@@ -12,6 +12,7 @@ class OnnxBuilder:
         self.nodes, self.initializers = [], []
         self.names = set()
         self._initialized = set()
+        self.overrides = {}   # dotted parameter name -> ONNX value computed in its place
         self._counter = 0
 
     def fresh(self, hint):

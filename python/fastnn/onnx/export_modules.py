@@ -15,7 +15,9 @@ The mapping (eval semantics):
     Threshold -> Where(x > threshold, x, value);  Softmax/LogSoftmax -> Softmax/LogSoftmax on `dim`;
     Maxout -> its Linear, Reshape to (N, out, pieces), ReduceMax;  LocalResponseNorm (odd size) -> LRN;
     Interaction -> dot: MatMul(x, xᵀ), flattened, Gather of the upper-triangle pairs; concat: Reshape;
-    mean/max: ReduceMean/ReduceMax over the fields;  RNN/LSTM/GRU -> see export_recurrent.py.
+    mean/max: ReduceMean/ReduceMax over the fields;  WeightNorm -> w = g·v/‖v‖ in Mul/Div/Sqrt/ReduceSum on
+    the initializers weight_g and weight_v, then the wrapped layer's ops on w;
+    RNN/LSTM/GRU -> see export_recurrent.py.
 """
 import numpy as np
 
@@ -25,6 +27,8 @@ from .export_recurrent import recurrent
 
 
 def _param(b, module, prefix, name):
+    if prefix + name in b.overrides:  # a weight computed by ONNX ops (WeightNorm)
+        return b.overrides[prefix + name]
     p = getattr(module, name, None)
     if p is None:
         return None
@@ -208,6 +212,20 @@ def _softmax(b, m, prefix, args, out):
     return b.op(op_type, [args[0].name], prefix + op_type.lower(), axis=int(m.dim) % max(out.ndim, 1))
 
 
+def _weight_norm(b, m, prefix, args, out):
+    inner = module_exporter(m.module)
+    if inner is None:
+        raise ExportError(f"ONNX export: {m!r} wraps a layer with no ONNX mapping")
+    v, g = _param(b, m, prefix, "weight_v"), _param(b, m, prefix, "weight_g")
+    nd = m.weight_v.data.ndim
+    axes = [a for a in range(nd) if a != m.dim]
+    sq = b.op("Mul", [v, v], prefix + "v2")
+    norm = b.op("Sqrt", [reduce(b, "ReduceSum", sq, axes, m.dim is not None, prefix + "v2_sum")], prefix + "norm")
+    w = b.op("Mul", [g, b.op("Div", [v, norm], prefix + "direction")], prefix + "weight")
+    b.overrides[prefix + "module." + m.name] = w
+    return inner(b, m.module, prefix + "module.", args, out)
+
+
 # Checked in order (subclasses first).
 MODULES = [
     (nn.Linear, _linear), (nn.Conv1d, _conv), (nn.Conv2d, _conv),
@@ -222,7 +240,7 @@ MODULES = [
     (nn.SELU, _activation), (nn.Sigmoid, _activation), (nn.Hardsigmoid, _activation), (nn.Tanh, _activation),
     (nn.Softplus, _activation), (nn.Softsign, _activation), (nn.SiLU, _activation), (nn.Threshold, _activation),
     (nn.Maxout, _maxout), (nn.Interaction, _interaction), (nn.LocalResponseNorm, _lrn),
-    (nn.LSTM, recurrent), (nn.GRU, recurrent), (nn.RNN, recurrent),
+    (nn.WeightNorm, _weight_norm), (nn.LSTM, recurrent), (nn.GRU, recurrent), (nn.RNN, recurrent),
 ]
 
 

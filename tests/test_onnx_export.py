@@ -217,6 +217,25 @@ def test_shared_layer_and_parameters_and_buffers_used_directly(tmp_path):
     assert len(proto.graph.initializer) == len({i.name for i in proto.graph.initializer})
 
 
+def test_additive_attention_with_and_without_mask(tmp_path):
+    fnn.manual_seed(0)
+    att = nn.AdditiveAttention(4, 3, 5)
+    q, k = x32((6, 4)), x32((6, 7, 3), 1)
+    check(att, tmp_path, [q, k])
+    mask = rng(2).random((6, 7)) < 0.7
+    mask[:, 0] = True
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.att = att
+
+        def forward(self, q, k, m):
+            return self.att(q, k, m)
+
+    check(Masked(), tmp_path, [q, k, mask])
+
+
 def test_functional_ops(tmp_path):
     fnn.manual_seed(0)
     check(Functional(), tmp_path, [x32((6, 4)), x32((6, 4), 1)])

@@ -37,7 +37,8 @@ def _example_inputs(input_shape, dtype):
     for shape, dt in zip(shapes, dtypes):
         dt = np.dtype(dt)
         shape = tuple(int(s) for s in shape)
-        out.append(rng.standard_normal(shape).astype(dt) if dt.kind == "f" else np.zeros(shape, dt))
+        out.append(rng.standard_normal(shape).astype(dt) if dt.kind == "f" else
+                   np.ones(shape, dt) if dt.kind == "b" else np.zeros(shape, dt))  # masks: all True
     return out
 
 

@@ -17,7 +17,10 @@ The mapping (eval semantics):
     Interaction -> dot: MatMul(x, xᵀ), flattened, Gather of the upper-triangle pairs; concat: Reshape;
     mean/max: ReduceMean/ReduceMax over the fields;  WeightNorm -> w = g·v/‖v‖ in Mul/Div/Sqrt/ReduceSum on
     the initializers weight_g and weight_v, then the wrapped layer's ops on w;
-    RNN/LSTM/GRU -> see export_recurrent.py.
+    AdditiveAttention -> Tanh(keys·Wkᵀ + b + (query·Wqᵀ)[:, None]) · v, Where for the mask, Softmax over T,
+    MatMul of the weights with the keys (outputs context, weights);  RNN/LSTM/GRU -> see export_recurrent.py.
+    Not mapped (ExportError naming the layer): Seq2Seq (its decoder steps in Python), GroupNorm, and any layer
+    not listed here.
 """
 import numpy as np
 
@@ -226,6 +229,25 @@ def _weight_norm(b, m, prefix, args, out):
     return inner(b, m.module, prefix + "module.", args, out)
 
 
+def _additive_attention(b, m, prefix, args, out):
+    query, keys = args[0], args[1]
+    mask = args[2] if len(args) > 2 else None
+    dtype = out[0].dtype
+    kt = b.op("Transpose", [_param(b, m, prefix, "key_weight")], prefix + "key_weight_T", perm=[1, 0])
+    proj = b.op("MatMul", [keys.name, kt], prefix + "key_proj")
+    if m.bias is not None:
+        proj = b.op("Add", [proj, _param(b, m, prefix, "bias")], prefix + "key_proj_b")
+    qt = b.op("Transpose", [_param(b, m, prefix, "query_weight")], prefix + "query_weight_T", perm=[1, 0])
+    qp = b.op("Unsqueeze", [b.op("MatMul", [query.name, qt], prefix + "query_proj"), b.ints([1])], prefix + "q")
+    a = b.op("Tanh", [b.op("Add", [proj, qp], prefix + "pre")], prefix + "a")
+    e = b.op("MatMul", [a, _param(b, m, prefix, "v")], prefix + "scores")
+    if mask is not None:
+        e = b.op("Where", [mask.name, e, b.scalar(-np.inf, dtype)], prefix + "masked")
+    w = b.op("Softmax", [e], prefix + "weights", axis=1)
+    ctx = b.op("MatMul", [b.op("Unsqueeze", [w, b.ints([1])], prefix + "w3"), keys.name], prefix + "ctx3")
+    return (b.op("Squeeze", [ctx, b.ints([1])], prefix + "context"), w)
+
+
 # Checked in order (subclasses first).
 MODULES = [
     (nn.Linear, _linear), (nn.Conv1d, _conv), (nn.Conv2d, _conv),
@@ -240,7 +262,7 @@ MODULES = [
     (nn.SELU, _activation), (nn.Sigmoid, _activation), (nn.Hardsigmoid, _activation), (nn.Tanh, _activation),
     (nn.Softplus, _activation), (nn.Softsign, _activation), (nn.SiLU, _activation), (nn.Threshold, _activation),
     (nn.Maxout, _maxout), (nn.Interaction, _interaction), (nn.LocalResponseNorm, _lrn),
-    (nn.WeightNorm, _weight_norm), (nn.LSTM, recurrent), (nn.GRU, recurrent), (nn.RNN, recurrent),
+    (nn.WeightNorm, _weight_norm), (nn.AdditiveAttention, _additive_attention), (nn.LSTM, recurrent), (nn.GRU, recurrent), (nn.RNN, recurrent),
 ]
 
 

@@ -113,11 +113,41 @@ def test_export_then_load_residual_and_two_input_models(tmp_path):
 def test_export_then_load_recurrent(cls, tmp_path):
     fnn.manual_seed(0)
     model = RecurrentHead(cls, True, bidirectional=True, read="out")
-    roundtrip(model, tmp_path, [x32((6, 5, 3))], dynamic_axes={0: {0: "batch", 1: "seq"}})
+    g = roundtrip(model, tmp_path, [x32((6, 5, 3))], dynamic_axes={0: {0: "batch", 1: "seq"}})
+    assert [n for n, _ in g.named_parameters()] == [n for n, _ in model.named_parameters()]
+    assert g.rnn.num_layers == 2  # the two ONNX ops come back as one two-layer layer
     one = RecurrentHead(cls, True, bidirectional=False, read="h")
     one.rnn = cls(3, 4, batch_first=True)
     g = roundtrip(one, tmp_path, [x32((6, 5, 3))], dynamic_axes={0: {0: "batch", 1: "seq"}})
     assert sorted(n for n, _ in g.named_parameters()) == sorted(n for n, _ in one.named_parameters())
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+def test_export_then_load_stacked_recurrent_layer_with_initial_state(cls, tmp_path):
+    fnn.manual_seed(0)
+    rnn = cls(3, 4, num_layers=3, bidirectional=True)
+
+    class WithState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x, h0, c0):
+            return self.rnn(x, (h0, c0) if cls is nn.LSTM else h0)
+
+    model = WithState()
+    x, h0, c0 = x32((5, 6, 3)), x32((6, 6, 4), 1), x32((6, 6, 4), 2)
+    model.eval()
+    path = tmp_path / "m.onnx"
+    fnn.onnx.export(model, path, input_shape=[(5, 2, 3), (6, 2, 4), (6, 2, 4)],
+                    dynamic_axes={0: {1: "batch"}, 1: {1: "batch"}, 2: {1: "batch"}})
+    g = fnn.onnx.load(path)
+    want, got = model(x, h0, c0), g(x, h0, c0)
+    flat_want = [want[0]] + (list(want[1]) if cls is nn.LSTM else [want[1]])
+    assert len(got) == len(flat_want)
+    for a, b in zip(got, flat_want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert [n for n, _ in g.named_parameters()] == [n for n, _ in model.named_parameters()]
 
 
 class Functional(nn.Module):

@@ -11,7 +11,7 @@ from .. import nn
 from ..nn.function_ops import OPS
 from ..nn.graph_def import DimRef, Node, Ref
 
-__all__ = ["V", "Sym", "Zeros", "Builder"]
+__all__ = ["V", "Sym", "Zeros", "Builder", "node_attrs", "get_value", "const_input", "as_tensor", "set_param"]
 
 
 class V:
@@ -52,10 +52,14 @@ class Builder:
         self.values = []          # example output of each node
         self.lazy = {}            # ONNX recurrent Y values, made when first used
         self.pending_linear = {}  # MatMul outputs whose Linear may take the bias of the Add that follows
-        self.users = {}
+        self.users, self.consumers, self.producers = {}, {}, {}
+        self.skip = set()         # output tuples of ONNX nodes already imported as part of another
         for node in proto.graph.node:
             for i in node.input:
                 self.users[i] = self.users.get(i, 0) + 1
+                self.consumers.setdefault(i, []).append(node)
+            for o in node.output:
+                self.producers[o] = node
         for o in proto.graph.output:
             self.users[o.name] = self.users.get(o.name, 0) + 1
 
@@ -180,3 +184,46 @@ def _refs(x):
     if isinstance(x, dict):
         return {k: _refs(v) for k, v in x.items()}
     return x
+
+
+def node_attrs(node):
+    from onnx import helper
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else (
+            [x.decode() if isinstance(x, bytes) else x for x in v] if isinstance(v, list) else v)
+    return out
+
+
+def get_value(b, name):
+    if name == "":
+        return None
+    if name in b.env:
+        return b.env[name]
+    if name in b.consts:
+        return b.consts[name]
+    raise ValueError(f"fastnn.onnx.load: value '{name}' is used before it is computed")
+
+
+def const_input(b, node, k, what):
+    name = node.input[k] if k < len(node.input) else ""
+    v = get_value(b, name)
+    if v is not None and not isinstance(v, np.ndarray):
+        raise ValueError(f"fastnn.onnx.load: {node.op_type} node '{node.name}' needs a constant {what} (input "
+                         f"'{name}'); it is computed by the graph, which fastnn does not support here")
+    return v
+
+
+def as_tensor(b, x):
+    """x as a V: constants become constant nodes (float ones trainable parameters when named initializers)."""
+    if isinstance(x, V):
+        return x
+    if isinstance(x, np.ndarray):
+        return b.constant(x)
+    raise ValueError(f"fastnn.onnx.load: a shape value is used as a tensor ({x!r:.60})")
+
+
+def set_param(module, name, array):
+    p = getattr(module, name)
+    p.data[...] = np.asarray(array, p.data.dtype).reshape(p.data.shape)

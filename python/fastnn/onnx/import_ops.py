@@ -6,46 +6,11 @@ import numpy as np
 from .. import nn
 from ..nn.graph_def import DimRef, Ref
 from .builder import INT64_MAX, INT64_MIN
-from .gates import from_onnx
-from .import_graph import Sym, V, Zeros
+from .import_recurrent import recurrent_stack, y_of
+from .import_graph import Sym, V, Zeros, as_tensor, const_input, get_value, node_attrs, set_param
 
 
-def _attrs(node):
-    from onnx import helper
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else (
-            [x.decode() if isinstance(x, bytes) else x for x in v] if isinstance(v, list) else v)
-    return out
-
-
-def _get(b, name):
-    if name == "":
-        return None
-    if name in b.env:
-        return b.env[name]
-    if name in b.consts:
-        return b.consts[name]
-    raise ValueError(f"fastnn.onnx.load: value '{name}' is used before it is computed")
-
-
-def _const(b, node, k, what):
-    name = node.input[k] if k < len(node.input) else ""
-    v = _get(b, name)
-    if v is not None and not isinstance(v, np.ndarray):
-        raise ValueError(f"fastnn.onnx.load: {node.op_type} node '{node.name}' needs a constant {what} (input "
-                         f"'{name}'); it is computed by the graph, which fastnn does not support here")
-    return v
-
-
-def _tensor(b, x):
-    """x as a V: constants become constant nodes (float ones trainable parameters when named initializers)."""
-    if isinstance(x, V):
-        return x
-    if isinstance(x, np.ndarray):
-        return b.constant(x)
-    raise ValueError(f"fastnn.onnx.load: a shape value is used as a tensor ({x!r:.60})")
+_attrs, _get, _const, _tensor = node_attrs, get_value, const_input, as_tensor
 
 
 def _weight_name(b, node, k):
@@ -53,9 +18,7 @@ def _weight_name(b, node, k):
     return b.origin.get(name) if isinstance(b.origin.get(name), str) else None
 
 
-def _set(module, name, array):
-    p = getattr(module, name)
-    p.data[...] = np.asarray(array, p.data.dtype).reshape(p.data.shape)
+_set = set_param
 
 
 def _module(b, node, module, path, args, outputs=None):
@@ -216,77 +179,6 @@ def embedding_gather(b, node, data, idx):
     m = nn.Embedding(data.shape[0], data.shape[1])
     _set(m, "weight", data)
     _module(b, node, m, b.path_for(_weight_name(b, node, 0), ".weight", "embedding"), [idx])
-
-
-def recurrent(b, node):
-    a = _attrs(node)
-    x = _get(b, node.input[0])
-    w, r, bias = _const(b, node, 1, "W"), _const(b, node, 2, "R"), _const(b, node, 3, "B")
-    seq_lens = node.input[4] if len(node.input) > 4 else ""
-    if seq_lens:
-        raise ValueError(f"fastnn.onnx.load: {node.op_type} node '{node.name}' has sequence_lens, which fastnn's "
-                         f"recurrent layers do not take")
-    if a.get("layout", 0) or a.get("clip") is not None or a.get("input_forget", 0):
-        raise ValueError(f"fastnn.onnx.load: {node.op_type} node '{node.name}' uses layout/clip/input_forget")
-    direction = a.get("direction", "forward")
-    if direction not in ("forward", "bidirectional"):
-        raise ValueError(f"fastnn.onnx.load: {node.op_type} node '{node.name}' runs in direction {direction!r}")
-    H, dirs = int(a["hidden_size"]), 2 if direction == "bidirectional" else 1
-    if node.op_type == "LSTM":
-        mode, cls, kwargs = "LSTM", nn.LSTM, {}
-    elif node.op_type == "GRU":
-        if a.get("linear_before_reset", 0) != 1:
-            raise ValueError(f"fastnn.onnx.load: GRU node '{node.name}' has linear_before_reset=0; fastnn's (and "
-                             f"PyTorch's) GRU is linear_before_reset=1")
-        mode, cls, kwargs = "GRU", nn.GRU, {}
-    else:
-        acts = [s.lower() for s in a.get("activations", ["Tanh"] * dirs)]
-        if len(set(acts)) != 1 or acts[0] not in ("tanh", "relu"):
-            raise ValueError(f"fastnn.onnx.load: RNN node '{node.name}' has activations {acts}")
-        mode, cls, kwargs = ("RNN_TANH" if acts[0] == "tanh" else "RNN_RELU"), nn.RNN, {"nonlinearity": acts[0]}
-    m = cls(w.shape[2], H, num_layers=1, bidirectional=dirs == 2, bias=bias is not None, **kwargs)
-    G = w.shape[1] // H
-    for d in range(dirs):
-        sfx = "_l0" + ("_reverse" if d else "")
-        _set(m, "weight_ih" + sfx, from_onnx(w[d], mode))
-        _set(m, "weight_hh" + sfx, from_onnx(r[d], mode))
-        if bias is not None:
-            _set(m, "bias_ih" + sfx, from_onnx(bias[d, :G * H], mode))
-            _set(m, "bias_hh" + sfx, from_onnx(bias[d, G * H:], mode))
-    states = [_get(b, n) if k < len(node.input) else None
-              for k, n in ((5, node.input[5] if len(node.input) > 5 else ""),
-                           (6, node.input[6] if len(node.input) > 6 else ""))]
-    states = [None if (s is None or isinstance(s, Zeros)) else _tensor(b, s) for s in states]
-    call_args = [x]
-    if mode == "LSTM" and (states[0] is not None or states[1] is not None):
-        if states[0] is None or states[1] is None:
-            raise ValueError(f"fastnn.onnx.load: LSTM node '{node.name}' gives one of initial_h/initial_c only")
-        call_args.append((states[0], states[1]))
-    elif mode != "LSTM" and states[0] is not None:
-        call_args.append(states[0])
-    wname = _weight_name(b, node, 1)
-    suffix = ".weight_ih_l0" if wname and wname.endswith(".weight_ih_l0") else None
-    path = b.path_for(wname, suffix, node.op_type.lower())
-    idx, out = b.module(path, m, call_args, node.name)
-    y, state = out
-    hn_path, h_n = ((1, 0), state[0]) if mode == "LSTM" else ((1,), state)
-    seq_out = V(Ref(idx, (0,)), y)
-    if len(node.output) > 0 and node.output[0]:
-        b.lazy[node.output[0]] = (seq_out, dirs, H)
-    if len(node.output) > 1 and node.output[1]:
-        b.env[node.output[1]] = V(Ref(idx, hn_path), h_n)
-    if mode == "LSTM" and len(node.output) > 2 and node.output[2]:
-        b.env[node.output[2]] = V(Ref(idx, (1, 1)), state[1])
-
-
-def _y_of(b, name):
-    """ONNX's Y (seq, dirs, batch, H) from a fastnn output (seq, batch, dirs·H), made when first used."""
-    seq_out, dirs, H = b.lazy.pop(name)
-    shape = (DimRef(seq_out.ref.node, seq_out.ref.path, 0), DimRef(seq_out.ref.node, seq_out.ref.path, 1), dirs, H)
-    r = b.call("reshape", [seq_out, shape], hint="y_split")
-    v = b.call("permute", [r, (0, 2, 1, 3)], hint="y")
-    b.env[name] = v
-    return v
 
 
 # -- element-wise and shape ops ----------------------------------------------------------------------------
@@ -573,7 +465,7 @@ def _consume_lazy(fn):
     def imp(b, node):
         for n in node.input:
             if n in b.lazy:
-                _y_of(b, n)
+                y_of(b, n)
         return fn(b, node)
     return imp
 
@@ -581,7 +473,7 @@ def _consume_lazy(fn):
 IMPORTERS = {
     "Conv": conv, "Gemm": gemm, "MatMul": matmul, "BatchNormalization": batch_norm,
     "LayerNormalization": layer_norm, "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
-    "GlobalAveragePool": global_avg_pool, "LSTM": recurrent, "GRU": recurrent, "RNN": recurrent,
+    "GlobalAveragePool": global_avg_pool,
     "Add": _binary("add"), "Sub": _binary("sub"), "Mul": _binary("mul"), "Div": _binary("div"),
     "Pow": _binary("pow"),
     "Relu": _unary("relu"), "Sigmoid": _unary("sigmoid"), "Tanh": _unary("tanh"), "LeakyRelu": _unary("leaky_relu"),
@@ -596,8 +488,8 @@ IMPORTERS = {
     "Flatten": flatten, "Slice": slice_, "ConstantOfShape": constant_of_shape,
     "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"),
 }
-IMPORTERS = {k: (fn if k in ("LSTM", "GRU", "RNN", "Constant") else _consume_lazy(fn)) for k, fn in IMPORTERS.items()}
-IMPORTERS["LSTM"] = IMPORTERS["GRU"] = IMPORTERS["RNN"] = _consume_lazy(recurrent)
+IMPORTERS = {k: (fn if k == "Constant" else _consume_lazy(fn)) for k, fn in IMPORTERS.items()}
+IMPORTERS["LSTM"] = IMPORTERS["GRU"] = IMPORTERS["RNN"] = _consume_lazy(recurrent_stack)
 
 
 def check_supported(proto, path):

@@ -77,7 +77,8 @@ def load(path):
         b.env[vi.name] = b.add_input(vi.name, value, InputSpec(vi.name, spec_shape, dtype.name))
         k += 1
     for node in proto.graph.node:
-        IMPORTERS[node.op_type](b, node)
+        if tuple(node.output) not in b.skip:
+            IMPORTERS[node.op_type](b, node)
     outputs = []
     for o in proto.graph.output:
         v = b.env.get(o.name)

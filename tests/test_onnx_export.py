@@ -241,6 +241,25 @@ def test_functional_ops(tmp_path):
     check(Functional(), tmp_path, [x32((6, 4)), x32((6, 4), 1)])
 
 
+def test_containers_residual_parallel_merges_and_reshape(tmp_path):
+    fnn.manual_seed(0)
+    model = nn.Sequential(nn.Residual(nn.Sequential(nn.Linear(4, 4), nn.ReLU())),
+                          nn.Parallel(nn.Linear(4, 3), nn.Tanh(), merge="cat"), nn.Reshape(7, 1),
+                          nn.Parallel(nn.Identity(), nn.Sigmoid(), merge="add"), nn.Flatten())
+
+    class Merges(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.add, self.mul = model, nn.Add(), nn.Mul()
+            self.cat, self.stack = nn.Concat(dim=1), nn.Stack(dim=1)
+
+        def forward(self, x):
+            h = self.body(x)
+            return self.stack(self.cat(self.add(h, h), self.mul(h, h)), self.cat(h, h))
+
+    check(Merges(), tmp_path, [x32((5, 4))])
+
+
 def test_graph_keras_style(tmp_path):
     fnn.manual_seed(0)
     inp = nn.Input(shape=(3, 6, 6))

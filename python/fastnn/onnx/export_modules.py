@@ -7,7 +7,9 @@ The mapping (eval semantics):
     Linear -> Gemm (2-D input) or MatMul + Add;  Conv1d/Conv2d -> Conv;  MaxPool1d/2d -> MaxPool;
     AvgPool1d/2d -> AveragePool;  AdaptiveAvgPool1d/2d -> GlobalAveragePool (output size 1) or AveragePool
     (sizes that divide);  BatchNorm1d/2d -> BatchNormalization with the running statistics;
-    LayerNorm -> LayerNormalization;  Dropout, Dropout2d, Identity -> Identity;  Flatten, Unflatten -> Reshape;
+    LayerNorm -> LayerNormalization;  Dropout, Dropout2d, Identity -> Identity;  Flatten, Unflatten, Reshape ->
+    Reshape;  containers (Sequential, Residual, Parallel, Add/Mul/Concat/Stack, ModuleList in a traced forward)
+    are walked through their graphs;
     Embedding -> Gather;  EmbeddingBag (2-D ids, no offsets) -> Gather + ReduceSum/ReduceMean/ReduceMax;
     PReLU -> PRelu (slope reshaped to (C, 1, ...));  ReLU -> Relu, or Clip when capped;  ReLU6 -> Clip;
     LeakyReLU -> LeakyRelu;  ELU -> Elu;  SELU -> Selu;  Sigmoid, Tanh, Softsign;  Hardsigmoid -> HardSigmoid
@@ -108,6 +110,11 @@ def _identity(b, m, prefix, args, out):
 def _flatten(b, m, prefix, args, out):
     return b.op("Reshape", [args[0].name, flatten_shape(b, args[0], m.start_dim, m.end_dim, prefix + "flatten")],
                 prefix + "flatten")
+
+
+def _reshape(b, m, prefix, args, out):
+    """(N, ...) -> (N, *shape): ONNX Reshape's 0 keeps the batch size."""
+    return b.op("Reshape", [args[0].name, b.ints([0] + list(m.shape))], prefix + "reshape")
 
 
 def _unflatten(b, m, prefix, args, out):
@@ -255,7 +262,7 @@ MODULES = [
     (nn.AdaptiveAvgPool1d, _adaptive_avg_pool), (nn.AdaptiveAvgPool2d, _adaptive_avg_pool),
     (nn.BatchNorm1d, _batch_norm), (nn.BatchNorm2d, _batch_norm), (nn.LayerNorm, _layer_norm),
     (nn.Dropout, _identity), (nn.Dropout2d, _identity), (nn.Identity, _identity),
-    (nn.Flatten, _flatten), (nn.Unflatten, _unflatten), (nn.Embedding, _embedding),
+    (nn.Flatten, _flatten), (nn.Unflatten, _unflatten), (nn.Reshape, _reshape), (nn.Embedding, _embedding),
     (nn.EmbeddingBag, _embedding_bag), (nn.PReLU, _prelu),
     (nn.LogSoftmax, _softmax), (nn.Softmax, _softmax),
     (nn.ReLU, _activation), (nn.ReLU6, _activation), (nn.LeakyReLU, _activation), (nn.ELU, _activation),

@@ -65,7 +65,7 @@ LAYERS = [
     (lambda: nn.AvgPool2d(2, stride=2), (5, 3, 8, 8)),
     (lambda: nn.AdaptiveAvgPool2d(1), (5, 3, 6, 6)),
     (lambda: nn.AdaptiveAvgPool2d(2), (5, 3, 6, 6)),
-    (lambda: nn.LayerNorm(6), (5, 4, 6)),
+    (lambda: nn.LayerNorm(6), (5, 4, 6)), (lambda: nn.GroupNorm(2, 4), (5, 4, 3, 3)), (lambda: nn.GroupNorm(2, 4), (5, 4)),
     (lambda: nn.Dropout(0.5), (5, 6)),
     (lambda: nn.Dropout2d(0.5), (5, 2, 3, 3)),
     (lambda: nn.Identity(), (5, 6)),
@@ -269,10 +269,10 @@ def test_graph_keras_style(tmp_path):
 
 
 def test_unsupported_layer_is_named_and_no_file_written(tmp_path):
-    model = nn.Sequential(nn.Linear(4, 4), nn.GroupNorm(2, 4))
+    model = nn.Sequential(nn.Linear(4, 4), nn.GatedFeedbackRNN(4, 4))
     path = tmp_path / "m.onnx"
-    with pytest.raises(ValueError, match="GroupNorm"):
-        fnn.onnx.export(model, path, input_shape=(2, 4))
+    with pytest.raises(ValueError, match=r"GatedFeedbackRNN.*layer '1'"):
+        fnn.onnx.export(model, path, input_shape=(5, 2, 4))
     assert not path.exists()
 
 

@@ -7,7 +7,8 @@ The mapping (eval semantics):
     Linear -> Gemm (2-D input) or MatMul + Add;  Conv1d/Conv2d -> Conv;  MaxPool1d/2d -> MaxPool;
     AvgPool1d/2d -> AveragePool;  AdaptiveAvgPool1d/2d -> GlobalAveragePool (output size 1) or AveragePool
     (sizes that divide);  BatchNorm1d/2d -> BatchNormalization with the running statistics;
-    LayerNorm -> LayerNormalization;  Dropout, Dropout2d, Identity -> Identity;  Flatten, Unflatten, Reshape ->
+    LayerNorm -> LayerNormalization;  GroupNorm -> Reshape (N, groups, -1), InstanceNormalization, Reshape back,
+    Mul/Add by the per-channel weight and bias;  Dropout, Dropout2d, Identity -> Identity;  Flatten, Unflatten, Reshape ->
     Reshape;  containers (Sequential, Residual, Parallel, Add/Mul/Concat/Stack, ModuleList in a traced forward)
     are walked through their graphs;
     Embedding -> Gather;  EmbeddingBag (2-D ids, no offsets) -> Gather + ReduceSum/ReduceMean/ReduceMax;
@@ -21,8 +22,8 @@ The mapping (eval semantics):
     the initializers weight_g and weight_v, then the wrapped layer's ops on w;
     AdditiveAttention -> Tanh(keys·Wkᵀ + b + (query·Wqᵀ)[:, None]) · v, Where for the mask, Softmax over T,
     MatMul of the weights with the keys (outputs context, weights);  RNN/LSTM/GRU -> see export_recurrent.py.
-    Not mapped (ExportError naming the layer): Seq2Seq (its decoder steps in Python), GroupNorm, and any layer
-    not listed here.
+    Not mapped (ExportError naming the layer): Seq2Seq (its decoder steps in Python), GatedFeedbackRNN, and
+    any layer not listed here.
 """
 import numpy as np
 
@@ -101,6 +102,22 @@ def _layer_norm(b, m, prefix, args, out):
     scale = _param(b, m, prefix, "weight") or b.const(np.ones(shape, out.dtype), prefix + "ones")
     ins = [args[0].name, scale] + ([_param(b, m, prefix, "bias")] if m.bias is not None else [])
     return b.op("LayerNormalization", ins, prefix + "layernorm", axis=-len(shape), epsilon=float(m.eps))
+
+
+def _group_norm(b, m, prefix, args, out):
+    """InstanceNormalization over (N, groups, rest), then the per-channel affine transform."""
+    x, dtype, g = args[0], out.dtype, m.num_groups
+    grouped = b.op("Reshape", [x.name, b.ints([0, g, -1])], prefix + "grouped")
+    normed = b.op("InstanceNormalization", [grouped, b.const(np.ones(g, dtype), prefix + "ones"),
+                                            b.const(np.zeros(g, dtype), prefix + "zeros")], prefix + "instnorm",
+                  epsilon=float(m.eps))
+    y = b.op("Reshape", [normed, b.op("Shape", [x.name], prefix + "shape")], prefix + "normed")
+    if m.weight is None:
+        return y
+    per_channel = b.ints([m.num_channels] + [1] * (x.value.ndim - 2))
+    w = b.op("Reshape", [_param(b, m, prefix, "weight"), per_channel], prefix + "scale")
+    bias = b.op("Reshape", [_param(b, m, prefix, "bias"), per_channel], prefix + "shift")
+    return b.op("Add", [b.op("Mul", [y, w], prefix + "scaled"), bias], prefix + "groupnorm")
 
 
 def _identity(b, m, prefix, args, out):
@@ -260,7 +277,7 @@ MODULES = [
     (nn.Linear, _linear), (nn.Conv1d, _conv), (nn.Conv2d, _conv),
     (nn.MaxPool1d, _max_pool), (nn.MaxPool2d, _max_pool), (nn.AvgPool1d, _avg_pool), (nn.AvgPool2d, _avg_pool),
     (nn.AdaptiveAvgPool1d, _adaptive_avg_pool), (nn.AdaptiveAvgPool2d, _adaptive_avg_pool),
-    (nn.BatchNorm1d, _batch_norm), (nn.BatchNorm2d, _batch_norm), (nn.LayerNorm, _layer_norm),
+    (nn.BatchNorm1d, _batch_norm), (nn.BatchNorm2d, _batch_norm), (nn.LayerNorm, _layer_norm), (nn.GroupNorm, _group_norm),
     (nn.Dropout, _identity), (nn.Dropout2d, _identity), (nn.Identity, _identity),
     (nn.Flatten, _flatten), (nn.Unflatten, _unflatten), (nn.Reshape, _reshape), (nn.Embedding, _embedding),
     (nn.EmbeddingBag, _embedding_bag), (nn.PReLU, _prelu),

@@ -96,6 +96,15 @@ def test_export_then_load_prelu_and_lrn(tmp_path):
     assert [n for n, _ in g.named_parameters()] == [n for n, _ in model.named_parameters()]
 
 
+def test_export_then_load_group_norm_trains_its_weight(tmp_path):
+    fnn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.GroupNorm(2, 4), nn.Flatten())
+    model[1].weight.data[...] = np.arange(1, 5)
+    g = roundtrip(model, tmp_path, [x32((5, 2, 5, 5))])
+    trainable = {p.data.size for p in g.parameters() if p.requires_grad}
+    assert 4 in trainable  # the per-channel weight and bias stay parameters
+
+
 def test_export_then_load_weight_norm_folds_the_weight(tmp_path):
     fnn.manual_seed(0)
     roundtrip(nn.Sequential(nn.WeightNorm(nn.Linear(5, 4)), nn.ReLU()), tmp_path, [x32((6, 5))])

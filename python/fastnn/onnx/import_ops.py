@@ -169,6 +169,16 @@ def lrn(b, node):
     _module(b, node, m, b.path_for(None, None, "lrn"), [x])
 
 
+def instance_norm(b, node):
+    """InstanceNormalization(x: N, C, ...) is GroupNorm(C, C) with the scale and bias as its weight and bias."""
+    x, scale, bias = _get(b, node.input[0]), _const(b, node, 1, "scale"), _const(b, node, 2, "bias")
+    c = scale.shape[0]
+    m = nn.GroupNorm(c, c, eps=float(_attrs(node).get("epsilon", 1e-5)))
+    _set(m, "weight", scale)
+    _set(m, "bias", bias)
+    _module(b, node, m, b.path_for(_weight_name(b, node, 1), ".weight", "instance_norm"), [x])
+
+
 def global_avg_pool(b, node):
     x = _get(b, node.input[0])
     m = nn.AdaptiveAvgPool1d(1) if x.value.ndim == 3 else nn.AdaptiveAvgPool2d(1)
@@ -208,7 +218,8 @@ def _operand(b, node, x, k):
     if x.size == 1 and x.ndim <= 1 and x.dtype.kind == "f":
         return float(x.reshape(-1)[0])
     name = node.input[k]
-    if x.dtype.kind == "f" and isinstance(b.origin.get(name), str):
+    origin = b.origin.get(name) if isinstance(b.origin.get(name), str) else b.origin.get(("R", name))
+    if x.dtype.kind == "f" and origin is not None:  # a float initializer (maybe reshaped): trainable
         return b.parameter(name, x)
     return b.constant(x)
 
@@ -482,7 +493,7 @@ IMPORTERS = {
     "Softmax": _unary("softmax"), "LogSoftmax": _unary("log_softmax"),
     "Selu": _module_op(lambda a, n: (nn.SELU(), "selu")), "Softsign": _module_op(lambda a, n: (nn.Softsign(), "softsign")),
     "HardSigmoid": _module_op(_hardsigmoid), "Clip": clip,
-    "PRelu": prelu, "LRN": lrn,
+    "PRelu": prelu, "LRN": lrn, "InstanceNormalization": instance_norm,
     "Dropout": identity, "Identity": identity, "Constant": constant, "Shape": shape, "Gather": gather,
     "Unsqueeze": unsqueeze, "Squeeze": squeeze, "Concat": concat, "Reshape": reshape, "Transpose": transpose,
     "Flatten": flatten, "Slice": slice_, "ConstantOfShape": constant_of_shape,

@@ -48,7 +48,21 @@ class LSTMClassifier(nn.Module):
         return self.fc(h[-1])
 
 
-def make(name, model, x, dynamic, training=torch.onnx.TrainingMode.EVAL):
+class GeluNet(nn.Module):
+    """Opset 20: GELU as the Gelu op, AdaptiveAvgPool2d(1) as GlobalAveragePool, flatten as Flatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 6, 3, padding=1)
+        self.act = nn.GELU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        return torch.softmax(self.fc(torch.flatten(self.pool(self.act(self.conv(x))), 1)), dim=-1)
+
+
+def make(name, model, x, dynamic, training=torch.onnx.TrainingMode.EVAL, opset=17):
     torch.manual_seed(0)
     model.train()
     with torch.no_grad():  # running statistics away from 0 and 1
@@ -58,7 +72,7 @@ def make(name, model, x, dynamic, training=torch.onnx.TrainingMode.EVAL):
     with torch.no_grad():
         y = model(x)
     path = os.path.join(HERE, name + ".onnx")
-    torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17, input_names=["x"], output_names=["y"],
+    torch.onnx.export(model, (x,), path, dynamo=False, opset_version=opset, input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": dynamic, "y": {0: "batch"}}, training=training)
     np.savez(os.path.join(HERE, name + ".npz"), x=x.numpy(), y=y.numpy())
     print(name, os.path.getsize(path), "bytes")
@@ -70,3 +84,4 @@ if __name__ == "__main__":
     make("cnn_bn", CNN(), torch.randn(3, 1, 8, 8), {0: "batch"}, torch.onnx.TrainingMode.PRESERVE)
     make("mlp", MLP(), torch.randn(4, 8), {0: "batch"})
     make("lstm_classifier", LSTMClassifier(), torch.randn(3, 5, 4), {0: "batch", 1: "seq"})
+    make("gelu_net_opset20", GeluNet(), torch.randn(3, 2, 5, 5), {0: "batch"}, opset=20)

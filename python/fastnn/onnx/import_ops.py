@@ -10,7 +10,7 @@ from .import_recurrent import recurrent_stack, y_of
 from .import_graph import Sym, V, Zeros, as_tensor, const_input, get_value, node_attrs, set_param
 
 
-_attrs, _get, _const, _tensor = node_attrs, get_value, const_input, as_tensor
+_attrs, _get, _const, _tensor, _set = node_attrs, get_value, const_input, as_tensor, set_param
 
 
 def _weight_name(b, node, k):
@@ -18,10 +18,7 @@ def _weight_name(b, node, k):
     return b.origin.get(name) if isinstance(b.origin.get(name), str) else None
 
 
-_set = set_param
-
-
-def _module(b, node, module, path, args, outputs=None):
+def _module(b, node, module, path, args):
     idx, out = b.module(path, module, args, node.name)
     b.env[node.output[0]] = V(Ref(idx, ()), np.asarray(out))
     return idx, out

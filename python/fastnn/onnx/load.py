@@ -2,12 +2,12 @@
 
 The ONNX graph is read node by node into a GraphDef (fastnn/nn/graph_def.py) over fastnn layers made from
 the initializers (import_ops.py): Conv -> Conv1d/2d, Gemm and MatMul by a constant -> Linear, BatchNormalization
--> BatchNorm1d/2d, LSTM/GRU/RNN -> one-layer LSTM/GRU/RNN per op (gates reordered back), and so on; other
+-> BatchNorm1d/2d, LSTM/GRU/RNN -> LSTM/GRU/RNN (gates reordered back; import_recurrent.py), and so on; other
 float initializers used by arithmetic become trainable parameters. Shape computations on constants and on
 Shape(x) (the Shape/Gather/Unsqueeze/Concat chains torch.onnx writes for x.reshape(x.shape[0], -1)) are folded
 at load time into reshapes whose sizes are read from the input when the graph runs (DimRef), so the batch
 size stays free. Layers take the names of their weights ("fc.weight" makes layer "fc"), so a model exported by
-fastnn or torch keeps its parameter names (recurrent layers: one layer per ONNX op, see import_ops.py).
+fastnn or torch keeps its parameter names (fastnn's multi-layer recurrent exports come back as one layer).
 The Graph is returned in eval mode; call .train() to train it.
 """
 import numpy as np
@@ -24,11 +24,8 @@ __all__ = ["load"]
 def _read(onnx, path):
     """The ModelProto in `path`; ValueError for anything that is not a valid ONNX model."""
     from google.protobuf.message import DecodeError
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ValueError(f"fastnn.onnx.load: cannot read {path}: {e}") from e
+    with open(path, "rb") as f:  # a missing file raises FileNotFoundError as usual
+        data = f.read()
     try:
         proto = onnx.load_from_string(data)
     except (DecodeError, ValueError, RuntimeError, TypeError) as e:
@@ -43,7 +40,7 @@ def _read(onnx, path):
     return proto
 
 
-def _example_shape(vi, k_input):
+def _example_shape(vi):
     dims = vi.type.tensor_type.shape.dim
     shape, spec = [], []
     for axis, d in enumerate(dims):
@@ -70,7 +67,7 @@ def load(path):
     for vi in proto.graph.input:
         if vi.name in b.consts:
             continue
-        shape, spec_shape = _example_shape(vi, k)
+        shape, spec_shape = _example_shape(vi)
         dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
         rng = np.random.default_rng(k)
         value = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)

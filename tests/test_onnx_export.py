@@ -26,13 +26,17 @@ def run_ort(path, *inputs):
     return sess.run(None, dict(zip(names, inputs)))
 
 
-def check(model, tmp_path, inputs, export_inputs=None, dynamic_axes=None, rtol=1e-4, atol=1e-5):
-    """Exports at the shapes of export_inputs (default: batch 2), runs `inputs` in onnxruntime, compares."""
+def check(model, tmp_path, inputs, export_inputs=None, dynamic_axes=None, rtol=1e-4, atol=1e-5, examples=False):
+    """Exports at the shapes of export_inputs (default: batch 2), runs `inputs` in onnxruntime, compares.
+    examples: export with export_inputs as the example arrays rather than their shapes."""
     model.eval()
     export_inputs = export_inputs or [x[:2] for x in inputs]
     path = tmp_path / "m.onnx"
-    proto = fnn.onnx.export(model, path, input_shape=[x.shape for x in export_inputs],
-                            dtype=[x.dtype for x in export_inputs], dynamic_axes=dynamic_axes)
+    if examples:
+        proto = fnn.onnx.export(model, path, example_inputs=export_inputs, dynamic_axes=dynamic_axes)
+    else:
+        proto = fnn.onnx.export(model, path, input_shape=[x.shape for x in export_inputs],
+                                dtype=[x.dtype for x in export_inputs], dynamic_axes=dynamic_axes)
     want = model(*inputs)
     want = list(want) if isinstance(want, tuple) else [want]
     flat = []
@@ -234,6 +238,16 @@ def test_additive_attention_with_and_without_mask(tmp_path):
             return self.att(q, k, m)
 
     check(Masked(), tmp_path, [q, k, mask])
+
+
+@pytest.mark.parametrize("cell,pad", [("gru", None), ("lstm", 0)])
+def test_seq2seq_unrolled_over_the_target_length(cell, pad, tmp_path):
+    fnn.manual_seed(0)
+    model = nn.Seq2Seq(11, 9, 5, 6, cell=cell, src_pad_idx=pad)
+    src, tgt = rng(0).integers(1, 11, (5, 7)), rng(1).integers(0, 9, (5, 4))
+    src[:, -2:] = 0  # padding (masked out when src_pad_idx=0)
+    check(model, tmp_path, [src, tgt], dynamic_axes={0: {0: "batch", 1: "src_len"}, 1: {0: "batch"}},
+          examples=True)  # real tokens as the example: all-zero ids would be all padding
 
 
 def test_functional_ops(tmp_path):

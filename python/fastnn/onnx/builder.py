@@ -39,6 +39,17 @@ class OnnxBuilder:
         self.initializers.append(self.numpy_helper.from_array(np.array(array, order="C"), name))
         return name
 
+    def param(self, module, prefix, name):
+        """The initializer of `module`'s parameter or buffer `name`, named prefix + name (None if it is None);
+        a value computed in its place (WeightNorm) when there is one."""
+        if prefix + name in self.overrides:
+            return self.overrides[prefix + name]
+        p = getattr(module, name, None)
+        if p is None:
+            return None
+        return self.initializer(prefix + name, p.data if hasattr(p, "data") and not isinstance(p, np.ndarray)
+                                else p)
+
     def const(self, array, hint="const"):
         """An anonymous constant tensor."""
         return self._add(self.fresh(hint), np.asarray(array))

@@ -166,12 +166,14 @@ def _elem_type(onnx, dtype):
     return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
-def export(model, path, input_shape, *, dtype="float32", opset=DEFAULT_OPSET, input_names=None,
-           output_names=None, dynamic_axes=None, check=True):
+def export(model, path, input_shape=None, *, dtype="float32", opset=DEFAULT_OPSET, input_names=None,
+           output_names=None, dynamic_axes=None, example_inputs=None, check=True):
     """Writes `model` (Sequential, Graph, a traced Module subclass, or a single built-in layer) to `path` as ONNX.
 
     input_shape: one input's full shape with a batch axis (1, 1, 28, 28), or a list of shapes for several
-    inputs; dtype: one dtype or one per input (integer ids for Embedding). The batch axis (axis 0 of every
+    inputs; dtype: one dtype or one per input (integer ids for Embedding). The model runs once on example
+    inputs of these shapes (floats random, integers 0, booleans True), or on `example_inputs` (arrays, whose
+    shapes and dtypes then stand for input_shape and dtype) where those would not do. The batch axis (axis 0 of every
     input and output) is dynamic and named "batch"; `dynamic_axes` ({input index: {axis: name}}) replaces that
     for inputs, e.g. {0: {0: "seq", 1: "batch"}} for a sequence-first RNN. Parameters and buffers become
     initializers named by their fastnn names (recurrent layers: see export_recurrent.py). Eval semantics
@@ -183,7 +185,13 @@ def export(model, path, input_shape, *, dtype="float32", opset=DEFAULT_OPSET, in
     opset = int(opset)
     if opset < 17:
         raise ValueError(f"fastnn.onnx.export: opset must be 17 or later, got {opset}")
-    examples = _example_inputs(input_shape, dtype)
+    if example_inputs is not None:
+        examples = [np.asarray(x) for x in (example_inputs if isinstance(example_inputs, (list, tuple))
+                                              else [example_inputs])]
+    elif input_shape is None:
+        raise TypeError("fastnn.onnx.export: give input_shape (or example_inputs)")
+    else:
+        examples = _example_inputs(input_shape, dtype)
     b = OnnxBuilder(onnx)
     b.opset = opset
     names = list(input_names) if input_names is not None else (

@@ -22,23 +22,20 @@ The mapping (eval semantics):
     the initializers weight_g and weight_v, then the wrapped layer's ops on w;
     AdditiveAttention -> Tanh(keys·Wkᵀ + b + (query·Wqᵀ)[:, None]) · v, Where for the mask, Softmax over T,
     MatMul of the weights with the keys (outputs context, weights);  RNN/LSTM/GRU -> see export_recurrent.py.
-    Not mapped (ExportError naming the layer): Seq2Seq (its decoder steps in Python), GatedFeedbackRNN, and
-    any layer not listed here.
+    Seq2Seq -> export_seq2seq.py (the decoder unrolled over the target length of the export's input).
+    Not mapped (ExportError naming the layer): GatedFeedbackRNN, and any layer not listed here.
 """
 import numpy as np
 
 from .. import nn
 from .export_functional import ExportError, flatten_shape, linear, reduce, _silu, _softplus
+from .export_attention import attention_keys, attention_step
 from .export_recurrent import recurrent
+from .export_seq2seq import seq2seq
 
 
 def _param(b, module, prefix, name):
-    if prefix + name in b.overrides:  # a weight computed by ONNX ops (WeightNorm)
-        return b.overrides[prefix + name]
-    p = getattr(module, name, None)
-    if p is None:
-        return None
-    return b.initializer(prefix + name, p.data if isinstance(p, nn.Parameter) else p)
+    return b.param(module, prefix, name)
 
 
 def _linear(b, m, prefix, args, out):
@@ -255,21 +252,9 @@ def _weight_norm(b, m, prefix, args, out):
 
 def _additive_attention(b, m, prefix, args, out):
     query, keys = args[0], args[1]
-    mask = args[2] if len(args) > 2 else None
-    dtype = out[0].dtype
-    kt = b.op("Transpose", [_param(b, m, prefix, "key_weight")], prefix + "key_weight_T", perm=[1, 0])
-    proj = b.op("MatMul", [keys.name, kt], prefix + "key_proj")
-    if m.bias is not None:
-        proj = b.op("Add", [proj, _param(b, m, prefix, "bias")], prefix + "key_proj_b")
-    qt = b.op("Transpose", [_param(b, m, prefix, "query_weight")], prefix + "query_weight_T", perm=[1, 0])
-    qp = b.op("Unsqueeze", [b.op("MatMul", [query.name, qt], prefix + "query_proj"), b.ints([1])], prefix + "q")
-    a = b.op("Tanh", [b.op("Add", [proj, qp], prefix + "pre")], prefix + "a")
-    e = b.op("MatMul", [a, _param(b, m, prefix, "v")], prefix + "scores")
-    if mask is not None:
-        e = b.op("Where", [mask.name, e, b.scalar(-np.inf, dtype)], prefix + "masked")
-    w = b.op("Softmax", [e], prefix + "weights", axis=1)
-    ctx = b.op("MatMul", [b.op("Unsqueeze", [w, b.ints([1])], prefix + "w3"), keys.name], prefix + "ctx3")
-    return (b.op("Squeeze", [ctx, b.ints([1])], prefix + "context"), w)
+    mask = args[2].name if len(args) > 2 and args[2] is not None else None
+    proj = attention_keys(b, m, prefix, keys.name)
+    return attention_step(b, m, prefix, proj, keys.name, query.name, mask, out[0].dtype)
 
 
 # Checked in order (subclasses first).
@@ -286,7 +271,8 @@ MODULES = [
     (nn.SELU, _activation), (nn.Sigmoid, _activation), (nn.Hardsigmoid, _activation), (nn.Tanh, _activation),
     (nn.Softplus, _activation), (nn.Softsign, _activation), (nn.SiLU, _activation), (nn.Threshold, _activation),
     (nn.Maxout, _maxout), (nn.Interaction, _interaction), (nn.LocalResponseNorm, _lrn),
-    (nn.WeightNorm, _weight_norm), (nn.AdditiveAttention, _additive_attention), (nn.LSTM, recurrent), (nn.GRU, recurrent), (nn.RNN, recurrent),
+    (nn.WeightNorm, _weight_norm), (nn.AdditiveAttention, _additive_attention),
+    (nn.Seq2Seq, seq2seq), (nn.LSTM, recurrent), (nn.GRU, recurrent), (nn.RNN, recurrent),
 ]
 
 

@@ -115,9 +115,27 @@ def test_embedding_takes_integer_ids(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean"])
-def test_embedding_bag_of_fixed_size_bags(mode, tmp_path):
+@pytest.mark.parametrize("pad", [None, 0])
+def test_embedding_bag_of_fixed_size_bags(mode, pad, tmp_path):
     fnn.manual_seed(0)
-    check(nn.EmbeddingBag(10, 4, mode=mode), tmp_path, [rng(0).integers(0, 10, (5, 3))])
+    ids = rng(0).integers(0, 10, (6, 4))
+    ids[0] = 0  # a bag of padding only (when padding_idx=0): zeros
+    check(nn.EmbeddingBag(10, 4, mode=mode, padding_idx=pad), tmp_path, [ids])
+
+
+def test_embedding_bag_with_per_sample_weights(tmp_path):
+    fnn.manual_seed(0)
+    bag = nn.EmbeddingBag(10, 4, mode="sum", padding_idx=3)
+
+    class Weighted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bag = bag
+
+        def forward(self, ids, w):
+            return self.bag(ids, None, w)
+
+    check(Weighted(), tmp_path, [rng(0).integers(0, 10, (6, 4)), x32((6, 4), 1)])
 
 
 @pytest.mark.parametrize("opset", [18, 20])

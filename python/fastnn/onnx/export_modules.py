@@ -11,7 +11,8 @@ The mapping (eval semantics):
     Mul/Add by the per-channel weight and bias;  Dropout, Dropout2d, Identity -> Identity;  Flatten, Unflatten, Reshape ->
     Reshape;  containers (Sequential, Residual, Parallel, Add/Mul/Concat/Stack, ModuleList in a traced forward)
     are walked through their graphs;
-    Embedding -> Gather;  EmbeddingBag (2-D ids, no offsets) -> Gather + ReduceSum/ReduceMean/ReduceMax;
+    Embedding -> Gather;  EmbeddingBag (2-D ids) -> Gather + ReduceSum/ReduceMean, with padding_idx and
+    per_sample_weights as weights (Equal/Not/Cast, Mul) and the mean divided by the count of real entries;
     PReLU -> PRelu (slope reshaped to (C, 1, ...));  ReLU -> Relu, or Clip when capped;  ReLU6 -> Clip;
     LeakyReLU -> LeakyRelu;  ELU -> Elu;  SELU -> Selu;  Sigmoid, Tanh, Softsign;  Hardsigmoid -> HardSigmoid
     (alpha 0.2, beta 0.5: fastnn's Keras form);  Softplus -> Softplus (divided by beta);  SiLU -> x·Sigmoid(x);
@@ -150,12 +151,29 @@ def _embedding(b, m, prefix, args, out):
 
 
 def _embedding_bag(b, m, prefix, args, out):
-    if len(args) != 1 or args[0].value.ndim != 2 or m.padding_idx is not None:
-        raise ExportError(f"ONNX export: {m!r} exports for 2-D ids (fixed-size bags) without offsets, "
-                          f"per_sample_weights or padding_idx only")
-    rows = b.op("Gather", [_param(b, m, prefix, "weight"), args[0].name], prefix + "gather", axis=0)
+    ids = args[0]
+    offsets = args[1] if len(args) > 1 else None
+    psw = args[2] if len(args) > 2 else None
+    if ids.value.ndim != 2 or offsets is not None:
+        raise ExportError(f"ONNX export: {m!r} exports for 2-D ids (fixed-size bags) only, not 1-D ids with offsets")
+    rows = b.op("Gather", [_param(b, m, prefix, "weight"), ids.name], prefix + "gather", axis=0)
     op_type = {"sum": "ReduceSum", "mean": "ReduceMean"}[m.mode]
-    return reduce(b, op_type, rows, [1], False, prefix + "embedding_bag")
+    if psw is None and m.padding_idx is None:
+        return reduce(b, op_type, rows, [1], False, prefix + "embedding_bag")
+    dtype = out.dtype
+    w = None if psw is None else psw.name
+    keep = None
+    if m.padding_idx is not None:  # padding entries weigh 0 and do not count in the mean
+        pad = b.const(np.asarray(m.padding_idx, ids.value.dtype), prefix + "pad")
+        keep = b.op("Cast", [b.op("Not", [b.op("Equal", [ids.name, pad], prefix + "is_pad")], prefix + "keep")],
+                    prefix + "keep_f", to=b.helper.np_dtype_to_tensor_dtype(dtype))
+        w = keep if w is None else b.op("Mul", [w, keep], prefix + "weights")
+    weighted = b.op("Mul", [rows, b.op("Unsqueeze", [w, b.ints([2])], prefix + "w3")], prefix + "weighted")
+    total = reduce(b, "ReduceSum", weighted, [1], False, prefix + "bag_sum")
+    if m.mode == "sum":
+        return total
+    count = reduce(b, "ReduceSum", keep, [1], True, prefix + "count")
+    return b.op("Div", [total, b.op("Max", [count, b.scalar(1.0, dtype)], prefix + "count1")], prefix + "embedding_bag")
 
 
 def _maxout(b, m, prefix, args, out):

@@ -89,9 +89,10 @@ def test_export_then_load_sequential_cnn_same_outputs_and_names(tmp_path):
     np.testing.assert_array_equal(g.state_dict()["1.running_mean"], model.state_dict()["1.running_mean"])
 
 
-def test_export_then_load_prelu_and_lrn(tmp_path):
+def test_export_then_load_prelu_lrn_threshold(tmp_path):
     fnn.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.PReLU(3), nn.LocalResponseNorm(3), nn.Flatten(), nn.PReLU())
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.PReLU(3), nn.LocalResponseNorm(3), nn.Flatten(), nn.PReLU(),
+                          nn.Threshold(0.1, -1.0))
     g = roundtrip(model, tmp_path, [x32((4, 2, 5, 5))])
     assert [n for n, _ in g.named_parameters()] == [n for n, _ in model.named_parameters()]
 
@@ -165,7 +166,7 @@ class Functional(nn.Module):
         self.fc = nn.Linear(4, 4)
 
     def forward(self, x, y):
-        a = self.fc(x) * 2.0 - y / 3.0 + 1.0
+        a = self.fc(x) * 2.0 - y / 3.0 + 1.0 + F.unsqueeze(y[:, 0], 1).expand(-1, 4)
         b = F.matmul(a.reshape(a.shape[0], 2, 2), F.transpose(y.reshape(y.shape[0], 2, 2), 1, 2))
         c = F.cat([F.flatten(b, 1), a], dim=1)
         d = F.stack([a, y], dim=1).permute(0, 2, 1)

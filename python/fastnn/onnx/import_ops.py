@@ -190,7 +190,8 @@ def embedding_gather(b, node, data, idx):
 
 # -- element-wise and shape ops ----------------------------------------------------------------------------
 def _binary(op):
-    fold = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": None, "pow": np.power}
+    fold = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": None, "pow": np.power,
+            "gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal, "eq": np.equal}
 
     def imp(b, node):
         x, y = _get(b, node.input[0]), _get(b, node.input[1])
@@ -199,7 +200,7 @@ def _binary(op):
                 res = x // y if x.dtype.kind in "iu" and y.dtype.kind in "iu" else x / y
             else:
                 res = fold[op](x, y)
-            b.consts[node.output[0]] = np.asarray(res, np.result_type(x, y))
+            b.consts[node.output[0]] = np.asarray(res) if res.dtype == bool else np.asarray(res, np.result_type(x, y))
             return
         if isinstance(x, Sym) or isinstance(y, Sym):
             raise ValueError(f"fastnn.onnx.load: {node.op_type} node '{node.name}' computes with a run-time shape")
@@ -468,6 +469,33 @@ def _reduce(op):
     return imp
 
 
+def expand(b, node):
+    x, target = _get(b, node.input[0]), _get(b, node.input[1])
+    items = _sym_items(target, node)
+    if isinstance(x, np.ndarray) and not any(isinstance(i, DimRef) for i in items):
+        b.consts[node.output[0]] = x * np.ones(items, x.dtype)
+        return
+    x = _tensor(b, x)
+    lead = len(items) - x.value.ndim
+    # ONNX broadcasts (1 keeps the input's size); fastnn's expand keeps a size with -1
+    shape = tuple(-1 if (k >= lead and not isinstance(s, DimRef) and s == 1) else s for k, s in enumerate(items))
+    b.env[node.output[0]] = b.call("expand", [x, shape], hint=node.name)
+
+
+def where(b, node):
+    """Where(x > t, x, v) with constants t and v (what Threshold exports) -> Threshold(t, v)."""
+    cond = b.producers.get(node.input[0])
+    t = _get(b, cond.input[1]) if cond is not None and cond.op_type == "Greater" else None
+    v = _get(b, node.input[2])
+    if cond is None or cond.op_type != "Greater" or cond.input[0] != node.input[1] or \
+            not isinstance(t, np.ndarray) or t.size != 1 or not isinstance(v, np.ndarray) or v.size != 1:
+        raise ValueError(f"fastnn.onnx.load: Where node '{node.name}' is not the Where(x > t, x, v) of a Threshold; "
+                         f"fastnn has no general Where")
+    x = _get(b, node.input[1])
+    _module(b, node, nn.Threshold(float(t.reshape(-1)[0]), float(v.reshape(-1)[0])),
+            b.path_for(None, None, "threshold"), [x])
+
+
 def _consume_lazy(fn):
     """Wraps an importer so that ONNX recurrent Y values it reads are made first."""
     def imp(b, node):
@@ -494,7 +522,9 @@ IMPORTERS = {
     "Dropout": identity, "Identity": identity, "Constant": constant, "Shape": shape, "Gather": gather,
     "Unsqueeze": unsqueeze, "Squeeze": squeeze, "Concat": concat, "Reshape": reshape, "Transpose": transpose,
     "Flatten": flatten, "Slice": slice_, "ConstantOfShape": constant_of_shape,
-    "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"),
+    "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "Expand": expand, "Where": where,
+    "Greater": _binary("gt"), "GreaterOrEqual": _binary("ge"), "Less": _binary("lt"), "LessOrEqual": _binary("le"),
+    "Equal": _binary("eq"),
 }
 IMPORTERS = {k: (fn if k == "Constant" else _consume_lazy(fn)) for k, fn in IMPORTERS.items()}
 IMPORTERS["LSTM"] = IMPORTERS["GRU"] = IMPORTERS["RNN"] = _consume_lazy(recurrent_stack)

@@ -25,7 +25,7 @@ def x32(shape, seed=0):
     return rng(seed).standard_normal(shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["cnn_bn", "mlp", "lstm_classifier", "gelu_net_opset20"])
+@pytest.mark.parametrize("name", ["cnn_bn", "mlp", "lstm_classifier", "gelu_net_opset20", "gelu_net_opset17"])
 def test_torch_exports_load_with_torch_outputs(name):
     g = fnn.onnx.load(os.path.join(DATA, name + ".onnx"))
     ref = np.load(os.path.join(DATA, name + ".npz"))
@@ -171,7 +171,7 @@ class Functional(nn.Module):
         c = F.cat([F.flatten(b, 1), a], dim=1)
         d = F.stack([a, y], dim=1).permute(0, 2, 1)
         s = F.sum(d, dim=2) + F.mean(d, dim=(1, 2), keepdim=False)[:, None]
-        return F.softmax(c, dim=-1)[:, 1:7:2], s[..., -1], F.sigmoid(a) + F.tanh(y) + F.leaky_relu(a, 0.1)
+        return F.softmax(c, dim=-1)[:, 1:7:2], s[..., -1], F.sigmoid(a) + F.tanh(y) + F.leaky_relu(a, 0.1) + F.gelu(y)
 
 
 def test_export_then_load_functional_ops(tmp_path):

@@ -496,6 +496,52 @@ def where(b, node):
             b.path_for(None, None, "threshold"), [x])
 
 
+def _only_consumer(b, name, op_type):
+    users = b.consumers.get(name, [])
+    return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+
+def _scalar_input(b, node, value):
+    """Whether one input of `node` is the constant `value` (a scalar)."""
+    for n in node.input:
+        c = b.consts.get(n)
+        src = b.producers.get(n)
+        if c is None and src is not None and src.op_type == "Constant":  # a Constant node further on
+            scratch = {}
+            constant(_Scratch(scratch), src)
+            c = scratch.get(n)
+        if c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - value) < 1e-6:
+            return True
+    return False
+
+
+class _Scratch:
+    """Somewhere for constant() to put a Constant node's value without importing it yet."""
+
+    def __init__(self, consts):
+        self.consts = consts
+
+
+def erf(b, node):
+    """The exact GELU x·½(1 + erf(x/√2)) that torch (opset < 20) and fastnn write: Div(x, √2) or Mul(x, 1/√2),
+    Erf, Add 1, Mul by x, Mul by ½ -> gelu(x). fastnn has no erf of its own."""
+    scaled = b.producers.get(node.input[0])
+    x_name = None
+    if scaled is not None and scaled.op_type in ("Div", "Mul"):
+        x_name = scaled.input[0] if scaled.input[0] in b.env else scaled.input[1]
+        ok = _scalar_input(b, scaled, 2 ** 0.5 if scaled.op_type == "Div" else 2 ** -0.5)
+    add = _only_consumer(b, node.output[0], "Add")
+    times_x = add and _only_consumer(b, add.output[0], "Mul")
+    half = times_x and _only_consumer(b, times_x.output[0], "Mul")
+    if not (x_name and ok and add and _scalar_input(b, add, 1.0) and times_x and x_name in times_x.input and half
+            and _scalar_input(b, half, 0.5)):
+        raise ValueError(f"fastnn.onnx.load: Erf node '{node.name}' is not part of an exact GELU "
+                         f"(x/√2 -> Erf -> +1 -> ·x -> ·½); fastnn has no erf op")
+    for n in (add, times_x, half):
+        b.skip.add(tuple(n.output))
+    b.env[half.output[0]] = b.call("gelu", [_get(b, x_name)], {"approximate": "none"}, hint=node.name)
+
+
 def _consume_lazy(fn):
     """Wraps an importer so that ONNX recurrent Y values it reads are made first."""
     def imp(b, node):
@@ -524,7 +570,7 @@ IMPORTERS = {
     "Flatten": flatten, "Slice": slice_, "ConstantOfShape": constant_of_shape,
     "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "Expand": expand, "Where": where,
     "Greater": _binary("gt"), "GreaterOrEqual": _binary("ge"), "Less": _binary("lt"), "LessOrEqual": _binary("le"),
-    "Equal": _binary("eq"),
+    "Equal": _binary("eq"), "Erf": erf,
 }
 IMPORTERS = {k: (fn if k == "Constant" else _consume_lazy(fn)) for k, fn in IMPORTERS.items()}
 IMPORTERS["LSTM"] = IMPORTERS["GRU"] = IMPORTERS["RNN"] = _consume_lazy(recurrent_stack)

@@ -85,3 +85,5 @@ if __name__ == "__main__":
     make("mlp", MLP(), torch.randn(4, 8), {0: "batch"})
     make("lstm_classifier", LSTMClassifier(), torch.randn(3, 5, 4), {0: "batch", 1: "seq"})
     make("gelu_net_opset20", GeluNet(), torch.randn(3, 2, 5, 5), {0: "batch"}, opset=20)
+    # opset 17 has no Gelu op: torch writes x/√2 -> Erf -> +1 -> ·x -> ·½
+    make("gelu_net_opset17", GeluNet(), torch.randn(3, 2, 5, 5), {0: "batch"}, opset=17)

@@ -366,8 +366,8 @@ class _Search:
 class GridSearch(_Search):
     """Trains one model per combination of param_grid (dict name -> list of values, or a list of such dicts)
     and ranks them by `monitor` on the validation set (mode "auto": maximise names containing "acc",
-    minimise the rest). After fit: results_ (list of dicts, best first: rank, trial, params, score, history,
-    fit_time[, error]), best_params_, best_score_, best_model_, best_trainer_, best_index_; summary() is a
+    minimise the rest). After fit: ``results_`` (list of dicts, best first: rank, trial, params, score, history,
+    fit_time[, error]), ``best_params_``, ``best_score_``, ``best_model_``, ``best_trainer_``, ``best_index_``; summary() is a
     table. error_score: "raise" (default) or a score given to a trial whose build or fit raises."""
 
     def __init__(self, build_fn, param_grid, *, monitor="val_loss", mode="auto", seed=None, fit_kwargs=None,

@@ -8,6 +8,43 @@ from .module import LayerSpec, Module
 
 
 class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability ``p`` and scale the rest by ``1/(1-p)``.
+
+    In eval mode (``model.eval()``) it is the identity, so no rescaling is needed at inference. Masks draw
+    from fastnn's generator (:func:`fastnn.manual_seed` makes them reproducible).
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Probability of zeroing an element, in [0, 1].
+
+    Shape
+    -----
+    - Input: any shape.
+    - Output: the input's shape.
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        If ``p`` is outside [0, 1].
+
+    See Also
+    --------
+    Dropout2d : zeroes whole channels.
+    fastnn.nn.functional.dropout
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> drop = fnn.nn.Dropout(p=0.5)
+    >>> y = drop(np.ones((2, 8), np.float32))
+    >>> sorted(set(y.ravel().tolist()))                 # zeros and survivors scaled by 2
+    [0.0, 2.0]
+    >>> float(drop.eval()(np.ones((2, 8), np.float32)).min())  # identity in eval mode
+    1.0
+    """
     def __init__(self, p=0.5):
         super().__init__()
         if not 0.0 <= float(p) <= 1.0:

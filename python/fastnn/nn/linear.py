@@ -9,9 +9,48 @@ from .module import LayerSpec, Module, Parameter
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias. weight [out_features, in_features], bias [out_features]; input (*, in_features):
-    (N, in), unbatched (in,), or any leading dimensions (N, T, in), as PyTorch. Initialised as PyTorch:
-    U(±1/√in_features) for weight and bias."""
+    """Fully connected layer: ``y = x @ weight.T + bias``.
+
+    Initialised as PyTorch: weight and bias from ``U(±1/√in_features)``.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of each input sample; > 0.
+    out_features : int
+        Size of each output sample; > 0.
+    bias : bool, default True
+        Learn an additive bias.
+
+    Shape
+    -----
+    - Input: ``(*, in_features)`` — ``(N, in)``, unbatched ``(in,)``, or any leading dimensions such as
+      ``(N, T, in)``, as PyTorch.
+    - Output: ``(*, out_features)``.
+    - Parameters: ``weight`` ``(out_features, in_features)``, ``bias`` ``(out_features,)``.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, or an input whose last dimension is not ``in_features`` (the message
+        names the layer and the shape).
+
+    See Also
+    --------
+    fastnn.nn.functional.linear
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> layer = fnn.nn.Linear(20, 30)
+    >>> layer(np.ones((128, 20), np.float32)).shape
+    (128, 30)
+    >>> layer.weight.shape, layer.bias.shape
+    ((30, 20), (30,))
+    >>> dx = layer.backward(np.ones((128, 30), np.float32))      # fills weight.grad and bias.grad
+    >>> dx.shape, float(layer.bias.grad[0])
+    ((128, 20), 128.0)
+    """
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()

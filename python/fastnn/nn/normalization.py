@@ -185,7 +185,7 @@ class LayerNorm(Module):
 
 
 class GroupNorm(Module):
-    """Splits the channels of (N, C, *) input into num_groups groups, normalises each (sample, group) by its
+    """Splits the channels of ``(N, C, *)`` input into num_groups groups, normalises each (sample, group) by its
     mean and biased variance, then scales and shifts per channel (weight, bias of shape (C,)) when affine."""
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
@@ -223,7 +223,7 @@ class GroupNorm(Module):
 
 class LocalResponseNorm(Module):
     """b_c = a_c / (k + alpha/size · Σ a_c'²)^beta, the sum over `size` channels around c (zero-padded), for
-    (N, C, *) input with at least 3 dimensions. Defaults are the seed's (AlexNet's) values; note k=2 where
+    ``(N, C, *)`` input with at least 3 dimensions. Defaults are the seed's (AlexNet's) values; note k=2 where
     PyTorch's default is k=1.0."""
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):

@@ -10,7 +10,7 @@ __all__ = ["Reshape"]
 
 
 class Reshape(Module):
-    """(N, ...) -> (N, *shape); one entry of shape may be -1. Reshape(16, 7, 7) after a Linear(·, 784)."""
+    """``(N, ...) -> (N, *shape)``; one entry of shape may be -1. ``Reshape(16, 7, 7)`` after a ``Linear(·, 784)``."""
 
     def __init__(self, *shape):
         super().__init__()

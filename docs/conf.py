@@ -100,8 +100,8 @@ PREFORMATTED = {"fastnn.Trainer", "fastnn.trainer.Trainer", "fastnn.nn.Softsign"
 def _preformat(app, what, name, obj, options, lines):
     if name not in PREFORMATTED or not lines:
         return
-    body = lines[1:]
-    lines[1:] = ["", "::", ""] + ["    " + line for line in body] + [""]
+    body = list(lines)
+    lines[:] = ["::", ""] + ["    " + line for line in body] + [""]
 
 
 def setup(app):

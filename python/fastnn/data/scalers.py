@@ -130,7 +130,7 @@ class StandardScaler:
         return X
 
     def transform(self, X):
-        """(X - mean_) / scale_ as a new array (float32 or float64, see the class docstring)."""
+        """(X - ``mean_``) / ``scale_`` as a new array (float32 or float64, see the class docstring)."""
         X = self._check_fitted(X, "transform")
         out = X.astype(np.float64, copy=True)
         if self.with_mean:
@@ -143,7 +143,7 @@ class StandardScaler:
         return self.fit(X).transform(X)
 
     def inverse_transform(self, X):
-        """X * scale_ + mean_: back to the original units."""
+        """X * ``scale_`` + ``mean_``: back to the original units."""
         X = self._check_fitted(X, "inverse_transform")
         out = X.astype(np.float64, copy=True)
         if self.with_std:

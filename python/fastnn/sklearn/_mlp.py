@@ -164,7 +164,7 @@ _COMMON_DOC = """
     optimizer : str or fastnn.optim.Optimizer subclass, default='adam'
         'adam', 'adamw', 'sgd' (momentum 0.9 and Nesterov unless optimizer__momentum / optimizer__nesterov
         say otherwise, as scikit-learn's solver='sgd'), 'rmsprop', 'adagrad', 'rprop', or a class.
-        Options go as ``optimizer__<name>``=value (optimizer__betas=(0.9, 0.99)).
+        Options go as ``optimizer__<name>=value`` (optimizer__betas=(0.9, 0.99)).
     alpha : float, default=1e-4
         L2 penalty: alpha/(2·n)·Σ‖W‖² is added to the loss of each batch of n samples (the sum of their
         weights with sample_weight); biases are not penalised.
@@ -202,7 +202,7 @@ _COMMON_DOC = """
     dtype : {'float32', 'float64'}, default='float32'
         Precision of the weights and of the computation.
     **kwargs
-        Nested optimizer options, ``optimizer__<name>``=value."""
+        Nested optimizer options, ``optimizer__<name>=value``."""
 
 _ATTRIBUTES_DOC = """
     n_features_in_ : int

@@ -5,6 +5,7 @@ errors). The example gallery runs ``examples/`` at build time in quick mode (``F
 epochs); ``FASTNN_DOCS_QUICK=0`` runs them in full.
 """
 import glob
+import inspect
 import os
 import sys
 
@@ -77,19 +78,19 @@ sphinx_gallery_conf = {
 }
 
 # Layers document their array shapes in a "Shape" section (input, output, parameters), as PyTorch's docs
-# do. numpydoc knows no such section: teach its parser the name, and render it just before "Notes".
+# do. numpydoc knows no such section: teach its parser the name, and render it right after "Parameters".
 docscrape.NumpyDocString.sections.setdefault("Shape", [])
-_str_section = docscrape_sphinx.SphinxDocString._str_section
+_str_param_list = docscrape_sphinx.SphinxDocString._str_param_list
 
 
-def _str_section_with_shape(self, name):
-    out = _str_section(self, name)
-    if name == "Notes":
-        out = _str_section(self, "Shape") + out
+def _str_param_list_with_shape(self, name, *args, **kwargs):
+    out = _str_param_list(self, name, *args, **kwargs)
+    if name == "Parameters":
+        out = out + self._str_section("Shape")
     return out
 
 
-docscrape_sphinx.SphinxDocString._str_section = _str_section_with_shape
+docscrape_sphinx.SphinxDocString._str_param_list = _str_param_list_with_shape
 
 # Docstrings not yet in numpydoc form whose files are being changed on other branches (trainer.py,
 # nn/activations.py): their prose is shown as preformatted text rather than parsed as reST, which it is
@@ -104,5 +105,18 @@ def _preformat(app, what, name, obj, options, lines):
     lines[:] = ["::", ""] + ["    " + line for line in body] + [""]
 
 
+def _class_signature(app, what, name, obj, options, signature, return_annotation):
+    """Module.__new__(klass, *args, **kwargs) records constructor arguments for fastnn.save; autodoc would
+    show that generic signature for every layer. Show the class's __init__ signature instead."""
+    if what != "class" or signature not in ("(*args, **kwargs)", "(klass, *args, **kwargs)"):
+        return None
+    init = getattr(obj, "__init__", None)
+    if not inspect.isfunction(init):
+        return None
+    sig = inspect.signature(init)
+    return str(sig.replace(parameters=list(sig.parameters.values())[1:])), return_annotation
+
+
 def setup(app):
-    app.connect("autodoc-process-docstring", _preformat, priority=100)
+    app.connect("autodoc-process-docstring", _preformat, priority=900)  # after numpydoc (500)
+    app.connect("autodoc-process-signature", _class_signature)

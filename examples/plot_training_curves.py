@@ -1,5 +1,5 @@
 """Training curves: loss and accuracy per epoch
-===========================================
+=============================================
 
 An MLP on scikit-learn's handwritten digits, trained by :class:`fastnn.Trainer` with 20% of the training
 images held out for validation. ``Trainer.fit`` returns the history (one value per epoch for every metric,

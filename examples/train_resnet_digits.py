@@ -83,4 +83,4 @@ def main(seed=0, epochs=30, verbose=1):
 
 if __name__ == "__main__":
     # The documentation build sets FASTNN_DOCS_QUICK=1: a few epochs only, so its accuracy is lower.
-    main(epochs=2 if os.environ.get("FASTNN_DOCS_QUICK") == "1" else 30)
+    main(epochs=1 if os.environ.get("FASTNN_DOCS_QUICK") == "1" else 30)

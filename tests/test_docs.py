@@ -30,6 +30,12 @@ import api_pages  # noqa: E402
 # Modules whose public names all have full numpydoc docstrings (summary, Parameters, Returns, ...).
 NUMPYDOC_MODULES = ["fastnn", "fastnn.nn.functional", "fastnn.optim", "fastnn.data", "fastnn.callbacks",
                     "fastnn.schedules", "fastnn.init", "fastnn.metrics", "fastnn.regularizers", "fastnn.utils"]
+# fastnn.nn: the public names defined in these of its files are complete too. (Not yet: activations.py,
+# losses.py, recurrent.py - changed on other branches -, attention.py, seq2seq.py, tracing.py.)
+NUMPYDOC_NN_FILES = ["fastnn.nn.module", "fastnn.nn.sequential", "fastnn.nn.linear", "fastnn.nn.dropout",
+                     "fastnn.nn.shape", "fastnn.nn.center_loss", "fastnn.nn.interaction", "fastnn.nn.conv",
+                     "fastnn.nn.pooling", "fastnn.nn.normalization", "fastnn.nn.embedding", "fastnn.nn.containers",
+                     "fastnn.nn.graph"]
 # Public names of those modules whose numpydoc docstring is not written yet, with the reason.
 NUMPYDOC_PENDING = {
     "fastnn.Trainer": "trainer.py is being changed on the distributed-training branch; its docstring is "
@@ -118,15 +124,16 @@ def _documented_params(section):
 
 
 def _signature_params(obj):
-    """The parameters a user passes: a class's constructor arguments (none when the constructor is a builtin's,
-    e.g. an exception class), a function's arguments."""
-    if inspect.isclass(obj) and not inspect.isfunction(obj.__init__):
-        return []
+    """The parameters a user passes: a class's constructor arguments (its __init__'s, less self; none when
+    __init__ is a builtin's, e.g. an exception class), a function's arguments."""
+    if inspect.isclass(obj):
+        if not inspect.isfunction(obj.__init__):
+            return []
+        return [p.name for p in list(inspect.signature(obj.__init__).parameters.values())[1:]]
     try:
-        sig = inspect.signature(obj)
+        return [p.name for p in inspect.signature(obj).parameters.values()]
     except (TypeError, ValueError):
         return []
-    return [p.name for p in sig.parameters.values()]
 
 
 def _numpydoc_names():
@@ -135,6 +142,11 @@ def _numpydoc_names():
         for name in api_pages.public_names(module_name):
             if f"{module_name}.{name}" not in NUMPYDOC_PENDING:
                 yield f"{module_name}.{name}", getattr(module, name)
+    import fastnn.nn
+    for name in api_pages.public_names("fastnn.nn"):
+        obj = getattr(fastnn.nn, name)
+        if obj.__module__ in NUMPYDOC_NN_FILES:
+            yield f"fastnn.nn.{name}", obj
 
 
 @pytest.mark.parametrize("qualname,obj", list(_numpydoc_names()), ids=lambda v: v if isinstance(v, str) else "")

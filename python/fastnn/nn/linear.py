@@ -107,7 +107,24 @@ class Linear(Module):
 
 
 class Identity(Module):
-    """Returns its input unchanged (accepts and ignores constructor arguments, like PyTorch)."""
+    """Returns its input unchanged (a placeholder; accepts and ignores constructor arguments, like PyTorch).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Ignored.
+
+    Shape
+    -----
+    - Input: any shape. Output: the same.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> x = np.ones(3, np.float32)
+    >>> np.array_equal(fnn.nn.Identity(54, unused="x")(x), x)
+    True
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -123,7 +140,31 @@ class Identity(Module):
 
 
 class Flatten(Module):
-    """Flattens dimensions start_dim..end_dim (default: all but the batch dimension)."""
+    """Flatten dimensions ``start_dim`` to ``end_dim`` into one (by default all but the batch dimension).
+
+    Parameters
+    ----------
+    start_dim : int, default 1
+        First dimension flattened.
+    end_dim : int, default -1
+        Last dimension flattened.
+
+    Shape
+    -----
+    - Input: ``(N, *dims)``.
+    - Output: ``(N, prod(dims))`` by default.
+    - Parameters: none.
+
+    See Also
+    --------
+    Unflatten, Reshape
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Flatten()(np.zeros((32, 8, 4, 4), np.float32)).shape
+    (32, 128)
+    """
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
@@ -152,7 +193,31 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
-    """Splits dimension `dim` into `unflattened_size`."""
+    """Split dimension ``dim`` into ``unflattened_size``.
+
+    Parameters
+    ----------
+    dim : int
+        The dimension to split.
+    unflattened_size : tuple of int
+        Its new sizes; their product must equal its size.
+
+    Shape
+    -----
+    - Input: ``(*, S, *)`` with ``S = prod(unflattened_size)`` at ``dim``.
+    - Output: ``(*, *unflattened_size, *)``.
+    - Parameters: none.
+
+    See Also
+    --------
+    Flatten
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Unflatten(1, (8, 4, 4))(np.zeros((2, 128), np.float32)).shape
+    (2, 8, 4, 4)
+    """
 
     def __init__(self, dim, unflattened_size):
         super().__init__()

@@ -28,8 +28,9 @@ sys.path.insert(0, DOCS)
 import api_pages  # noqa: E402
 
 # Modules whose public names all have full numpydoc docstrings (summary, Parameters, Returns, ...).
-NUMPYDOC_MODULES = ["fastnn", "fastnn.nn.functional", "fastnn.optim", "fastnn.data", "fastnn.callbacks",
-                    "fastnn.schedules", "fastnn.init", "fastnn.metrics", "fastnn.regularizers", "fastnn.utils"]
+NUMPYDOC_MODULES = ["fastnn", "fastnn.nn.functional", "fastnn.optim", "fastnn.data", "fastnn.data.transforms",
+                    "fastnn.callbacks", "fastnn.schedules", "fastnn.init", "fastnn.metrics", "fastnn.regularizers",
+                    "fastnn.tune", "fastnn.utils", "fastnn.sklearn"]
 # fastnn.nn: the public names defined in these of its files are complete too. (Not yet: activations.py,
 # losses.py, recurrent.py - changed on other branches -, attention.py, seq2seq.py, tracing.py.)
 NUMPYDOC_NN_FILES = ["fastnn.nn.module", "fastnn.nn.sequential", "fastnn.nn.linear", "fastnn.nn.dropout",

@@ -111,7 +111,8 @@ def _warn_constant(data, what):
 def zeros_(tensor):
     """Fill with zeros.
 
-    A weight of 2 or more dimensions gets a :class:`UserWarning`: every unit would get the same value, its gradients would stay equal and symmetry would never break. Biases (1-D) do not warn.
+    A weight of 2 or more dimensions gets a :class:`UserWarning`: every unit would get the same value, its gradients
+    would stay equal and symmetry would never break. Biases (1-D) do not warn.
 
     Parameters
     ----------

@@ -261,7 +261,8 @@ class Conv2d(_ConvNd):
     Shape
     -----
     - Input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
-    - Output: ``(N, C_out, H_out, W_out)``, ``H_out = floor((H + 2·padding[0] − dilation[0]·(kH − 1) − 1) / stride[0]) + 1, and likewise W_out``.
+    - Output: ``(N, C_out, H_out, W_out)``, ``H_out = floor((H + 2·padding[0] − dilation[0]·(kH − 1) − 1) /
+      stride[0]) + 1, and likewise W_out``.
     - Parameters: ``weight`` ``(C_out, C_in / groups, kH, kW)``, ``bias`` ``(C_out,)``.
 
     Raises

@@ -50,7 +50,8 @@ def _apply(name, args, kwargs=None):
 def relu(x, inplace=False):
     """Rectified linear unit, ``max(0, x)`` element-wise.
 
-    On arrays it computes eagerly; inside a traced forward or a Keras-style graph it is recorded, and backward runs its gradient.
+    On arrays it computes eagerly; inside a traced forward or a Keras-style graph it is recorded, and backward runs
+    its gradient.
 
     Parameters
     ----------
@@ -469,7 +470,8 @@ def abs(x):
 def linear(x, weight, bias=None):
     """Affine map ``x @ weight.T + bias``.
 
-    Parameters may be passed as they are (``F.linear(x, self.weight, self.bias)``); inside a traced forward their gradients go to ``.grad``.
+    Parameters may be passed as they are (``F.linear(x, self.weight, self.bias)``); inside a traced forward their
+    gradients go to ``.grad``.
 
     Parameters
     ----------

@@ -182,6 +182,19 @@ class NeuralNetRegressor(RegressorTask, RegressorMixin, _NetBase):
 
     Attributes
     ----------{_NET_ATTRIBUTES}
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> from fastnn.sklearn import NeuralNetRegressor
+    >>> def mlp(n_features_in, n_outputs, width=16):
+    ...     return fnn.nn.Sequential(fnn.nn.Linear(n_features_in, width), fnn.nn.Tanh(),
+    ...                              fnn.nn.Linear(width, n_outputs))
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (200, 2)).astype(np.float32)
+    >>> y = X[:, 0] - 2 * X[:, 1]
+    >>> net = NeuralNetRegressor(mlp, module__width=16, lr=1e-2, max_epochs=50, random_state=0).fit(X, y)
+    >>> net.predict(X).shape, net.score(X, y) > 0.9
+    ((200,), True)
     """
 
     def _default_loss(self, multilabel):

@@ -32,11 +32,11 @@ NUMPYDOC_MODULES = ["fastnn", "fastnn.nn.functional", "fastnn.optim", "fastnn.da
                     "fastnn.callbacks", "fastnn.schedules", "fastnn.init", "fastnn.metrics", "fastnn.regularizers",
                     "fastnn.tune", "fastnn.utils", "fastnn.sklearn"]
 # fastnn.nn: the public names defined in these of its files are complete too. (Not yet: activations.py,
-# losses.py, recurrent.py - changed on other branches -, attention.py, seq2seq.py, tracing.py.)
+# losses.py and recurrent.py, which are being changed on other branches.)
 NUMPYDOC_NN_FILES = ["fastnn.nn.module", "fastnn.nn.sequential", "fastnn.nn.linear", "fastnn.nn.dropout",
                      "fastnn.nn.shape", "fastnn.nn.center_loss", "fastnn.nn.interaction", "fastnn.nn.conv",
                      "fastnn.nn.pooling", "fastnn.nn.normalization", "fastnn.nn.embedding", "fastnn.nn.containers",
-                     "fastnn.nn.graph"]
+                     "fastnn.nn.graph", "fastnn.nn.attention", "fastnn.nn.seq2seq", "fastnn.nn.tracing"]
 # Public names of those modules whose numpydoc docstring is not written yet, with the reason.
 NUMPYDOC_PENDING = {
     "fastnn.Trainer": "trainer.py is being changed on the distributed-training branch; its docstring is "

@@ -23,6 +23,8 @@ MODULES = [
     ("fastnn.tune", "Hyper-parameter search."),
     ("fastnn.utils", "Gradient checks, freezing and partial loading."),
     ("fastnn.sklearn", "scikit-learn estimators trained by fastnn (needs scikit-learn)."),
+    ("fastnn.pretraining", "Greedy layer-wise autoencoder pretraining."),
+    ("fastnn.plot", "Training curves and schedules with matplotlib (needs matplotlib)."),
 ]
 
 

@@ -35,17 +35,20 @@ weights = model[0].weight.data          # (16, 1, 3, 3)
 print("first-layer weight", weights.shape, weights.dtype)
 
 # %%
-# The kernels (top) and the ReLU maps of the first convolution on one test digit (bottom).
+# The 16 kernels (top two rows) and the ReLU maps they give on one test digit (bottom two rows, in the same
+# order).
 model.eval()
 maps = nn.ReLU()(model[0](X_test[:1]))[0]   # (16, 8, 8)
-fig, axes = plt.subplots(2, 16, figsize=(16, 2.4))
+fig, axes = plt.subplots(4, 8, figsize=(10, 5.6))
 for k in range(16):
-    axes[0, k].imshow(weights[k, 0], cmap="RdBu_r")
-    axes[1, k].imshow(maps[k], cmap="gray")
-    for ax in axes[:, k]:
-        ax.set_xticks([])
-        ax.set_yticks([])
-axes[0, 0].set_ylabel("kernel")
-axes[1, 0].set_ylabel("map")
-fig.suptitle(f"first-layer filters; the test digit is a {y_test[0]}")
+    row, col = divmod(k, 8)
+    axes[row, col].imshow(weights[k, 0], cmap="RdBu_r")
+    axes[row + 2, col].imshow(maps[k], cmap="gray")
+for ax in axes.flat:
+    ax.set_xticks([])
+    ax.set_yticks([])
+axes[0, 0].set_ylabel("kernels")
+axes[2, 0].set_ylabel("maps")
+fig.suptitle(f"first-layer filters of the digits CNN; the test digit is a {y_test[0]}")
+fig.tight_layout()
 plt.show()

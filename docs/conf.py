@@ -21,7 +21,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import fastnn  # noqa: E402
 import api_pages  # noqa: E402
-from numpydoc import docscrape, docscrape_sphinx  # noqa: E402
 
 api_pages.write_pages(os.path.join(HERE, "api"))
 
@@ -77,20 +76,25 @@ sphinx_gallery_conf = {
     "min_reported_time": 1,
 }
 
-# Layers document their array shapes in a "Shape" section (input, output, parameters), as PyTorch's docs
-# do. numpydoc knows no such section: teach its parser the name, and render it right after "Parameters".
-docscrape.NumpyDocString.sections.setdefault("Shape", [])
-_str_param_list = docscrape_sphinx.SphinxDocString._str_param_list
+def _teach_numpydoc_shape_sections():
+    """Layers document their array shapes in a "Shape" section (input, output, parameters), as PyTorch's docs
+    do. numpydoc knows no such section: teach its parser the name, and render it right after "Parameters".
+    (Called from setup(), so that importing this file needs no Sphinx package: tests/test_docs.py does.)"""
+    from numpydoc import docscrape, docscrape_sphinx
+    docscrape.NumpyDocString.sections.setdefault("Shape", [])
+    render_params = docscrape_sphinx.SphinxDocString._str_param_list
+    if getattr(render_params, "renders_shape", False):
+        return
 
+    def with_shape(self, name, *args, **kwargs):
+        out = render_params(self, name, *args, **kwargs)
+        if name == "Parameters":
+            out = out + self._str_section("Shape")
+        return out
 
-def _str_param_list_with_shape(self, name, *args, **kwargs):
-    out = _str_param_list(self, name, *args, **kwargs)
-    if name == "Parameters":
-        out = out + self._str_section("Shape")
-    return out
+    with_shape.renders_shape = True
+    docscrape_sphinx.SphinxDocString._str_param_list = with_shape
 
-
-docscrape_sphinx.SphinxDocString._str_param_list = _str_param_list_with_shape
 
 # Docstrings not yet in numpydoc form whose files are being changed on other branches (trainer.py,
 # nn/activations.py): their prose is shown as preformatted text rather than parsed as reST, which it is
@@ -118,5 +122,6 @@ def _class_signature(app, what, name, obj, options, signature, return_annotation
 
 
 def setup(app):
+    _teach_numpydoc_shape_sections()
     app.connect("autodoc-process-docstring", _preformat, priority=900)  # after numpydoc (500)
     app.connect("autodoc-process-signature", _class_signature)

@@ -84,4 +84,7 @@ if __name__ == "__main__":
     parser.add_argument("--checkpoint-dir", default=None, help="keep the checkpoint here (default: a temp dir)")
     parser.add_argument("--plot", default=None, help="save the training curves to this image (needs matplotlib)")
     args = parser.parse_args()
-    main(seed=args.seed, epochs=args.epochs, checkpoint_dir=args.checkpoint_dir, plot=args.plot)
+    result = main(seed=args.seed, epochs=args.epochs, checkpoint_dir=args.checkpoint_dir, plot=args.plot)
+    if quick and args.plot is None:  # the documentation build shows the training curves on the page
+        import fastnn.plot
+        fastnn.plot.history(result["history"], metrics=["loss", "accuracy", "lr"], title="digits MLP toolkit")

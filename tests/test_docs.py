@@ -206,6 +206,7 @@ def test_docstring_examples_run(module_name, _doctest_state):
 
 
 GUIDE_PAGES = sorted(p for p in glob.glob(os.path.join(DOCS, "guide", "*.rst")) if not p.endswith("index.rst"))
+GUIDE_PAGES.append(os.path.join(DOCS, "index.rst"))  # the landing page's example
 
 
 @pytest.mark.parametrize("page", GUIDE_PAGES, ids=os.path.basename)

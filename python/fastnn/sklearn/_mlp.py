@@ -215,7 +215,7 @@ _ATTRIBUTES_DOC = """
     history_ : dict of lists
         Per epoch: "loss" (with the penalty), {metric}, "lr", and with early stopping "val_loss" and
         "``val_{metric}``".
-    ``loss_``, ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``, ``n_iter_``, ``t_``, ``coefs_``,
+    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, n_iter_, t_, coefs_,
     intercepts_, n_layers_, out_activation_ : as scikit-learn's MLP."""
 
 

@@ -1,4 +1,7 @@
-"""The training toolkit on scikit-learn's digits: a learning-rate schedule, L2 regularisation, early stopping
+"""Training toolkit: schedule, L2, early stopping, checkpoint
+============================================================
+
+The training toolkit on scikit-learn's digits: a learning-rate schedule, L2 regularisation, early stopping
 and a checkpoint of the best model, which is reloaded at the end.
 
     python examples/train_digits_toolkit.py                      # checkpoint in a temporary directory
@@ -75,9 +78,13 @@ def main(seed=0, epochs=60, verbose=1, checkpoint_dir=None, patience=10, plot=No
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    quick = os.environ.get("FASTNN_DOCS_QUICK") == "1"   # the documentation build: a few epochs only
+    parser.add_argument("--epochs", type=int, default=6 if quick else 60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-dir", default=None, help="keep the checkpoint here (default: a temp dir)")
     parser.add_argument("--plot", default=None, help="save the training curves to this image (needs matplotlib)")
     args = parser.parse_args()
-    main(seed=args.seed, epochs=args.epochs, checkpoint_dir=args.checkpoint_dir, plot=args.plot)
+    result = main(seed=args.seed, epochs=args.epochs, checkpoint_dir=args.checkpoint_dir, plot=args.plot)
+    if quick and args.plot is None:  # the documentation build shows the training curves on the page
+        import fastnn.plot
+        fastnn.plot.history(result["history"], metrics=["loss", "accuracy", "lr"], title="digits MLP toolkit")

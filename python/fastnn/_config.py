@@ -55,9 +55,36 @@ def _text(value):
 
 
 def show_config(mode="stdout"):
-    """Prints how fastnn was built and runs here: version, compiler and flags, the CPU levels built, the CPU
-    features found, the kernel level in use and why, the OpenMP runtime and its path, the thread count (and,
-    in a forked child, whether it kept its threads). mode="dicts" returns the same as nested dicts instead."""
+    """Print how fastnn was built and how it runs on this machine, like :func:`numpy.show_config`.
+
+    The version; the compiler and flags; the CPU levels built; the CPU features found; the kernel level in use
+    and why (``FASTNN_CPU`` caps it); the OpenMP runtime and its path; the thread count and, in a forked child,
+    whether it kept its threads. Paste it into bug reports.
+
+    Parameters
+    ----------
+    mode : {"stdout", "dicts"}, default "stdout"
+        Print, or return the same information as nested dicts.
+
+    Returns
+    -------
+    dict or None
+        The nested dicts with ``mode="dicts"``; None otherwise.
+
+    Raises
+    ------
+    ValueError
+        For another mode.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> info = fnn.show_config(mode="dicts")
+    >>> list(info)
+    ['fastnn', 'python', 'build', 'cpu', 'kernels', 'openmp', 'threads']
+    >>> info["fastnn"]["version"] == fnn.__version__
+    True
+    """
     info = config()
     if mode == "dicts":
         return info

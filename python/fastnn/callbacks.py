@@ -27,12 +27,52 @@ __all__ = ["Callback", "CallbackList", "EarlyStopping", "LambdaCallback", "Learn
 
 
 class Callback:
-    """Base class: every hook does nothing."""
+    """Base class of the callbacks: every hook does nothing; override the ones you need.
+
+    The Trainer calls ``set_trainer`` before training; ``self.trainer`` is then the
+    :class:`fastnn.Trainer` and ``self.model`` its model. Setting ``self.trainer.stop_training = True`` ends
+    training after the current batch. The hooks, with their ``logs`` dicts:
+
+    - ``on_train_begin(logs)``, ``on_train_end(logs)``;
+    - ``on_epoch_begin(epoch, logs)``, ``on_epoch_end(epoch, logs)`` — logs: ``loss``, the metrics, ``val_*``,
+      ``lr``; epochs are 0-based, as in Keras;
+    - ``on_batch_begin(batch, logs)``, ``on_batch_end(batch, logs)`` — logs: ``loss``, ``size``, ``step``
+      (global), ``lr``;
+    - ``on_backward_end(batch, logs)`` — after backward, before the optimizer step.
+
+    See Also
+    --------
+    LambdaCallback : a callback from plain functions.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> X = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 2))
+    >>> trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1))
+    >>> class CountBatches(fnn.callbacks.Callback):
+    ...     def on_train_begin(self, logs=None):
+    ...         self.n = 0
+    ...     def on_batch_end(self, batch, logs=None):
+    ...         self.n += 1
+    >>> counter = CountBatches()
+    >>> _ = trainer.fit(X, y, epochs=2, batch_size=16, callbacks=[counter], verbose=0)
+    >>> counter.n
+    8
+    """
 
     def __init__(self):
         self.trainer = None
 
     def set_trainer(self, trainer):
+        """Attach the callback to ``trainer`` (the Trainer does this before training).
+
+        Parameters
+        ----------
+        trainer : fastnn.Trainer
+            The trainer whose ``fit`` runs the hooks.
+        """
         self.trainer = trainer
 
     @property
@@ -55,15 +95,46 @@ class Callback:
         pass
 
     def on_backward_end(self, batch, logs=None):
-        """After backward, before the optimizer step. logs: loss, size, step, and the batch itself (x, y).
-        Setting trainer.stop_training here also skips this batch's step."""
+        """After backward, before the optimizer step.
+
+        Parameters
+        ----------
+        batch : int
+            Index of the batch in the epoch.
+        logs : dict
+            ``loss``, ``size``, ``step`` and the batch itself (``x``, ``y``). Setting
+            ``trainer.stop_training`` here also skips this batch's step.
+        """
 
     def on_batch_end(self, batch, logs=None):
         pass
 
 
 class CallbackList:
-    """Calls a hook on every callback in order (used by the Trainer)."""
+    """Calls a hook on every callback in order (the Trainer uses it).
+
+    Parameters
+    ----------
+    callbacks : iterable of Callback
+        The callbacks, called in this order.
+    trainer : fastnn.Trainer
+        Given to every callback's ``set_trainer``.
+
+    Raises
+    ------
+    TypeError
+        If an item is not a :class:`Callback`.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> seen = []
+    >>> cbs = fnn.callbacks.CallbackList([fnn.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(e))],
+    ...                                  trainer=None)
+    >>> cbs.on_epoch_end(3, {})
+    >>> seen, len(cbs)
+    ([3], 1)
+    """
 
     def __init__(self, callbacks, trainer):
         self.callbacks = list(callbacks)
@@ -122,18 +193,56 @@ def _resolve_mode(callback, mode, monitor):
 
 
 class EarlyStopping(Callback):
-    """Stop training when `monitor` has not improved for `patience` epochs (Keras semantics).
+    """Stop training when a monitored value has not improved for ``patience`` epochs (Keras semantics).
 
-    An epoch improves when its value is better than the best so far by MORE than `min_delta` (an equal
-    value, or one better by exactly min_delta, is not an improvement). mode "auto" maximises monitors whose
-    name contains "acc" and minimises the rest. After `patience` epochs in a row without improvement,
-    training stops (`stopped_epoch` is that 0-based epoch; 0 when training ran to the end).
+    An epoch improves when its value is better than the best so far by *more* than ``min_delta`` (an equal
+    value, or one better by exactly ``min_delta``, is not an improvement). After ``patience`` epochs in a row
+    without improvement, training stops. After training, ``best`` is the best monitored value, ``best_epoch``
+    its epoch, and ``stopped_epoch`` the 0-based epoch training stopped at (0 when it ran to the end).
 
-    restore_best_weights: keep a copy of `model.state_dict()` from the best epoch and load it back when
-    training ends, whether or not it stopped early. `best` is the best monitored value, `best_epoch` its
-    epoch. baseline: training stops unless the monitor beats it within `patience` epochs.
-    start_from_epoch: epochs before it are not monitored (warm-up). A monitor missing from the logs raises
-    ValueError listing the available keys.
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        A key of the epoch logs: ``"loss"``, a metric, or their ``val_`` forms.
+    patience : int, default 5
+        Epochs without improvement before stopping.
+    min_delta : float, default 0.0
+        The margin an improvement must exceed.
+    restore_best_weights : bool, default True
+        Keep a copy of ``model.state_dict()`` from the best epoch and load it back when training ends,
+        whether or not it stopped early.
+    mode : {"auto", "min", "max"}, default "auto"
+        "auto" maximises monitors whose name contains "acc" and minimises the rest.
+    baseline : float or None, default None
+        Training stops unless the monitor beats it within ``patience`` epochs.
+    start_from_epoch : int, default 0
+        Epochs before it are not monitored (warm-up).
+    verbose : int, default 0
+        1 prints a line when training stops.
+
+    Raises
+    ------
+    ValueError
+        At the end of an epoch, if ``monitor`` is not in the logs (the message lists the keys), or for a
+        bad ``mode``.
+
+    See Also
+    --------
+    ModelCheckpoint
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> X = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 2))
+    >>> trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1))
+    >>> stop = fnn.callbacks.EarlyStopping(monitor="val_loss", patience=2)
+    >>> history = trainer.fit(X, y, epochs=100, validation_split=0.25, callbacks=[stop], verbose=0)
+    >>> len(history["loss"]) == (stop.stopped_epoch + 1 if stop.stopped_epoch else 100)
+    True
+    >>> stop.best == min(history["val_loss"])
+    True
     """
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, restore_best_weights=True, mode="auto",
@@ -197,7 +306,35 @@ class EarlyStopping(Callback):
 
 
 class LambdaCallback(Callback):
-    """A callback from plain functions: LambdaCallback(on_epoch_end=lambda epoch, logs: ...)."""
+    """A callback made of plain functions.
+
+    Parameters
+    ----------
+    on_train_begin, on_train_end : callable, optional
+        ``fn(logs)``.
+    on_epoch_begin, on_epoch_end : callable, optional
+        ``fn(epoch, logs)``.
+    on_batch_begin, on_batch_end : callable, optional
+        ``fn(batch, logs)``.
+
+    Raises
+    ------
+    TypeError
+        If a hook given is not callable.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> X = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 2))
+    >>> trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1))
+    >>> losses = []
+    >>> cb = fnn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: losses.append(logs["loss"]))
+    >>> _ = trainer.fit(X, y, epochs=3, callbacks=[cb], verbose=0)
+    >>> len(losses)
+    3
+    """
 
     def __init__(self, on_train_begin=None, on_train_end=None, on_epoch_begin=None, on_epoch_end=None,
                  on_batch_begin=None, on_batch_end=None):
@@ -212,8 +349,37 @@ class LambdaCallback(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Per-epoch learning rate: before each epoch, optimizer.lr = schedule(epoch, lr) (Keras's signature;
-    a one-argument schedule(epoch) works too). For per-step schedules use Trainer(schedule=...)."""
+    """Set the learning rate before every epoch: ``optimizer.lr = schedule(epoch, lr)``.
+
+    Keras's signature; a one-argument ``schedule(epoch)`` works too. For per-step schedules, give
+    ``Trainer(schedule=...)`` a :mod:`fastnn.schedules` object instead.
+
+    Parameters
+    ----------
+    schedule : callable
+        ``schedule(epoch, lr) -> new lr`` or ``schedule(epoch) -> lr``; epochs are 0-based.
+    verbose : int, default 0
+        1 prints the rate set at each epoch.
+
+    Raises
+    ------
+    TypeError
+        If ``schedule`` is not callable.
+    ValueError
+        If it returns a non-finite rate.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> X = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 2))
+    >>> trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1))
+    >>> halve = fnn.callbacks.LearningRateScheduler(lambda epoch, lr: lr if epoch == 0 else lr / 2)
+    >>> history = trainer.fit(X, y, epochs=3, callbacks=[halve], verbose=0)
+    >>> history["lr"]
+    [0.1, 0.05, 0.025]
+    """
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
@@ -243,11 +409,41 @@ def _accepts_two_args(fn):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training at the first batch whose loss or gradients are NaN or infinite, before its optimizer
-    step (so the weights stay finite), with a message naming where the non-finite values start: the first
-    layer whose output is non-finite (the batch is replayed layer by layer; parameters, buffers and the
-    random state are restored afterwards), else the first parameter, in backward order, whose gradient is.
-    The message is printed and kept in `message`; `stopped_batch` is the global step."""
+    """Stop training at the first batch whose loss or gradients are NaN or infinite, before its optimizer step.
+
+    The weights stay finite. The message names where the non-finite values start: the first layer whose
+    output is non-finite (the batch is replayed layer by layer; parameters, buffers and the random state are
+    restored afterwards), else the first parameter, in backward order, whose gradient is. It is printed and
+    kept in ``message``; ``stopped_batch`` is the global step.
+
+    Parameters
+    ----------
+    verbose : int, default 1
+        0 keeps the message silent (still in ``message``).
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> X = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 2))
+    >>> trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1))
+    >>> class SquaredError:          # a loss of your own, which does not check its input
+    ...     def __call__(self, pred, target):
+    ...         self.diff = pred - target[:, None]
+    ...         return float((self.diff ** 2).mean())
+    ...     def backward(self):
+    ...         return 2 * self.diff / self.diff.size
+    >>> model[0].weight.data[0, 0] = np.nan            # a weight gone bad
+    >>> bias = model[0].bias.data.copy()
+    >>> nan_stop = fnn.callbacks.TerminateOnNaN(verbose=0)
+    >>> trainer = fnn.Trainer(model, SquaredError(), fnn.optim.SGD(model.parameters(), lr=0.1))
+    >>> _ = trainer.fit(X, y.astype(np.float32), epochs=3, callbacks=[nan_stop], verbose=0)
+    >>> nan_stop.stopped_batch, "layer '0'" in nan_stop.message
+    (0, True)
+    >>> np.array_equal(model[0].bias.data, bias)      # stopped before the first update
+    True
+    """
 
     def __init__(self, verbose=1):
         super().__init__()
@@ -318,10 +514,51 @@ def _first_non_finite_output(model, x):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model with fastnn.save every `every_n_epochs` epochs, or only when `monitor` improves
-    (save_best_only=True; improvement as in EarlyStopping with min_delta 0). `filepath` may hold format
-    fields filled from the epoch (1-based, as printed) and the logs: "ckpt-{epoch:03d}-{val_loss:.4f}.fnn".
-    `best` is the best monitored value; `saved` lists the paths written."""
+    """Save the model with :func:`fastnn.save` every ``every_n_epochs`` epochs, or when ``monitor`` improves.
+
+    ``best`` is the best monitored value; ``saved`` lists the paths written.
+
+    Parameters
+    ----------
+    filepath : str or os.PathLike
+        The file; it may hold format fields filled from the epoch (1-based, as printed) and the logs, e.g.
+        ``"ckpt-{epoch:03d}-{val_loss:.4f}.fnn"``.
+    monitor : str, default "val_loss"
+        The key compared when ``save_best_only``.
+    save_best_only : bool, default False
+        Save only when ``monitor`` improves (as in :class:`EarlyStopping` with ``min_delta=0``).
+    mode : {"auto", "min", "max"}, default "auto"
+        "auto" maximises monitors containing "acc".
+    every_n_epochs : int, default 1
+        Check every this many epochs; >= 1.
+    verbose : int, default 0
+        1 prints each save.
+
+    Raises
+    ------
+    ValueError
+        If ``every_n_epochs < 1`` or ``mode`` is unknown; at an epoch's end, if ``monitor`` is missing.
+
+    See Also
+    --------
+    fastnn.save, fastnn.load, EarlyStopping
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> X = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 2))
+    >>> trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1))
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "best.fnn")
+    >>> ckpt = fnn.callbacks.ModelCheckpoint(path, monitor="val_loss", save_best_only=True)
+    >>> _ = trainer.fit(X, y, epochs=3, validation_split=0.25, callbacks=[ckpt], verbose=0)
+    >>> os.path.exists(path), len(ckpt.saved) >= 1
+    (True, True)
+    >>> type(fnn.load(path)).__name__
+    'Sequential'
+    """
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", every_n_epochs=1,
                  verbose=0):
@@ -359,7 +596,32 @@ class ModelCheckpoint(Callback):
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch (epoch, then every log key) to a CSV file."""
+    """Write one CSV row per epoch: the epoch, then every log key (sorted).
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+        The CSV file.
+    separator : str, default ","
+        The field separator.
+    append : bool, default False
+        Append to an existing file (no second header) instead of overwriting it.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> X = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 2))
+    >>> trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1))
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    >>> _ = trainer.fit(X, y, epochs=2, callbacks=[fnn.callbacks.CSVLogger(path)], verbose=0)
+    >>> with open(path) as f:
+    ...     lines = f.read().splitlines()
+    >>> lines[0], len(lines)
+    ('epoch,accuracy,loss,lr', 3)
+    """
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
@@ -396,7 +658,29 @@ class CSVLogger(Callback):
 
 
 class JSONLogger(Callback):
-    """Write the history so far as JSON ({"epoch": [...], "loss": [...], ...}) after every epoch."""
+    """Write the history so far as JSON (``{"epoch": [...], "loss": [...], ...}``) after every epoch.
+
+    The file is replaced atomically, so a reader never sees half of it.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+        The JSON file.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> X = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 2))
+    >>> trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1))
+    >>> import json, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.json")
+    >>> _ = trainer.fit(X, y, epochs=2, callbacks=[fnn.callbacks.JSONLogger(path)], verbose=0)
+    >>> with open(path) as f:
+    ...     sorted(json.load(f))
+    ['accuracy', 'epoch', 'loss', 'lr']
+    """
 
     def __init__(self, filename):
         super().__init__()

@@ -109,19 +109,116 @@ def top_k_counts(pred, target, k):
 
 
 def accuracy(pred, target, threshold=0.5):
-    """Fraction of correct predictions in one batch (float)."""
+    """Fraction of correct predictions in one batch.
+
+    Multi-class outputs ``(N, C)`` are compared by argmax with integer labels ``(N,)`` or with one-hot /
+    probability targets ``(N, C)``; outputs ``(N,)`` or ``(N, 1)`` are binary: ``pred > threshold`` against
+    ``target > 0.5``. Higher-dimensional outputs have the classes on axis 1 (PyTorch's layout) or last.
+
+    Parameters
+    ----------
+    pred : ndarray
+        Model outputs (class scores, or one score per sample for a binary output).
+    target : ndarray
+        Integer labels, or targets of the same shape as ``pred``.
+    threshold : float, default 0.5
+        Decision threshold of binary outputs (0 for logits).
+
+    Returns
+    -------
+    float
+        Correct predictions / samples (NaN for an empty batch).
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not fit together, or labels are out of range.
+
+    See Also
+    --------
+    Accuracy : the same, accumulated over batches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.metrics import accuracy
+    >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), np.array([1, 0, 0]))
+    0.6666666666666666
+    >>> accuracy(np.array([0.2, 0.7]), np.array([0, 1]))          # binary
+    1.0
+    """
     c, n = accuracy_counts(pred, target, threshold)
     return c / n if n else float("nan")
 
 
 def top_k_accuracy(pred, target, k=5):
-    """Fraction of samples whose true class is among the k highest scores (float)."""
+    """Fraction of samples whose true class is among the ``k`` highest scores.
+
+    Ties at the boundary count as hits, like TensorFlow's ``in_top_k``.
+
+    Parameters
+    ----------
+    pred : ndarray, shape (N, C)
+        Class scores.
+    target : ndarray, shape (N,)
+        Integer labels (or one-hot targets of the same shape as ``pred``).
+    k : int, default 5
+        How many of the highest scores count.
+
+    Returns
+    -------
+    float
+        Hits / samples.
+
+    Raises
+    ------
+    ValueError
+        If ``pred`` is not ``(N, C)`` with ``N`` targets.
+
+    See Also
+    --------
+    TopKAccuracy
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.metrics import top_k_accuracy
+    >>> scores = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]])
+    >>> top_k_accuracy(scores, np.array([1, 0]), k=2)
+    0.5
+    """
     c, n = top_k_counts(pred, target, k)
     return c / n if n else float("nan")
 
 
 class Metric:
-    """Base class: accumulate over batches with `update`, read with `result`, start again with `reset`."""
+    """Base class of the metrics: accumulate with ``update``, read with ``result``, start again with ``reset``.
+
+    Subclasses set ``name`` (the key in logs and history) and implement ``reset()``,
+    ``update(pred, target)`` (one batch) and ``result()`` (the value over every batch since the last reset).
+    Give an instance to ``Trainer(metrics=[...])``.
+
+    See Also
+    --------
+    MeanMetric : a metric from a plain function.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.metrics import Metric
+    >>> class MaxError(Metric):
+    ...     name = "max_error"
+    ...     def reset(self):
+    ...         self.value = 0.0
+    ...     def update(self, pred, target):
+    ...         self.value = max(self.value, float(np.abs(pred - target).max()))
+    ...     def result(self):
+    ...         return self.value
+    >>> m = MaxError(); m.reset()
+    >>> m.update(np.array([1.0, 2.0]), np.array([1.5, 2.0])); m.update(np.array([0.0]), np.array([0.1]))
+    >>> m.result()
+    0.5
+    """
 
     name = "metric"
 
@@ -135,7 +232,13 @@ class Metric:
         raise NotImplementedError
 
     def clone(self):
-        """A fresh copy with the same configuration (the Trainer keeps one for training, one for validation)."""
+        """A fresh copy with the same configuration (the Trainer keeps one for training, one for validation).
+
+        Returns
+        -------
+        Metric
+            A reset deep copy.
+        """
         m = copy.deepcopy(self)
         m.reset()
         return m
@@ -166,7 +269,31 @@ class _CountMetric(Metric):
 
 
 class Accuracy(_CountMetric):
-    """Class accuracy (argmax for multi-class outputs, `pred > threshold` for binary ones)."""
+    """Class accuracy accumulated exactly over batches (integer counts of correct and total predictions).
+
+    Argmax for multi-class outputs, ``pred > threshold`` for binary ones; see :func:`accuracy`.
+
+    Parameters
+    ----------
+    threshold : float, default 0.5
+        Decision threshold of binary outputs.
+    name : str, default "accuracy"
+        Key in the logs and history.
+
+    See Also
+    --------
+    accuracy, TopKAccuracy
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.metrics import Accuracy
+    >>> acc = Accuracy()
+    >>> acc.update(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]))
+    >>> acc.update(np.array([[0.3, 0.7]]), np.array([1]))
+    >>> acc.result(), (acc.correct, acc.total)
+    (0.6666666666666666, (2, 3))
+    """
 
     def __init__(self, threshold=0.5, name="accuracy"):
         self.threshold = float(threshold)
@@ -177,7 +304,33 @@ class Accuracy(_CountMetric):
 
 
 class TopKAccuracy(_CountMetric):
-    """The true class is among the k highest scores."""
+    """Top-k accuracy accumulated exactly over batches: the true class is among the ``k`` highest scores.
+
+    Parameters
+    ----------
+    k : int, default 5
+        How many of the highest scores count; >= 1.
+    name : str or None, default None
+        Key in the logs; ``None`` gives ``"top{k}_accuracy"``.
+
+    Raises
+    ------
+    ValueError
+        If ``k < 1``.
+
+    See Also
+    --------
+    top_k_accuracy
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.metrics import TopKAccuracy
+    >>> m = TopKAccuracy(k=2)
+    >>> m.update(np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]]), np.array([1, 0]))
+    >>> m.name, m.result()
+    ('top2_accuracy', 0.5)
+    """
 
     def __init__(self, k=5, name=None):
         k = int(k)
@@ -191,7 +344,30 @@ class TopKAccuracy(_CountMetric):
 
 
 class MeanMetric(Metric):
-    """A user function fn(pred, target) -> float per batch, averaged with batches weighted by their size."""
+    """A function ``fn(pred, target) -> float`` per batch, averaged with each batch weighted by its size.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(pred, target) -> float`` for one batch.
+    name : str or None, default None
+        Key in the logs; ``None`` uses ``fn.__name__``.
+
+    Raises
+    ------
+    TypeError
+        If ``fn`` is not callable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.metrics import MeanMetric
+    >>> mae = MeanMetric(lambda p, t: float(np.abs(p - t).mean()), name="mae")
+    >>> mae.update(np.array([1.0, 1.0]), np.array([0.0, 0.0]))     # 2 samples, mean 1
+    >>> mae.update(np.array([0.0]), np.array([4.0]))               # 1 sample, mean 4
+    >>> mae.result()
+    2.0
+    """
 
     def __init__(self, fn, name=None):
         if not callable(fn):
@@ -218,10 +394,39 @@ _KNOWN = '"accuracy", "acc", "top5_accuracy" (any k), "top_k_accuracy"'
 
 
 def get(spec, loss=None):
-    """Resolve a metric spec (string, Metric, or callable) to a fresh Metric object.
+    """Resolve a metric spec to a :class:`Metric` object, as ``Trainer(metrics=[...])`` does.
 
-    `loss` lets "accuracy" pick the right binary threshold: 0 for BCEWithLogitsLoss (outputs are logits),
-    0.5 otherwise."""
+    Parameters
+    ----------
+    spec : str, Metric or callable
+        ``"accuracy"`` (or ``"acc"``), ``"top5_accuracy"`` / ``"top_3_acc"`` / ``"top_k_accuracy"`` (k=5), a
+        :class:`Metric` (returned as it is), or a named function ``fn(pred, target) -> float``.
+    loss : object, optional
+        The training loss: ``"accuracy"`` uses threshold 0 for ``BCEWithLogitsLoss`` (logit outputs), 0.5
+        otherwise.
+
+    Returns
+    -------
+    Metric
+        The metric; its ``name`` is the string given or the function's name.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or a lambda (it has no name for the history).
+    TypeError
+        For anything else.
+
+    Examples
+    --------
+    >>> from fastnn.metrics import get
+    >>> get("acc").name, get("top3_accuracy").k
+    ('acc', 3)
+    >>> def mse(pred, target):
+    ...     return float(((pred - target) ** 2).mean())
+    >>> get(mse).name
+    'mse'
+    """
     if isinstance(spec, Metric):
         return spec
     if isinstance(spec, str):

@@ -17,9 +17,43 @@ __all__ = ["Perceptron"]
 
 
 class Perceptron(Module):
-    """Step unit with `weight` (n_features,) and `bias` (1,) Parameters, zeros unless given (float64, so the
-    rule's updates are exact). A Module: state_dict, save and load work; the step has no useful gradient, so
-    training is `fit`, not backpropagation."""
+    """The classic perceptron: a step threshold unit trained by the perceptron rule.
+
+    ``output = 1 if w·x + b > 0 else 0``; for each sample in turn, ``w ← w + lr·(y − output)·x`` and
+    ``b ← b + lr·(y − output)``. A Module (``state_dict``, :func:`fastnn.save` and :func:`fastnn.load` work),
+    but the step has no useful gradient: train it with :meth:`fit`, not backpropagation.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of inputs; >= 1.
+    weight : array_like of shape (n_features,), optional
+        Initial weights (zeros by default). Stored as float64, so the rule's updates are exact.
+    bias : float, optional
+        Initial bias (0 by default).
+
+    Shape
+    -----
+    - Input: ``(N, n_features)`` or ``(n_features,)``.
+    - Output: ``(N,)`` of 0.0 / 1.0.
+    - Parameters: ``weight`` ``(n_features,)``, ``bias`` ``(1,)``, both frozen.
+
+    Raises
+    ------
+    ValueError
+        For ``n_features < 1`` or a weight of the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+    >>> nand = fnn.Perceptron(n_features=2, weight=[-2, -2], bias=3)
+    >>> nand.predict(X)
+    array([1, 1, 1, 0])
+    >>> p = fnn.Perceptron(n_features=2).fit(X, np.array([0, 0, 0, 1]), epochs=20)   # learns AND
+    >>> p.predict(X), p.errors_[-1]
+    (array([0, 0, 0, 1]), 0)
+    """
 
     def __init__(self, n_features, weight=None, bias=None):
         super().__init__()
@@ -48,12 +82,32 @@ class Perceptron(Module):
         return X.astype(np.float64, copy=False)
 
     def decision_function(self, X):
-        """w·x + b for each row of X."""
+        """``w·x + b`` for each row of ``X``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, n_features) or (n_features,)
+            Numeric inputs.
+
+        Returns
+        -------
+        ndarray of float64, shape (N,)
+        """
         X = self._check(X, "decision_function")
         return X @ self.weight.data + self.bias.data[0]
 
     def predict(self, X):
-        """1 where w·x + b > 0, else 0 (int64)."""
+        """1 where ``w·x + b > 0``, else 0.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, n_features) or (n_features,)
+            Numeric inputs.
+
+        Returns
+        -------
+        ndarray of int64, shape (N,)
+        """
         return (self.decision_function(X) > 0).astype(np.int64)
 
     def forward(self, x):
@@ -63,9 +117,33 @@ class Perceptron(Module):
         raise NotImplementedError(f"{self!r}: a step unit has no useful gradient; train it with fit()")
 
     def fit(self, X, y01, epochs=10, lr=1.0, shuffle=False):
-        """The perceptron rule, one sample at a time, for up to `epochs` passes; stops after a pass with no
-        mistakes. shuffle=True visits samples in an order drawn from fastnn's generator. errors_ lists the
-        mistakes of each pass. Returns self."""
+        """Train with the perceptron rule, one sample at a time, for up to ``epochs`` passes.
+
+        Training stops after a pass with no mistakes; ``errors_`` lists the mistakes of each pass.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, n_features)
+            Numeric inputs.
+        y01 : array_like, shape (N,)
+            Labels, 0 or 1.
+        epochs : int, default 10
+            The most passes.
+        lr : float, default 1.0
+            The learning rate.
+        shuffle : bool, default False
+            Visit samples in an order drawn from fastnn's generator.
+
+        Returns
+        -------
+        Perceptron
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            For labels other than 0 and 1, or sizes that do not match.
+        """
         X = self._check(X, "fit")
         y = np.asarray(y01).reshape(-1)
         if len(y) != len(X):

@@ -81,13 +81,46 @@ def _default_metrics(hist):
 
 
 def history(history, metrics=None, ax=None, path=None, title=None):
-    """Draw training curves from a Trainer history dict (or a Trainer, whose .history is used).
+    """Draw training curves from a Trainer history (needs matplotlib).
 
-    One panel per metric (default: "loss" then every other key of the history, except "lr"); each panel
-    has the training curve and, when present, the validation curve ("val_" + metric), against the epoch
-    (1-based). metrics: names to draw, e.g. ["loss", "accuracy"] or ["lr"]. ax: an Axes (one metric) or a
-    sequence of Axes (one per metric) to draw on; default a new figure. path: save the figure there
-    (PNG, PDF, SVG... by extension). Returns the matplotlib Figure.
+    One panel per metric (default: ``"loss"`` then every other key of the history except ``"lr"``); each has
+    the training curve and, when present, the validation curve (``"val_"`` + metric), against the epoch
+    (1-based).
+
+    Parameters
+    ----------
+    history : dict or Trainer
+        ``Trainer.fit``'s return value, or a Trainer (its ``history`` is used).
+    metrics : str or list of str, optional
+        Names to draw, e.g. ``["loss", "accuracy"]`` or ``["lr"]``.
+    ax : Axes or sequence of Axes, optional
+        Where to draw (one per metric); default a new figure.
+    path : str, optional
+        Save the figure there (PNG, PDF, SVG... by extension).
+    title : str, optional
+        Title of the figure (or of the one panel).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        If ``history`` is not a dict or Trainer.
+    ValueError
+        For an empty history or a metric it does not have.
+
+    See Also
+    --------
+    schedule
+
+    Examples
+    --------
+    >>> import fastnn.plot
+    >>> fig = fastnn.plot.history({"loss": [1.0, 0.5, 0.3], "val_loss": [1.1, 0.7, 0.6]})
+    >>> [ax.get_title() for ax in fig.axes]
+    ['loss']
     """
     hist = getattr(history, "history", history)
     if not isinstance(hist, dict):
@@ -133,8 +166,45 @@ def history(history, metrics=None, ax=None, path=None, title=None):
 
 
 def schedule(schedule, steps, ax=None, path=None, title=None, log=False):
-    """Draw a learning-rate schedule (a callable step -> lr, e.g. from fastnn.schedules) over `steps`
-    (an int n for steps 0..n-1, or an iterable of steps). log: logarithmic lr axis. Returns the Figure."""
+    """Draw a learning-rate schedule over a range of steps (needs matplotlib).
+
+    Parameters
+    ----------
+    schedule : callable
+        ``step -> lr``, e.g. from :mod:`fastnn.schedules`.
+    steps : int or iterable of int
+        ``n`` for steps ``0 .. n-1``, or the steps to draw.
+    ax : Axes, optional
+        Where to draw; default a new figure.
+    path : str, optional
+        Save the figure there.
+    title : str, optional
+        The title.
+    log : bool, default False
+        A logarithmic lr axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        If ``schedule`` is not callable.
+    ValueError
+        For no steps, or a non-finite rate.
+
+    See Also
+    --------
+    history
+
+    Examples
+    --------
+    >>> import fastnn as fnn, fastnn.plot
+    >>> fig = fastnn.plot.schedule(fnn.schedules.CosineDecay(0.1, decay_steps=100), steps=100)
+    >>> len(fig.axes[0].lines[0].get_xdata())
+    100
+    """
     if not callable(schedule):
         raise TypeError(f"fastnn.plot.schedule: schedule must be a callable step -> lr, got "
                         f"{type(schedule).__name__}")

@@ -31,14 +31,37 @@ def _default_optimizer(params):
 
 
 class PretrainResult:
-    """What pretrain_greedy returns.
+    """What :func:`pretrain_greedy` returns: the pretrained stack and how each stage went.
 
-    layers: the pretrained Linear layers (the same objects as given, trained in place).
-    activations: the activation module after each layer.
-    decoders: the decoder Linear of each stage (discarded for fine-tuning; kept for inspection).
-    histories: one Trainer history dict per stage ({"loss": [...]} reconstruction MSE per epoch, plus
-        "initial_loss": [MSE before training] so the drop is visible).
-    encoder: Sequential(layer0, act0, layer1, act1, ...), sharing the layers' parameters.
+    ``model(head=None)`` gives a Sequential ready for supervised fine-tuning (the pretrained layers with their
+    activations, then ``head``), sharing — not copying — the pretrained weights; ``encode(x)`` runs the
+    encoder.
+
+    Parameters
+    ----------
+    layers : list of Linear
+        The pretrained layers (the same objects as given, trained in place).
+    activations : list of Module
+        The activation after each layer.
+    decoders : list of Linear
+        The decoder of each stage (discarded for fine-tuning; kept for inspection).
+    histories : list of dict
+        One Trainer history per stage: ``"loss"`` (reconstruction MSE per epoch) and ``"initial_loss"`` (before
+        training).
+
+    Attributes
+    ----------
+    encoder : Sequential
+        ``Sequential(layer0, act0, layer1, act1, ...)``, sharing the layers' parameters.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> x = np.random.default_rng(0).random((64, 8)).astype(np.float32)
+    >>> result = fnn.pretraining.pretrain_greedy([8, 6, 4], x, epochs=2, seed=0)
+    >>> net = result.model(fnn.nn.Linear(4, 3))
+    >>> net(x).shape, len(result.histories)
+    ((64, 3), 2)
     """
 
     def __init__(self, layers, activations, decoders, histories):
@@ -118,18 +141,45 @@ def pretrain_greedy(layers, x, epochs=10, batch_size=32, optimizer_factory=None,
                     decoder_activation=None, seed=None, verbose=0):
     """Greedy layer-wise autoencoder pretraining of a stack of Linear layers.
 
-    layers: fastnn.nn.Linear modules (trained in place) or sizes [n_in, h1, h2, ...] (Linear layers are
-        built, after seeding).
-    x: training inputs (N, n_in); labels are not used.
-    epochs, batch_size: per stage (epochs may be a list, one per layer).
-    optimizer_factory: callable parameters -> optimizer, called once per stage with the autoencoder's
-        parameters; default Adam(lr=1e-3).
-    activation: class or factory of the encoder activation (default fastnn.nn.Sigmoid; None = linear).
-    decoder_activation: class or factory of the decoder's output activation (default None = linear).
-    seed: if not None, fastnn.manual_seed(seed) first.
-    verbose: passed to Trainer.fit.
+    Each layer in turn is trained as the encoder of a one-hidden-layer autoencoder that reconstructs its
+    input (the previous layers' output), then kept; labels are not used. Fine-tune the result with
+    ``result.model(head)``.
 
-    Returns a PretrainResult; `result.model(head)` is the stack for fine-tuning.
+    Parameters
+    ----------
+    layers : list of Linear, or list of int
+        Linear modules (trained in place), or sizes ``[n_in, h1, h2, ...]`` (the layers are built after
+        seeding).
+    x : ndarray, shape (N, n_in)
+        Training inputs.
+    epochs : int or list of int, default 10
+        Epochs per stage, or one number per layer.
+    batch_size : int, default 32
+        Batch size of every stage.
+    optimizer_factory : callable, optional
+        ``parameters -> optimizer``, called once per stage; default ``Adam(lr=1e-3)``.
+    activation : class or callable or None, default fastnn.nn.Sigmoid
+        Builds the encoder activation (None: linear).
+    decoder_activation : class or callable or None, default None
+        Builds the decoder's output activation (None: linear).
+    seed : int or None, default None
+        ``fastnn.manual_seed(seed)`` first.
+    verbose : int, default 0
+        Passed to ``Trainer.fit``.
+
+    Returns
+    -------
+    PretrainResult
+        The pretrained stack.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> x = np.random.default_rng(0).random((64, 8)).astype(np.float32)
+    >>> result = fnn.pretraining.pretrain_greedy([8, 4], x, epochs=5, seed=0)
+    >>> h = result.histories[0]
+    >>> h["loss"][-1] < h["initial_loss"][0]          # the reconstruction improved
+    True
     """
     if seed is not None:
         manual_seed(seed)

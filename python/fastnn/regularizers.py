@@ -33,7 +33,34 @@ __all__ = ["L1", "L2", "MaxNorm", "Regularized", "PenaltyLogger", "penalized_par
 
 
 def penalized_parameters(target, include_bias=False):
-    """The Parameters a penalty or constraint on `target` acts on (see the module docstring)."""
+    """The parameters a penalty or constraint on ``target`` acts on.
+
+    Parameters
+    ----------
+    target : Module, Parameter or iterable of Parameter (or of (name, Parameter) pairs)
+        A Module gives its trainable parameters except biases and other 1-D ones (unless
+        ``include_bias``); Parameters are used as given, if trainable.
+    include_bias : bool, default False
+        Take a Module's biases and 1-D parameters too.
+
+    Returns
+    -------
+    list of Parameter
+
+    Raises
+    ------
+    TypeError
+        If an item is not a Parameter.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 4), fnn.nn.BatchNorm1d(4))
+    >>> [p.shape for p in fnn.regularizers.penalized_parameters(model)]
+    [(4, 3)]
+    >>> len(fnn.regularizers.penalized_parameters(model, include_bias=True))
+    4
+    """
     if isinstance(target, Module):
         return [p for name, p in target.named_parameters() if p.requires_grad and
                 (include_bias or (name.rsplit(".", 1)[-1] != "bias" and p.data.ndim >= 2))]
@@ -83,7 +110,39 @@ class _Penalty:
 
 
 class L2(_Penalty):
-    """λ/(2n)·Σw², gradient λ/n·w (weight decay)."""
+    """L2 weight penalty (weight decay): ``λ/(2n) · Σw²``, gradient ``λ/n · w``.
+
+    With ``n = 1`` it is ``½λΣw²``, the same as SGD's ``weight_decay=λ``. Use it inside
+    :class:`Regularized`.
+
+    Parameters
+    ----------
+    lam : float
+        The strength λ; >= 0.
+    n : float, default 1
+        The training-set size the penalty is divided by (1: the plain form; ``len(x_train)`` for the
+        per-sample form of Nielsen's book).
+    include_bias : bool, default False
+        Penalise biases and other 1-D parameters too (by default a Module target's parameters named
+        ``bias`` or with fewer than 2 dimensions are left alone).
+
+    Raises
+    ------
+    ValueError
+        If ``lam < 0`` or ``n <= 0``.
+
+    See Also
+    --------
+    L1, MaxNorm, Regularized
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> layer = fnn.nn.Linear(2, 1)
+    >>> layer.weight.data[...] = [[3.0, 4.0]]
+    >>> fnn.regularizers.L2(lam=0.1).penalty(layer)          # 0.1 / 2 * (9 + 16)
+    1.25
+    """
 
     def _value(self, w):
         return self.lam / (2 * self.n) * float(np.sum(np.square(w, dtype=np.float64)))
@@ -93,7 +152,38 @@ class L2(_Penalty):
 
 
 class L1(_Penalty):
-    """λ/n·Σ|w|, gradient λ/n·sgn(w) (0 at w = 0)."""
+    """L1 weight penalty: ``λ/n · Σ|w|``, gradient ``λ/n · sgn(w)`` (0 at ``w = 0``).
+
+    Drives small weights to exactly zero over training. Use it inside :class:`Regularized`.
+
+    Parameters
+    ----------
+    lam : float
+        The strength λ; >= 0.
+    n : float, default 1
+        The training-set size the penalty is divided by (1: the plain form; ``len(x_train)`` for the
+        per-sample form of Nielsen's book).
+    include_bias : bool, default False
+        Penalise biases and other 1-D parameters too (by default a Module target's parameters named
+        ``bias`` or with fewer than 2 dimensions are left alone).
+
+    Raises
+    ------
+    ValueError
+        If ``lam < 0`` or ``n <= 0``.
+
+    See Also
+    --------
+    L2, Regularized
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> layer = fnn.nn.Linear(2, 1)
+    >>> layer.weight.data[...] = [[3.0, -4.0]]
+    >>> fnn.regularizers.L1(lam=0.1).penalty(layer)
+    0.7000000000000001
+    """
 
     def _value(self, w):
         return self.lam / self.n * float(np.sum(np.abs(w), dtype=np.float64))
@@ -103,8 +193,36 @@ class L1(_Penalty):
 
 
 class MaxNorm:
-    """Rescale each unit's incoming weight vector (index 0 of a weight: a row of Linear, an output filter of a
-    conv) to Euclidean norm at most c; vectors already within the bound are left exactly as they are."""
+    """Max-norm constraint: after each step, rescale every unit's incoming weight vector to norm at most ``c``.
+
+    A unit's vector is index 0 of a weight: a row of a ``Linear`` weight ``(out, in)``, an output filter of
+    a convolution weight ``(out, in, k...)``. Vectors already within the bound are left exactly as they are.
+
+    Parameters
+    ----------
+    c : float
+        The largest Euclidean norm allowed; > 0.
+    include_bias : bool, default False
+        Constrain biases too (each element's magnitude).
+
+    Raises
+    ------
+    ValueError
+        If ``c <= 0``.
+
+    See Also
+    --------
+    Regularized
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> layer = fnn.nn.Linear(2, 2)
+    >>> layer.weight.data[...] = [[3.0, 4.0], [0.3, 0.4]]
+    >>> fnn.regularizers.MaxNorm(1.0).apply(layer)
+    >>> np.linalg.norm(layer.weight.data, axis=1)
+    array([1. , 0.5], dtype=float32)
+    """
 
     def __init__(self, c, include_bias=False):
         self.c = float(c)
@@ -129,9 +247,44 @@ class MaxNorm:
 
 
 class Regularized:
-    """An optimizer that adds penalty gradients before, and applies constraints after, the wrapped optimizer's
-    step. terms: pairs (target, L1/L2/MaxNorm). Everything else (lr, zero_grad, param_groups, state_dict, ...)
-    is the wrapped optimizer's. `penalty` is the last step's total penalty."""
+    """An optimizer wrapper that adds penalty gradients before, and applies constraints after, each step.
+
+    Everything else (``lr``, ``zero_grad``, ``param_groups``, ``state_dict``...) is the wrapped optimizer's;
+    ``opt.lr = ...`` reaches it. ``penalty`` is the last step's total penalty, computed from the weights the
+    batch's loss saw. It works with :class:`fastnn.Trainer` and in hand-written loops.
+
+    Parameters
+    ----------
+    optimizer : fastnn.optim.Optimizer
+        The optimizer to wrap.
+    *terms : tuple of (target, regularizer)
+        Each a pair: a target (a Module, a Parameter or a list of them) and an :class:`L1`, :class:`L2` or
+        :class:`MaxNorm`.
+
+    Raises
+    ------
+    TypeError
+        If a term is not such a pair.
+
+    See Also
+    --------
+    PenaltyLogger : adds the penalty to the training logs.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> R = fnn.regularizers
+    >>> _ = fnn.manual_seed(0)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 8), fnn.nn.ReLU(), fnn.nn.Linear(8, 2))
+    >>> opt = R.Regularized(fnn.optim.SGD(model.parameters(), lr=0.1), (model, R.L2(lam=0.01)),
+    ...                     (model[0], R.MaxNorm(1.0)))
+    >>> loss_fn = fnn.nn.CrossEntropyLoss()
+    >>> x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    >>> loss = loss_fn(model(x), y)
+    >>> _ = model.backward(loss_fn.backward()); opt.step(); opt.zero_grad()
+    >>> opt.penalty > 0, bool((np.linalg.norm(model[0].weight.data, axis=1) <= 1 + 1e-6).all())
+    (True, True)
+    """
 
     def __init__(self, optimizer, *terms):
         object.__setattr__(self, "optimizer", optimizer)
@@ -151,6 +304,18 @@ class Regularized:
         object.__setattr__(self, "penalty", 0.0)
 
     def step(self, closure=None):
+        """Add the penalties' gradients, take the wrapped optimizer's step, then apply the constraints.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model and returns the loss (called first, as PyTorch's optimizers do).
+
+        Returns
+        -------
+        float or None
+            The closure's loss, if a closure was given.
+        """
         loss = None if closure is None else closure()
         penalty = 0.0
         for target, reg in self.penalties:
@@ -175,8 +340,27 @@ class Regularized:
 
 
 class PenaltyLogger(Callback):
-    """Reports the Regularized optimizer's penalty: "penalty" in each batch's logs and, averaged over the
-    epoch's batches, in the epoch logs and trainer.history. List it before loggers that should see it."""
+    """Add a :class:`Regularized` optimizer's penalty to the training logs.
+
+    ``"penalty"`` goes into each batch's logs and, averaged over the epoch's batches, into the epoch logs and
+    ``trainer.history``. List it before loggers that should see it.
+
+    Raises
+    ------
+    TypeError
+        During training, if the Trainer's optimizer is not :class:`Regularized`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> R = fnn.regularizers
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 2))
+    >>> opt = R.Regularized(fnn.optim.SGD(model.parameters(), lr=0.1), (model, R.L2(lam=0.1)))
+    >>> trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), opt, callbacks=[R.PenaltyLogger()])
+    >>> history = trainer.fit(np.ones((8, 3), np.float32), np.zeros(8, int), epochs=2, verbose=0)
+    >>> len(history["penalty"])
+    2
+    """
 
     def on_epoch_begin(self, epoch, logs=None):
         self._sum, self._count = 0.0, 0

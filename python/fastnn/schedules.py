@@ -36,7 +36,29 @@ def _step(owner, step):
 
 
 class LearningRateSchedule:
-    """Base class: subclasses implement `lr(step)` for a float step >= 0; calling the schedule checks the step."""
+    """Base class of the learning-rate schedules: a callable ``step -> lr``.
+
+    Subclasses implement ``lr(step)`` for a float ``step >= 0``; calling the schedule checks the step and
+    returns a Python float.
+
+    Raises
+    ------
+    ValueError
+        When called with a negative or NaN step.
+
+    See Also
+    --------
+    fastnn.Trainer : takes a schedule as ``schedule=`` and sets ``optimizer.lr`` before every step.
+
+    Examples
+    --------
+    >>> from fastnn.schedules import LearningRateSchedule
+    >>> class Halving(LearningRateSchedule):
+    ...     def lr(self, step):
+    ...         return 0.1 * 0.5 ** (step // 10)
+    >>> Halving()(25)
+    0.025
+    """
 
     def __call__(self, step):
         return float(self.lr(_step(type(self).__name__, step)))
@@ -50,8 +72,34 @@ class LearningRateSchedule:
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
-    """values[0] while step <= boundaries[0], values[i] while boundaries[i-1] < step <= boundaries[i], and
-    values[-1] after the last boundary. len(values) == len(boundaries) + 1, boundaries increasing."""
+    """A constant learning rate per interval of steps.
+
+    ``values[0]`` while ``step <= boundaries[0]``, ``values[i]`` while
+    ``boundaries[i-1] < step <= boundaries[i]``, and ``values[-1]`` after the last boundary.
+
+    Parameters
+    ----------
+    boundaries : sequence of float
+        Increasing step boundaries.
+    values : sequence of float
+        The rates, one more than there are boundaries.
+
+    Raises
+    ------
+    ValueError
+        If ``len(values) != len(boundaries) + 1`` or the boundaries do not increase.
+
+    See Also
+    --------
+    ExponentialDecay, CosineDecay
+
+    Examples
+    --------
+    >>> from fastnn.schedules import PiecewiseConstantDecay
+    >>> s = PiecewiseConstantDecay(boundaries=[100, 200], values=[0.1, 0.01, 0.001])
+    >>> s(0), s(100), s(101), s(500)
+    (0.1, 0.1, 0.01, 0.001)
+    """
 
     def __init__(self, boundaries, values):
         self.boundaries = [float(b) for b in boundaries]
@@ -70,7 +118,37 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
 
 class ExponentialDecay(LearningRateSchedule):
-    """learning_rate · decay_rate^(step / decay_steps); staircase=True uses floor(step / decay_steps)."""
+    """Exponential decay: ``learning_rate * decay_rate ** (step / decay_steps)``.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The rate at step 0.
+    decay_steps : float
+        Steps over which the rate is multiplied by ``decay_rate`` once; > 0.
+    decay_rate : float
+        The factor per ``decay_steps``.
+    staircase : bool, default False
+        Use ``floor(step / decay_steps)``: the rate drops in steps.
+
+    Raises
+    ------
+    ValueError
+        If ``decay_steps <= 0``.
+
+    See Also
+    --------
+    NaturalExpDecay : the same with ``exp(-decay_rate * step / decay_steps)``.
+
+    Examples
+    --------
+    >>> from fastnn.schedules import ExponentialDecay
+    >>> s = ExponentialDecay(learning_rate=0.1, decay_steps=100, decay_rate=0.5)
+    >>> s(0), s(100), round(s(150), 6)
+    (0.1, 0.05, 0.035355)
+    >>> ExponentialDecay(0.1, 100, 0.5, staircase=True)(150)
+    0.05
+    """
 
     def __init__(self, learning_rate, decay_steps, decay_rate, staircase=False):
         self.learning_rate = float(learning_rate)
@@ -86,8 +164,38 @@ class ExponentialDecay(LearningRateSchedule):
 
 
 class NaturalExpDecay(LearningRateSchedule):
-    """learning_rate · exp(−decay_rate · step / decay_steps); staircase=True uses floor(step / decay_steps).
-    (The seed's formula is garbled; this is TensorFlow's natural_exp_decay.)"""
+    """Natural exponential decay: ``learning_rate * exp(-decay_rate * step / decay_steps)``.
+
+    TensorFlow's ``natural_exp_decay``.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The rate at step 0.
+    decay_steps : float
+        The step scale; > 0.
+    decay_rate : float
+        The decay constant per ``decay_steps``.
+    staircase : bool, default False
+        Use ``floor(step / decay_steps)``.
+
+    Raises
+    ------
+    ValueError
+        If ``decay_steps <= 0``.
+
+    See Also
+    --------
+    ExponentialDecay
+
+    Examples
+    --------
+    >>> import math
+    >>> from fastnn.schedules import NaturalExpDecay
+    >>> s = NaturalExpDecay(learning_rate=0.1, decay_steps=100, decay_rate=1.0)
+    >>> math.isclose(s(100), 0.1 / math.e)
+    True
+    """
 
     def __init__(self, learning_rate, decay_steps, decay_rate, staircase=False):
         self.learning_rate = float(learning_rate)
@@ -103,11 +211,41 @@ class NaturalExpDecay(LearningRateSchedule):
 
 
 class PolynomialDecay(LearningRateSchedule):
-    """(learning_rate − end_learning_rate) · (1 − t / T)^power + end_learning_rate.
+    """Polynomial decay: ``(learning_rate - end_learning_rate) * (1 - t / T) ** power + end_learning_rate``.
 
-    cycle=False: t = min(step, decay_steps), T = decay_steps (the rate stays at end_learning_rate after).
-    cycle=True: t = step, T = decay_steps · ceil(step / decay_steps), with one period at step 0, so the
-    decay restarts from a lower peak every decay_steps steps.
+    With ``cycle=False``, ``t = min(step, decay_steps)`` and ``T = decay_steps``: the rate stays at
+    ``end_learning_rate`` after ``decay_steps``. With ``cycle=True``, ``t = step`` and
+    ``T = decay_steps * ceil(step / decay_steps)`` (one period at step 0), so the decay restarts from a lower
+    peak every ``decay_steps`` steps.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The rate at step 0.
+    decay_steps : float
+        Length of the decay; > 0.
+    end_learning_rate : float, default 1e-4
+        The rate reached at ``decay_steps``.
+    power : float, default 1.0
+        The exponent; 1 is a linear decay.
+    cycle : bool, default False
+        Restart the decay every ``decay_steps`` steps.
+
+    Raises
+    ------
+    ValueError
+        If ``decay_steps <= 0``.
+
+    See Also
+    --------
+    CosineDecay
+
+    Examples
+    --------
+    >>> from fastnn.schedules import PolynomialDecay
+    >>> s = PolynomialDecay(learning_rate=0.1, decay_steps=100, end_learning_rate=0.0, power=1.0)
+    >>> s(0), s(50), s(100), s(1000)
+    (0.1, 0.05, 0.0, 0.0)
     """
 
     def __init__(self, learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0, cycle=False):
@@ -129,8 +267,36 @@ class PolynomialDecay(LearningRateSchedule):
 
 
 class CosineDecay(LearningRateSchedule):
-    """learning_rate · ((1 − alpha) · ½(1 + cos(π · t / decay_steps)) + alpha), t = min(step, decay_steps):
-    a half cosine from learning_rate down to the floor alpha · learning_rate."""
+    r"""Cosine decay: a half cosine from ``learning_rate`` down to ``alpha * learning_rate``.
+
+    .. math:: \mathrm{lr}(t) = \mathrm{lr}_0 \left((1 - \alpha) \tfrac12 (1 + \cos(\pi t / T)) + \alpha\right),
+              \quad t = \min(\mathrm{step}, T)
+
+    Parameters
+    ----------
+    learning_rate : float
+        The rate at step 0.
+    decay_steps : float
+        ``T``, the length of the decay; > 0.
+    alpha : float, default 0.0
+        The floor, as a fraction of ``learning_rate``.
+
+    Raises
+    ------
+    ValueError
+        If ``decay_steps <= 0``.
+
+    See Also
+    --------
+    LinearCosineDecay, PolynomialDecay
+
+    Examples
+    --------
+    >>> from fastnn.schedules import CosineDecay
+    >>> s = CosineDecay(learning_rate=0.1, decay_steps=100, alpha=0.1)
+    >>> s(0), round(s(50), 6), round(s(100), 6)
+    (0.1, 0.055, 0.01)
+    """
 
     def __init__(self, learning_rate, decay_steps, alpha=0.0):
         self.learning_rate = float(learning_rate)
@@ -144,8 +310,41 @@ class CosineDecay(LearningRateSchedule):
 
 
 class LinearCosineDecay(LearningRateSchedule):
-    """learning_rate · ((alpha + (T − t)/T) · ½(1 + cos(2π · num_periods · t/T)) + beta), T = decay_steps,
-    t = min(step, T) (TensorFlow's linear_cosine_decay)."""
+    r"""Linear cosine decay (TensorFlow's ``linear_cosine_decay``).
+
+    .. math:: \mathrm{lr}(t) = \mathrm{lr}_0 \left(\left(\alpha + \frac{T - t}{T}\right)
+              \tfrac12 \left(1 + \cos\frac{2\pi\, n\, t}{T}\right) + \beta\right),
+              \quad t = \min(\mathrm{step}, T)
+
+    Parameters
+    ----------
+    learning_rate : float
+        The base rate.
+    decay_steps : float
+        ``T``, the length of the decay; > 0.
+    num_periods : float, default 0.5
+        ``n``, the number of cosine periods over ``T``.
+    alpha : float, default 0.0
+        Added to the linear term.
+    beta : float, default 0.001
+        The floor, as a fraction of ``learning_rate``.
+
+    Raises
+    ------
+    ValueError
+        If ``decay_steps <= 0``.
+
+    See Also
+    --------
+    NoisyLinearCosineDecay, CosineDecay
+
+    Examples
+    --------
+    >>> from fastnn.schedules import LinearCosineDecay
+    >>> s = LinearCosineDecay(learning_rate=0.1, decay_steps=100)
+    >>> round(s(0), 6), round(s(100), 6)
+    (0.1001, 0.0001)
+    """
 
     def __init__(self, learning_rate, decay_steps, num_periods=0.5, alpha=0.0, beta=0.001):
         self.learning_rate = float(learning_rate)
@@ -164,12 +363,49 @@ class LinearCosineDecay(LearningRateSchedule):
 
 
 class NoisyLinearCosineDecay(LinearCosineDecay):
-    """LinearCosineDecay with Gaussian noise N(0, initial_variance / (1 + t)^variance_decay) added to the linear
-    term (T − t)/T, t = min(step, decay_steps) (TensorFlow's noisy_linear_cosine_decay).
+    """Linear cosine decay with Gaussian noise in the linear term (TensorFlow's ``noisy_linear_cosine_decay``).
 
-    The noise at step t comes from numpy.random.default_rng((seed, t)), so the schedule is a pure function of
-    the step. seed=None draws the seed once, at construction, from fastnn's generator (fastnn.manual_seed
-    makes it reproducible).
+    As :class:`LinearCosineDecay`, with noise drawn from ``N(0, initial_variance / (1 + t) ** variance_decay)``
+    added to ``(T - t) / T``. The noise at step ``t`` comes from ``numpy.random.default_rng((seed, t))``, so
+    the schedule is a pure function of the step.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The base rate.
+    decay_steps : float
+        ``T``, the length of the decay; > 0.
+    initial_variance : float, default 1.0
+        The noise variance at step 0; >= 0.
+    variance_decay : float, default 0.55
+        How fast the noise variance decays.
+    num_periods : float, default 0.5
+        Cosine periods over ``T``.
+    alpha : float, default 0.0
+        Added to the linear term.
+    beta : float, default 0.001
+        The floor, as a fraction of ``learning_rate``.
+    seed : int or None, default None
+        Seed of the noise; ``None`` draws one at construction from fastnn's generator
+        (:func:`fastnn.manual_seed` makes it reproducible).
+
+    Raises
+    ------
+    ValueError
+        If ``decay_steps <= 0``, ``initial_variance < 0`` or ``seed < 0``.
+
+    See Also
+    --------
+    LinearCosineDecay
+
+    Examples
+    --------
+    >>> from fastnn.schedules import NoisyLinearCosineDecay
+    >>> s = NoisyLinearCosineDecay(learning_rate=0.1, decay_steps=100, seed=0)
+    >>> s(10) == s(10)          # a pure function of the step
+    True
+    >>> s(10) != NoisyLinearCosineDecay(learning_rate=0.1, decay_steps=100, seed=1)(10)
+    True
     """
 
     def __init__(self, learning_rate, decay_steps, initial_variance=1.0, variance_decay=0.55, num_periods=0.5,
@@ -185,7 +421,18 @@ class NoisyLinearCosineDecay(LinearCosineDecay):
         self._seed = int(generator().integers(2**63)) if seed is None else int(seed)
 
     def noise(self, step):
-        """The noise added to the linear term at `step`."""
+        """The noise added to the linear term at ``step``.
+
+        Parameters
+        ----------
+        step : float
+            The optimizer step.
+
+        Returns
+        -------
+        float
+            A draw from ``N(0, initial_variance / (1 + t) ** variance_decay)``, ``t = min(step, decay_steps)``.
+        """
         t = min(float(step), self.decay_steps)
         std = math.sqrt(self.initial_variance / (1 + t) ** self.variance_decay)
         return std * float(np.random.default_rng((self._seed, int(step))).standard_normal())

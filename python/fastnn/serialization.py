@@ -124,11 +124,47 @@ def _builtin_classes():
 
 
 def register_module(cls=None, *, name=None):
-    """Allow `fastnn.load` to instantiate the Module subclass `cls` (your own layers and models).
+    """Let :func:`load` instantiate a Module subclass of yours.
 
-    Usable as `register_module(MyNet)`, as a decorator `@register_module`, or `@register_module(name="x")`.
-    The file stores the class under `name` (default: the class's __name__); load looks the name up in the
-    registry, so register the class before loading. Returns the class."""
+    Usable as ``register_module(MyNet)``, as a decorator ``@register_module``, or as
+    ``@register_module(name="x")``. The file stores the class under ``name``; :func:`load` looks that name up,
+    so register the class before loading. Re-registering a redefined class of the same module and name (a
+    re-run notebook cell) replaces it.
+
+    Parameters
+    ----------
+    cls : type, optional
+        A subclass of :class:`fastnn.nn.Module`; omitted when used as ``@register_module(name=...)``.
+    name : str, optional
+        The name stored in files (default: the class's ``__name__``).
+
+    Returns
+    -------
+    type
+        ``cls`` (or a decorator, when ``cls`` is omitted).
+
+    Raises
+    ------
+    TypeError
+        If ``cls`` is not a Module subclass or ``name`` is not a non-empty string.
+    ValueError
+        If the name is fastnn's own or already registered for another class.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, fastnn as fnn
+    >>> @fnn.register_module
+    ... class Times(fnn.nn.Module):
+    ...     def __init__(self, factor=2.0):
+    ...         super().__init__()
+    ...         self.factor = factor
+    ...     def forward(self, x):
+    ...         return x * self.factor
+    >>> path = os.path.join(tempfile.mkdtemp(), "times.fnn")
+    >>> fnn.save(Times(3.0), path)
+    >>> fnn.load(path)(np.ones(2, np.float32))
+    array([3., 3.], dtype=float32)
+    """
     if cls is None:
         return lambda c: register_module(c, name=name)
     if not (isinstance(cls, type) and issubclass(cls, Module)):
@@ -478,14 +514,47 @@ def _shapes(model):
 # public API
 # ---------------------------------------------------------------------------------------------------------
 def save(model, path, *, check=True):
-    """Save `model` (architecture + weights) to one safetensors file at `path`, atomically.
+    """Save a model — architecture and weights — to one safetensors file, atomically.
 
-    Every module must be a fastnn layer or a class registered with `fastnn.register_module`, and its
-    constructor arguments must be JSON-able (None, bool, int, float, str, lists, tuples, dicts, Modules);
-    otherwise TypeError, naming the module and the argument. With check=True (default) the architecture is
-    rebuilt once before writing and compared with the model's parameter names and shapes, so a model that
-    was changed after construction (a layer swapped in by attribute assignment, ...) is refused now with a
-    ValueError rather than producing a file that cannot be loaded. Nothing is written when save fails."""
+    The tensors are ``model.state_dict()``; the header holds a JSON description of the architecture (each
+    module's class and constructor arguments; graphs as their graph), the dtype, the eval-mode modules and
+    the frozen parameters. Nothing is pickled. Nothing is written when saving fails.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+        Every module in it must be a fastnn layer or a class registered with :func:`register_module`, with
+        JSON-able constructor arguments (None, bool, int, float, str, lists, tuples, dicts, Modules). Fitted
+        :mod:`fastnn.sklearn` estimators are accepted too.
+    path : str or os.PathLike
+        The file to write (``.fnn`` by convention).
+    check : bool, default True
+        Rebuild the architecture once before writing and compare its parameter names and shapes with the
+        model's, so a model changed after construction is refused now instead of giving a file that cannot
+        be loaded.
+
+    Raises
+    ------
+    TypeError
+        For an unregistered class or an argument that is not JSON-able (the message names the module and
+        the argument), or a dtype other than float32 / float64.
+    ValueError
+        If ``check`` finds the rebuilt architecture differs.
+
+    See Also
+    --------
+    load, save_state_dict, register_module
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, fastnn as fnn
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(4, 3), fnn.nn.ReLU())
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.fnn")
+    >>> fnn.save(model, path)
+    >>> x = np.ones((2, 4), np.float32)
+    >>> np.array_equal(fnn.load(path)(x), model(x))
+    True
+    """
     if _object_format(model) is not None:  # a registered non-Module object (fastnn.sklearn estimators)
         return _save_object(model, path)
     with _builtins_cached():
@@ -533,9 +602,42 @@ def _save(model, path, check):
 
 
 def load(path):
-    """Rebuild a model written by `fastnn.save`: architecture, weights (bit for bit), dtype, train/eval
-    modes and frozen parameters. Classes come only from fastnn and `fastnn.register_module`; anything
-    wrong with the file raises ValueError naming it."""
+    """Rebuild a model written by :func:`save`: architecture, weights (bit for bit), dtype, modes, frozen parameters.
+
+    Classes come only from fastnn and :func:`register_module`; nothing is unpickled, imported or evaluated
+    from the file. A traced Module subclass loads as the :class:`~fastnn.nn.Graph` it traced to, with the same
+    parameter names.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    fastnn.nn.Module
+        The model (or a fitted :mod:`fastnn.sklearn` estimator, if that is what was saved).
+
+    Raises
+    ------
+    ValueError
+        If the file is corrupted, truncated, not fastnn's, or names an unregistered class (the message
+        names the file).
+
+    See Also
+    --------
+    save, load_state_dict
+
+    Examples
+    --------
+    >>> import os, tempfile, fastnn as fnn
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.fnn")
+    >>> fnn.save(fnn.nn.Sequential(fnn.nn.Linear(2, 2)), path)
+    >>> fnn.load(path)
+    Sequential(
+      (0): Linear(2, 2)
+    )
+    """
     with _builtins_cached():
         return _load(path)
 
@@ -616,8 +718,34 @@ def _load(path):
 
 
 def save_state_dict(state_dict, path, metadata=None):
-    """Write a dict name -> numpy array (e.g. `model.state_dict()` of any module, registered or not) to a
-    safetensors file, atomically. metadata: optional dict str -> str, stored in the header."""
+    """Write a dict of arrays — e.g. ``model.state_dict()`` of any module — to a safetensors file, atomically.
+
+    Parameters
+    ----------
+    state_dict : dict of str to ndarray
+        The arrays.
+    path : str or os.PathLike
+        The file.
+    metadata : dict of str to str, optional
+        Stored in the file's header.
+
+    Raises
+    ------
+    TypeError
+        If given a Module instead of its state dict, or not a dict.
+
+    See Also
+    --------
+    load_state_dict, save
+
+    Examples
+    --------
+    >>> import os, tempfile, fastnn as fnn
+    >>> path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+    >>> fnn.save_state_dict(fnn.nn.Linear(3, 2).state_dict(), path)
+    >>> {k: v.shape for k, v in fnn.load_state_dict(path).items()}
+    {'weight': (2, 3), 'bias': (2,)}
+    """
     if isinstance(state_dict, Module):
         raise TypeError("fastnn.save_state_dict: expected a dict of arrays; pass model.state_dict() "
                         "(or use fastnn.save(model, path) to save the architecture too)")
@@ -627,8 +755,41 @@ def save_state_dict(state_dict, path, metadata=None):
 
 
 def load_state_dict(path):
-    """Read a safetensors file into an OrderedDict name -> numpy array (in file order), for
-    `model.load_state_dict(...)`. ValueError naming the file if it is corrupted or truncated."""
+    """Read a safetensors file into an ordered dict of arrays, for ``model.load_state_dict(...)``.
+
+    Any safetensors file works, e.g. one written by ``safetensors.torch.save_file`` from a PyTorch model.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    collections.OrderedDict of str to ndarray
+        In file order.
+
+    Raises
+    ------
+    ValueError
+        If the file is corrupted or truncated (the message names it).
+
+    See Also
+    --------
+    save_state_dict, fastnn.utils.load_partial
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, fastnn as fnn
+    >>> path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+    >>> fnn.save_state_dict({"weight": np.eye(2, dtype=np.float32), "bias": np.zeros(2, np.float32)}, path)
+    >>> layer = fnn.nn.Linear(2, 2)
+    >>> layer.load_state_dict(fnn.load_state_dict(path))
+    IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+    >>> layer.weight.data
+    array([[1., 0.],
+           [0., 1.]], dtype=float32)
+    """
     return _st.load_file(path)
 
 

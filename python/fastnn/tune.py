@@ -107,22 +107,113 @@ class Choice(Distribution):
 
 
 def uniform(low, high):
-    """Uniform on [low, high]."""
+    """The uniform distribution on ``[low, high]``, for :class:`RandomSearch` and :class:`LipoSearch`.
+
+    Parameters
+    ----------
+    low, high : float
+        Finite bounds, ``low <= high``.
+
+    Returns
+    -------
+    Uniform
+        A distribution with ``rvs(rng)``.
+
+    Raises
+    ------
+    ValueError
+        Unless the bounds are finite and ``low <= high``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> d = fnn.tune.uniform(0.0, 0.5)
+    >>> 0.0 <= d.rvs(np.random.default_rng(0)) <= 0.5
+    True
+    """
     return Uniform(low, high)
 
 
 def loguniform(low, high):
-    """Log-uniform on [low, high], 0 < low (learning rates, weight decays)."""
+    """The log-uniform distribution on ``[low, high]``, ``0 < low``: for learning rates and weight decays.
+
+    Parameters
+    ----------
+    low, high : float
+        Finite bounds, ``0 < low <= high``.
+
+    Returns
+    -------
+    LogUniform
+        A distribution with ``rvs(rng)``; :class:`LipoSearch` searches it in log space.
+
+    Raises
+    ------
+    ValueError
+        Unless the bounds are finite and ``0 < low <= high``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> draws = [fnn.tune.loguniform(1e-4, 1e-1).rvs(np.random.default_rng(s)) for s in range(200)]
+    >>> min(draws) >= 1e-4 and max(draws) <= 1e-1, sum(d < 1e-2 for d in draws) > 100
+    (True, True)
+    """
     return LogUniform(low, high)
 
 
 def randint(low, high):
-    """Integers low..high inclusive."""
+    """Integers ``low`` to ``high`` inclusive, each equally likely.
+
+    Parameters
+    ----------
+    low, high : int
+        The bounds, ``low <= high``.
+
+    Returns
+    -------
+    RandInt
+        A distribution with ``rvs(rng)``.
+
+    Raises
+    ------
+    ValueError
+        If ``low > high``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> rng = np.random.default_rng(0)
+    >>> sorted({fnn.tune.randint(1, 3).rvs(rng) for _ in range(50)})
+    [1, 2, 3]
+    """
     return RandInt(low, high)
 
 
 def choice(options):
-    """Uniform choice among options."""
+    """A uniform choice among ``options``.
+
+    Parameters
+    ----------
+    options : sequence
+        The values.
+
+    Returns
+    -------
+    Choice
+        A distribution with ``rvs(rng)``.
+
+    Raises
+    ------
+    ValueError
+        If ``options`` is empty.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.tune.choice(["relu", "tanh"]).rvs(np.random.default_rng(0)) in ("relu", "tanh")
+    True
+    """
     return Choice(options)
 
 
@@ -155,8 +246,25 @@ def _sample(name, value, rng):
 
 
 class ParameterGrid:
-    """Every combination of a dict name -> list of values (or a list of such dicts, searched one after the
-    other), in order: the last name varies fastest. A value that is not a list is held fixed."""
+    """Every combination of a grid, in order (the last name varies fastest).
+
+    Parameters
+    ----------
+    param_grid : dict or list of dict
+        Name → list of values (a value that is not a list is held fixed), or a list of such dicts searched
+        one after the other.
+
+    Raises
+    ------
+    TypeError
+        If it is neither a dict nor a list of dicts.
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> list(fnn.tune.ParameterGrid({"lr": [0.1, 0.01], "units": [8, 16]}))
+    [{'lr': 0.1, 'units': 8}, {'lr': 0.1, 'units': 16}, {'lr': 0.01, 'units': 8}, {'lr': 0.01, 'units': 16}]
+    """
 
     def __init__(self, param_grid):
         grids = [param_grid] if isinstance(param_grid, dict) else list(param_grid)
@@ -364,11 +472,61 @@ class _Search:
 
 
 class GridSearch(_Search):
-    """Trains one model per combination of param_grid (dict name -> list of values, or a list of such dicts)
-    and ranks them by `monitor` on the validation set (mode "auto": maximise names containing "acc",
-    minimise the rest). After fit: results_ (list of dicts, best first: rank, trial, params, score, history,
-    fit_time[, error]), best_params_, best_score_, best_model_, best_trainer_, best_index_; summary() is a
-    table. error_score: "raise" (default) or a score given to a trial whose build or fit raises."""
+    """Train one model per combination of a grid and rank them by a validation score.
+
+    After ``fit``: ``results_`` (list of dicts, best first: rank, trial, params, score, history, fit_time and
+    error when one was raised), ``best_params_``, ``best_score_``, ``best_model_``, ``best_trainer_``,
+    ``best_index_``; ``summary()`` gives a table. ``fit(x, y, validation_data=None, validation_split=None,
+    **fit_kwargs)`` holds out the last ``validation_split`` (0.2 by default) of the arrays when no validation
+    data is given, as Keras does.
+
+    Parameters
+    ----------
+    build_fn : callable
+        ``build_fn(**params)`` returns ``(model, loss, optimizer)``, ``(model, loss, optimizer, metrics)`` or a
+        :class:`fastnn.Trainer`.
+    param_grid : dict or list of dict
+        Name → list of values, or a list of such dicts (see :class:`ParameterGrid`).
+    monitor : str, default "val_loss"
+        The score: ``"val_<name>"`` is the final value of ``<name>`` on the validation set
+        (``Trainer.evaluate`` after fit, so a callback restoring the best weights is honoured); any other key is
+        the last epoch's value in the history.
+    mode : {"auto", "min", "max"}, default "auto"
+        "auto" maximises monitors whose name contains "acc" and minimises the rest.
+    seed : int or None, default None
+        Fixes the sampled parameters and the training randomness: every trial starts from the same
+        :func:`fastnn.manual_seed` (common random numbers), so trials differ only by their parameters.
+    fit_kwargs : dict, optional
+        Arguments for every ``Trainer.fit`` (epochs, batch_size, callbacks...); ``fit``'s own override them.
+    error_score : "raise" or float, default "raise"
+        Raise when a trial's build or fit raises, or give it this score (e.g. ``float("nan")``).
+    verbose : int, default 0
+        1 prints a line per trial.
+
+    Raises
+    ------
+    TypeError
+        If ``build_fn`` is not callable, or the search space has the wrong type.
+    ValueError
+        For a bad ``mode``, ``error_score`` or budget.
+
+    See Also
+    --------
+    RandomSearch, LipoSearch
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((120, 4)).astype(np.float32); y = (x[:, 0] > 0).astype(np.int64)
+    >>> def build(lr, units=8):
+    ...     model = fnn.nn.Sequential(fnn.nn.Linear(4, units), fnn.nn.ReLU(), fnn.nn.Linear(units, 2))
+    ...     return model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=lr)
+    >>> search = fnn.tune.GridSearch(build, {"lr": [0.01, 0.3]}, monitor="val_accuracy", seed=0)
+    >>> search = search.fit(x, y, epochs=3, batch_size=16)
+    >>> len(search.results_), search.best_params_ in ({"lr": 0.01}, {"lr": 0.3})
+    (2, True)
+    """
 
     def __init__(self, build_fn, param_grid, *, monitor="val_loss", mode="auto", seed=None, fit_kwargs=None,
                  error_score="raise", verbose=0):
@@ -381,10 +539,68 @@ class GridSearch(_Search):
 
 
 class RandomSearch(_Search):
-    """n_iter trials with parameters drawn from param_distributions: each value is a list (uniform choice),
-    a distribution (tune.uniform, loguniform, randint, choice, any object with rvs(rng), or a
-    scipy.stats frozen distribution) or a fixed value. When every value is a list, distinct combinations
-    are drawn without replacement (at most all of them). Same results as GridSearch otherwise."""
+    """``n_iter`` trials with parameters drawn at random, ranked by a validation score.
+
+    Each value of ``param_distributions`` is a list (uniform choice), a distribution (:func:`uniform`,
+    :func:`loguniform`, :func:`randint`, :func:`choice`, any object with ``rvs(rng)``, a scipy.stats frozen
+    distribution) or a fixed value. When every value is a list, distinct combinations are drawn without
+    replacement.
+
+    After ``fit``: ``results_`` (list of dicts, best first: rank, trial, params, score, history, fit_time and
+    error when one was raised), ``best_params_``, ``best_score_``, ``best_model_``, ``best_trainer_``,
+    ``best_index_``; ``summary()`` gives a table. ``fit(x, y, validation_data=None, validation_split=None,
+    **fit_kwargs)`` holds out the last ``validation_split`` (0.2 by default) of the arrays when no validation
+    data is given, as Keras does.
+
+    Parameters
+    ----------
+    build_fn : callable
+        ``build_fn(**params)`` returns ``(model, loss, optimizer)``, ``(model, loss, optimizer, metrics)`` or a
+        :class:`fastnn.Trainer`.
+    param_distributions : dict
+        Name → list, distribution or fixed value.
+    n_iter : int, default 10
+        Trials; >= 1.
+    monitor : str, default "val_loss"
+        The score: ``"val_<name>"`` is the final value of ``<name>`` on the validation set
+        (``Trainer.evaluate`` after fit, so a callback restoring the best weights is honoured); any other key is
+        the last epoch's value in the history.
+    mode : {"auto", "min", "max"}, default "auto"
+        "auto" maximises monitors whose name contains "acc" and minimises the rest.
+    seed : int or None, default None
+        Fixes the sampled parameters and the training randomness: every trial starts from the same
+        :func:`fastnn.manual_seed` (common random numbers), so trials differ only by their parameters.
+    fit_kwargs : dict, optional
+        Arguments for every ``Trainer.fit`` (epochs, batch_size, callbacks...); ``fit``'s own override them.
+    error_score : "raise" or float, default "raise"
+        Raise when a trial's build or fit raises, or give it this score (e.g. ``float("nan")``).
+    verbose : int, default 0
+        1 prints a line per trial.
+
+    Raises
+    ------
+    TypeError
+        If ``build_fn`` is not callable, or the search space has the wrong type.
+    ValueError
+        For a bad ``mode``, ``error_score`` or budget.
+
+    See Also
+    --------
+    GridSearch, LipoSearch
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((120, 4)).astype(np.float32); y = (x[:, 0] > 0).astype(np.int64)
+    >>> def build(lr, units=8):
+    ...     model = fnn.nn.Sequential(fnn.nn.Linear(4, units), fnn.nn.ReLU(), fnn.nn.Linear(units, 2))
+    ...     return model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=lr)
+    >>> search = fnn.tune.RandomSearch(build, {"lr": fnn.tune.loguniform(1e-3, 0.5), "units": [4, 8]},
+    ...                                n_iter=3, seed=0)
+    >>> len(search.fit(x, y, epochs=2).results_)
+    3
+    """
 
     def __init__(self, build_fn, param_distributions, n_iter=10, seed=None, *, monitor="val_loss", mode="auto",
                  fit_kwargs=None, error_score="raise", verbose=0):
@@ -408,10 +624,66 @@ class RandomSearch(_Search):
 
 
 class LipoSearch(_Search):
-    """Hyper-parameter search with find_max_global (LIPO + trust region): no settings of its own besides
-    the budget n_iter. param_space values: tune.uniform(a, b) or a tuple (a, b) (continuous, linear scale),
-    tune.loguniform(a, b) (continuous, searched in log space), tune.randint(a, b) (integers), or a fixed
-    value. Lists and choices are not searchable by LIPO (use GridSearch or RandomSearch for them)."""
+    """Hyper-parameter search with :func:`find_max_global` (LIPO + trust region): no settings besides the budget.
+
+    ``param_space`` values: :func:`uniform` or a tuple ``(a, b)`` (continuous, linear scale), :func:`loguniform`
+    (searched in log space), :func:`randint` (integers), or a fixed value. Lists and choices cannot be searched
+    by LIPO (use :class:`GridSearch` or :class:`RandomSearch`).
+
+    After ``fit``: ``results_`` (list of dicts, best first: rank, trial, params, score, history, fit_time and
+    error when one was raised), ``best_params_``, ``best_score_``, ``best_model_``, ``best_trainer_``,
+    ``best_index_``; ``summary()`` gives a table. ``fit(x, y, validation_data=None, validation_split=None,
+    **fit_kwargs)`` holds out the last ``validation_split`` (0.2 by default) of the arrays when no validation
+    data is given, as Keras does.
+
+    Parameters
+    ----------
+    build_fn : callable
+        ``build_fn(**params)`` returns ``(model, loss, optimizer)``, ``(model, loss, optimizer, metrics)`` or a
+        :class:`fastnn.Trainer`.
+    param_space : dict
+        Name → range or fixed value.
+    n_iter : int, default 20
+        Trials; >= 1.
+    monitor : str, default "val_loss"
+        The score: ``"val_<name>"`` is the final value of ``<name>`` on the validation set
+        (``Trainer.evaluate`` after fit, so a callback restoring the best weights is honoured); any other key is
+        the last epoch's value in the history.
+    mode : {"auto", "min", "max"}, default "auto"
+        "auto" maximises monitors whose name contains "acc" and minimises the rest.
+    seed : int or None, default None
+        Fixes the sampled parameters and the training randomness: every trial starts from the same
+        :func:`fastnn.manual_seed` (common random numbers), so trials differ only by their parameters.
+    fit_kwargs : dict, optional
+        Arguments for every ``Trainer.fit`` (epochs, batch_size, callbacks...); ``fit``'s own override them.
+    error_score : "raise" or float, default "raise"
+        Raise when a trial's build or fit raises, or give it this score (e.g. ``float("nan")``).
+    verbose : int, default 0
+        1 prints a line per trial.
+
+    Raises
+    ------
+    TypeError
+        If ``build_fn`` is not callable, or the search space has the wrong type.
+    ValueError
+        For a bad ``mode``, ``error_score`` or budget.
+
+    See Also
+    --------
+    find_max_global
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((120, 4)).astype(np.float32); y = (x[:, 0] > 0).astype(np.int64)
+    >>> def build(lr, units=8):
+    ...     model = fnn.nn.Sequential(fnn.nn.Linear(4, units), fnn.nn.ReLU(), fnn.nn.Linear(units, 2))
+    ...     return model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=lr)
+    >>> search = fnn.tune.LipoSearch(build, {"lr": fnn.tune.loguniform(1e-3, 0.5)}, n_iter=3, seed=0)
+    >>> 1e-3 <= search.fit(x, y, epochs=2).best_params_["lr"] <= 0.5
+    True
+    """
 
     def __init__(self, build_fn, param_space, n_iter=20, seed=None, *, monitor="val_loss", mode="auto",
                  fit_kwargs=None, error_score="raise", verbose=0):
@@ -622,22 +894,49 @@ class _Lipo:
 
 
 def find_max_global(f, lower, upper, max_evals, seed=None, is_integer=None):
-    """Maximise f over the box [lower, upper] with at most max_evals calls, with no settings to tune.
+    """Maximise a function over a box with at most ``max_evals`` calls, with no settings to tune.
 
-    LIPO (Malherbe & Vayatis 2017, as in King's dlib find_max_global): the function is assumed Lipschitz
-    with a constant k estimated from the data (the largest slope between evaluated points, in coordinates
-    scaled to the unit cube), so U(x) = min_i f(x_i) + k·‖x − x_i‖ bounds it from above; each LIPO step
-    scores 5000 random points by U and evaluates the one with the largest bound (a plain random point 2% of
-    the time, or when no bound exceeds the best value). Every other step is a trust-region step: a quadratic
-    model through the best point and its nearest neighbours (as many as the model has coefficients) is
-    maximised within a trust radius, which doubles when the step gains more than 3/4 of the predicted
-    improvement, halves when it gains less than 1/4, and restarts from the neighbourhood's size when a LIPO
-    step finds a better point far away. So LIPO finds the right basin and the quadratic steps refine the
-    peak quickly. The centre of the box is evaluated first, then random points until there are
-    max(3, dimensions). Non-finite values count as the worst value seen.
+    LIPO (Malherbe & Vayatis 2017, as in King's dlib ``find_max_global``): the function is assumed
+    Lipschitz with a constant estimated from the data, giving an upper bound
+    ``U(x) = min_i f(x_i) + k·‖x − x_i‖``; a LIPO step evaluates the random candidate with the largest bound.
+    Every other step is a trust-region step on a quadratic model around the best point, so LIPO finds the
+    right basin and the quadratic steps refine the peak. Non-finite values count as the worst value seen.
 
-    f(x): x is a float when lower and upper are scalars, else a 1-D float64 array. is_integer: a bool per
-    coordinate (those are rounded). seed: int, None or a numpy Generator. Returns (x_best, f_best).
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> float``; ``x`` is a float when the bounds are scalars, else a 1-D float64 array.
+    lower, upper : float or array_like
+        The box.
+    max_evals : int
+        Calls of ``f``.
+    seed : int, numpy.random.Generator or None, default None
+        Randomness of the candidates.
+    is_integer : sequence of bool, optional
+        Per coordinate: round it to integers.
+
+    Returns
+    -------
+    x_best : float or ndarray
+        The best point found.
+    f_best : float
+        ``f(x_best)``.
+
+    Raises
+    ------
+    ValueError
+        For bounds of different shapes, non-finite bounds, ``lower > upper``, or ``max_evals < 1``.
+
+    See Also
+    --------
+    find_min_global, LipoSearch
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> x, fx = fnn.tune.find_max_global(lambda v: -(v - 0.3) ** 2, 0.0, 1.0, max_evals=30, seed=0)
+    >>> round(x, 3), fx > -1e-6
+    (0.3, True)
     """
     scalar = np.ndim(lower) == 0 and np.ndim(upper) == 0
     lower = np.atleast_1d(np.asarray(lower, dtype=np.float64)).copy()
@@ -696,6 +995,39 @@ def find_max_global(f, lower, upper, max_evals, seed=None, is_integer=None):
 
 
 def find_min_global(f, lower, upper, max_evals, seed=None, is_integer=None):
-    """Minimise f over [lower, upper]: find_max_global on −f. Returns (x_best, f_best)."""
+    """Minimise a function over a box: :func:`find_max_global` on ``-f``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> float``.
+    lower, upper : float or array_like
+        The box.
+    max_evals : int
+        Calls of ``f``.
+    seed : int, numpy.random.Generator or None, default None
+        Randomness of the candidates.
+    is_integer : sequence of bool, optional
+        Per coordinate: round it to integers.
+
+    Returns
+    -------
+    x_best : float or ndarray
+        The best point found.
+    f_best : float
+        ``f(x_best)``.
+
+    See Also
+    --------
+    find_max_global
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> x, fx = fnn.tune.find_min_global(lambda v: float(np.sum((v - [1.0, -2.0]) ** 2)), [-5, -5], [5, 5],
+    ...                                  max_evals=60, seed=0)
+    >>> np.round(x, 2), fx < 1e-4
+    (array([ 1., -2.]), True)
+    """
     x, value = find_max_global(lambda v: -float(f(v)), lower, upper, max_evals, seed=seed, is_integer=is_integer)
     return x, -value

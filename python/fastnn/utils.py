@@ -39,7 +39,20 @@ PartialLoad = namedtuple("PartialLoad", ["missing_keys", "unexpected_keys", "mis
 
 
 class GradcheckError(AssertionError):
-    """Raised by gradcheck when an analytic gradient disagrees with finite differences."""
+    """Raised by :func:`gradcheck` when an analytic gradient disagrees with finite differences.
+
+    A subclass of :class:`AssertionError`, so a failing check fails a test.
+
+    See Also
+    --------
+    gradcheck
+
+    Examples
+    --------
+    >>> from fastnn.utils import GradcheckError
+    >>> issubclass(GradcheckError, AssertionError)
+    True
+    """
 
 
 def _float64(a):
@@ -48,18 +61,55 @@ def _float64(a):
 
 
 def gradcheck(model, loss, x, y, eps=1e-6, rtol=1e-5, atol=1e-8, check_input=False, raise_exception=True):
-    """Compare model.backward's parameter gradients (and, with check_input, the input gradient) with central
-    differences (f(w + eps) − f(w − eps)) / 2eps of f = loss(model(x), y), all in float64.
+    """Check a model's backward against central finite differences of the loss, in float64.
 
-    Works on deep copies of the model and the loss (cast to float64; the loss is put in eval mode, so
-    stateful losses such as CenterLoss do not update), over every parameter with requires_grad. The
-    model's train/eval mode is kept; fastnn's generator is rewound before every forward so dropout draws
-    the same mask each time, and restored afterwards. An element passes when
-    |analytic − numeric| <= atol + rtol·|numeric|.
+    Compares the parameter gradients ``model.backward`` computes (and, with ``check_input``, the input
+    gradient) with ``(f(w + eps) - f(w - eps)) / (2 eps)`` of ``f = loss(model(x), y)``. It works on deep
+    copies of the model and the loss cast to float64 (the loss in eval mode, so stateful losses such as
+    CenterLoss do not update), over every parameter with ``requires_grad``; the model's train/eval mode is kept
+    and fastnn's generator is rewound before every forward, so dropout draws the same mask each time. An element
+    passes when ``|analytic - numeric| <= atol + rtol * |numeric|``.
 
-    Returns a list of GradcheckResult(name, max_abs_error, max_rel_error, passed), one per parameter
-    ("input" for the input). If any fails and raise_exception is True, raises GradcheckError naming the
-    worst one.
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+        Any module with forward and backward (a layer you wrote, a traced subclass, a Sequential...).
+    loss : callable
+        A loss module: ``loss(pred, y)`` then ``loss.backward()``.
+    x : ndarray or tuple of ndarray
+        The input (a tuple for several inputs).
+    y : ndarray
+        The target.
+    eps : float, default 1e-6
+        The finite-difference step.
+    rtol, atol : float, default 1e-5, 1e-8
+        Relative and absolute tolerances.
+    check_input : bool, default False
+        Also check the gradient w.r.t. the (float) input.
+    raise_exception : bool, default True
+        Raise :class:`GradcheckError` when an element fails.
+
+    Returns
+    -------
+    list of GradcheckResult
+        ``(name, max_abs_error, max_rel_error, passed)`` per parameter (``"input"`` for the input).
+
+    Raises
+    ------
+    GradcheckError
+        If a gradient fails and ``raise_exception`` is true; the message names the worst one.
+    TypeError
+        If ``model`` is not a Module, or it or the loss cannot be copied.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(3, 4), fnn.nn.Tanh(), fnn.nn.Linear(4, 2))
+    >>> x = np.random.default_rng(0).standard_normal((5, 3)); y = np.array([0, 1, 1, 0, 1])
+    >>> results = fnn.utils.gradcheck(model, fnn.nn.CrossEntropyLoss(), x, y, check_input=True)
+    >>> [r.name for r in results], all(r.passed for r in results)
+    (['0.weight', '0.bias', '2.weight', '2.bias', 'input'], True)
     """
     if not isinstance(model, Module):
         raise TypeError(f"gradcheck: model must be a fastnn Module, got {type(model).__name__}")
@@ -151,7 +201,46 @@ def _select(model, pattern):
 
 
 def freeze(model, pattern=None):
-    """Set requires_grad=False on the selected parameters (all when pattern is None); returns their names."""
+    """Stop training the selected parameters: set ``requires_grad=False``.
+
+    Optimizers skip frozen parameters, and backward does not compute their gradients.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+        The model.
+    pattern : None, str, Module, Parameter or list of these, optional
+        ``None`` selects every parameter; a string is an fnmatch pattern over parameter names (``"0"`` or
+        ``"0.*"`` for the first layer's parameters, ``"*.bias"`` for every bias); a sub-module selects its
+        parameters.
+
+    Returns
+    -------
+    list of str
+        The names of the parameters frozen.
+
+    Raises
+    ------
+    ValueError
+        If the pattern matches no parameter (the message lists the names).
+    TypeError
+        For a pattern of another type.
+
+    See Also
+    --------
+    unfreeze, load_partial
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(4, 8), fnn.nn.ReLU(), fnn.nn.Linear(8, 2))
+    >>> fnn.utils.freeze(model)
+    ['0.weight', '0.bias', '2.weight', '2.bias']
+    >>> fnn.utils.unfreeze(model, "2")               # train the last layer only
+    ['2.weight', '2.bias']
+    >>> [n for n, p in model.named_parameters() if p.requires_grad]
+    ['2.weight', '2.bias']
+    """
     selected = _select(model, pattern)
     for _, p in selected:
         p.requires_grad = False
@@ -159,7 +248,37 @@ def freeze(model, pattern=None):
 
 
 def unfreeze(model, pattern=None):
-    """Set requires_grad=True on the selected parameters (all when pattern is None); returns their names."""
+    """Train the selected parameters again: set ``requires_grad=True``.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+        The model.
+    pattern : None, str, Module, Parameter or list of these, optional
+        As in :func:`freeze`; ``None`` selects every parameter.
+
+    Returns
+    -------
+    list of str
+        The names of the parameters unfrozen.
+
+    Raises
+    ------
+    ValueError
+        If the pattern matches no parameter.
+
+    See Also
+    --------
+    freeze
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(4, 8), fnn.nn.ReLU(), fnn.nn.Linear(8, 2))
+    >>> _ = fnn.utils.freeze(model)
+    >>> fnn.utils.unfreeze(model, model[0])
+    ['0.weight', '0.bias']
+    """
     selected = _select(model, pattern)
     for _, p in selected:
         p.requires_grad = True
@@ -167,9 +286,36 @@ def unfreeze(model, pattern=None):
 
 
 def load_partial(model, state_dict):
-    """Load the entries of state_dict whose name and shape match the model (strict=False), and report the
-    rest: PartialLoad(missing_keys (in the model, not loaded), unexpected_keys (in the dict, not the model),
-    mismatched_keys (same name, different shape; not loaded))."""
+    """Load the entries of a state dict whose name and shape match the model, and report the rest.
+
+    The usual start of fine-tuning: a pretrained model's weights into a model whose head changed.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+        The model to load into (in place).
+    state_dict : dict of str to ndarray
+        For example ``fastnn.load("pretrained.fnn").state_dict()``.
+
+    Returns
+    -------
+    PartialLoad
+        A named tuple ``(missing_keys, unexpected_keys, mismatched_keys)``: in the model but not the dict,
+        in the dict but not the model, and same name but a different shape (not loaded).
+
+    See Also
+    --------
+    fastnn.nn.Module.load_state_dict, freeze
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> pretrained = fnn.nn.Sequential(fnn.nn.Linear(4, 8), fnn.nn.ReLU(), fnn.nn.Linear(8, 10))
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(4, 8), fnn.nn.ReLU(), fnn.nn.Linear(8, 3))   # a new head
+    >>> report = fnn.utils.load_partial(model, pretrained.state_dict())
+    >>> report.mismatched_keys, report.missing_keys, report.unexpected_keys
+    (['2.weight', '2.bias'], ['2.weight', '2.bias'], [])
+    """
     own = model.state_dict()
     mismatched = [k for k, v in state_dict.items() if k in own and np.shape(v) != own[k].shape]
     usable = {k: v for k, v in state_dict.items() if k not in mismatched}

@@ -37,10 +37,35 @@ def _positive_int(owner, name, value):
 
 
 class BalancedSampler:
-    """Label-balanced oversampling: each epoch yields num_samples indices (default n_classes × the largest
-    class count) with the same number from every class: a class's indices are used in a random order,
-    repeated as often as needed (each sample of a class appears either k or k+1 times), then all are
-    shuffled together. `len(sampler)` is num_samples."""
+    """Label-balanced oversampling: every epoch yields indices with the same number from every class.
+
+    A class's indices are used in a random order, repeated as often as needed (each sample of a class appears
+    ``k`` or ``k + 1`` times), then all are shuffled together. ``len(sampler)`` is ``num_samples``. Give it to
+    :class:`ArrayBatches` as ``sampler=``.
+
+    Parameters
+    ----------
+    labels : array_like, shape (N,)
+        The class of every sample.
+    num_samples : int or None, default None
+        Indices per epoch; None gives ``n_classes`` × the largest class count.
+    seed : int or None, default None
+        Seed of its own generator; None draws from fastnn's (:func:`fastnn.manual_seed`).
+
+    Raises
+    ------
+    ValueError
+        For labels that are not a non-empty 1-D array, or ``num_samples < 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> labels = np.array([0] * 8 + [1] * 2)
+    >>> sampler = fnn.data.BalancedSampler(labels, seed=0)
+    >>> idx = np.fromiter(iter(sampler), int)
+    >>> len(sampler), np.bincount(labels[idx]).tolist()
+    (16, [8, 8])
+    """
 
     def __init__(self, labels, num_samples=None, seed=None):
         labels = np.asarray(labels)
@@ -68,12 +93,52 @@ class BalancedSampler:
 
 
 class ArrayBatches:
-    """Batches (x[i], y[i]) (or x[i] alone when y is None) of arrays with the same first dimension. x may be a
-    tuple or list of arrays (a model of several inputs): its batches are then tuples of arrays, given as
-    (inputs, y), or as (inputs,) when y is None.
-    shuffle: a new order every epoch; sampler: an iterable of indices per epoch instead (BalancedSampler);
-    drop_last: skip a final smaller batch; transform: applied to each x batch (augmentation; it gets the
-    tuple when there are several inputs). Batches are C-contiguous copies."""
+    """Mini-batches ``(x[i], y[i])`` of arrays with the same first dimension; re-iterable, one pass per epoch.
+
+    Give it to :meth:`fastnn.Trainer.fit` instead of arrays to add augmentation or a sampler. Batches are
+    C-contiguous copies.
+
+    Parameters
+    ----------
+    x : ndarray or list/tuple of ndarray
+        The inputs; a list or tuple for a model of several inputs (its batches are then tuples of arrays).
+    y : ndarray or None, default None
+        The targets; None yields ``x`` batches alone.
+    batch_size : int, default 32
+        Samples per batch; >= 1.
+    shuffle : bool, default True
+        A new order every epoch.
+    drop_last : bool, default False
+        Skip a final smaller batch.
+    sampler : iterable of int, optional
+        Indices per epoch instead of ``range(N)`` (e.g. :class:`BalancedSampler`); its order is used as is.
+    transform : callable, optional
+        Applied to each ``x`` batch (augmentation, :mod:`fastnn.data.transforms`); it gets the tuple when there
+        are several inputs.
+    seed : int or None, default None
+        Seed of the shuffling; None draws from fastnn's generator (:func:`fastnn.manual_seed`).
+
+    Raises
+    ------
+    ValueError
+        If the arrays have different numbers of samples, or ``batch_size < 1``.
+
+    See Also
+    --------
+    GeneratorBatches
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> x, y = np.arange(10.0).reshape(5, 2), np.arange(5)
+    >>> batches = fnn.data.ArrayBatches(x, y, batch_size=2, shuffle=False)
+    >>> len(batches), [yb.tolist() for _, yb in batches]
+    (3, [[0, 1], [2, 3], [4]])
+    >>> ids = np.zeros((5, 3), np.int64)
+    >>> (xb, ib), yb = next(iter(fnn.data.ArrayBatches([x, ids], y, batch_size=4)))   # two inputs
+    >>> xb.shape, ib.shape, yb.shape
+    ((4, 2), (4, 3), (4,))
+    """
 
     def __init__(self, x, y=None, batch_size=32, shuffle=True, drop_last=False, sampler=None, transform=None,
                  seed=None):
@@ -136,11 +201,45 @@ class ArrayBatches:
 
 
 class GeneratorBatches:
-    """Re-batches the chunks (x_chunk, y_chunk) (or x_chunk arrays) of `make_chunks()` into batches of
-    batch_size. make_chunks is called once per epoch, so it must return a fresh iterator (a generator
-    function works). shuffle_buffer > 0 keeps up to that many samples in memory and emits batches drawn at
-    random from it (the tf.data shuffle buffer): a partial shuffle with bounded memory. transform applies
-    to each x batch."""
+    """Re-batch the chunks of a generator into mini-batches, for data that does not fit in memory.
+
+    ``make_chunks()`` is called once per epoch and must return a fresh iterator of ``(x_chunk, y_chunk)`` pairs
+    (or ``x_chunk`` arrays): a generator function works.
+
+    Parameters
+    ----------
+    make_chunks : callable
+        Returns a fresh iterator of chunks.
+    batch_size : int, default 32
+        Samples per batch.
+    shuffle_buffer : int, default 0
+        With > 0, keep up to that many samples and emit batches drawn at random from them (``tf.data``'s
+        shuffle buffer): a partial shuffle with bounded memory.
+    drop_last : bool, default False
+        Skip a final smaller batch.
+    transform : callable, optional
+        Applied to each ``x`` batch.
+    seed : int or None, default None
+        Seed of the shuffle buffer; None draws from fastnn's generator.
+
+    Raises
+    ------
+    TypeError
+        If ``make_chunks`` is not callable.
+
+    See Also
+    --------
+    ArrayBatches
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> def chunks():
+    ...     for start in range(0, 10, 4):
+    ...         yield np.arange(start, min(start + 4, 10.0))[:, None], np.arange(start, min(start + 4, 10))
+    >>> [len(yb) for _, yb in fnn.data.GeneratorBatches(chunks, batch_size=3)]
+    [3, 3, 3, 1]
+    """
 
     def __init__(self, make_chunks, batch_size=32, shuffle_buffer=0, drop_last=False, transform=None,
                  seed=None):

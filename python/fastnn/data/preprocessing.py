@@ -34,8 +34,37 @@ class _Fitted:
 
 
 class MinMaxScaler(_Fitted):
-    """x' = (x − data_min_)·scale_ + feature_range[0], so the training data spans feature_range per feature,
-    e.g. (0, 1) or (−1, 1). Constant features map to feature_range[0] (scale_ as if their range were 1)."""
+    """Scale each feature so the training data spans ``feature_range``: ``x' = (x - data_min_) * scale_ + lo``.
+
+    Constant features map to ``feature_range[0]`` (``scale_`` as if their range were 1).
+
+    Methods: ``fit(X)``, ``transform(X)``, ``fit_transform(X)``, ``inverse_transform(X)``, as scikit-learn's;
+    inputs are 2-D ``(n_samples, n_features)`` arrays of finite numbers and are never modified; float32 stays
+    float32, float64 stays float64, other numeric input becomes float32.
+
+    Parameters
+    ----------
+    feature_range : tuple of float, default (0, 1)
+        ``(lo, hi)`` with ``lo < hi``, e.g. ``(0, 1)`` or ``(-1, 1)``.
+
+    Attributes
+    ----------
+    data_min_, data_max_, scale_ : ndarray of float64, shape (n_features,)
+        The training minimum, maximum and the scale.
+
+    Raises
+    ------
+    ValueError
+        If ``lo >= hi``, or for bad input as in :class:`StandardScaler`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> X = np.array([[0.0, 5.0], [10.0, 7.0]])
+    >>> fnn.data.MinMaxScaler(feature_range=(-1, 1)).fit_transform(X)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    """
 
     def __init__(self, feature_range=(0, 1)):
         lo, hi = (float(v) for v in feature_range)
@@ -66,8 +95,26 @@ class MinMaxScaler(_Fitted):
 
 
 class LogTransform(_Fitted):
-    """x' = log(1 + x) (numpy.log1p), for non-negative skewed features such as counts; fit only records the
-    number of features. Values must be > −1."""
+    """``x' = log(1 + x)`` (:func:`numpy.log1p`), for non-negative skewed features such as counts.
+
+    ``fit`` only records the number of features; ``inverse_transform`` is :func:`numpy.expm1`.
+
+    Methods: ``fit(X)``, ``transform(X)``, ``fit_transform(X)``, ``inverse_transform(X)``, as scikit-learn's;
+    inputs are 2-D ``(n_samples, n_features)`` arrays of finite numbers and are never modified; float32 stays
+    float32, float64 stays float64, other numeric input becomes float32.
+
+    Raises
+    ------
+    ValueError
+        In ``transform``, for values <= -1.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> t = fnn.data.LogTransform().fit(np.zeros((1, 2)))
+    >>> np.round(t.transform(np.array([[0.0, 99.0]])), 4)
+    array([[0.   , 4.6052]])
+    """
 
     def __repr__(self):
         return "LogTransform()"
@@ -88,13 +135,50 @@ class LogTransform(_Fitted):
 
 
 class PCA(_Fitted):
-    """Principal components from the SVD of the centred training data X − mean_ = U S Vᵀ.
+    """Principal component analysis from the SVD of the centred training data, ``X - mean_ = U S Vᵀ``.
 
-    components_ (k, n_features): the first k rows of Vᵀ (k = n_components, all min(n, d) when None), signs
-    fixed so the largest-magnitude entry of each component is positive. explained_variance_ = S²/(n − 1),
-    explained_variance_ratio_ its share of the total. transform: (X − mean_)·components_ᵀ, divided by
-    sqrt(explained_variance_) when whiten=True (unit variance per component on the training data:
-    covariance I with the n − 1 normalisation). inverse_transform maps back (exactly when k = d).
+    ``components_`` holds the first ``k`` rows of ``Vᵀ`` (signs fixed so the largest-magnitude entry of each
+    is positive); ``transform`` computes ``(X - mean_) @ components_.T``, divided by
+    ``sqrt(explained_variance_)`` with ``whiten=True`` (unit variance per component on the training data).
+    ``inverse_transform`` maps back (exactly when all components are kept).
+
+    Methods: ``fit(X)``, ``transform(X)``, ``fit_transform(X)``, ``inverse_transform(X)``, as scikit-learn's;
+    inputs are 2-D ``(n_samples, n_features)`` arrays of finite numbers and are never modified; float32 stays
+    float32, float64 stays float64, other numeric input becomes float32.
+
+    Parameters
+    ----------
+    n_components : int or None, default None
+        Components kept; None keeps ``min(n_samples, n_features)``.
+    whiten : bool, default False
+        Scale the components to unit variance.
+
+    Attributes
+    ----------
+    mean_ : ndarray, shape (n_features,)
+    components_ : ndarray, shape (n_components, n_features)
+    explained_variance_ : ndarray, shape (n_components,)
+        ``S² / (n - 1)``.
+    explained_variance_ratio_ : ndarray, shape (n_components,)
+        Each component's share of the total variance.
+
+    Raises
+    ------
+    ValueError
+        If ``n_components < 1``, or for bad input.
+
+    See Also
+    --------
+    ZCA
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((200, 1)) @ np.array([[3.0, 1.0]]) + 0.1 * rng.standard_normal((200, 2))
+    >>> pca = fnn.data.PCA(n_components=1).fit(X)
+    >>> pca.transform(X).shape, bool(pca.explained_variance_ratio_[0] > 0.99)
+    ((200, 1), True)
     """
 
     def __init__(self, n_components=None, whiten=False):
@@ -150,10 +234,38 @@ class PCA(_Fitted):
 
 
 class ZCA(_Fitted):
-    """ZCA whitening: x' = (x − mean_)·W with W = U·diag(1/sqrt(λ + eps))·Uᵀ from the eigen-decomposition
-    Σ = U·diag(λ)·Uᵀ of the training covariance (n − 1 normalisation). The whitened training data has
-    covariance ≈ I (exactly I as eps → 0) and, unlike PCA whitening, stays as close as possible to the
-    original data (W is symmetric: no rotation into the components' basis)."""
+    """ZCA whitening: ``x' = (x - mean_) @ W``, ``W = U diag(1/sqrt(λ + eps)) Uᵀ``.
+
+    ``Σ = U diag(λ) Uᵀ`` is the training covariance (``n - 1`` normalisation). The whitened training data has
+    covariance ≈ I and, unlike PCA whitening, stays as close as possible to the original data (``W`` is
+    symmetric: no rotation into the components' basis) — the classic whitening for images.
+
+    Methods: ``fit(X)``, ``transform(X)``, ``fit_transform(X)``, ``inverse_transform(X)``, as scikit-learn's;
+    inputs are 2-D ``(n_samples, n_features)`` arrays of finite numbers and are never modified; float32 stays
+    float32, float64 stays float64, other numeric input becomes float32.
+
+    Parameters
+    ----------
+    eps : float, default 1e-5
+        Added to the eigenvalues; >= 0. Larger values whiten less.
+
+    Raises
+    ------
+    ValueError
+        If ``eps < 0``, or for bad input.
+
+    See Also
+    --------
+    PCA
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> X = np.random.default_rng(0).standard_normal((500, 3)) @ np.array([[2.0, 0, 0], [1, 1, 0], [0, 0, 3]])
+    >>> W = fnn.data.ZCA(eps=0).fit_transform(X)
+    >>> np.allclose(np.cov(W, rowvar=False), np.eye(3))
+    True
+    """
 
     def __init__(self, eps=1e-5):
         self.eps = float(eps)

@@ -32,17 +32,54 @@ def _check_2d(owner, X, what):
 
 
 class StandardScaler:
-    """Standardise features: z = (x - mean_) / scale_, per column, with the training split's statistics.
+    """Standardise features, ``z = (x - mean_) / scale_`` per column, with the training split's statistics.
 
-    Population statistics (ddof=0), as scikit-learn: var_ is the per-feature variance, scale_ = sqrt(var_),
-    except that constant features (variance zero up to rounding) get scale_ 1: they are centred, never NaN.
-    with_mean=False skips centring, with_std=False skips scaling (then var_ and scale_ are None; mean_ is
-    None when both are False).
+    Population statistics (``ddof=0``), as scikit-learn. Constant features (variance zero up to rounding) get
+    ``scale_`` 1: they are centred, never NaN.
 
-    Attributes after fit: mean_, var_, scale_ (float64 arrays of shape (n_features,) or None),
-    n_features_in_, n_samples_seen_. Input: 2-D arrays (n_samples, n_features) of finite numbers.
-    Output dtype: float32 for float32 input, float64 for float64 input, float32 for integer, bool or
-    float16 input. Inputs are never modified.
+    Methods: ``fit(X)``, ``transform(X)``, ``fit_transform(X)``, ``inverse_transform(X)``, as scikit-learn's;
+    inputs are 2-D ``(n_samples, n_features)`` arrays of finite numbers and are never modified; float32 stays
+    float32, float64 stays float64, other numeric input becomes float32.
+
+    Parameters
+    ----------
+    with_mean : bool, default True
+        Centre the features.
+    with_std : bool, default True
+        Scale them to unit variance.
+
+    Attributes
+    ----------
+    mean_, var_, scale_ : ndarray of float64, shape (n_features,), or None
+        The statistics (``var_`` and ``scale_`` are None without ``with_std``; ``mean_`` is None when both
+        options are off).
+    n_features_in_ : int
+        Features seen by ``fit``.
+    n_samples_seen_ : int
+        Samples seen by ``fit``.
+
+    Raises
+    ------
+    ValueError
+        For input that is not 2-D, holds NaN or infinity, or has another number of features than at ``fit``.
+
+    See Also
+    --------
+    MinMaxScaler, PCA, ZCA
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> X = np.array([[1.0, 10.0], [3.0, 10.0]], np.float32)
+    >>> scaler = fnn.data.StandardScaler().fit(X)
+    >>> scaler.mean_, scaler.scale_
+    (array([ 2., 10.]), array([1., 1.]))
+    >>> scaler.transform(X)                            # the constant column is centred, not NaN
+    array([[-1.,  0.],
+           [ 1.,  0.]], dtype=float32)
+    >>> scaler.inverse_transform(scaler.transform(X))
+    array([[ 1., 10.],
+           [ 3., 10.]], dtype=float32)
     """
 
     def __init__(self, with_mean=True, with_std=True):
@@ -93,7 +130,7 @@ class StandardScaler:
         return X
 
     def transform(self, X):
-        """(X - mean_) / scale_ as a new array (float32 or float64, see the class docstring)."""
+        """(X - ``mean_``) / ``scale_`` as a new array (float32 or float64, see the class docstring)."""
         X = self._check_fitted(X, "transform")
         out = X.astype(np.float64, copy=True)
         if self.with_mean:
@@ -106,7 +143,7 @@ class StandardScaler:
         return self.fit(X).transform(X)
 
     def inverse_transform(self, X):
-        """X * scale_ + mean_: back to the original units."""
+        """X * ``scale_`` + ``mean_``: back to the original units."""
         X = self._check_fitted(X, "inverse_transform")
         out = X.astype(np.float64, copy=True)
         if self.with_std:

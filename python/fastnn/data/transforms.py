@@ -77,7 +77,36 @@ class Transform:
 
 
 class Compose(Transform):
-    """Apply transforms in order. Each keeps its own seed (or fastnn's generator)."""
+    """Apply transforms in order.
+
+    Each keeps its own seed (or fastnn's generator).
+
+    Parameters
+    ----------
+    transforms : sequence of callable
+        The transforms.
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> aug = T.Compose([T.RandomHorizontalFlip(seed=0), T.RandomCrop(8, padding=1, seed=0)])
+    >>> aug(x).shape
+    (4, 3, 8, 8)
+    """
 
     def __init__(self, transforms):
         super().__init__()
@@ -93,7 +122,36 @@ class Compose(Transform):
 
 
 class RandomHorizontalFlip(Transform):
-    """Mirror each image left-right with probability p."""
+    """Mirror each image left-right with probability ``p``.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Probability of flipping an image.
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> np.array_equal(T.RandomHorizontalFlip(p=1.0)(x), x[..., ::-1])
+    True
+    """
 
     def __init__(self, p=0.5, seed=None):
         super().__init__(seed)
@@ -107,7 +165,36 @@ class RandomHorizontalFlip(Transform):
 
 
 class RandomVerticalFlip(RandomHorizontalFlip):
-    """Mirror each image top-bottom with probability p."""
+    """Mirror each image top-bottom with probability ``p``.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Probability of flipping an image.
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> np.array_equal(T.RandomVerticalFlip(p=1.0)(x), x[..., ::-1, :])
+    True
+    """
 
     def apply(self, x, rng):
         out = x.copy()
@@ -117,8 +204,44 @@ class RandomVerticalFlip(RandomHorizontalFlip):
 
 
 class RandomCrop(Transform):
-    """Pad each side by `padding` pixels of `fill`, then cut a random size×size (or (h, w)) window: with
-    size equal to the image size, a random shift of at most `padding` pixels."""
+    """Pad each side by ``padding`` pixels of ``fill``, then cut a random window of ``size``.
+
+    With ``size`` equal to the image size this is a random shift of at most ``padding`` pixels.
+
+    Parameters
+    ----------
+    size : int or tuple of int
+        ``size × size`` or ``(h, w)``.
+    padding : int, default 0
+        Pixels added on each side first.
+    fill : float, default 0.0
+        Value of pixels that come from outside the image.
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)`` or ``(C, H, W)``.
+    - Output: ``(N, C, h, w)``.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> T.RandomCrop(6)(x).shape
+    (4, 3, 6, 6)
+    >>> T.RandomCrop(8, padding=2, seed=0)(x).shape
+    (4, 3, 8, 8)
+    """
 
     def __init__(self, size, padding=0, fill=0.0, seed=None):
         super().__init__(seed)
@@ -138,9 +261,38 @@ class RandomCrop(Transform):
 
 
 def affine(x, matrix, offset, fill=0.0):
-    """Inverse-mapped bilinear resampling: output pixel p = (row, col) of image i takes the input at
-    matrix[i] @ (p − c) + c + offset[i], c the image centre ((H − 1)/2, (W − 1)/2); outside is `fill`.
-    x: (N, C, H, W); matrix: (N, 2, 2); offset: (N, 2) in (row, col) pixels."""
+    """Inverse-mapped bilinear resampling of a batch of images.
+
+    Output pixel ``p = (row, col)`` of image ``i`` takes the input at ``matrix[i] @ (p − c) + c + offset[i]``,
+    ``c`` the image centre ``((H − 1)/2, (W − 1)/2)``; pixels that fall outside are ``fill``. The geometric
+    transforms are built on it.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        Float images.
+    matrix : ndarray, shape (N, 2, 2)
+        Per-image linear maps from output to input coordinates.
+    offset : ndarray, shape (N, 2)
+        Per-image shifts in (row, col) pixels.
+    fill : float, default 0.0
+        Value outside the input.
+
+    Returns
+    -------
+    ndarray
+        The resampled images, same shape and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> x = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
+    >>> shifted = fnn.data.transforms.affine(x, np.eye(2)[None], np.array([[0.0, 1.0]]))   # take from one column right
+    >>> shifted[0, 0]
+    array([[1., 2., 0.],
+           [4., 5., 0.],
+           [7., 8., 0.]], dtype=float32)
+    """
     n, _, H, W = x.shape
     rows, cols = np.meshgrid(np.arange(H, dtype=np.float64), np.arange(W, dtype=np.float64), indexing="ij")
     c = np.array([(H - 1) / 2, (W - 1) / 2])
@@ -162,7 +314,40 @@ def affine(x, matrix, offset, fill=0.0):
 
 
 class RandomScale(Transform):
-    """Zoom each image about its centre by a factor drawn uniformly from `scale` (>1 enlarges)."""
+    """Zoom each image about its centre by a factor drawn uniformly from ``scale`` (> 1 enlarges).
+
+    Output pixels are mapped back into the input and sampled bilinearly.
+
+    Parameters
+    ----------
+    scale : tuple of float, default (0.9, 1.1)
+        ``(min, max)`` zoom factors.
+    fill : float, default 0.0
+        Value of pixels that come from outside the image.
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> T.RandomScale((0.8, 1.2), seed=0)(x).shape
+    (4, 3, 8, 8)
+    """
 
     def __init__(self, scale=(0.9, 1.1), fill=0.0, seed=None):
         super().__init__(seed)
@@ -176,8 +361,42 @@ class RandomScale(Transform):
 
 
 class RandomShift(Transform):
-    """Translate each image by a whole number of pixels, at most max_shift·H rows and max_shift·W columns
-    each way (max_shift: a fraction of the size, as torchvision's translate, which also rounds)."""
+    """Translate each image by a whole number of pixels.
+
+    At most ``max_shift·H`` rows and ``max_shift·W`` columns each way (a fraction of the size, as torchvision's
+    ``translate``, which also rounds).
+
+    Parameters
+    ----------
+    max_shift : float, default 0.1
+        The largest shift, as a fraction of the size.
+    fill : float, default 0.0
+        Value of pixels that come from outside the image.
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> y = T.RandomShift(max_shift=0.25, seed=0)(x)
+    >>> y.shape, y.dtype
+    ((4, 3, 8, 8), dtype('float32'))
+    """
 
     def __init__(self, max_shift=0.1, fill=0.0, seed=None):
         super().__init__(seed)
@@ -194,8 +413,40 @@ class RandomShift(Transform):
 
 
 class RandomRotation(Transform):
-    """Rotate each image about its centre by an angle drawn uniformly from `degrees` (a number d means
-    (−d, d)); positive angles turn the picture counter-clockwise, as torchvision."""
+    """Rotate each image about its centre by an angle drawn uniformly from ``degrees``.
+
+    Positive angles turn the picture counter-clockwise, as torchvision; output pixels are sampled bilinearly.
+
+    Parameters
+    ----------
+    degrees : float or tuple of float, default 10.0
+        ``d`` means ``(-d, d)``; or ``(min, max)``.
+    fill : float, default 0.0
+        Value of pixels that come from outside the image.
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> T.RandomRotation(degrees=15, seed=0)(x).shape
+    (4, 3, 8, 8)
+    """
 
     def __init__(self, degrees=10.0, fill=0.0, seed=None):
         super().__init__(seed)
@@ -212,7 +463,37 @@ class RandomRotation(Transform):
 
 
 class GaussianNoise(Transform):
-    """Add independent N(0, std²) noise to every value."""
+    """Add independent ``N(0, std²)`` noise to every value.
+
+    Parameters
+    ----------
+    std : float, default 0.1
+        Standard deviation of the noise.
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> noise = T.GaussianNoise(std=0.05, seed=0)(x) - x
+    >>> bool(abs(noise.std() - 0.05) < 0.01)
+    True
+    """
 
     def __init__(self, std=0.1, seed=None):
         super().__init__(seed)
@@ -229,8 +510,39 @@ def _gaussian_kernel(sigma, radius):
 
 
 class GaussianBlur(Transform):
-    """Separable Gaussian blur, edges reflected. sigma: a number, or (min, max) to draw one per image;
-    kernel radius ceil(3·sigma) unless kernel_size (odd) is given."""
+    """Separable Gaussian blur, edges reflected.
+
+    Parameters
+    ----------
+    sigma : float or tuple of float, default 1.0
+        The blur's standard deviation, or ``(min, max)`` to draw one per image.
+    kernel_size : int or None, default None
+        An odd kernel size; None gives radius ``ceil(3·sigma)``.
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> y = T.GaussianBlur(sigma=1.0)(x)
+    >>> bool(y.std() < x.std())            # smoother
+    True
+    """
 
     def __init__(self, sigma=1.0, kernel_size=None, seed=None):
         super().__init__(seed)
@@ -265,10 +577,44 @@ def _gray(x):
 
 
 class ColorJitter(Transform):
-    """Random brightness, contrast and saturation, applied in that order with per-image factors f drawn
-    uniformly from [max(0, 1 − v), 1 + v] (or a given (min, max)):
-    brightness x·f; contrast m + f·(x − m), m the image's mean (grey level for 3 channels);
-    saturation (3-channel RGB only) g + f·(x − g), g each pixel's grey level (f = 0 gives greyscale)."""
+    """Random brightness, contrast and saturation, applied in that order.
+
+    Per-image factors ``f`` are drawn uniformly from ``[max(0, 1 − v), 1 + v]`` (or a given ``(min, max)``):
+    brightness ``x·f``; contrast ``m + f·(x − m)``, ``m`` the image's mean (grey level for 3 channels); saturation
+    (3-channel RGB only) ``g + f·(x − g)``, ``g`` each pixel's grey level.
+
+    Parameters
+    ----------
+    brightness : float or tuple of float, default 0.0
+        Strength ``v`` or ``(min, max)`` factors.
+    contrast : float or tuple of float, default 0.0
+        Strength or factors.
+    saturation : float or tuple of float, default 0.0
+        Strength or factors (RGB only).
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, seed=0)(x).shape
+    (4, 3, 8, 8)
+    """
 
     def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, seed=None):
         super().__init__(seed)
@@ -301,9 +647,45 @@ IMAGENET_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
 
 
 class PCALighting(Transform):
-    """AlexNet's lighting noise: add Σ_k α_k·λ_k·v_k to every pixel of an image, α_k ~ N(0, alphastd²) per
-    image, λ_k, v_k the eigenvalues and eigenvectors (columns of eigvec) of the RGB covariance (ImageNet's by
-    default; `PCALighting.fit(x)` computes them from a batch)."""
+    """AlexNet's lighting noise along the principal components of the RGB colours.
+
+    Adds ``Σ_k α_k·λ_k·v_k`` to every pixel of an image, ``α_k ~ N(0, alphastd²)`` per image, ``λ_k`` and ``v_k``
+    the eigenvalues and eigenvectors (columns of ``eigvec``) of the RGB covariance — ImageNet's by default;
+    ``fit(x)`` computes them from a batch.
+
+    Parameters
+    ----------
+    alphastd : float, default 0.1
+        Standard deviation of the ``α_k``.
+    eigval : array_like or None, default None
+        The eigenvalues (ImageNet's when None).
+    eigvec : array_like or None, default None
+        The eigenvectors, as columns (ImageNet's when None).
+    seed : int or None, default None
+        Seed of the transform's own generator (the same seed gives the same outputs); None draws from fastnn's
+        generator (:func:`fastnn.manual_seed`).
+
+    Shape
+    -----
+    - Input: a float batch ``(N, C, H, W)`` or one image ``(C, H, W)``; never modified.
+    - Output: a new array of the same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        When called on a non-float array.
+    ValueError
+        When called on an array that is not 3-D or 4-D, or for an invalid setting.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> T = fnn.data.transforms
+    >>> x = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    >>> light = T.PCALighting(alphastd=0.1, seed=0).fit(x)
+    >>> light(x).shape
+    (4, 3, 8, 8)
+    """
 
     def __init__(self, alphastd=0.1, eigval=None, eigvec=None, seed=None):
         super().__init__(seed)

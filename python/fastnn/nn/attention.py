@@ -28,12 +28,48 @@ class _KeyState:
 
 
 class AdditiveAttention(Module):
-    """AdditiveAttention(query_dim, key_dim, hidden_dim, bias=True).
+    """Additive (Bahdanau) attention: ``score_t = vᵀ tanh(W_q q + W_k k_t + b)``, weights ``softmax(score)``.
 
-    forward(query [N, Q], keys [N, T, K], mask=None [N, T] bool, True = real position) ->
-    (context [N, K], weights [N, T]); masked positions get weight 0 (every row needs one real position).
-    backward(grad_context, grad_weights=None) -> (grad_query, grad_keys); parameter gradients accumulate.
-    Parameters: query_weight [H, Q], key_weight [H, K], bias [H] (if bias), v [H]; U(±1/√fan_in) init.
+    ``forward(query, keys, mask=None)`` returns ``(context, weights)``: the weighted sum of the keys and the
+    attention weights. Masked positions (``mask`` False) get weight 0; every row needs one real position.
+    ``backward(grad_context, grad_weights=None)`` returns ``(grad_query, grad_keys)``; parameter gradients
+    accumulate. Parameters are initialised from ``U(±1/√fan_in)``.
+
+    Parameters
+    ----------
+    query_dim : int
+        ``Q``, the size of the query (e.g. a decoder state).
+    key_dim : int
+        ``K``, the size of each key (e.g. an encoder output).
+    hidden_dim : int
+        ``H``, the size of the scoring layer.
+    bias : bool, default True
+        Learn ``b``.
+
+    Shape
+    -----
+    - Input: ``query`` ``(N, Q)``, ``keys`` ``(N, T, K)``, ``mask`` ``(N, T)`` bool (True = real position).
+    - Output: ``context`` ``(N, K)``, ``weights`` ``(N, T)``.
+    - Parameters: ``query_weight`` ``(H, Q)``, ``key_weight`` ``(H, K)``, ``bias`` ``(H,)``, ``v`` ``(H,)``.
+
+    Raises
+    ------
+    ValueError
+        For dimensions that are not positive, or inputs whose shapes do not fit.
+
+    See Also
+    --------
+    Seq2Seq
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> att = fnn.nn.AdditiveAttention(query_dim=4, key_dim=6, hidden_dim=8)
+    >>> q, keys = np.ones((2, 4), np.float32), np.ones((2, 5, 6), np.float32)
+    >>> mask = np.array([[True] * 5, [True, True, False, False, False]])
+    >>> context, weights = att(q, keys, mask)
+    >>> context.shape, np.round(weights[1], 3)
+    ((2, 6), array([0.5, 0.5, 0. , 0. , 0. ], dtype=float32))
     """
 
     def __init__(self, query_dim, key_dim, hidden_dim, bias=True):

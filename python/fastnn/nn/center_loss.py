@@ -28,6 +28,52 @@ __all__ = ["CenterLoss"]
 
 
 class CenterLoss(Module):
+    """Center loss (Wen et al. 2016): pulls each sample's feature towards a learned centre of its class.
+
+    Returns ``λ · ½ Σ_i ‖x_i − c_{y_i}‖²`` (divided by the batch size with ``reduction="mean"``); its
+    ``backward()`` gives the gradient w.r.t. the features, ``λ (x_i − c_{y_i})`` (over the batch size with
+    "mean"). The centres (buffer ``centers``, zeros at first, in ``state_dict``) move by
+    ``c_j ← c_j − α Δc_j`` when ``backward()`` runs in training mode, after the gradient is computed; see the
+    module docstring for ``Δc_j`` and how to combine it with cross-entropy.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of classes (centres); >= 1.
+    dim : int
+        Feature size; >= 1.
+    alpha : float, default 0.5
+        Learning rate of the centres.
+    lam : float, default 0.01
+        Weight λ of the loss.
+    reduction : {"mean", "sum"}, default "mean"
+        Divide by the batch size, or not.
+
+    Shape
+    -----
+    - Input: features ``(N, dim)`` and integer labels ``(N,)``.
+    - Output: a float.
+    - Buffers: ``centers`` ``(num_classes, dim)``.
+
+    Raises
+    ------
+    ValueError
+        For sizes below 1, an unknown reduction, or features and labels that do not fit.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> center = fnn.nn.CenterLoss(num_classes=2, dim=2, alpha=0.5, lam=1.0, reduction="sum")
+    >>> feats = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32); labels = np.array([0, 1])
+    >>> center(feats, labels)                    # ½ (1 + 4): the centres start at zero
+    2.5
+    >>> center.backward()
+    array([[1., 0.],
+           [0., 2.]], dtype=float32)
+    >>> center.centers                           # each moved half-way (alpha=0.5) towards its class mean / 2
+    array([[0.25, 0.  ],
+           [0.  , 0.5 ]], dtype=float32)
+    """
     def __init__(self, num_classes, dim, alpha=0.5, lam=0.01, reduction="mean"):
         super().__init__()
         if int(num_classes) < 1 or int(dim) < 1:

@@ -22,7 +22,37 @@ def _check_module(owner, key, m):
 
 
 class ModuleList(Module):
-    """A list of modules, registered under "0", "1", ... (PyTorch's ModuleList)."""
+    """A list of modules, registered under ``"0"``, ``"1"``, ... (PyTorch's ModuleList).
+
+    It has no forward: a model's forward calls its items. Indexing, ``len``, iteration, ``append``, ``extend``
+    and ``insert`` work as for a list.
+
+    Parameters
+    ----------
+    modules : iterable of Module, optional
+        The initial modules.
+
+    Raises
+    ------
+    TypeError
+        If an item is not a Module.
+
+    See Also
+    --------
+    ModuleDict, Sequential
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> class Towers(fnn.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.towers = fnn.nn.ModuleList([fnn.nn.Linear(4, 2) for _ in range(3)])
+    ...     def forward(self, x):
+    ...         return fnn.nn.functional.cat([t(x) for t in self.towers], dim=1)
+    >>> Towers()(np.ones((5, 4), np.float32)).shape
+    (5, 6)
+    """
 
     def __init__(self, modules=None):
         super().__init__()
@@ -71,7 +101,29 @@ class ModuleList(Module):
 
 
 class ModuleDict(Module):
-    """An ordered dict of modules with string keys (PyTorch's ModuleDict)."""
+    """An ordered dict of modules with string keys (PyTorch's ModuleDict).
+
+    Parameters
+    ----------
+    modules : dict or iterable of (str, Module) pairs, optional
+        The initial modules.
+
+    Raises
+    ------
+    TypeError
+        If a value is not a Module or a key is not a string.
+
+    See Also
+    --------
+    ModuleList
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> heads = fnn.nn.ModuleDict({"age": fnn.nn.Linear(8, 1), "kind": fnn.nn.Linear(8, 3)})
+    >>> list(heads.keys()), heads["kind"].out_features
+    (['age', 'kind'], 3)
+    """
 
     def __init__(self, modules=None):
         super().__init__()
@@ -119,7 +171,32 @@ class ModuleDict(Module):
 
 
 class Residual(Module):
-    """block(x) + shortcut(x), with shortcut None meaning x itself: a ResNet-style residual connection."""
+    """A residual connection: ``block(x) + shortcut(x)``, with ``shortcut=None`` meaning ``x`` itself.
+
+    Parameters
+    ----------
+    block : Module
+        The residual branch.
+    shortcut : Module or None, default None
+        A projection (e.g. a 1×1 convolution) when the shapes differ.
+
+    Shape
+    -----
+    - Input: what ``block`` takes. Output: ``block``'s output shape (the two branches must agree).
+
+    Raises
+    ------
+    TypeError
+        If ``block`` or ``shortcut`` is not a Module.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> res = fnn.nn.Residual(fnn.nn.Sequential(fnn.nn.Linear(4, 4), fnn.nn.ReLU()))
+    >>> x = np.ones((2, 4), np.float32)
+    >>> np.allclose(res(x), res.block(x) + x)
+    True
+    """
 
     def __init__(self, block, shortcut=None):
         super().__init__()
@@ -131,8 +208,34 @@ class Residual(Module):
 
 
 class Parallel(Module):
-    """Every branch applied to the same input; the outputs merged by concatenation along `dim` (merge="cat")
-    or by summation (merge="add"): an Inception- or ResNeXt-style block."""
+    """Every branch applied to the same input, the outputs merged: an Inception- or ResNeXt-style block.
+
+    Parameters
+    ----------
+    *branches : Module
+        At least one branch.
+    merge : {"cat", "add"}, default "cat"
+        Concatenate along ``dim``, or sum.
+    dim : int, default 1
+        The concatenation dimension.
+
+    Shape
+    -----
+    - Input: what every branch takes.
+    - Output: the branches' outputs concatenated along ``dim`` (or their common shape with "add").
+
+    Raises
+    ------
+    ValueError
+        For an unknown merge or no branch.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> block = fnn.nn.Parallel(fnn.nn.Conv2d(3, 4, 1), fnn.nn.Conv2d(3, 6, 3, padding=1))
+    >>> block(np.zeros((2, 3, 8, 8), np.float32)).shape
+    (2, 10, 8, 8)
+    """
 
     def __init__(self, *branches, merge="cat", dim=1):
         super().__init__()
@@ -164,21 +267,49 @@ def _inputs(xs):
 
 
 class Add(Module):
-    """The sum of its inputs (same shapes, or NumPy-broadcastable)."""
+    """The sum of its inputs (same shapes, or NumPy-broadcastable); a merge node for graphs.
+
+    Inputs come as separate arguments.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Add()(np.ones(2), np.ones(2), np.ones(2))
+    array([3., 3.])
+    """
 
     def forward(self, *xs):
         return functools.reduce(operator.add, _inputs(xs))
 
 
 class Mul(Module):
-    """The element-wise product of its inputs."""
+    """The element-wise product of its inputs; a merge node for graphs (gating).
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Mul()(np.full(2, 3.0), np.full(2, 2.0))
+    array([6., 6.])
+    """
 
     def forward(self, *xs):
         return functools.reduce(operator.mul, _inputs(xs))
 
 
 class Concat(Module):
-    """Its inputs concatenated along `dim` (default 1, the feature/channel axis)."""
+    """Its inputs concatenated along ``dim``; a merge node for graphs.
+
+    Parameters
+    ----------
+    dim : int, default 1
+        The feature or channel axis.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Concat(dim=1)(np.zeros((2, 3)), np.zeros((2, 5))).shape
+    (2, 8)
+    """
 
     def __init__(self, dim=1):
         super().__init__()
@@ -192,7 +323,19 @@ class Concat(Module):
 
 
 class Stack(Module):
-    """Its inputs stacked along a new dimension `dim` (default 1: (N, k, ...) from k arrays (N, ...))."""
+    """Its inputs stacked along a new dimension ``dim``: ``k`` arrays ``(N, ...)`` give ``(N, k, ...)`` by default.
+
+    Parameters
+    ----------
+    dim : int, default 1
+        Position of the new dimension.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Stack()(np.zeros((2, 3)), np.zeros((2, 3))).shape
+    (2, 2, 3)
+    """
 
     def __init__(self, dim=1):
         super().__init__()

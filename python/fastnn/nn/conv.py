@@ -168,11 +168,125 @@ class _ConvNd(Module):
 
 
 class Conv1d(_ConvNd):
-    """1-D convolution over (N, C, L) or unbatched (C, L). weight [out, in/groups, k], bias [out]."""
+    """1-D convolution (cross-correlation, as PyTorch) over ``(N, C_in, L)`` input.
+
+    Initialised as PyTorch: weight from ``kaiming_uniform_(a=√5)``, bias from ``U(±1/√fan_in)``. The kernels pick
+    a direct convolution when the input rows an output row reads fit in L1, and blocked im2col + GEMM otherwise;
+    results are identical for any thread count.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input, ``C_in``.
+    out_channels : int
+        Channels of the output, ``C_out``.
+    kernel_size : int or tuple of int
+        Size of the kernel.
+    stride : int or tuple of int, default 1
+        Step of the kernel.
+    padding : int, tuple of int, "same" or "valid", default 0
+        Zero padding on both sides; ``"same"`` keeps the size (stride 1 only), ``"valid"`` is 0.
+    dilation : int or tuple of int, default 1
+        Spacing between kernel elements.
+    groups : int, default 1
+        Split the channels into groups convolved separately (``groups = in_channels``: depthwise); both
+        channel counts must be divisible by it.
+    bias : bool, default True
+        Learn a bias per output channel.
+    padding_mode : str, default "zeros"
+        Only ``"zeros"`` is implemented.
+
+    Shape
+    -----
+    - Input: ``(N, C_in, L)`` or unbatched ``(C_in, L)``.
+    - Output: ``(N, C_out, L_out)``, ``L_out = floor((L + 2·padding − dilation·(k − 1) − 1) / stride) + 1``.
+    - Parameters: ``weight`` ``(C_out, C_in / groups, k)``, ``bias`` ``(C_out,)``.
+
+    Raises
+    ------
+    ValueError
+        For channel counts not divisible by ``groups``, bad sizes, ``padding="same"`` with a stride, or an
+        input whose channels or dimensions do not fit (the message names the layer and the shape).
+    NotImplementedError
+        For a ``padding_mode`` other than ``"zeros"``.
+
+    See Also
+    --------
+    Conv2d, MaxPool1d, BatchNorm1d
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> conv = fnn.nn.Conv1d(3, 16, kernel_size=3, padding=1)
+    >>> conv.weight.shape
+    (16, 3, 3)
+    >>> y = conv(np.zeros((4, 3, 32), np.float32))
+    >>> y.shape
+    (4, 16, 32)
+    >>> conv.backward(np.ones_like(y)).shape
+    (4, 3, 32)
+    """
     _dims = 1
 
 
 class Conv2d(_ConvNd):
-    """2-D convolution over (N, C, H, W) or unbatched (C, H, W). weight [out, in/groups, kh, kw], bias [out].
-    Initialised as PyTorch: kaiming_uniform(a=√5) weights, U(±1/√fan_in) bias."""
+    """2-D convolution (cross-correlation, as PyTorch) over ``(N, C_in, H, W)`` input.
+
+    Initialised as PyTorch: weight from ``kaiming_uniform_(a=√5)``, bias from ``U(±1/√fan_in)``. The kernels pick
+    a direct convolution when the input rows an output row reads fit in L1, and blocked im2col + GEMM otherwise;
+    results are identical for any thread count.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input, ``C_in``.
+    out_channels : int
+        Channels of the output, ``C_out``.
+    kernel_size : int or tuple of int
+        Size of the kernel.
+    stride : int or tuple of int, default 1
+        Step of the kernel.
+    padding : int, tuple of int, "same" or "valid", default 0
+        Zero padding on both sides; ``"same"`` keeps the size (stride 1 only), ``"valid"`` is 0.
+    dilation : int or tuple of int, default 1
+        Spacing between kernel elements.
+    groups : int, default 1
+        Split the channels into groups convolved separately (``groups = in_channels``: depthwise); both
+        channel counts must be divisible by it.
+    bias : bool, default True
+        Learn a bias per output channel.
+    padding_mode : str, default "zeros"
+        Only ``"zeros"`` is implemented.
+
+    Shape
+    -----
+    - Input: ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+    - Output: ``(N, C_out, H_out, W_out)``, ``H_out = floor((H + 2·padding[0] − dilation[0]·(kH − 1) − 1) /
+      stride[0]) + 1, and likewise W_out``.
+    - Parameters: ``weight`` ``(C_out, C_in / groups, kH, kW)``, ``bias`` ``(C_out,)``.
+
+    Raises
+    ------
+    ValueError
+        For channel counts not divisible by ``groups``, bad sizes, ``padding="same"`` with a stride, or an
+        input whose channels or dimensions do not fit (the message names the layer and the shape).
+    NotImplementedError
+        For a ``padding_mode`` other than ``"zeros"``.
+
+    See Also
+    --------
+    Conv1d, MaxPool2d, BatchNorm2d
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> conv = fnn.nn.Conv2d(3, 16, kernel_size=3, padding=1)
+    >>> conv.weight.shape
+    (16, 3, 3, 3)
+    >>> y = conv(np.zeros((4, 3, 32, 32), np.float32))
+    >>> y.shape
+    (4, 16, 32, 32)
+    >>> conv.backward(np.ones_like(y)).shape
+    (4, 3, 32, 32)
+    """
     _dims = 2

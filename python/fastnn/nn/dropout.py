@@ -8,6 +8,43 @@ from .module import LayerSpec, Module
 
 
 class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability ``p`` and scale the rest by ``1/(1-p)``.
+
+    In eval mode (``model.eval()``) it is the identity, so no rescaling is needed at inference. Masks draw
+    from fastnn's generator (:func:`fastnn.manual_seed` makes them reproducible).
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Probability of zeroing an element, in [0, 1].
+
+    Shape
+    -----
+    - Input: any shape.
+    - Output: the input's shape.
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        If ``p`` is outside [0, 1].
+
+    See Also
+    --------
+    Dropout2d : zeroes whole channels.
+    fastnn.nn.functional.dropout
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> drop = fnn.nn.Dropout(p=0.5)
+    >>> y = drop(np.ones((2, 8), np.float32))
+    >>> sorted(set(y.ravel().tolist()))                 # zeros and survivors scaled by 2
+    [0.0, 2.0]
+    >>> float(drop.eval()(np.ones((2, 8), np.float32)).min())  # identity in eval mode
+    1.0
+    """
     def __init__(self, p=0.5):
         super().__init__()
         if not 0.0 <= float(p) <= 1.0:
@@ -43,8 +80,43 @@ class Dropout(Module):
 
 
 class Dropout2d(Module):
-    """Channel dropout: at training, zero whole channels (each (n, c) plane) with probability p and scale the
-    rest by 1/(1−p); identity at eval. Input (N, C, H, W), or (C, H, W) for one sample."""
+    """Channel dropout: in training, zero whole channels with probability ``p`` and scale the rest by ``1/(1-p)``.
+
+    Each ``(n, c)`` plane is kept or zeroed as a whole (adjacent pixels are correlated, so element-wise
+    dropout would do little); the identity in eval mode.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Probability of zeroing a channel, in [0, 1].
+    inplace : bool, default False
+        Accepted for PyTorch compatibility and ignored.
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)`` or ``(C, H, W)``.
+    - Output: the input's shape.
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        If ``p`` is outside [0, 1].
+
+    See Also
+    --------
+    Dropout
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> y = fnn.nn.Dropout2d(p=0.5)(np.ones((1, 6, 2, 2), np.float32))
+    >>> sorted(set(y.reshape(6, 4).max(axis=1).tolist()))      # whole channels: 0 or 2
+    [0.0, 2.0]
+    >>> bool((y.reshape(6, 4).min(axis=1) == y.reshape(6, 4).max(axis=1)).all())
+    True
+    """
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()

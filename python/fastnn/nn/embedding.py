@@ -56,9 +56,43 @@ def _int64(a):
 
 
 class Embedding(Module):
-    """Lookup table: input integer array of any shape -> input.shape + (embedding_dim,). weight
-    [num_embeddings, embedding_dim] initialised N(0, 1) like PyTorch; the padding_idx row is zero and gets
-    no gradient."""
+    """A lookup table of embeddings: integer indices in, rows of ``weight`` out.
+
+    ``weight`` is initialised from ``N(0, 1)`` as PyTorch; the ``padding_idx`` row is zero and gets no
+    gradient. Backward accumulates into the rows used (repeated indices add up).
+
+    Parameters
+    ----------
+    num_embeddings : int
+        Size of the vocabulary.
+    embedding_dim : int
+        Size of each embedding.
+    padding_idx : int or None, default None
+        An index whose row stays zero and is not trained.
+
+    Shape
+    -----
+    - Input: integer array of any shape.
+    - Output: ``input.shape + (embedding_dim,)``.
+    - Parameters: ``weight`` ``(num_embeddings, embedding_dim)``.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, indices out of range, or a non-integer input.
+
+    See Also
+    --------
+    EmbeddingBag
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> emb = fnn.nn.Embedding(10, 3, padding_idx=0)
+    >>> out = emb(np.array([[1, 2, 0], [4, 0, 0]]))
+    >>> out.shape, out[1, 2].tolist()
+    ((2, 3, 3), [0.0, 0.0, 0.0])
+    """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None):
         super().__init__()
@@ -110,11 +144,49 @@ class Embedding(Module):
 
 
 class EmbeddingBag(Module):
-    """Sums or averages bags of embeddings without materialising them (PyTorch's EmbeddingBag, modes 'sum' and
-    'mean'). forward(input, offsets=None, per_sample_weights=None): input (B, L) is B bags of L indices, or
-    1-D with offsets (B,) marking where each bag starts. per_sample_weights (same shape as input, mode 'sum'
-    only) scale each row: a valued feature. Entries equal to padding_idx are left out (and not counted by
-    'mean'); an empty bag gives zeros. After backward, `grad_per_sample_weights` holds their gradient."""
+    """Sums or averages bags of embeddings without materialising them (PyTorch's EmbeddingBag).
+
+    ``forward(input, offsets=None, per_sample_weights=None)``: ``input`` ``(B, L)`` is ``B`` bags of ``L``
+    indices, or 1-D with ``offsets`` ``(B,)`` marking where each bag starts. ``per_sample_weights`` (same shape as
+    ``input``, mode "sum" only) scale each row: a valued feature. Entries equal to ``padding_idx`` are left out
+    (and not counted by "mean"); an empty bag gives zeros. After backward, ``grad_per_sample_weights`` holds
+    their gradient.
+
+    Parameters
+    ----------
+    num_embeddings : int
+        Size of the vocabulary.
+    embedding_dim : int
+        Size of each embedding.
+    mode : {"mean", "sum"}, default "mean"
+        How a bag's rows are combined.
+    padding_idx : int or None, default None
+        An index left out of every bag.
+
+    Shape
+    -----
+    - Input: ``(B, L)``, or ``(total,)`` with ``offsets`` ``(B,)``.
+    - Output: ``(B, embedding_dim)``.
+    - Parameters: ``weight`` ``(num_embeddings, embedding_dim)``.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, an unknown mode, or indices out of range.
+
+    See Also
+    --------
+    Embedding
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> bag = fnn.nn.EmbeddingBag(10, 4, mode="sum")
+    >>> ids = np.array([1, 2, 3, 7, 8])
+    >>> out = bag(ids, offsets=np.array([0, 3]))              # bags [1, 2, 3] and [7, 8]
+    >>> out.shape, np.allclose(out[1], bag.weight.data[7] + bag.weight.data[8])
+    ((2, 4), True)
+    """
 
     def __init__(self, num_embeddings, embedding_dim, mode="mean", padding_idx=None):
         super().__init__()

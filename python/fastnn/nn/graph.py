@@ -33,7 +33,44 @@ _EXAMPLE_FREE = (5, 7)
 
 
 def Input(shape, dtype="float32", name=None):
-    """A symbolic graph input of `shape` (without the batch axis; None for a free size) and `dtype`."""
+    """A symbolic input of a Keras-style graph.
+
+    Call modules and :mod:`fastnn.nn.functional` ops on it (and on what they return) to record a graph,
+    then collect inputs and outputs in a :class:`Graph`.
+
+    Parameters
+    ----------
+    shape : int or tuple of (int or None)
+        The shape of one sample, without the batch axis; None for a free size (a sequence length).
+    dtype : str or numpy.dtype, default "float32"
+        ``"int64"`` for indices (embeddings); integer inputs get no gradient.
+    name : str, optional
+        The input's name in the graph (default ``"input"``, ``"input_1"``, ...).
+
+    Returns
+    -------
+    Value
+        A symbolic value.
+
+    Raises
+    ------
+    ValueError
+        For negative sizes.
+
+    See Also
+    --------
+    Graph
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> x = fnn.nn.Input(shape=(16,))
+    >>> ids = fnn.nn.Input(shape=(4,), dtype="int64", name="ids")
+    >>> h = fnn.nn.Linear(16, 8)(x) + fnn.nn.EmbeddingBag(100, 8)(ids)
+    >>> model = fnn.nn.Graph(inputs=[x, ids], outputs=fnn.nn.Linear(8, 1)(h))
+    >>> model(np.ones((3, 16), np.float32), np.zeros((3, 4), np.int64)).shape
+    (3, 1)
+    """
     if isinstance(shape, int):
         shape = (shape,)
     shape = tuple(None if s is None else int(s) for s in shape)
@@ -99,7 +136,47 @@ class _Namer:
 
 
 class Graph(Module):
-    """A model given as a graph of module calls and functional ops (see the module docstring)."""
+    """A model given as a graph of module calls and functional ops, built Keras-style from :func:`Input` values.
+
+    Forward runs the nodes in order; backward is automatic (the graph run in reverse); a module used at
+    several nodes shares its weights. Graphs save and load with :func:`fastnn.save` / :func:`fastnn.load` as
+    data, and ``summary()`` lists their nodes. Several inputs: ``model(a, b)``; several outputs: forward returns
+    a tuple and backward takes one gradient per output.
+
+    Parameters
+    ----------
+    inputs : Value or list of Value
+        Values made by :func:`Input`.
+    outputs : Value or list/tuple of Value
+        Values computed from them.
+
+    Shape
+    -----
+    - Input: one array per :func:`Input`, with a batch axis in front.
+    - Output: one array per output.
+
+    Raises
+    ------
+    TypeError
+        If an input is not made by :func:`Input`.
+    ValueError
+        If an input is given twice, names repeat, or an output does not depend on the inputs.
+
+    See Also
+    --------
+    Input, Sequential
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> nn = fnn.nn
+    >>> inp = nn.Input(shape=(3, 8, 8))
+    >>> h = nn.ReLU()(nn.Conv2d(3, 3, 3, padding=1)(inp))
+    >>> model = nn.Graph(inputs=inp, outputs=nn.Linear(3 * 8 * 8, 10)(nn.Flatten()(h + inp)))
+    >>> y = model(np.zeros((2, 3, 8, 8), np.float32))
+    >>> y.shape, model.backward(np.ones_like(y)).shape
+    ((2, 10), (2, 3, 8, 8))
+    """
 
     def __init__(self, inputs, outputs):
         super().__init__()

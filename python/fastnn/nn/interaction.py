@@ -17,6 +17,41 @@ _MODES = ("dot", "concat", "mean", "max")
 
 
 class Interaction(Module):
+    """Feature interaction over field embeddings, FM / DLRM style.
+
+    For input ``x`` of shape ``(N, F, D)`` (``F`` fields of size ``D``): ``mode="dot"`` gives the pairwise inner
+    products ``<x_i, x_j>`` for ``i < j`` in row-major upper-triangle order (also ``i == j`` with
+    ``self_interaction``); ``"concat"`` flattens the fields; ``"mean"`` / ``"max"`` pool over the fields (max
+    sends the gradient to the first maximal field).
+
+    Parameters
+    ----------
+    mode : {"dot", "concat", "mean", "max"}, default "dot"
+        The interaction.
+    self_interaction : bool, default False
+        With "dot", include each field with itself.
+
+    Shape
+    -----
+    - Input: ``(N, F, D)``.
+    - Output: ``(N, F(F-1)/2)`` for "dot" (``(N, F(F+1)/2)`` with self-interaction), ``(N, F·D)`` for
+      "concat", ``(N, D)`` for "mean" and "max".
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        For an unknown mode or an input that is not 3-D.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)    # 3 fields of size 4
+    >>> fnn.nn.Interaction("dot")(x)                             # <f0,f1>, <f0,f2>, <f1,f2>
+    array([[ 38.,  62., 214.]], dtype=float32)
+    >>> fnn.nn.Interaction("concat")(x).shape, fnn.nn.Interaction("mean")(x).shape
+    ((1, 12), (1, 4))
+    """
     def __init__(self, mode="dot", self_interaction=False):
         super().__init__()
         if mode not in _MODES:

@@ -9,9 +9,48 @@ from .module import LayerSpec, Module, Parameter
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias. weight [out_features, in_features], bias [out_features]; input (*, in_features):
-    (N, in), unbatched (in,), or any leading dimensions (N, T, in), as PyTorch. Initialised as PyTorch:
-    U(±1/√in_features) for weight and bias."""
+    """Fully connected layer: ``y = x @ weight.T + bias``.
+
+    Initialised as PyTorch: weight and bias from ``U(±1/√in_features)``.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of each input sample; > 0.
+    out_features : int
+        Size of each output sample; > 0.
+    bias : bool, default True
+        Learn an additive bias.
+
+    Shape
+    -----
+    - Input: ``(*, in_features)`` — ``(N, in)``, unbatched ``(in,)``, or any leading dimensions such as
+      ``(N, T, in)``, as PyTorch.
+    - Output: ``(*, out_features)``.
+    - Parameters: ``weight`` ``(out_features, in_features)``, ``bias`` ``(out_features,)``.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, or an input whose last dimension is not ``in_features`` (the message
+        names the layer and the shape).
+
+    See Also
+    --------
+    fastnn.nn.functional.linear
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> layer = fnn.nn.Linear(20, 30)
+    >>> layer(np.ones((128, 20), np.float32)).shape
+    (128, 30)
+    >>> layer.weight.shape, layer.bias.shape
+    ((30, 20), (30,))
+    >>> dx = layer.backward(np.ones((128, 30), np.float32))      # fills weight.grad and bias.grad
+    >>> dx.shape, float(layer.bias.grad[0])
+    ((128, 20), 128.0)
+    """
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
@@ -68,7 +107,24 @@ class Linear(Module):
 
 
 class Identity(Module):
-    """Returns its input unchanged (accepts and ignores constructor arguments, like PyTorch)."""
+    """Returns its input unchanged (a placeholder; accepts and ignores constructor arguments, like PyTorch).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Ignored.
+
+    Shape
+    -----
+    - Input: any shape. Output: the same.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> x = np.ones(3, np.float32)
+    >>> np.array_equal(fnn.nn.Identity(54, unused="x")(x), x)
+    True
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -84,7 +140,31 @@ class Identity(Module):
 
 
 class Flatten(Module):
-    """Flattens dimensions start_dim..end_dim (default: all but the batch dimension)."""
+    """Flatten dimensions ``start_dim`` to ``end_dim`` into one (by default all but the batch dimension).
+
+    Parameters
+    ----------
+    start_dim : int, default 1
+        First dimension flattened.
+    end_dim : int, default -1
+        Last dimension flattened.
+
+    Shape
+    -----
+    - Input: ``(N, *dims)``.
+    - Output: ``(N, prod(dims))`` by default.
+    - Parameters: none.
+
+    See Also
+    --------
+    Unflatten, Reshape
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Flatten()(np.zeros((32, 8, 4, 4), np.float32)).shape
+    (32, 128)
+    """
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
@@ -113,7 +193,31 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
-    """Splits dimension `dim` into `unflattened_size`."""
+    """Split dimension ``dim`` into ``unflattened_size``.
+
+    Parameters
+    ----------
+    dim : int
+        The dimension to split.
+    unflattened_size : tuple of int
+        Its new sizes; their product must equal its size.
+
+    Shape
+    -----
+    - Input: ``(*, S, *)`` with ``S = prod(unflattened_size)`` at ``dim``.
+    - Output: ``(*, *unflattened_size, *)``.
+    - Parameters: none.
+
+    See Also
+    --------
+    Flatten
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Unflatten(1, (8, 4, 4))(np.zeros((2, 128), np.float32)).shape
+    (2, 8, 4, 4)
+    """
 
     def __init__(self, dim, unflattened_size):
         super().__init__()

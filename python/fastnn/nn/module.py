@@ -58,18 +58,42 @@ tracing_state = _Tracing()
 
 
 class Parameter:
-    """A learnable array: `data`, its gradient `grad` (same shape and dtype) and `requires_grad`.
-    Frozen parameters (requires_grad=False) get no gradient and are skipped by optimizers.
+    """A learnable array: ``data``, its gradient ``grad`` (same shape and dtype) and ``requires_grad``.
 
-    Operators (+ - * / @ ** unary -), `.T` and indexing work on a Parameter as on its data; inside a traced
-    forward they are recorded, so `x + self.pos[:T]` or `x @ self.w.T` gets its gradient.
+    Frozen parameters (``requires_grad=False``) get no gradient and are skipped by optimizers. Operators
+    (``+ - * / @ **``, unary ``-``), ``.T`` and indexing work on a Parameter as on its data; inside a traced
+    forward they are recorded, so ``x + self.pos[:T]`` or ``x @ self.w.T`` gets its gradient.
 
-    Assigning `data` checks the new array: same shape as before, a floating dtype (float32 or float64 are
-    kept, other floating types become the current dtype); it is stored C-contiguous.
+    Assigning ``data`` checks the new array: same shape as before, a floating dtype (float32 and float64 are
+    kept, other floating types become the current dtype); it is stored C-contiguous. ``zero_grad()`` is lazy:
+    the next backward overwrites the buffer instead of adding to it, and reading ``grad`` before that gives
+    zeros.
 
-    zero_grad() is lazy: it only marks the gradient as zero, and the next backward overwrites the buffer
-    instead of adding to it (the effect of PyTorch's set_to_none, without ever making `grad` None). Reading
-    `grad` while it is marked zero fills it with zeros first, so users always see the true value.
+    Parameters
+    ----------
+    data : array_like
+        The initial values; non-floating arrays become float32.
+    requires_grad : bool, default True
+        Train it (False: frozen).
+
+    See Also
+    --------
+    Module.named_parameters, fastnn.utils.freeze
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> class Scale(fnn.nn.Module):
+    ...     def __init__(self, n):
+    ...         super().__init__()
+    ...         self.gain = fnn.nn.Parameter(np.ones(n, np.float32))
+    ...     def forward(self, x):
+    ...         return x * self.gain                    # traced: backward comes for free
+    >>> m = Scale(3)
+    >>> y = m(np.full((2, 3), 2.0, np.float32))
+    >>> _ = m.backward(np.ones((2, 3), np.float32))
+    >>> m.gain.grad                                     # sum over the batch of x
+    array([4., 4., 4.], dtype=float32)
     """
 
     __slots__ = ("_data", "_grad", "_grad_is_zero", "_requires_grad")
@@ -283,10 +307,45 @@ def _traced_forward(user_forward):
 
 
 class Module:
-    """Base class of every layer, loss-free model and container.
+    """Base class of every layer, container and model: ``forward`` and ``backward`` on NumPy arrays.
 
-    Subclasses call `super().__init__()`, then assign Parameters, sub-Modules and `register_buffer(...)`
-    arrays as attributes; they implement `forward` and either `backward` or nothing (then they are traced).
+    Subclasses call ``super().__init__()``, then assign Parameters, sub-Modules and ``register_buffer(...)``
+    arrays as attributes (which registers them under names such as ``"fc.weight"``), and implement
+    ``forward``. ``backward(*grad_outputs, need_input_grad=True)`` takes one gradient per output of the last
+    forward (None: zeros), accumulates into the parameters' ``.grad`` and returns the gradient w.r.t. the
+    input (a tuple for several inputs; None for integer inputs). A subclass that writes no ``backward`` gets one
+    by tracing ``forward`` into a graph (module calls, :mod:`fastnn.nn.functional`, arithmetic, indexing);
+    Python control flow on array values raises :class:`TraceError`.
+
+    The PyTorch interface: ``__call__`` runs ``forward``; ``train()`` / ``eval()``; ``parameters()``,
+    ``named_parameters()``, ``children()``, ``modules()``, ``named_buffers()``; ``zero_grad()``;
+    ``state_dict()`` / ``load_state_dict(sd, strict=True)``; ``to(dtype)``, ``double()``, ``float()``. Also
+    ``backward_parameters(g)`` (backward without the input gradient, as a training step needs),
+    ``summary(input_shape)`` and ``num_parameters()``.
+
+    See Also
+    --------
+    Parameter, Sequential, Graph
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> F = fnn.nn.functional
+    >>> class MLP(fnn.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc1 = fnn.nn.Linear(4, 8)
+    ...         self.fc2 = fnn.nn.Linear(8, 2)
+    ...     def forward(self, x):
+    ...         return self.fc2(F.relu(self.fc1(x)))
+    >>> model = MLP()
+    >>> [name for name, _ in model.named_parameters()]
+    ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']
+    >>> out = model(np.ones((5, 4), np.float32))
+    >>> model.backward(np.ones_like(out)).shape          # the traced backward
+    (5, 4)
+    >>> sorted(model.state_dict()) == sorted(name for name, _ in model.named_parameters())
+    True
     """
 
     #: True for classes whose backward comes from their traced forward (set per class).

@@ -127,7 +127,56 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch norm per feature of (N, C) input, per channel of (N, C, L) input."""
+    r"""Batch normalisation over a batch of features (2-D) or sequences (3-D).
+
+    In training mode each feature is normalised with the batch's mean and biased variance,
+
+    .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma + \beta,
+
+    and the running statistics move by ``running = (1 − momentum)·running + momentum·batch`` (with the
+    unbiased variance, as PyTorch); in eval mode the running statistics are used.
+
+    Parameters
+    ----------
+    num_features : int
+        ``C``, the number of features or channels.
+    eps : float, default 1e-5
+        Added to the variance.
+    momentum : float or None, default 0.1
+        Weight of the new batch in the running statistics; None keeps a cumulative average.
+    affine : bool, default True
+        Learn ``weight`` (γ, ones at first) and ``bias`` (β, zeros at first).
+    track_running_stats : bool, default True
+        Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` buffers for eval mode; without them
+        eval mode uses the batch's statistics too.
+
+    Shape
+    -----
+    - Input: ``(N, C)`` (per feature) or ``(N, C, L)`` (per channel).
+    - Output: the input's shape.
+    - Parameters: ``weight``, ``bias`` ``(C,)``; buffers ``running_mean``, ``running_var`` ``(C,)``,
+      ``num_batches_tracked`` (as PyTorch's, so its state dicts load).
+
+    Raises
+    ------
+    ValueError
+        For ``num_features <= 0`` or an input of the wrong dimensions or channel count.
+
+    See Also
+    --------
+    BatchNorm2d, LayerNorm, GroupNorm
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> bn = fnn.nn.BatchNorm1d(4)
+    >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(16, 4)).astype(np.float32)
+    >>> y = bn(x)                                        # training mode: batch statistics
+    >>> bool(abs(y.mean()) < 1e-5), bn.num_batches_tracked
+    (True, array(1))
+    >>> bn.eval()(x).shape                               # eval mode: running statistics
+    (16, 4)
+    """
 
     def _check_ndim(self, x):
         if x.ndim not in (2, 3):
@@ -136,7 +185,56 @@ class BatchNorm1d(_BatchNorm):
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch norm per channel of (N, C, H, W) input."""
+    r"""Batch normalisation over a batch of images, per channel.
+
+    In training mode each feature is normalised with the batch's mean and biased variance,
+
+    .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma + \beta,
+
+    and the running statistics move by ``running = (1 − momentum)·running + momentum·batch`` (with the
+    unbiased variance, as PyTorch); in eval mode the running statistics are used.
+
+    Parameters
+    ----------
+    num_features : int
+        ``C``, the number of features or channels.
+    eps : float, default 1e-5
+        Added to the variance.
+    momentum : float or None, default 0.1
+        Weight of the new batch in the running statistics; None keeps a cumulative average.
+    affine : bool, default True
+        Learn ``weight`` (γ, ones at first) and ``bias`` (β, zeros at first).
+    track_running_stats : bool, default True
+        Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` buffers for eval mode; without them
+        eval mode uses the batch's statistics too.
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)``, normalised per channel over ``N, H, W``.
+    - Output: the input's shape.
+    - Parameters: ``weight``, ``bias`` ``(C,)``; buffers ``running_mean``, ``running_var`` ``(C,)``,
+      ``num_batches_tracked`` (as PyTorch's, so its state dicts load).
+
+    Raises
+    ------
+    ValueError
+        For ``num_features <= 0`` or an input of the wrong dimensions or channel count.
+
+    See Also
+    --------
+    BatchNorm1d, LayerNorm, GroupNorm
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> bn = fnn.nn.BatchNorm2d(4)
+    >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(16, 4, 5, 5)).astype(np.float32)
+    >>> y = bn(x)                                        # training mode: batch statistics
+    >>> bool(abs(y.mean()) < 1e-5), bn.num_batches_tracked
+    (True, array(1))
+    >>> bn.eval()(x).shape                               # eval mode: running statistics
+    (16, 4, 5, 5)
+    """
 
     def _check_ndim(self, x):
         if x.ndim != 4:
@@ -144,8 +242,46 @@ class BatchNorm2d(_BatchNorm):
 
 
 class LayerNorm(Module):
-    """Normalises over the trailing dimensions `normalized_shape` of each sample (mean and biased variance),
-    then scales by `weight` and shifts by `bias` (both of shape normalized_shape) when elementwise_affine."""
+    r"""Layer normalisation over the trailing dimensions ``normalized_shape`` of each sample.
+
+    .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \gamma + \beta
+
+    with the mean and biased variance over those dimensions; no running statistics.
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of int
+        The trailing shape normalised over, e.g. ``d_model``.
+    eps : float, default 1e-5
+        Added to the variance.
+    elementwise_affine : bool, default True
+        Learn ``weight`` (γ) and ``bias`` (β) of shape ``normalized_shape``.
+    bias : bool, default True
+        Learn β (with ``elementwise_affine``).
+
+    Shape
+    -----
+    - Input: ``(*, *normalized_shape)``.
+    - Output: the input's shape.
+    - Parameters: ``weight``, ``bias`` of shape ``normalized_shape``.
+
+    Raises
+    ------
+    ValueError
+        If the input's trailing dimensions are not ``normalized_shape``.
+
+    See Also
+    --------
+    BatchNorm1d, GroupNorm
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> ln = fnn.nn.LayerNorm(8)
+    >>> y = ln(np.random.default_rng(0).normal(5.0, 3.0, size=(2, 10, 8)).astype(np.float32))
+    >>> y.shape, bool(np.allclose(y.mean(axis=-1), 0, atol=1e-5))
+    ((2, 10, 8), True)
+    """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
         super().__init__()
@@ -185,8 +321,46 @@ class LayerNorm(Module):
 
 
 class GroupNorm(Module):
-    """Splits the channels of (N, C, *) input into num_groups groups, normalises each (sample, group) by its
-    mean and biased variance, then scales and shifts per channel (weight, bias of shape (C,)) when affine."""
+    """Group normalisation: split the channels into groups and normalise each (sample, group).
+
+    Each group of ``C / num_groups`` channels is normalised by its mean and biased variance over the
+    group's channels and positions, then scaled and shifted per channel (``weight``, ``bias``) when
+    ``affine``. Independent of the batch size.
+
+    Parameters
+    ----------
+    num_groups : int
+        Number of groups; must divide ``num_channels``.
+    num_channels : int
+        ``C``.
+    eps : float, default 1e-5
+        Added to the variance.
+    affine : bool, default True
+        Learn ``weight`` (ones) and ``bias`` (zeros) per channel.
+
+    Shape
+    -----
+    - Input: ``(N, C, *)``.
+    - Output: the input's shape.
+    - Parameters: ``weight``, ``bias`` ``(C,)``.
+
+    Raises
+    ------
+    ValueError
+        If ``num_groups`` does not divide ``num_channels``, or the input has another channel count.
+
+    See Also
+    --------
+    LayerNorm, BatchNorm2d
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> gn = fnn.nn.GroupNorm(2, 4)
+    >>> y = gn(np.random.default_rng(0).normal(3.0, 2.0, (2, 4, 5, 5)).astype(np.float32))
+    >>> bool(np.allclose(y.reshape(2, 2, -1).mean(axis=-1), 0, atol=1e-5))
+    True
+    """
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
         super().__init__()
@@ -222,9 +396,36 @@ class GroupNorm(Module):
 
 
 class LocalResponseNorm(Module):
-    """b_c = a_c / (k + alpha/size · Σ a_c'²)^beta, the sum over `size` channels around c (zero-padded), for
-    (N, C, *) input with at least 3 dimensions. Defaults are the seed's (AlexNet's) values; note k=2 where
-    PyTorch's default is k=1.0."""
+    """Local response normalisation across channels (AlexNet): ``b_c = a_c / (k + alpha/size · Σ a_c'²)^beta``.
+
+    The sum runs over ``size`` channels around ``c`` (zero-padded at the edges). The defaults are AlexNet's;
+    note ``k=2`` where PyTorch's default is ``k=1.0``.
+
+    Parameters
+    ----------
+    size : int, default 5
+        Channels in the sum.
+    alpha : float, default 1e-4
+        Scale.
+    beta : float, default 0.75
+        Exponent.
+    k : float, default 2.0
+        Additive constant.
+
+    Shape
+    -----
+    - Input: ``(N, C, *)`` with at least 3 dimensions.
+    - Output: the input's shape.
+    - Parameters: none.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> lrn = fnn.nn.LocalResponseNorm(size=3, alpha=3.0, beta=1.0, k=1.0)
+    >>> x = np.ones((1, 3, 1, 1), np.float32)
+    >>> lrn(x).ravel()                   # edges see 2 channels, the middle 3
+    array([0.33333334, 0.25      , 0.33333334], dtype=float32)
+    """
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
         super().__init__()
@@ -252,11 +453,44 @@ class LocalResponseNorm(Module):
 
 
 class WeightNorm(Module):
-    """Weight normalisation (Salimans & Kingma) of `module`'s parameter `name`: w = g · v/‖v‖, the norm taken
-    over every dimension but `dim` (dim=None: the whole tensor). Parameters `weight_g` and `weight_v` (PyTorch's
-    names and shapes) replace the wrapped weight, which is no longer a parameter of the inner module: before
-    each forward w is computed into it, and backward maps its gradient back to g and v. Works for any layer
-    whose weight is a Parameter (Linear, Conv1d/2d, ...)."""
+    """Weight normalisation (Salimans & Kingma) of a layer's weight: ``w = g · v / ‖v‖``.
+
+    The norm is taken over every dimension but ``dim`` (None: the whole tensor). Parameters ``weight_g`` and
+    ``weight_v`` (PyTorch's names and shapes) replace the wrapped weight, which is no longer a parameter of the
+    inner module: before each forward ``w`` is computed into it, and backward maps its gradient back to ``g``
+    and ``v``. Works for any layer whose weight is a Parameter (Linear, Conv1d/2d, ...).
+
+    Parameters
+    ----------
+    module : Module
+        The layer to wrap.
+    name : str, default "weight"
+        The parameter to normalise.
+    dim : int or None, default 0
+        The dimension kept (0: one norm per output unit).
+
+    Shape
+    -----
+    - Input and output: the wrapped module's.
+    - Parameters: ``weight_g`` (the weight's shape with 1 everywhere but ``dim``), ``weight_v`` (the
+      weight's shape), plus the module's others (e.g. ``module.bias``).
+
+    Raises
+    ------
+    TypeError
+        If ``module`` is not a Module.
+    ValueError
+        If it has no parameter ``name``, or ``dim`` is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> wn = fnn.nn.WeightNorm(fnn.nn.Linear(4, 3))
+    >>> sorted(name for name, _ in wn.named_parameters())
+    ['module.bias', 'weight_g', 'weight_v']
+    >>> wn.weight_g.shape, wn(np.ones((2, 4), np.float32)).shape
+    ((3, 1), (2, 3))
+    """
 
     def __init__(self, module, name="weight", dim=0):
         super().__init__()

@@ -188,20 +188,136 @@ class _AvgPoolNd(_PoolNd):
 
 
 class MaxPool1d(_MaxPoolNd):
-    """Max over windows of (N, C, L) or (C, L); stride defaults to kernel_size; padding never wins.
-    With return_indices, forward returns (y, indices): each maximum's position along L, int64."""
+    """1-D max pooling: the maximum over each window of ``(N, C, L)`` input.
+
+    Backward sends each gradient to its window's (first) maximum; padding never wins.
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        Size of the window.
+    stride : int, tuple of int or None, default None
+        Step of the window; None means ``kernel_size``.
+    padding : int or tuple of int, default 0
+        Implicit padding (with -inf) on both sides; at most half the kernel.
+    dilation : int or tuple of int, default 1
+        Spacing between window elements.
+    return_indices : bool, default False
+        Forward returns ``(y, indices)``: each maximum's position along L, int64.
+    ceil_mode : bool, default False
+        Round the output size up instead of down.
+
+    Shape
+    -----
+    - Input: ``(N, C, L)`` or unbatched without ``N``.
+    - Output: ``(N, C, L_out)``, ``out = floor((in + 2·padding − dilation·(k − 1) − 1) / stride) + 1``
+      (ceil with ``ceil_mode``).
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        For bad sizes or an input of the wrong dimensions.
+
+    See Also
+    --------
+    AvgPool1d, AdaptiveAvgPool1d
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> pool = fnn.nn.MaxPool1d(2)
+    >>> pool(np.zeros((2, 3, 8), np.float32)).shape
+    (2, 3, 4)
+    """
     _dims = 1
 
 
 class MaxPool2d(_MaxPoolNd):
-    """Max over windows of (N, C, H, W) or (C, H, W); stride defaults to kernel_size; padding never wins.
-    Backward sends each gradient to its window's (first) maximum. With return_indices, forward returns
-    (y, indices): each maximum's flat index h·W + w in its input plane, int64."""
+    """2-D max pooling: the maximum over each window of ``(N, C, H, W)`` input.
+
+    Backward sends each gradient to its window's (first) maximum; padding never wins.
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        Size of the window.
+    stride : int, tuple of int or None, default None
+        Step of the window; None means ``kernel_size``.
+    padding : int or tuple of int, default 0
+        Implicit padding (with -inf) on both sides; at most half the kernel.
+    dilation : int or tuple of int, default 1
+        Spacing between window elements.
+    return_indices : bool, default False
+        Forward returns ``(y, indices)``: each maximum's flat index ``h·W + w`` in its input plane, int64.
+    ceil_mode : bool, default False
+        Round the output size up instead of down.
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)`` or unbatched without ``N``.
+    - Output: ``(N, C, H_out, W_out)``, ``out = floor((in + 2·padding − dilation·(k − 1) − 1) / stride) + 1``
+      (ceil with ``ceil_mode``).
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        For bad sizes or an input of the wrong dimensions.
+
+    See Also
+    --------
+    AvgPool2d, AdaptiveAvgPool2d
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> pool = fnn.nn.MaxPool2d(2)
+    >>> pool(np.zeros((2, 3, 8, 8), np.float32)).shape
+    (2, 3, 4, 4)
+    """
     _dims = 2
 
 
 class AvgPool1d(_AvgPoolNd):
-    """Average over windows of (N, C, L) or (C, L); by default zero padding is counted (count_include_pad)."""
+    """1-D average pooling: the mean over each window of ``(N, C, L)`` input.
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        Size of the window.
+    stride : int, tuple of int or None, default None
+        Step of the window; None means ``kernel_size``.
+    padding : int or tuple of int, default 0
+        Zero padding on both sides; at most half the kernel.
+    ceil_mode : bool, default False
+        Round the output size up instead of down.
+    count_include_pad : bool, default True
+        Count the zero padding in the divisor.
+    divisor_override : int or None, default None
+        Divide by this instead of the window size.
+
+    Shape
+    -----
+    - Input: ``(N, C, L)`` or unbatched without ``N``.
+    - Output: ``(N, C, L_out)``, ``out = floor((in + 2·padding − k) / stride) + 1``.
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        For bad sizes or an input of the wrong dimensions.
+
+    See Also
+    --------
+    MaxPool1d, AdaptiveAvgPool1d
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.AvgPool1d(2)(np.array([[[1.0, 3.0, 5.0, 7.0]]], np.float32))
+    array([[[2., 6.]]], dtype=float32)
+    """
     _dims = 1
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -211,8 +327,45 @@ class AvgPool1d(_AvgPoolNd):
 
 
 class AvgPool2d(_AvgPoolNd):
-    """Average over windows of (N, C, H, W) or (C, H, W); by default zero padding is counted
-    (count_include_pad)."""
+    """2-D average pooling: the mean over each window of ``(N, C, H, W)`` input.
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        Size of the window.
+    stride : int, tuple of int or None, default None
+        Step of the window; None means ``kernel_size``.
+    padding : int or tuple of int, default 0
+        Zero padding on both sides; at most half the kernel.
+    ceil_mode : bool, default False
+        Round the output size up instead of down.
+    count_include_pad : bool, default True
+        Count the zero padding in the divisor.
+    divisor_override : int or None, default None
+        Divide by this instead of the window size.
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)`` or unbatched without ``N``.
+    - Output: ``(N, C, H_out, W_out)``, ``out = floor((in + 2·padding − k) / stride) + 1``.
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        For bad sizes or an input of the wrong dimensions.
+
+    See Also
+    --------
+    MaxPool2d, AdaptiveAvgPool2d
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.AvgPool2d(2)(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))
+    array([[[[ 2.5,  4.5],
+             [10.5, 12.5]]]], dtype=float32)
+    """
     _dims = 2
 
 
@@ -273,12 +426,70 @@ class _AdaptiveAvgPoolNd(Module):
 
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
-    """Average pooling of (N, C, L) or (C, L) to a fixed length (PyTorch's windows); AdaptiveAvgPool1d(1) is the
-    global average pool."""
+    """1-D adaptive average pooling to a fixed output size (PyTorch's windows).
+
+    ``AdaptiveAvgPool1d(1)`` is the global average pool.
+
+    Parameters
+    ----------
+    output_size : int
+        The output size.
+
+    Shape
+    -----
+    - Input: ``(N, C, L)`` or unbatched without ``N``.
+    - Output: ``(N, C, output_size)``.
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        For an invalid ``output_size`` or input.
+
+    See Also
+    --------
+    AvgPool1d
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> gap = fnn.nn.AdaptiveAvgPool1d(1)
+    >>> gap(np.ones((2, 8, 5), np.float32)).shape
+    (2, 8, 1)
+    """
     _dims = 1
 
 
 class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
-    """Average pooling to a fixed output size (PyTorch's windows); AdaptiveAvgPool2d(1) is the global average
-    pool. None in output_size keeps that input dimension."""
+    """2-D adaptive average pooling to a fixed output size (PyTorch's windows).
+
+    ``AdaptiveAvgPool2d(1)`` is the global average pool.
+
+    Parameters
+    ----------
+    output_size : int, tuple of (int or None), or None
+        The output size; None in a tuple keeps that input dimension.
+
+    Shape
+    -----
+    - Input: ``(N, C, H, W)`` or unbatched without ``N``.
+    - Output: ``(N, C, *output_size)``.
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        For an invalid ``output_size`` or input.
+
+    See Also
+    --------
+    AvgPool2d
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> gap = fnn.nn.AdaptiveAvgPool2d(1)
+    >>> gap(np.ones((2, 8, 5, 7), np.float32)).shape
+    (2, 8, 1, 1)
+    """
     _dims = 2

@@ -100,14 +100,56 @@ class _DecoderCell(Module):
 
 
 class Seq2Seq(Module):
-    """Seq2Seq(src_vocab, tgt_vocab, embed_dim, hidden_dim, cell="gru", bidirectional_encoder=True,
-    attention_dim=None, src_pad_idx=None, tgt_pad_idx=None).
+    """A sequence-to-sequence model: a recurrent encoder and an attention decoder (Bahdanau et al.).
 
-    forward(src [N, S] int, tgt_in [N, T] int) -> logits [N, T, tgt_vocab] (teacher forcing: tgt_in is the
-    target shifted right, starting with BOS). Source positions equal to src_pad_idx are masked out of the
-    attention. backward(grad_logits) -> None (integer input), filling every parameter's gradient.
-    generate(src, max_len, bos, eos=None) -> int64 [N, L] greedy tokens (BOS excluded; L <= max_len; with
-    eos, decoding stops once every row has produced it and positions after a row's eos are eos).
+    ``forward(src, tgt_in)`` gives logits with teacher forcing (``tgt_in`` is the target shifted right,
+    starting with BOS); source positions equal to ``src_pad_idx`` are masked out of the attention.
+    ``backward(grad_logits)`` fills every parameter's gradient (and returns None: the inputs are integers).
+    ``generate(src, max_len, bos, eos=None)`` decodes greedily: int64 ``(N, L)`` tokens, BOS excluded,
+    ``L <= max_len``; with ``eos``, decoding stops once every row has produced it, and positions after a row's
+    eos are eos.
+
+    Parameters
+    ----------
+    src_vocab, tgt_vocab : int
+        Vocabulary sizes.
+    embed_dim : int
+        Size of the token embeddings.
+    hidden_dim : int
+        Size of the recurrent states.
+    cell : {"gru", "lstm"}, default "gru"
+        The recurrent cell of encoder and decoder.
+    bidirectional_encoder : bool, default True
+        A bidirectional encoder.
+    attention_dim : int or None, default None
+        Size of the attention's scoring layer (``hidden_dim`` when None).
+    src_pad_idx, tgt_pad_idx : int or None, default None
+        Padding indices.
+
+    Shape
+    -----
+    - Input: ``src`` ``(N, S)`` int, ``tgt_in`` ``(N, T)`` int.
+    - Output: logits ``(N, T, tgt_vocab)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown cell.
+
+    See Also
+    --------
+    AdditiveAttention, GRU, LSTM
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> model = fnn.nn.Seq2Seq(src_vocab=12, tgt_vocab=10, embed_dim=8, hidden_dim=16)
+    >>> src = np.array([[3, 4, 5, 0]]); tgt_in = np.array([[1, 6, 7]])
+    >>> model(src, tgt_in).shape
+    (1, 3, 10)
+    >>> model.generate(src, max_len=4, bos=1).shape
+    (1, 4)
     """
 
     def __init__(self, src_vocab, tgt_vocab, embed_dim, hidden_dim, cell="gru", bidirectional_encoder=True,

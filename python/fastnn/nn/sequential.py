@@ -18,8 +18,46 @@ def _chain(names):
 
 
 class Sequential(Module):
-    """Modules applied in order; backward runs them in reverse. Sequential(m0, m1, ...) names them "0",
-    "1", ...; Sequential(OrderedDict(name=module, ...)) keeps the names."""
+    """A chain of modules: forward applies them in order, backward runs them in reverse.
+
+    ``Sequential(m0, m1, ...)`` names them ``"0"``, ``"1"``, ...; ``Sequential(OrderedDict(name=module, ...))`` keeps
+    the names. Indexing (``model[0]``, ``model[-1]``, slices), ``len`` and iteration work as in PyTorch. In eval
+    mode runs of Linear and element-wise layers, and Conv [→ BatchNorm → activations → pooling] blocks, run as
+    single fused C++ calls.
+
+    Parameters
+    ----------
+    *modules : Module or OrderedDict
+        The modules, or one ordered dict of them.
+
+    Shape
+    -----
+    - Input: what the first module takes.
+    - Output: what the last module gives.
+    - Parameters: those of the modules, named ``"<name>.<parameter>"`` (e.g. ``"0.weight"``).
+
+    Raises
+    ------
+    TypeError
+        If an element is not a Module.
+
+    See Also
+    --------
+    ModuleList, Graph
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> from collections import OrderedDict
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(4, 8), fnn.nn.ReLU(), fnn.nn.Linear(8, 2))
+    >>> model(np.ones((3, 4), np.float32)).shape
+    (3, 2)
+    >>> [name for name, _ in model.named_parameters()]
+    ['0.weight', '0.bias', '2.weight', '2.bias']
+    >>> named = fnn.nn.Sequential(OrderedDict(fc=fnn.nn.Linear(4, 2), act=fnn.nn.Tanh()))
+    >>> named.fc.weight.shape
+    (2, 4)
+    """
 
     def __init__(self, *modules):
         super().__init__()

@@ -10,7 +10,29 @@ __all__ = ["Reshape"]
 
 
 class Reshape(Module):
-    """(N, ...) -> (N, *shape); one entry of shape may be -1. Reshape(16, 7, 7) after a Linear(·, 784)."""
+    """Reshape each sample: ``(N, ...) -> (N, *shape)``.
+
+    Parameters
+    ----------
+    *shape : int
+        The per-sample shape; one entry may be -1.
+
+    Shape
+    -----
+    - Input: ``(N, ...)``.
+    - Output: ``(N, *shape)``.
+    - Parameters: none.
+
+    See Also
+    --------
+    Flatten, Unflatten
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Reshape(16, 7, 7)(np.zeros((2, 784), np.float32)).shape     # e.g. after a Linear(·, 784)
+    (2, 16, 7, 7)
+    """
 
     def __init__(self, *shape):
         super().__init__()

@@ -38,7 +38,24 @@ _order = itertools.count()
 
 
 class TraceError(TypeError):
-    """An operation that a graph cannot record (Python control flow on array values, in-place changes)."""
+    """An operation a graph cannot record: Python control flow on array values, or an in-place change.
+
+    Raised while a Module subclass without ``backward`` is traced (its first call for a kind of input); the
+    message names the module and the line. Decide from shapes or attributes instead, use a
+    :mod:`fastnn.nn.functional` op, or write ``backward`` yourself. A subclass of :class:`TypeError`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> class Branchy(fnn.nn.Module):
+    ...     def forward(self, x):
+    ...         return x if x.sum() > 0 else -x
+    >>> try:
+    ...     Branchy()(np.ones(3, np.float32))
+    ... except fnn.nn.TraceError as e:
+    ...     print("Branchy" in str(e))
+    True
+    """
 
 
 def user_location():

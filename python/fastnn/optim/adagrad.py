@@ -6,8 +6,51 @@ from .optimizer import Optimizer
 
 
 class Adagrad(Optimizer):
-    """torch.optim.Adagrad. Per step t, with g the gradient (negated when maximize): g ← g + weight_decay·p;
-    s ← s + g² (s starts at initial_accumulator_value); p ← p − lr/(1 + (t − 1)·lr_decay) · g/(√s + eps)."""
+    """Adagrad (torch.optim.Adagrad): per-coordinate learning rates from the sum of squared gradients.
+
+    Per step ``t``: ``g ← g + weight_decay·p``; ``s ← s + g²`` (``s`` starts at
+    ``initial_accumulator_value``); ``p ← p − lr/(1 + (t − 1)·lr_decay) · g/(√s + eps)``.
+
+    Parameters
+    ----------
+    params : iterable of Parameter or of dict
+        ``model.parameters()``, ``named_parameters()`` pairs, or parameter groups: dicts with key ``"params"``
+        and any per-group options.
+    lr : float, default 1e-2
+        The learning rate.
+    lr_decay : float, default 0.0
+        Learning-rate decay per step.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    initial_accumulator_value : float, default 0.0
+        Start value of the squared-gradient sums.
+    eps : float, default 1e-10
+        Added to the denominator.
+    maximize : bool, default False
+        Maximise the objective instead (the gradient is negated).
+
+    Raises
+    ------
+    ValueError
+        For an invalid option (a negative learning rate, ...) or an empty parameter list.
+    TypeError
+        If ``params`` is a single array or Parameter instead of an iterable.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> model = fnn.nn.Linear(3, 1)
+    >>> x = np.ones((4, 3), np.float32); y = np.full((4, 1), 2.0, np.float32)
+    >>> loss_fn = fnn.nn.MSELoss()
+    >>> opt = fnn.optim.Adagrad(model.parameters(), lr=0.1)
+    >>> first = float(loss_fn(model(x), y))
+    >>> for _ in range(20):
+    ...     loss = loss_fn(model(x), y)
+    ...     model.backward_parameters(loss_fn.backward()); opt.step(); opt.zero_grad()
+    >>> float(loss_fn(model(x), y)) < first
+    True
+    """
 
     _slots = ("sum",)
 

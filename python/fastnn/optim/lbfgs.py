@@ -119,14 +119,54 @@ def _strong_wolfe(phi, t, f, g, gtd, d, c1=1e-4, c2=0.9, tolerance_change=1e-9, 
 
 
 class LBFGS(Optimizer):
-    """torch.optim.LBFGS: limited-memory BFGS for full-batch problems. step(closure) runs up to max_iter
-    iterations (at most max_eval closure calls, default max_iter·5/4) and returns the loss of the first
-    closure call. closure() must zero the gradients, compute the loss, run backward and return the loss.
+    """L-BFGS (torch.optim.LBFGS): limited-memory BFGS for full-batch problems.
 
-    lr: the step length tried first (with a line search) or taken (without one); the very first iteration
-    scales it by min(1, 1/‖g‖₁). Stops when the largest gradient entry is <= tolerance_grad, or the step or
-    the change in loss is below tolerance_change. history_size: curvature pairs kept. line_search_fn: None
-    or "strong_wolfe". One parameter group only, as in PyTorch. Frozen parameters are left alone."""
+    ``step(closure)`` runs up to ``max_iter`` iterations and returns the loss of the first closure call;
+    ``closure()`` must zero the gradients, compute the loss, run backward and return the loss. The first
+    iteration scales ``lr`` by ``min(1, 1/‖g‖₁)``. One parameter group only, as in PyTorch; frozen parameters
+    are left alone.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+        ``model.parameters()``.
+    lr : float, default 1
+        The step length tried first (with a line search) or taken (without one).
+    max_iter : int, default 20
+        Iterations per ``step``.
+    max_eval : int or None, default None
+        Closure calls per ``step``; ``None`` means ``max_iter * 5 // 4``.
+    tolerance_grad : float, default 1e-7
+        Stop when the largest gradient entry is at most this.
+    tolerance_change : float, default 1e-9
+        Stop when the step or the change in loss is below this.
+    history_size : int, default 100
+        Curvature pairs kept.
+    line_search_fn : None or "strong_wolfe", default None
+        The line search.
+
+    Raises
+    ------
+    ValueError
+        For parameter groups, or invalid options.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> model = fnn.nn.Linear(3, 1)
+    >>> x = np.ones((4, 3), np.float32); y = np.full((4, 1), 2.0, np.float32)
+    >>> loss_fn = fnn.nn.MSELoss()
+    >>> opt = fnn.optim.LBFGS(model.parameters(), line_search_fn="strong_wolfe")
+    >>> def closure():
+    ...     opt.zero_grad()
+    ...     loss = loss_fn(model(x), y)
+    ...     model.backward_parameters(loss_fn.backward())
+    ...     return loss
+    >>> _ = opt.step(closure)
+    >>> float(loss_fn(model(x), y)) < 1e-6
+    True
+    """
 
     def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
                  history_size=100, line_search_fn=None):

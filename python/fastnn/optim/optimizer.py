@@ -13,8 +13,44 @@ from ..nn.module import Parameter
 
 
 class Optimizer:
-    """Base class. Subclasses define the state buffers (`_slots`, in the kernel's argument order), which of
-    them the options use (`_used_slots`), option checks (`_validate`) and the kernel call (`_update`)."""
+    """Base class of the optimizers: PyTorch's optimizer interface over fastnn's fused C++ updates.
+
+    A step is one C++ call per parameter group that updates every parameter of the group at once, with the
+    GIL released. ``param_groups`` (a list of dicts with ``"params"`` and the options), ``state``,
+    ``step(closure=None)``, ``zero_grad()``, ``add_param_group``, ``state_dict()`` / ``load_state_dict()`` and
+    the ``lr`` property (the first group's rate; setting it sets every group's) are PyTorch's. Subclasses
+    define the state buffers and the kernel call.
+
+    Parameters
+    ----------
+    params : iterable of Parameter or of dict
+        The parameters, or parameter groups.
+    defaults : dict
+        The options of the subclass, used where a group does not set them.
+
+    Raises
+    ------
+    ValueError
+        For an invalid option (a negative learning rate, ...) or an empty parameter list.
+    TypeError
+        If ``params`` is a single array or Parameter instead of an iterable.
+
+    See Also
+    --------
+    SGD, Adam, AdamW, RMSprop, Adagrad, Rprop, LBFGS
+
+    Examples
+    --------
+    >>> import fastnn as fnn
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(4, 8), fnn.nn.ReLU(), fnn.nn.Linear(8, 2))
+    >>> opt = fnn.optim.SGD([{"params": model[0].parameters()},
+    ...                      {"params": model[2].parameters(), "lr": 0.01}], lr=0.1, momentum=0.9)
+    >>> [g["lr"] for g in opt.param_groups]
+    [0.1, 0.01]
+    >>> opt.lr = 0.05                                   # sets every group
+    >>> [g["lr"] for g in opt.param_groups]
+    [0.05, 0.05]
+    """
 
     _slots = ()
     _has_step = True  # keep state["step"] (PyTorch's SGD keeps none)
@@ -46,7 +82,22 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: {message}")
 
     def add_param_group(self, param_group):
-        """Adds a dict with key "params" (Parameters) and any per-group options; the rest come from defaults."""
+        """Add a parameter group: a dict with key ``"params"`` and any per-group options.
+
+        Options not given come from the optimizer's defaults.
+
+        Parameters
+        ----------
+        param_group : dict
+            ``{"params": [...], "lr": ..., ...}``.
+
+        Raises
+        ------
+        TypeError
+            If it is not a dict, or holds something that is not a Parameter.
+        ValueError
+            If ``"params"`` is missing, or a parameter is already in another group.
+        """
         name = type(self).__name__
         if not isinstance(param_group, dict):
             raise TypeError(f"{name}: a parameter group must be a dict, got {type(param_group).__name__}")
@@ -87,8 +138,18 @@ class Optimizer:
 
     # -- stepping --------------------------------------------------------------------------------------
     def step(self, closure=None):
-        """Updates every parameter with requires_grad from its .grad. closure: optional callable that
-        recomputes the loss (called first); its value is returned."""
+        """Update every parameter with ``requires_grad`` from its ``.grad``.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Recomputes the loss; called first, and its value returned.
+
+        Returns
+        -------
+        float or None
+            The closure's loss, if given.
+        """
         loss = None if closure is None else closure()
         if self._plan is None or not self._plan_current():
             self._build_plan()
@@ -97,8 +158,11 @@ class Optimizer:
         return loss
 
     def zero_grad(self):
-        """Zeroes every parameter's gradient, lazily (Parameter.zero_grad): the next backward overwrites the
-        buffer instead of adding to it, and reading .grad before that sees zeros."""
+        """Zero every parameter's gradient, lazily.
+
+        The next backward overwrites the gradient buffer instead of adding to it; reading ``.grad`` before that
+        sees zeros.
+        """
         for group in self.param_groups:
             for p in group["params"]:
                 p.zero_grad()
@@ -186,9 +250,14 @@ class Optimizer:
 
     # -- state -----------------------------------------------------------------------------------------
     def state_dict(self):
-        """{"state": {index: {"step": int, buffer: ndarray}}, "param_groups": [{option: value,
-        "params": [index, ...]}]}, PyTorch's layout with parameters numbered across groups. Plain dicts,
-        numbers and copies of arrays: nothing to unpickle, and later steps do not change it."""
+        """The optimizer's options and state as plain data, in PyTorch's layout.
+
+        Returns
+        -------
+        dict
+            ``{"state": {index: {"step": int, buffer: ndarray}}, "param_groups": [{option: value,
+            "params": [index, ...]}]}``, parameters numbered across groups; arrays are copies.
+        """
         index, groups, state = {}, [], {}
         for group in self.param_groups:
             saved = {key: value for key, value in group.items() if key != "params"}
@@ -201,8 +270,21 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Loads options and state saved by state_dict() (group sizes must match; arrays are copied and cast
-        to each parameter's dtype). Checks everything before changing anything."""
+        """Load options and state saved by :meth:`state_dict`.
+
+        Group sizes must match; arrays are copied and cast to each parameter's dtype. Everything is checked
+        before anything changes.
+
+        Parameters
+        ----------
+        state_dict : dict
+            As returned by :meth:`state_dict`.
+
+        Raises
+        ------
+        ValueError
+            If the groups or parameter shapes do not match.
+        """
         name = type(self).__name__
         saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
         if len(saved_groups) != len(self.param_groups):

@@ -6,11 +6,49 @@ from .optimizer import Optimizer
 
 
 class Rprop(Optimizer):
-    """torch.optim.Rprop. Per step, with g the gradient (negated when maximize) and g_prev the previous one:
-    the step size (starting at lr) is multiplied by etas[1] where g·g_prev > 0 and by etas[0] where it is
-    < 0, then clipped to step_sizes; where the sign flipped, g is taken as 0 (no move, and the next step does
-    not grow). p ← p − sign(g)·step_size. lr only sets the initial step size: changing it later has no effect,
-    as in PyTorch."""
+    """Rprop (torch.optim.Rprop): resilient backpropagation, step sizes driven by gradient signs.
+
+    For full batches. Per step, the step size (starting at ``lr``) is multiplied by ``etas[1]`` where the
+    gradient kept its sign and by ``etas[0]`` where it flipped, then clipped to ``step_sizes``; where the sign
+    flipped, the gradient is taken as 0. ``p ← p − sign(g)·step_size``. ``lr`` only sets the initial step size,
+    as in PyTorch.
+
+    Parameters
+    ----------
+    params : iterable of Parameter or of dict
+        ``model.parameters()``, ``named_parameters()`` pairs, or parameter groups: dicts with key ``"params"``
+        and any per-group options.
+    lr : float, default 1e-2
+        The initial step size.
+    etas : tuple of float, default (0.5, 1.2)
+        ``(decrease, increase)`` factors, ``0 < etas[0] < 1 < etas[1]``.
+    step_sizes : tuple of float, default (1e-6, 50)
+        The smallest and largest step sizes.
+    maximize : bool, default False
+        Maximise the objective instead (the gradient is negated).
+
+    Raises
+    ------
+    ValueError
+        For an invalid option (a negative learning rate, ...) or an empty parameter list.
+    TypeError
+        If ``params`` is a single array or Parameter instead of an iterable.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> model = fnn.nn.Linear(3, 1)
+    >>> x = np.ones((4, 3), np.float32); y = np.full((4, 1), 2.0, np.float32)
+    >>> loss_fn = fnn.nn.MSELoss()
+    >>> opt = fnn.optim.Rprop(model.parameters(), lr=0.01)
+    >>> first = float(loss_fn(model(x), y))
+    >>> for _ in range(20):
+    ...     loss = loss_fn(model(x), y)
+    ...     model.backward_parameters(loss_fn.backward()); opt.step(); opt.zero_grad()
+    >>> float(loss_fn(model(x), y)) < first
+    True
+    """
 
     _slots = ("prev", "step_size")
 

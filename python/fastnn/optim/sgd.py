@@ -4,10 +4,56 @@ from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
-    """torch.optim.SGD. Per step, with g the gradient (negated when maximize):
-    g ← g + weight_decay·p; with momentum μ: b ← g at the first step, else b ← μ·b + (1 − dampening)·g,
-    and g ← g + μ·b (nesterov) or g ← b; then p ← p − lr·g.
-    (PyTorch requires lr; here it defaults to 0.01.)"""
+    """Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay (torch.optim.SGD).
+
+    Per step, with ``g`` the gradient: ``g ← g + weight_decay·p``; with momentum ``μ``: ``b ← g`` at the
+    first step, else ``b ← μ·b + (1 − dampening)·g``, and ``g ← g + μ·b`` (Nesterov) or ``g ← b``; then
+    ``p ← p − lr·g``.
+
+    Parameters
+    ----------
+    params : iterable of Parameter or of dict
+        ``model.parameters()``, ``named_parameters()`` pairs, or parameter groups: dicts with key ``"params"``
+        and any per-group options.
+    lr : float, default 0.01
+        The learning rate (PyTorch requires it; here it defaults to 0.01).
+    momentum : float, default 0.0
+        The momentum factor ``μ``.
+    dampening : float, default 0.0
+        Dampening of the momentum.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient.
+    nesterov : bool, default False
+        Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+    maximize : bool, default False
+        Maximise the objective instead (the gradient is negated).
+
+    Raises
+    ------
+    ValueError
+        For an invalid option (a negative learning rate, ...) or an empty parameter list.
+    TypeError
+        If ``params`` is a single array or Parameter instead of an iterable.
+
+    See Also
+    --------
+    Adam, fastnn.regularizers.Regularized
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> _ = fnn.manual_seed(0)
+    >>> model = fnn.nn.Linear(3, 1)
+    >>> x = np.ones((4, 3), np.float32); y = np.full((4, 1), 2.0, np.float32)
+    >>> loss_fn = fnn.nn.MSELoss()
+    >>> opt = fnn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    >>> first = float(loss_fn(model(x), y))
+    >>> for _ in range(20):
+    ...     loss = loss_fn(model(x), y)
+    ...     model.backward_parameters(loss_fn.backward()); opt.step(); opt.zero_grad()
+    >>> float(loss_fn(model(x), y)) < first
+    True
+    """
 
     _slots = ("momentum_buffer",)
     _has_step = False

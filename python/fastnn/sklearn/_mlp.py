@@ -164,7 +164,7 @@ _COMMON_DOC = """
     optimizer : str or fastnn.optim.Optimizer subclass, default='adam'
         'adam', 'adamw', 'sgd' (momentum 0.9 and Nesterov unless optimizer__momentum / optimizer__nesterov
         say otherwise, as scikit-learn's solver='sgd'), 'rmsprop', 'adagrad', 'rprop', or a class.
-        Options go as optimizer__<name>=value (optimizer__betas=(0.9, 0.99)).
+        Options go as ``optimizer__<name>=value`` (optimizer__betas=(0.9, 0.99)).
     alpha : float, default=1e-4
         L2 penalty: alpha/(2·n)·Σ‖W‖² is added to the loss of each batch of n samples (the sum of their
         weights with sample_weight); biases are not penalised.
@@ -173,7 +173,7 @@ _COMMON_DOC = """
     lr : float, default=1e-3
         Learning rate (scikit-learn's learning_rate_init).
     max_epochs : int, default=200
-        Epochs at most (scikit-learn's max_iter). Reaching it is not warned about: n_iter_ tells.
+        Epochs at most (scikit-learn's max_iter). Reaching it is not warned about: ``n_iter_`` tells.
     shuffle : bool, default=True
         Reshuffle the samples every epoch.
     random_state : int, RandomState instance or None, default=None
@@ -198,11 +198,11 @@ _COMMON_DOC = """
     batch_norm : bool, default=False
         BatchNorm1d between each hidden Linear layer and its activation (fastnn).
     callbacks : list of fastnn.callbacks.Callback, default=None
-        Extra Trainer callbacks (copied at each fit; the copies are callbacks_).
+        Extra Trainer callbacks (copied at each fit; the copies are ``callbacks_``).
     dtype : {'float32', 'float64'}, default='float32'
         Precision of the weights and of the computation.
     **kwargs
-        Nested optimizer options, optimizer__<name>=value."""
+        Nested optimizer options, ``optimizer__<name>=value``."""
 
 _ATTRIBUTES_DOC = """
     n_features_in_ : int
@@ -214,7 +214,7 @@ _ATTRIBUTES_DOC = """
     optimizer_ : fastnn.optim.Optimizer
     history_ : dict of lists
         Per epoch: "loss" (with the penalty), {metric}, "lr", and with early stopping "val_loss" and
-        "val_{metric}".
+        "``val_{metric}``".
     loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, n_iter_, t_, coefs_,
     intercepts_, n_layers_, out_activation_ : as scikit-learn's MLP."""
 

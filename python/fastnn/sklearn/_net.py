@@ -87,20 +87,20 @@ class _NetBase(NeuralNetBase):
 
 _NET_DOC = """
     module : callable
-        module(n_features_in, n_outputs, **module__kwargs) -> fastnn.nn.Module; a fastnn.nn.Module subclass
+        module(n_features_in, n_outputs, ``**module__kwargs``) -> fastnn.nn.Module; a fastnn.nn.Module subclass
         with that constructor works too. A parameter named input_shape receives X.shape[1:].
     loss : None, fastnn loss class or instance, default=None
-        @LOSS_DEFAULT@ A class is built with the loss__* parameters.
+        @LOSS_DEFAULT@ A class is built with the ``loss__*`` parameters.
     optimizer : str or fastnn.optim.Optimizer subclass, default='adam'
-        'adam', 'adamw', 'sgd', 'rmsprop', 'adagrad', 'rprop', or a class; options as optimizer__<name>.
+        'adam', 'adamw', 'sgd', 'rmsprop', 'adagrad', 'rprop', or a class; options as ``optimizer__<name>``.
     lr : float, default=1e-3
     max_epochs : int, default=10
     batch_size : int, default=128
     callbacks : list of fastnn.callbacks.Callback, default=None
         Trainer callbacks (EarlyStopping, LearningRateScheduler, CSVLogger, ...), copied at each fit; the
-        copies are callbacks_. EarlyStopping on val_* needs validation_fraction > 0.
+        copies are ``callbacks_``. EarlyStopping on ``val_*`` needs validation_fraction > 0.
     validation_fraction : float, default=0.0
-        Fraction of the training data held out (stratified for classifiers) for the val_* entries of history_.
+        Fraction of the training data held out (stratified for classifiers) for the ``val_*`` entries of ``history_``.
     shuffle : bool, default=True
     warm_start : bool, default=False
         fit() continues from the fitted weights and optimizer state.
@@ -112,7 +112,7 @@ _NET_DOC = """
         Seeds initialisation, shuffling, the validation split and dropout; the same int gives the same model
         bit for bit.
     **kwargs
-        Nested parameters: module__<name>, optimizer__<name>, loss__<name>."""
+        Nested parameters: ``module__<name>``, ``optimizer__<name>``, ``loss__<name>``."""
 
 _NET_ATTRIBUTES = """
     n_features_in_ : int
@@ -124,7 +124,7 @@ _NET_ATTRIBUTES = """
     module_ : fastnn.nn.Module
     optimizer_ : fastnn.optim.Optimizer
     history_ : dict of lists
-        Per epoch: "loss", {metric}, "lr", and "val_loss", "val_{metric}" with validation_fraction > 0.
+        Per epoch: "loss", {metric}, "lr", and "val_loss", "``val_{metric}``" with validation_fraction > 0.
     n_iter_ : int
         Epochs run by the last fit.
     callbacks_ : list
@@ -182,6 +182,19 @@ class NeuralNetRegressor(RegressorTask, RegressorMixin, _NetBase):
 
     Attributes
     ----------{_NET_ATTRIBUTES}
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> from fastnn.sklearn import NeuralNetRegressor
+    >>> def mlp(n_features_in, n_outputs, width=16):
+    ...     return fnn.nn.Sequential(fnn.nn.Linear(n_features_in, width), fnn.nn.Tanh(),
+    ...                              fnn.nn.Linear(width, n_outputs))
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (200, 2)).astype(np.float32)
+    >>> y = X[:, 0] - 2 * X[:, 1]
+    >>> net = NeuralNetRegressor(mlp, module__width=16, lr=1e-2, max_epochs=50, random_state=0).fit(X, y)
+    >>> net.predict(X).shape, net.score(X, y) > 0.9
+    ((200,), True)
     """
 
     def _default_loss(self, multilabel):

@@ -1,5 +1,6 @@
-"""Draws every learning-rate schedule of fastnn.schedules into docs/img/ (run: python docs/make_schedule_plots.py).
-The PNGs are committed; docs/schedules.md shows them."""
+"""Draws every learning-rate schedule of fastnn.schedules into docs/guide/img/
+(run: python docs/guide/make_schedule_plots.py). The PNGs are committed; docs/guide/schedules.md, a page of the
+documentation site, shows them."""
 import os
 
 import fastnn as fnn

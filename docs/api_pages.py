@@ -25,6 +25,8 @@ MODULES = [
     ("fastnn.sklearn", "scikit-learn estimators trained by fastnn (needs scikit-learn)."),
     ("fastnn.pretraining", "Greedy layer-wise autoencoder pretraining."),
     ("fastnn.plot", "Training curves and schedules with matplotlib (needs matplotlib)."),
+    ("fastnn.onnx", "ONNX export and import (needs onnx: pip install \"fastnn[onnx]\")."),
+    ("fastnn.distributed", "Data-parallel training over MPI (needs mpi4py: pip install \"fastnn[mpi]\")."),
 ]
 
 

@@ -81,7 +81,7 @@ def show_config(mode="stdout"):
     >>> import fastnn as fnn
     >>> info = fnn.show_config(mode="dicts")
     >>> list(info)
-    ['fastnn', 'python', 'build', 'cpu', 'kernels', 'openmp', 'threads']
+    ['fastnn', 'python', 'build', 'cpu', 'kernels', 'openmp', 'threads', 'distributed']
     >>> info["fastnn"]["version"] == fnn.__version__
     True
     """

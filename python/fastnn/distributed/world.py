@@ -92,6 +92,7 @@ def report_and_abort(message, code=1):
 
 
 def is_initialized():
+    """Whether init() has run in this process (it never imports mpi4py)."""
     return _state["comm"] is not None
 
 
@@ -101,10 +102,12 @@ def comm():
 
 
 def rank():
+    """This process's rank in the communicator, 0 ... world_size() - 1 (init() is called if needed)."""
     return comm().Get_rank()
 
 
 def world_size():
+    """The number of ranks in the communicator (init() is called if needed)."""
     return comm().Get_size()
 
 
@@ -126,6 +129,7 @@ def local_size():
 
 
 def barrier():
+    """Waits until every rank has reached this call."""
     comm().Barrier()
 
 

@@ -791,3 +791,68 @@ class ScaledDotProductAttention(Op):
         def back(d, shape, need):
             return sum_to_shape(d.reshape(lead + d.shape[-2:]), shape) if need else None
         return (back(dq, qs, needs[0]), back(dk, ks, needs[1]), back(dv, vs, needs[2])) + (None,) * (len(needs) - 3)
+
+
+@_register
+class AttentionMask(Op):
+    """nn.MultiheadAttention's masks (PyTorch's convention: bool True = may NOT attend; float = added) as one
+    additive float mask for scaled_dot_product_attention: attn_mask (L, S) or (N·H, L, S), key_padding_mask
+    (N, S) -> (L, S), (N, 1, 1, S) or (N, H, L, S). Shapes are checked against (N, H, L, S); `owner` names the
+    module in errors. No gradient."""
+    name = "attention_mask"
+
+    def forward(self, attn_mask, key_padding_mask, N, H, L, S, dtype="float32", owner="MultiheadAttention"):
+        dtype = np.dtype(dtype)
+
+        def additive(m, what):
+            m = np.asarray(m)
+            if m.dtype == np.bool_:
+                return np.where(m, dtype.type(-np.inf), dtype.type(0))
+            if m.dtype.kind != "f":
+                raise TypeError(f"{owner}: {what} must be bool or float, got dtype {m.dtype}")
+            return m.astype(dtype, copy=False)
+        mask = None
+        if attn_mask is not None:
+            shape = np.shape(attn_mask)
+            if shape == (L, S):
+                mask = additive(attn_mask, "attn_mask")
+            elif shape == (N * H, L, S):
+                mask = additive(attn_mask, "attn_mask").reshape(N, H, L, S)
+            else:
+                raise ValueError(f"{owner}: attn_mask must have shape (L, S) = {(L, S)} or (N·num_heads, L, S) = "
+                                 f"{(N * H, L, S)}, got {shape}")
+        if key_padding_mask is not None:
+            if np.shape(key_padding_mask) != (N, S):
+                raise ValueError(f"{owner}: key_padding_mask must have shape (N, S) = {(N, S)}, got "
+                                 f"{np.shape(key_padding_mask)}")
+            kpm = additive(key_padding_mask, "key_padding_mask").reshape(N, 1, 1, S)
+            mask = kpm if mask is None else mask + kpm
+        return mask, None
+
+    def backward(self, ctx, g, needs):
+        return (None,) * len(needs)
+
+
+@_register
+class AttentionWeights(Op):
+    """The weights softmax(q·kᵀ·scale + mask) that scaled_dot_product_attention applies, (…, L, S), for
+    need_weights=True (rows with no visible key: zeros). A reported value: no gradient flows back through it."""
+    name = "attention_weights"
+
+    def forward(self, q, k, attn_mask=None, is_causal=False, scale=None):
+        q, k = np.asarray(q), np.asarray(k)
+        sc = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+        s = np.matmul(q, np.swapaxes(k, -1, -2)) * q.dtype.type(sc)
+        L, S = s.shape[-2:]
+        if is_causal:
+            s = np.where(np.tril(np.ones((L, S), bool)), s, -np.inf)
+        if attn_mask is not None:
+            m = np.asarray(attn_mask)
+            s = np.where(m, s, -np.inf) if m.dtype == np.bool_ else s + m.astype(s.dtype, copy=False)
+        top = np.max(s, axis=-1, keepdims=True)
+        e = np.exp(s - np.where(np.isfinite(top), top, 0))
+        total = e.sum(axis=-1, keepdims=True)
+        return np.divide(e, total, out=np.zeros_like(e), where=total > 0).astype(q.dtype, copy=False), None
+
+    def backward(self, ctx, g, needs):
+        return (None,) * len(needs)

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/batched_gemm.hpp"
 #include "kernels/dense.hpp"
 #include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
@@ -30,13 +31,22 @@ constexpr index_t kSdpaBlockCols = 64;
 
 namespace sdpa_detail {
 
+// C (n, m) (+)= op(A)·op(B) through batched_gemm's one product (the same Eigen GEMM code as F.matmul: no
+// product of our own is compiled, which keeps each level's library small). A is (n, k) or stored (k, n) when
+// trans_a; B (k, m) or stored (m, k) when trans_b; all contiguous row-major.
+template <typename T>
+void gemm(const T* a, const T* b, T* c, index_t n, index_t k, index_t m, bool trans_a, bool trans_b,
+          bool accumulate) {
+  batched_gemm(a, b, c, index_t(1), n, k, m, trans_a, trans_b, index_t(0), index_t(0), accumulate);
+}
+
 // Scores of rows [i0, i0 + rows) against keys [j0, j0 + cols): scale · qᵢ·kⱼ + bias, −∞ where masked.
 template <typename T>
 void scores(RowMatrix<T>& s, const T* qb, const T* kb, const T* bias_b, index_t i0, index_t rows, index_t j0,
             index_t cols, index_t L, index_t S, index_t E, bool causal, T scale) {
   (void)L;
   s.resize(rows, cols);
-  s.noalias() = ConstMatrixMap<T>(qb + i0 * E, rows, E) * ConstMatrixMap<T>(kb + j0 * E, cols, E).transpose();
+  gemm(qb + i0 * E, kb + j0 * E, s.data(), rows, E, cols, false, true, false);
   s *= scale;
   if (bias_b != nullptr)
     s += ConstStridedMatrixMap<T>(bias_b + i0 * S + j0, rows, cols, Eigen::OuterStride<>(S));
@@ -100,7 +110,7 @@ void sdpa_forward(const T* q, const T* k, const T* v, const T* bias, const T* dr
         }
         if (drop_b != nullptr)
           s.array() *= ConstStridedMatrixMap<T>(drop_b + i0 * S + j0, rows, cols, Eigen::OuterStride<>(S)).array();
-        acc.noalias() += s * ConstMatrixMap<T>(vb + j0 * Ev, cols, Ev);
+        gemm(s.data(), vb + j0 * Ev, acc.data(), rows, cols, Ev, false, false, true);
       }
       MatrixMap<T> o(out + (b * L + i0) * Ev, rows, Ev);
       for (index_t r = 0; r < rows; ++r) {
@@ -140,7 +150,7 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* d
     gv.setZero();
     Eigen::Matrix<T, Eigen::Dynamic, 1> delta =
         (ConstMatrixMap<T>(ob, L, Ev).array() * ConstMatrixMap<T>(gob, L, Ev).array()).rowwise().sum();
-    RowMatrix<T> p, dp;
+    RowMatrix<T> p, dp, pd;
     for (index_t j0 = 0; j0 < S; j0 += kSdpaBlockCols) {
       const index_t cols = std::min(kSdpaBlockCols, S - j0);
       const index_t istart = causal ? std::min(L, j0) / kSdpaBlockRows * kSdpaBlockRows : 0;
@@ -152,22 +162,22 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* d
           p.row(r).array() -= lb[i0 + r];
           exp_masked<T>(p.row(r));
         }
-        auto dO = ConstMatrixMap<T>(gob + i0 * Ev, rows, Ev);
-        auto Vj = ConstMatrixMap<T>(vb + j0 * Ev, cols, Ev);
+        const T* dO = gob + i0 * Ev;
         dp.resize(rows, cols);
-        dp.noalias() = dO * Vj.transpose();
+        gemm(dO, vb + j0 * Ev, dp.data(), rows, Ev, cols, false, true, false);  // dO·Vⱼᵀ
         if (drop_b != nullptr) {
           auto D = ConstStridedMatrixMap<T>(drop_b + i0 * S + j0, rows, cols, Eigen::OuterStride<>(S));
-          gv.middleRows(j0, cols).noalias() += (p.array() * D.array()).matrix().transpose() * dO;
+          pd = p.array() * D.array();
+          gemm(pd.data(), dO, dv + (b * S + j0) * Ev, cols, rows, Ev, true, false, true);  // dVⱼ += (P∘D)ᵀ·dO
           dp.array() *= D.array();
         } else {
-          gv.middleRows(j0, cols).noalias() += p.transpose() * dO;
+          gemm(p.data(), dO, dv + (b * S + j0) * Ev, cols, rows, Ev, true, false, true);   // dVⱼ += Pᵀ·dO
         }
         // dS = P∘(dP − δ), scaled: the gradient of the scores before `scale`
         p.array() *= (dp.colwise() - delta.segment(i0, rows)).array();
         p *= scale;
-        gq.middleRows(i0, rows).noalias() += p * ConstMatrixMap<T>(kb + j0 * E, cols, E);
-        gk.middleRows(j0, cols).noalias() += p.transpose() * ConstMatrixMap<T>(qb + i0 * E, rows, E);
+        gemm(p.data(), kb + j0 * E, dq + (b * L + i0) * E, rows, cols, E, false, false, true);  // dQᵢ += dS·Kⱼ
+        gemm(p.data(), qb + i0 * E, dk + (b * S + j0) * E, cols, rows, E, true, false, true);   // dKⱼ += dSᵀ·Qᵢ
       }
     }
   });

@@ -30,6 +30,20 @@ def softplus(z, beta, threshold):
     return np.where(beta * z > threshold, z, np.logaddexp(0, beta * z) / beta)
 
 
+# GELU (Activation::gelu): erf form and tanh form, against math.erfc
+
+_erfc = np.vectorize(__import__("math").erfc, otypes=[np.float64])
+
+
+def gelu_oracle(z, approximate):
+    if approximate == "tanh":  # 0.5·z·(1 + tanh u) = z·σ(2u), which keeps the negative tail accurate
+        u = np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)
+        s = sigmoid(2 * u)
+        return z * s, s + 2 * z * s * sigmoid(-2 * u) * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * z * z)
+    cdf = 0.5 * _erfc(-z / np.sqrt(2))
+    return z * cdf, cdf + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+
+
 # name -> (module factory, f, f'); the derivative at a kink is the left limit.
 ELEMENTWISE = {
     "ReLU": (lambda: nn.ReLU(), lambda z: np.maximum(z, 0), lambda z: (z > 0) * 1.0),
@@ -59,6 +73,9 @@ ELEMENTWISE = {
     "Threshold": (lambda: nn.Threshold(), lambda z: np.where(z > 1, z, 0.0), lambda z: (z > 1) * 1.0),
     "Threshold(0.5, -2)": (lambda: nn.Threshold(0.5, -2.0), lambda z: np.where(z > 0.5, z, -2.0),
                            lambda z: (z > 0.5) * 1.0),
+    "GELU": (lambda: nn.GELU(), lambda z: gelu_oracle(z, "none")[0], lambda z: gelu_oracle(z, "none")[1]),
+    "GELU(tanh)": (lambda: nn.GELU(approximate="tanh"), lambda z: gelu_oracle(z, "tanh")[0],
+                   lambda z: gelu_oracle(z, "tanh")[1]),
 }
 
 # Kink points of every function above, large magnitudes (overflow), tiny ones (cancellation near 0), random.
@@ -498,3 +515,34 @@ def test_results_do_not_depend_on_memory_alignment(name, dtype):
         y = module(x)
         results.add((y.tobytes(), module.backward(g).tobytes()))
     assert len(results) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("n", [429, 100_003])  # packets and a scalar tail; the threaded path
+def test_gelu_kernel_matches_erfc_oracle(approximate, dtype, n):
+    x = np.concatenate([SPECIAL, rng(4).standard_normal(n - len(SPECIAL)) * 4]).astype(dtype)
+    g = rng(5).standard_normal(x.shape).astype(dtype)
+    kind = fnn.ops.Activation.gelu
+    a = 1.0 if approximate == "tanh" else 0.0
+    y = fnn.ops.activation_forward(kind, x, a, 0.0)
+    dx = fnn.ops.activation_backward(kind, x, g, a, 0.0)
+    f, df = gelu_oracle(x.astype(np.float64), approximate)
+    assert y.dtype == dtype and np.isfinite(y).all() and np.isfinite(dx).all()
+    np.testing.assert_allclose(y, f, **TOLS[dtype])
+    np.testing.assert_allclose(dx, g * df, **TOLS[dtype])
+    if dtype == np.float32:  # the far negative tail keeps its relative accuracy (not 1 + erf rounding to 0)
+        tail = (x < -3) & (np.abs(f) > 1e-30)  # below that float32 has only subnormals
+        np.testing.assert_allclose(y[tail], f[tail], rtol=2e-5, atol=0)
+
+
+def test_gelu_functional_gradient_finite_differences():
+    F = fnn.nn.functional
+    x = rng(6).standard_normal((5, 7)) * 3
+    for approximate in ("none", "tanh"):
+        h = 1e-6
+        y = F.gelu(x, approximate=approximate)
+        numeric = (F.gelu(x + h, approximate=approximate) - F.gelu(x - h, approximate=approximate)) / (2 * h)
+        _, df = gelu_oracle(x, approximate)
+        np.testing.assert_allclose(numeric, df, rtol=1e-7, atol=1e-9)
+        assert y.shape == x.shape

@@ -231,7 +231,8 @@ void register_activations(py::module_& m) {
       .value("tanh", Activation::tanh)
       .value("softplus", Activation::softplus, "log(1+exp(a*x))/a, x where a*x > b (a: beta 1, b: threshold 20)")
       .value("softsign", Activation::softsign)
-      .value("silu", Activation::silu);
+      .value("silu", Activation::silu)
+      .value("gelu", Activation::gelu);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   m.def("activation_forward", &activation_forward, py::arg("kind"), py::arg("x"), py::arg("a") = nan,
         py::arg("b") = nan, "y = f(x) element-wise; a, b are the kind's parameters (NaN: its default).");

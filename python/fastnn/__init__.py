@@ -6,6 +6,8 @@ from .trainer import Trainer
 from .perceptron import Perceptron
 from .serialization import save, load, save_state_dict, load_state_dict, register_module
 from . import pretraining
+from . import distributed  # fnn.distributed.rank() etc.; it imports mpi4py only in distributed.init()
+from . import onnx  # imports the onnx package only when export/load run
 from ._config import show_config
 
 __version__ = "0.1.0"
@@ -30,6 +32,6 @@ def build_info():
 
 
 __all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "pretraining", "tune",
-           "Trainer",
+           "distributed", "onnx", "Trainer",
            "Perceptron", "save", "load", "save_state_dict", "load_state_dict", "register_module", "manual_seed",
            "set_num_threads", "get_num_threads", "build_info", "show_config", "__version__"]

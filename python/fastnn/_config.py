@@ -1,6 +1,7 @@
 """fnn.show_config(): how this fastnn was built and how it runs on this machine (like numpy.show_config())."""
 import os
 import platform
+import sys
 
 
 def _threads_note(runtime):
@@ -10,6 +11,13 @@ def _threads_note(runtime):
     if runtime["fork_child"]:
         return "forked child: it started its own OpenMP threads"
     return ""
+
+
+def _distributed():
+    """fastnn.distributed's ranks and threads per rank, once it was initialised (never imports MPI itself)."""
+    dist = sys.modules.get("fastnn.distributed")
+    info = dist.config_info() if dist is not None else None
+    return info or {"state": "not initialised (fastnn.distributed.init() under mpiexec)"}
 
 
 def config():
@@ -34,6 +42,7 @@ def config():
                    "version": runtime["openmp_version"]},
         "threads": {"count": ops.get_num_threads(), "processors": runtime["processors"],
                     "environment": omp_env, "note": _threads_note(runtime)},
+        "distributed": _distributed(),
     }
 
 

@@ -15,6 +15,7 @@ class Activation:
     softplus: typing.ClassVar[Activation]
     softsign: typing.ClassVar[Activation]
     silu: typing.ClassVar[Activation]
+    gelu: typing.ClassVar[Activation]
     def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None: ...
 
 class DenseStackPlan:

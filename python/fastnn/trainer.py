@@ -35,7 +35,7 @@ from .progress import ProgressLogger
 __all__ = ["Trainer"]
 
 # Losses whose outputs are class scores: Trainer(metrics=None) reports accuracy for them.
-_CLASSIFICATION_LOSSES = ("CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss")
+_CLASSIFICATION_LOSSES = ("CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "MultiMarginLoss")
 
 
 def _is_array(a):
@@ -186,14 +186,21 @@ class Trainer:
 
     metrics: list of "accuracy", "top5_accuracy", fastnn.metrics.Metric objects or functions
         fn(pred, target) -> float. None (default) means ["accuracy"] for classification losses
-        (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss) and no metric besides the loss otherwise;
+        (CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss, MultiMarginLoss) and no metric besides the loss otherwise;
         [] means the loss only.
     schedule: callable step -> lr; before every optimizer step, optimizer.lr = schedule(step), where step
         counts optimizer steps taken by this trainer (0 for the first; `global_step`, kept across fits).
     callbacks: fastnn.callbacks.Callback objects used by every fit (fit's own callbacks run after them).
+    distributed: True to train data-parallel over MPI (run under mpiexec; fastnn.distributed): rank 0's
+        parameters and optimizer state are broadcast; batch_size is the global batch, each rank taking its
+        contiguous share of every batch (arrays; an iterable of batches is each rank's own shard); gradients
+        are combined weighted by shard size; loss, metrics and validation are summed over ranks, so history
+        equals one process's; callbacks and the progress bar run on rank 0, whose stop_training and lr every
+        rank follows; an exception on any rank aborts all of them. Pass a DistributedOptimizer to choose
+        its bucket size. predict() stays per rank (every rank predicts all of x).
     """
 
-    def __init__(self, model, loss, optimizer, metrics=None, schedule=None, callbacks=None):
+    def __init__(self, model, loss, optimizer, metrics=None, schedule=None, callbacks=None, distributed=False):
         if not callable(loss):
             raise TypeError(f"Trainer: loss must be callable (value = loss(pred, target)), got {type(loss).__name__}")
         if schedule is not None and not callable(schedule):
@@ -219,6 +226,10 @@ class Trainer:
         self.global_step = 0
         self.stop_training = False
         self._dtype = None
+        self._dist = None
+        if distributed:
+            from .distributed.trainer_sync import TrainerSync
+            self._dist = TrainerSync(model, optimizer, loss, self.metrics + self._val_metrics)
 
     # -- helpers -------------------------------------------------------------------------------------
     def _set_lr(self):
@@ -245,7 +256,7 @@ class Trainer:
         except (TypeError, ValueError):
             return None
 
-    def _feed(self, where, x, y, batch_size, shuffle, steps, need_y=True):
+    def _feed(self, where, x, y, batch_size, shuffle, steps, need_y=True, shard=True):
         """A _Feed over arrays (x one array or a list of them, with y) or over an iterable of batches."""
         inputs = _inputs_of(x)
         if inputs is None:
@@ -264,6 +275,8 @@ class Trainer:
         self._dtype = self._model_dtype()
         inputs = tuple(self._as_model_dtype(a) for a in inputs)
         batches = ArrayBatches(inputs if len(inputs) > 1 else inputs[0], y, batch_size, shuffle=shuffle)
+        if self._dist is not None and shard:
+            batches = self._dist.shard(batches)  # this rank's share of every global batch
         return _Feed(where, batches, steps, need_y)
 
     def _evaluate(self, feed, metric_objs):
@@ -278,15 +291,19 @@ class Trainer:
         try:
             model.eval()
             for inputs, yb in feed.epoch():
+                size = len(yb)
+                if size == 0:  # distributed: this rank's share of a small batch is empty
+                    continue
                 out = model(*[self._as_model_dtype(a) for a in inputs])
                 value = _scalar_loss(loss, loss(out, yb))
-                size = len(yb)
                 total += value * size if weighted else value
                 n += size
                 for m in metric_objs:
                     m.update(out, yb)
         finally:
             _restore_modes(model, modes)
+        if self._dist is not None:
+            total, n = self._dist.reduce(total, n, metric_objs)
         result = {"loss": total / n}
         for m in metric_objs:
             result[m.name] = float(m.result())
@@ -354,6 +371,11 @@ class Trainer:
         feed = self._feed(where, x, y, batch_size, shuffle, steps_per_epoch)
 
         cbs = CallbackList(self.callbacks + list(callbacks or []), self)
+        has_callbacks = len(cbs) > 0
+        dist = self._dist
+        if dist is not None:  # callbacks and progress on rank 0 only
+            cbs = CallbackList(dist.callbacks(cbs.callbacks), self)
+            verbose = verbose if dist.is_root else 0
         progress = ProgressLogger(verbose, epochs, feed.num_batches())
         model, loss, opt = self.model, self.loss, self.optimizer
         train_metrics = self.metrics
@@ -367,8 +389,9 @@ class Trainer:
 
         backward = getattr(model, "backward_parameters", None) or model.backward
         lock = model.lock() if hasattr(model, "lock") else contextlib.nullcontext()
-        has_callbacks = len(cbs) > 0
         try:
+            if dist is not None:
+                dist.start(feed.num_batches())  # rank 0's weights, optimizer and shuffling state everywhere
             cbs.on_train_begin()
             opt.zero_grad()
             for epoch in range(int(initial_epoch), int(epochs)):
@@ -384,37 +407,52 @@ class Trainer:
                     size = len(yb)
                     if has_callbacks:
                         cbs.on_batch_begin(b, {"size": size, "step": self.global_step})
+                    if dist is not None and has_callbacks:
+                        dist.sync_control(self)  # rank 0's callbacks may have changed lr
                     if self.schedule is not None:
                         self._set_lr()
                     if not model.training:  # a callback or schedule switched the model to eval
                         model.train()
                     with lock:  # one model from several threads: each step whole (Module.lock)
-                        if len(inputs) == 1:
+                        if size == 0:  # distributed: this rank's share of a small batch is empty
+                            dist.zero_grads(model)
+                            xb, value = inputs, 0.0
+                        elif len(inputs) == 1:
                             xb = as_dtype(inputs[0])
                             out = model(xb)
                         else:
                             xb = tuple(as_dtype(a) for a in inputs)
                             out = model(*xb)
-                        value = _scalar_loss(loss, loss(out, yb))
-                        for m in train_metrics:  # before backward, which may reuse buffers
-                            m.update(out, yb)
-                        backward(loss.backward())
+                        if size:
+                            value = _scalar_loss(loss, loss(out, yb))
+                            for m in train_metrics:  # before backward, which may reuse buffers
+                                m.update(out, yb)
+                            backward(loss.backward())
                         loss_sum += value * size if loss_weighting else value
                         seen += size
                         if has_callbacks:
                             cbs.on_backward_end(b, {"loss": value, "size": size, "step": self.global_step,
                                                     "x": xb, "y": yb})
+                            if dist is not None:
+                                dist.sync_control(self)
                             if self.stop_training:
                                 break  # a callback stopped training here: this batch takes no step
-                        opt.step()
+                        if dist is not None:
+                            dist.step(size)  # gradients combined over ranks, weighted by shard size
+                        else:
+                            opt.step()
                         opt.zero_grad()
                     self.global_step += 1
-                    progress.batch_end(loss_sum / seen)
+                    progress.batch_end(loss_sum / seen if seen else math.nan)
                     if has_callbacks:
                         cbs.on_batch_end(b, {"loss": value, "size": size, "step": self.global_step - 1,
                                              "lr": self._current_lr()})
+                        if dist is not None:
+                            dist.sync_control(self)
                         if self.stop_training:
                             break
+                if dist is not None:
+                    loss_sum, seen = dist.reduce(loss_sum, seen, train_metrics)
                 logs = {"loss": loss_sum / seen if seen else math.nan}
                 for m in train_metrics:
                     logs[m.name] = float(m.result())
@@ -430,7 +468,15 @@ class Trainer:
                     history.setdefault(k, []).append(v)
                 progress.epoch_end(epoch, logs)
                 cbs.on_epoch_end(epoch, logs)
+                if dist is not None and has_callbacks:
+                    dist.sync_control(self)  # early stopping decided on rank 0
             cbs.on_train_end()
+            if dist is not None:
+                dist.end()  # rank 0's weights (EarlyStopping may have restored its best ones)
+        except BaseException as e:
+            if dist is not None:
+                dist.fail(e)  # the other ranks would wait for this one forever: abort them all
+            raise
         finally:
             progress.close()
         return history
@@ -449,7 +495,8 @@ class Trainer:
         array or a list of them), or an iterable of batches (xb, (xb,) or (xb, yb); y is ignored)."""
         where = "Trainer.predict"
         batch_size = _check_batch_size(where, batch_size)
-        feed = self._feed(where, x, None, batch_size, False, _check_steps(where, "steps", steps), need_y=False)
+        feed = self._feed(where, x, None, batch_size, False, _check_steps(where, "steps", steps), need_y=False,
+                          shard=False)
         model = self.model
         modes = _model_modes(model)
         outs = []

@@ -16,7 +16,7 @@ from .linear import Linear
 from .module import LayerSpec, Module, Parameter
 
 __all__ = ["ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "Sigmoid", "Hardsigmoid", "Tanh", "Softmax",
-           "LogSoftmax", "Softplus", "Softsign", "SiLU", "Threshold", "Maxout"]
+           "LogSoftmax", "Softplus", "Softsign", "SiLU", "Threshold", "Maxout", "GELU"]
 
 _Kind = ops.Activation
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -240,6 +240,23 @@ class Threshold(_Elementwise):
 
     def extra_repr(self):
         return f"threshold={self.threshold}, value={self.value}" + (", inplace=True" if self.inplace else "")
+
+
+class GELU(_Elementwise):
+    """x·Φ(x), Φ the standard normal CDF (approximate="none"), or PyTorch's tanh approximation
+    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (approximate="tanh"). One C++ kernel (Activation.gelu, a = 1 for
+    the tanh form), the same one F.gelu runs, so it fuses into inference plans like the other activations."""
+
+    _kind = _Kind.gelu
+
+    def __init__(self, approximate="none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        super().__init__(1.0 if approximate == "tanh" else 0.0, 0.0)
+        self.approximate = approximate
+
+    def extra_repr(self):
+        return "" if self.approximate == "none" else f"approximate={self.approximate!r}"
 
 
 class Softmax(Module):

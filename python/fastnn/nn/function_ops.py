@@ -283,40 +283,16 @@ class Softplus(_Activation):
         return float(kwargs.get("beta", 1.0)), float(kwargs.get("threshold", 20.0))
 
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-
-
-def _erf(x):
-    """erf element-wise (NumPy has none), exact to the last bit through math.erf. Slow on big arrays: a C++
-    kernel belongs here when GELU becomes a hot path."""
-    return np.vectorize(math.erf, otypes=[x.dtype])(x)
-
-
 @_register
-class Gelu(Op):
-    """GELU: x·Φ(x) (approximate="none") or PyTorch's tanh approximation (approximate="tanh")."""
-    name = "gelu"
+class Gelu(_Activation):
+    """GELU: x·Φ(x) (approximate="none") or PyTorch's tanh approximation (approximate="tanh"), in C++."""
+    name, kind = "gelu", _Kind.gelu
 
-    def forward(self, x, approximate="none"):
-        x = _float(x)
-        if approximate == "tanh":
-            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)
-            t = np.tanh(inner)
-            return (0.5 * x * (1.0 + t)).astype(x.dtype, copy=False), (x, approximate, t)
-        if approximate != "none":
+    def _params(self, kwargs):
+        approximate = kwargs.get("approximate", "none")
+        if approximate not in ("none", "tanh"):
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
-        return (x * cdf).astype(x.dtype, copy=False), (x, approximate, cdf)
-
-    def backward(self, ctx, g, needs):
-        x, approximate, s = ctx
-        if approximate == "tanh":
-            dinner = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
-            d = 0.5 * (1.0 + s) + 0.5 * x * (1.0 - s * s) * dinner
-        else:
-            pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-            d = s + x * pdf
-        return ((g * d).astype(x.dtype, copy=False),)
+        return float(approximate == "tanh"), 0.0
 
 
 class _Unary(Op):

@@ -6,6 +6,9 @@ Names, arguments, defaults and semantics are PyTorch's. The reduced value is a P
 reduction='none' it is an array of per-sample (per-element) losses, and backward(grad_output) takes an array
 of that shape: per-item weights of the gradient (None means all ones).
 
+L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss and MultiMarginLoss compute value and gradient together in
+vectorised NumPy (element-wise work, no kernel needed), in pred's dtype (float32 or float64).
+
 MSELoss also has reduction='half_sum', E = ½ Σ (pred − target)², the squared error of the seed notes (their
 worked example's E_total); its gradient is pred − target. The batch-averaged ½-form C = 1/(2n) Σ‖y − a‖² is
 half_sum divided by the batch size n.
@@ -16,7 +19,8 @@ from .. import ops
 from ._checks import as_float_array, module_dtype, require_forward
 from .module import Module
 
-__all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss"]
+__all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss",
+           "HuberLoss", "KLDivLoss", "MultiMarginLoss"]
 
 
 def _as_array(module, value, name):
@@ -269,3 +273,203 @@ class BCEWithLogitsLoss(_WeightedElementwiseLoss):
         x = as_float_array(self, pred, module_dtype(self, pred), "input")
         return self._run(ops.binary_cross_entropy_with_logits, x, self._target(target, x),
                          self._weight("weight", x), self._weight("pos_weight", x), self.reduction)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# element-wise regression losses, KL divergence and the multiclass hinge (NumPy: value and gradient at once)
+# ---------------------------------------------------------------------------------------------------------
+def _positive_number(loss_name, name, value, allow_zero):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{loss_name}: {name} must be a number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{loss_name}: {name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+    return value
+
+
+class _NumpyLoss(_Loss):
+    """A loss whose forward computes per-item losses and their gradients in NumPy; this reduces both."""
+
+    def _finish(self, per_item, grad, batch=None):
+        """Reduce per-item losses (and scale their gradient to match); keeps the gradient for backward."""
+        r = self.reduction
+        dtype = grad.dtype
+        if r == "none":
+            value = per_item.astype(dtype, copy=False)
+        elif r == "sum":
+            value = float(per_item.sum(dtype=np.float64))
+        else:
+            n = per_item.size if r == "mean" else batch
+            value = float(per_item.sum(dtype=np.float64)) / n if n else float("nan")
+            if n:
+                grad = grad * dtype.type(1.0 / n)
+        object.__setattr__(self, "_grad", np.ascontiguousarray(grad, dtype=dtype))
+        return value
+
+    def _pair(self, pred, target):
+        x = as_float_array(self, pred, module_dtype(self, pred), "input")
+        return x, self._target(target, x)
+
+
+class L1Loss(_NumpyLoss):
+    """|pred − target|, PyTorch's L1Loss; gradient sign(pred − target) (0 where they are equal)."""
+
+    def forward(self, pred, target):
+        x, t = self._pair(pred, target)
+        d = x - t
+        return self._finish(np.abs(d), np.sign(d))
+
+
+class SmoothL1Loss(_NumpyLoss):
+    """PyTorch's SmoothL1Loss: with d = pred − target, 0.5·d²/beta where |d| < beta, else |d| − 0.5·beta
+    (beta = 0 is L1Loss). Gradient d/beta inside, sign(d) outside."""
+
+    def __init__(self, reduction="mean", beta=1.0):
+        super().__init__(reduction)
+        self.beta = _positive_number("SmoothL1Loss", "beta", beta, allow_zero=True)
+
+    def extra_repr(self):
+        base = super().extra_repr()
+        return ", ".join(([base] if base else []) + ([f"beta={self.beta}"] if self.beta != 1.0 else []))
+
+    def forward(self, pred, target):
+        x, t = self._pair(pred, target)
+        d = x - t
+        a = np.abs(d)
+        if self.beta == 0:
+            return self._finish(a, np.sign(d))
+        beta = x.dtype.type(self.beta)
+        inside = a < beta
+        loss = np.where(inside, 0.5 * d * d / beta, a - 0.5 * beta)
+        return self._finish(loss, np.where(inside, d / beta, np.sign(d)))
+
+
+class HuberLoss(_NumpyLoss):
+    """PyTorch's HuberLoss: with d = pred − target, 0.5·d² where |d| < delta, else delta·(|d| − 0.5·delta)
+    (SmoothL1Loss(beta=delta) times delta). Gradient d inside, delta·sign(d) outside."""
+
+    def __init__(self, reduction="mean", delta=1.0):
+        super().__init__(reduction)
+        self.delta = _positive_number("HuberLoss", "delta", delta, allow_zero=False)
+
+    def extra_repr(self):
+        base = super().extra_repr()
+        return ", ".join(([base] if base else []) + ([f"delta={self.delta}"] if self.delta != 1.0 else []))
+
+    def forward(self, pred, target):
+        x, t = self._pair(pred, target)
+        d = x - t
+        a = np.abs(d)
+        delta = x.dtype.type(self.delta)
+        inside = a < delta
+        loss = np.where(inside, 0.5 * d * d, delta * (a - 0.5 * delta))
+        return self._finish(loss, np.where(inside, d, delta * np.sign(d)))
+
+
+class KLDivLoss(_NumpyLoss):
+    """Kullback-Leibler divergence of pred from target, PyTorch's KLDivLoss: pred holds log-probabilities;
+    target probabilities (log_target=False: target·(log target − pred), 0 where target is 0) or
+    log-probabilities (log_target=True: exp(target)·(target − pred)). reduction 'batchmean' (the default
+    here, as in fastnn's API; PyTorch's default is 'mean') divides the sum by the batch size pred.shape[0],
+    which is the true KL divergence per sample; 'mean' divides by the number of elements. Gradient w.r.t.
+    pred: −target (−exp(target) with log_target)."""
+
+    _reductions = ("none", "batchmean", "mean", "sum")
+
+    def __init__(self, reduction="batchmean", log_target=False):
+        super().__init__(reduction)
+        self.log_target = bool(log_target)
+
+    def extra_repr(self):
+        parts = [] if self.reduction == "batchmean" else [f"reduction={self.reduction!r}"]
+        return ", ".join(parts + (["log_target=True"] if self.log_target else []))
+
+    def forward(self, pred, target):
+        x, t = self._pair(pred, target)
+        if self.log_target:
+            p = np.exp(t)
+            loss = p * (t - x)
+        else:
+            if np.any(t < 0):
+                raise ValueError(f"{self!r}: target of shape {t.shape} has negative entries; it must hold "
+                                 f"probabilities (or pass log_target=True for log-probabilities)")
+            p = t
+            safe = np.where(t > 0, t, 1)
+            loss = np.where(t > 0, t * (np.log(safe) - x), 0).astype(x.dtype, copy=False)
+        batch = x.shape[0] if x.ndim else 1
+        return self._finish(loss, -p, batch)
+
+
+class MultiMarginLoss(_NumpyLoss):
+    """Multiclass hinge loss (the SVM loss), PyTorch's MultiMarginLoss: for scores x (N, C) (or (C,)) and
+    integer labels y (N,) (or a scalar), loss_n = Σ_{i≠y} w[y]·max(0, margin − x[y] + x[i])^p / C,
+    p ∈ {1, 2}; weight (C,) is optional. 'none' gives one loss per sample; 'mean' averages over samples."""
+
+    def __init__(self, p=1, margin=1.0, weight=None, reduction="mean"):
+        super().__init__(reduction)
+        if isinstance(p, bool) or p not in (1, 2):
+            raise ValueError(f"MultiMarginLoss: p must be 1 or 2, got {p!r}")
+        if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(margin):
+            raise ValueError(f"MultiMarginLoss: margin must be a finite number, got {margin!r}")
+        self.p, self.margin = int(p), float(margin)
+        w = _optional_weight(self, weight, "weight")
+        if w is not None and w.ndim != 1:
+            raise ValueError(f"MultiMarginLoss: weight must be 1-D (one entry per class), got shape {w.shape}")
+        if w is None:
+            self.weight = None
+        else:
+            self.register_buffer("weight", w)
+
+    def extra_repr(self):
+        parts = ([f"p={self.p}"] if self.p != 1 else []) + ([f"margin={self.margin}"] if self.margin != 1 else [])
+        base = super().extra_repr()
+        return ", ".join(parts + ([base] if base else []))
+
+    def forward(self, pred, target):
+        x = as_float_array(self, pred, module_dtype(self, pred), "input")
+        y = _as_array(self, target, "target")
+        if x.ndim not in (1, 2) or x.shape[-1] == 0:
+            raise ValueError(f"{self!r}: expected scores of shape (N, C) or (C,), got {x.shape}")
+        unbatched = x.ndim == 1
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{self!r}: target must be integer class indices, got dtype {y.dtype} with shape "
+                            f"{y.shape}")
+        expected = () if unbatched else x.shape[:1]
+        if y.shape != expected and not (unbatched and y.shape == (1,)):
+            raise ValueError(f"{self!r}: target shape {y.shape} does not match input shape {x.shape}: "
+                             f"class-index targets need shape {expected}")
+        C = x.shape[-1]
+        x2, y1 = x.reshape(-1, C), y.reshape(-1).astype(np.int64)
+        if y1.size and (y1.min() < 0 or y1.max() >= C):
+            raise ValueError(f"{self!r}: target holds class indices outside [0, {C}) for input shape {x.shape}")
+        w = self._buffer("weight", x.dtype)
+        if w is not None and w.shape != (C,):
+            raise ValueError(f"{self!r}: weight has shape {w.shape}, but input {x.shape} has {C} classes")
+        rows = np.arange(x2.shape[0])
+        z = self.margin - x2[rows, y1][:, None] + x2   # (M, C)
+        z[rows, y1] = 0
+        active = z > 0
+        zp = np.where(active, z, 0).astype(x.dtype, copy=False)
+        h = zp if self.p == 1 else zp * zp
+        dh = active.astype(x.dtype) if self.p == 1 else 2 * zp
+        scale = np.full(x2.shape[0], 1.0 / C, x.dtype) if w is None else (w[y1] / C).astype(x.dtype)
+        per_sample = h.sum(axis=1) * scale
+        grad = dh * scale[:, None]
+        grad[rows, y1] = -grad.sum(axis=1)
+        if unbatched:
+            per_sample, grad = per_sample.reshape(()), grad.reshape(C)
+        return self._finish(per_sample, grad, batch=None)
+
+    def backward(self, grad_output=None):
+        """As every loss's; with reduction='none', grad_output has one entry per sample ((N,), or () for an
+        unbatched (C,) input)."""
+        grad = self._grad
+        require_forward(self, grad)
+        if grad_output is None or self.reduction != "none":
+            return super().backward(grad_output)
+        g = as_float_array(self, grad_output, grad.dtype, "grad_output")
+        if g.shape != grad.shape[:-1]:
+            raise ValueError(f"{self!r}: grad_output has shape {g.shape}, but the forward output had shape "
+                             f"{grad.shape[:-1]}")
+        return grad * g[..., None]

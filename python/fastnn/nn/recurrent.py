@@ -26,6 +26,21 @@ graph, and gradients of an initial state given by another module flow back to it
             out, (h, c) = self.rnn(x)
             return self.head(h[-1])               # or self.head(out[:, -1])
 
+Single steps: RNNCell, LSTMCell and GRUCell (PyTorch's names, shapes and parameters weight_ih, weight_hh,
+bias_ih, bias_hh) run one time step, `h = cell(x, h)` (LSTMCell: `h, c = cell(x, (h, c))`), through the same
+C++ kernels as a one-step sequence. A traced forward that loops over time steps in Python unrolls: each call
+is a graph node, and backward runs through time over them (the executor keeps each call's state):
+
+    class Unrolled(fnn.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = fnn.nn.LSTMCell(8, 64)
+        def forward(self, x):                     # x (N, T, I)
+            h, c = self.cell(x[:, 0])
+            for t in range(1, x.shape[1]):
+                h, c = self.cell(x[:, t], (h, c))
+            return h
+
 fastnn.Trainer slices the first axis of x as the batch: with batch_first=False, transpose inside forward
 (x.transpose(0, 1)) or build the layer with batch_first=True; the kernels run time-major either way.
 """
@@ -38,7 +53,7 @@ from ..random import generator
 from ._checks import as_float_array, require_forward
 from .module import Module, Parameter
 
-__all__ = ["RNN", "LSTM", "GRU", "GatedFeedbackRNN"]
+__all__ = ["RNN", "LSTM", "GRU", "GatedFeedbackRNN", "RNNCell", "LSTMCell", "GRUCell"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -468,3 +483,150 @@ class GatedFeedbackRNN(Module):
         """Graphs: the gradients of x and of h0."""
         dx = self.backward(*grad_outputs, need_input_grad=need_input_grad)
         return (dx, self.grad_hx)[:num_inputs]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# single steps
+# ---------------------------------------------------------------------------------------------------------
+class _CellBase(Module):
+    """One time step of an RNN/LSTM/GRU layer: the sequence kernels of rnn_forward/rnn_backward with T = 1.
+
+    forward(x, hx=None): x (N, input_size) or unbatched (input_size,); hx the previous state of the same
+    batch shape (LSTMCell: a tuple (h, c)), None meaning zeros. backward(grad_h[, grad_c]) returns the
+    gradient of x and leaves that of hx in `grad_hx` (LSTMCell: (dh, dc)); parameter gradients accumulate."""
+
+    _mode = None
+
+    def __init__(self, input_size, hidden_size, bias=True):
+        super().__init__()
+        name = type(self).__name__
+        for what, v in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) <= 0:
+                raise ValueError(f"{name}: {what} must be a positive int, got {v!r}")
+        self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        G, H = _GATES[self._mode], self.hidden_size
+        bound = 1.0 / math.sqrt(H)
+        shapes = [("weight_ih", (G * H, self.input_size)), ("weight_hh", (G * H, H))]
+        if self.bias:
+            shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
+        else:
+            self.bias_ih = self.bias_hh = None
+        for pname, shape in shapes:  # PyTorch's order and init: every tensor U(±1/√H)
+            p = Parameter(np.empty(shape, np.float32))
+            init.uniform_(p, -bound, bound)
+            setattr(self, pname, p)
+        self._cache = None
+        self.grad_hx = None
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if self._mode == "RNN_RELU":
+            s += ", nonlinearity='relu'"
+        return s
+
+    def _state(self, value, what, N, unbatched, dtype):
+        H = self.hidden_size
+        if value is None:
+            return np.zeros((N, H), dtype)
+        value = as_float_array(self, value, dtype, what)
+        expected = (H,) if unbatched else (N, H)
+        if value.shape != expected:
+            raise ValueError(f"{self!r}: {what} must have shape {expected} for input of shape "
+                             f"{(self.input_size,) if unbatched else (N, self.input_size)}, got {value.shape}")
+        return np.ascontiguousarray(value.reshape(N, H))
+
+    def forward(self, x, hx=None):
+        dtype = self.weight_ih.data.dtype
+        x = as_float_array(self, x, dtype)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"{self!r}: expected input of shape (N, {self.input_size}) or unbatched "
+                             f"({self.input_size},), got {x.shape}")
+        if not ops.all_finite(x):
+            raise ValueError(f"{self!r}: input of shape {x.shape} contains NaN or infinity")
+        unbatched = x.ndim == 1
+        x3 = np.ascontiguousarray(x.reshape(1, -1, self.input_size))
+        N = x3.shape[1]
+        lstm = self._mode == "LSTM"
+        if lstm:
+            if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+                raise ValueError(f"{self!r}: hx must be a tuple (h, c)")
+            h0 = self._state(None if hx is None else hx[0], "h", N, unbatched, dtype)
+            c0 = self._state(None if hx is None else hx[1], "c", N, unbatched, dtype)
+        else:
+            if isinstance(hx, (tuple, list)):
+                raise ValueError(f"{self!r}: hx must be one array (N, {self.hidden_size}), got a "
+                                 f"{type(hx).__name__}")
+            h0, c0 = self._state(hx, "hx", N, unbatched, dtype), None
+        b_ih = None if self.bias_ih is None else self.bias_ih.data
+        b_hh = None if self.bias_hh is None else self.bias_hh.data
+        out = np.empty((1, N, self.hidden_size), dtype)
+        _, c, saved = ops.rnn_forward(self._mode, x3, self.weight_ih.data, self.weight_hh.data, b_ih, b_hh, h0, c0,
+                                      out, 0, False)
+        self._cache = (x3, saved, unbatched)
+        h = out[0]
+        if unbatched:
+            h, c = h[0], (None if c is None else c[0])
+        return (h, c) if lstm else h
+
+    def _backward(self, grad_h, grad_c, need_input_grad):
+        require_forward(self, self._cache)
+        x3, saved, unbatched = self._cache
+        dtype = x3.dtype
+        N, H = x3.shape[1], self.hidden_size
+        gh = None if grad_h is None else self._state(grad_h, "grad_h", N, unbatched, dtype)
+        gc = None if grad_c is None else self._state(grad_c, "grad_c", N, unbatched, dtype)
+        params = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        grads = [p.grad_for_kernel() if p is not None and p.requires_grad else (None, True) for p in params]
+        dx = np.empty(x3.shape, dtype) if need_input_grad else None
+        dh, dc = ops.rnn_backward(self._mode, x3, self.weight_ih.data, self.weight_hh.data, saved, None, 0, gh, gc,
+                                  grads[0][0], grads[1][0], grads[2][0], grads[3][0],
+                                  grads[0][1], grads[1][1], grads[2][1], grads[3][1], False, dx, False)
+        if unbatched:
+            dh, dc = dh[0], (None if dc is None else dc[0])
+            dx = None if dx is None else dx[0, 0]
+        else:
+            dx = None if dx is None else dx[0]
+        self.grad_hx = (dh, dc) if self._mode == "LSTM" else dh
+        return dx
+
+    def backward_inputs(self, grad_outputs, need_input_grad, num_inputs):
+        """Graphs: the gradients of x and of the state hx (a tuple (dh, dc) for LSTMCell)."""
+        dx = self.backward(*grad_outputs, need_input_grad=need_input_grad)
+        return (dx, self.grad_hx)[:num_inputs]
+
+
+class RNNCell(_CellBase):
+    """h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) (nonlinearity='relu': max(·, 0)); PyTorch's RNNCell.
+    Parameters weight_ih (H, I), weight_hh (H, H), bias_ih (H,), bias_hh (H,)."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        self._mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        super().__init__(input_size, hidden_size, bias)
+
+    def backward(self, grad_h, need_input_grad=True):
+        return self._backward(grad_h, None, need_input_grad)
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step with PyTorch's gates i, f, g, o: c' = f⊙c + i⊙g, h' = o⊙tanh(c'); returns (h', c').
+    Parameters weight_ih (4H, I), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,)."""
+
+    _mode = "LSTM"
+
+    def backward(self, grad_h, grad_c=None, need_input_grad=True):
+        return self._backward(grad_h, grad_c, need_input_grad)
+
+
+class GRUCell(_CellBase):
+    """One GRU step with PyTorch's gates r, z, n: n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn)),
+    h' = (1 − z)⊙n + z⊙h. Parameters weight_ih (3H, I), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,)."""
+
+    _mode = "GRU"
+
+    def backward(self, grad_h, need_input_grad=True):
+        return self._backward(grad_h, None, need_input_grad)

@@ -1,0 +1,112 @@
+"""Data-parallel training throughput over MPI: the W2-size MLP (784-1024-1024-10, float32, SGD with momentum,
+cross-entropy) at a large global batch, on R ranks x T kernel threads, each rank computing its share of every
+global batch and DistributedOptimizer combining the gradients (bucketed non-blocking allreduce).
+
+    python bench/bench_distributed.py                      # 1 rank x 2 threads vs 2 ranks x 1 thread
+    python bench/bench_distributed.py --configs 1x8,2x4,4x2,8x1 --batch 8192
+
+Prints samples/s per configuration, its speed-up over the first, the time per step spent combining gradients
+(packing, MPI, unpacking; the slowest rank's, which includes waiting for a slower rank to finish its backward),
+and the same combination timed alone, with all ranks starting together. Each configuration runs under its own
+`mpiexec -n R` (the mpiexec of this Python's environment, from `pip install ".[mpi]"`).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def worker(args):
+    import fastnn as fnn
+    from fastnn import distributed as dist
+
+    dist.init(threads=args.threads)
+    rank, size = dist.rank(), dist.world_size()
+    fnn.manual_seed(0)
+    model = fnn.nn.Sequential(fnn.nn.Linear(784, 1024), fnn.nn.ReLU(), fnn.nn.Linear(1024, 1024), fnn.nn.ReLU(),
+                              fnn.nn.Linear(1024, 10))
+    dist.broadcast_parameters(model)
+    opt = dist.DistributedOptimizer(fnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    loss = fnn.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(rank)
+    share = np.array_split(np.arange(args.batch), size)[rank].size
+    x = rng.standard_normal((share, 784)).astype(np.float32)
+    y = rng.integers(0, 10, share)
+
+    def step():
+        opt.zero_grad()
+        loss(model(x), y)
+        model.backward(loss.backward())
+        opt.step(num_samples=share)
+
+    for _ in range(args.warmup):
+        step()
+    dist.barrier()
+    opt.allreduce_seconds = 0.0
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    dist.barrier()
+    seconds = time.perf_counter() - t0
+    reduce_s = float(dist.allreduce(np.array([opt.allreduce_seconds]), op="max")[0])
+    # the gradient combination alone, every rank arriving together (no waiting for a slower rank's backward)
+    dist.barrier()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        opt.synchronize(num_samples=share)
+    alone_s = float(dist.allreduce(np.array([time.perf_counter() - t0]), op="max")[0])
+    if rank == 0:
+        print(json.dumps({"ranks": size, "threads": fnn.get_num_threads(), "batch": args.batch,
+                          "samples_per_s": args.steps * args.batch / seconds,
+                          "step_ms": 1e3 * seconds / args.steps,
+                          "allreduce_ms": 1e3 * reduce_s / args.steps,
+                          "allreduce_alone_ms": 1e3 * alone_s / args.steps,
+                          "gradient_mb": sum(p.data.nbytes for p in model.parameters()) / 2**20}), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", default="1x2,2x1", help="RANKSxTHREADS, comma-separated")
+    p.add_argument("--batch", type=int, default=4096, help="global batch")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="runs of every configuration, interleaved")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args)
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    env = dict(os.environ)
+    env.pop("OMP_NUM_THREADS", None)
+    import fastnn  # the ranks import this same fastnn
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    print(f"W2 MLP 784-1024-1024-10 float32, SGD momentum, global batch {args.batch}, {args.steps} steps; "
+          f"configurations interleaved over {args.rounds} rounds, medians")
+    configs = [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
+    runs = {c: [] for c in configs}
+    for _ in range(args.rounds):  # interleaved, so machine noise spreads over every configuration
+        for ranks, threads in configs:
+            out = subprocess.run([mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(ranks),
+                                  sys.executable, os.path.abspath(__file__), "--worker", "--threads", str(threads),
+                                  "--batch", str(args.batch), "--steps", str(args.steps), "--warmup",
+                                  str(args.warmup)], capture_output=True, text=True, env=env, check=True).stdout
+            runs[(ranks, threads)].append(json.loads(out.strip().splitlines()[-1]))
+    first = None
+    for ranks, threads in configs:
+        r = {k: statistics.median(run[k] for run in runs[(ranks, threads)])
+             for k in ("samples_per_s", "step_ms", "allreduce_ms", "allreduce_alone_ms", "gradient_mb")}
+        first = first or r["samples_per_s"]
+        print(f"{ranks} rank(s) x {threads} thread(s): {r['samples_per_s']:9.0f} samples/s "
+              f"({r['samples_per_s'] / first:4.2f}x)  step {r['step_ms']:7.1f} ms, of which combining gradients "
+              f"{r['allreduce_ms']:6.1f} ms (alone: {r['allreduce_alone_ms']:5.1f} ms for "
+              f"{r['gradient_mb']:.1f} MB)")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""fastnn.onnx.export: a fastnn model as an ONNX file, in eval semantics.
+
+The exporter walks the model's graph, the GraphDef that backward walks too (fastnn/nn/graph_def.py): a
+Graph's eval graph, the graph a traced module traces to on the example input, or a Sequential's chain of
+children. Module nodes of built-in layers map to ONNX ops (export_modules.py), call nodes of functional
+ops map through export_functional.py, and a traced, Sequential or Graph sub-module is walked recursively
+(its layers keep their dotted names). While walking, every node also runs on the example input built from
+`input_shape`, so ranks and sizes are exact; sizes read from a shape at run time (x.shape[0]) become Shape
+ops, so the batch axis stays dynamic. Anything without a mapping raises ExportError (a ValueError) naming
+the layer or op, before any file is written.
+"""
+
+import numpy as np
+
+from .. import nn
+from ..nn.function_ops import OPS
+from ..nn.graph_def import DimRef, Ref
+from ._require import require_onnx
+from .builder import OnnxBuilder
+from .export_functional import FUNCTIONAL, ExportError
+from .export_modules import module_exporter
+from .values import D, T, pick, tensors_of
+
+__all__ = ["export", "ExportError"]
+
+DEFAULT_OPSET = 17
+
+
+def _example_inputs(input_shape, dtype):
+    shapes = [input_shape] if (len(input_shape) == 0 or isinstance(input_shape[0], (int, np.integer))) \
+        else list(input_shape)
+    dtypes = dtype if isinstance(dtype, (list, tuple)) else [dtype] * len(shapes)
+    if len(dtypes) != len(shapes):
+        raise ValueError(f"fastnn.onnx.export: {len(shapes)} input shapes but {len(dtypes)} dtypes")
+    rng = np.random.default_rng(0)
+    out = []
+    for shape, dt in zip(shapes, dtypes):
+        dt = np.dtype(dt)
+        shape = tuple(int(s) for s in shape)
+        out.append(rng.standard_normal(shape).astype(dt) if dt.kind == "f" else
+                   np.ones(shape, dt) if dt.kind == "b" else np.zeros(shape, dt))  # masks: all True
+    return out
+
+
+class _Walker:
+    def __init__(self, builder):
+        self.b = builder
+
+    # -- one module, called on T values ------------------------------------------------------------
+    def module(self, m, prefix, args):
+        fn = module_exporter(m)
+        if fn is not None:
+            out = m(*[_value(a) for a in args])
+            names = fn(self.b, m, prefix, args, out)
+            return _zip(names, out)
+        if isinstance(m, nn.Sequential):
+            x = args
+            for name, child in m.named_children():
+                x = (self.module(child, prefix + name + ".", list(x)),)
+            return x[0]
+        if isinstance(m, nn.Graph):
+            return self.graph(m, m.graph, prefix, args)
+        if type(m).traced:
+            g = nn.Graph.from_module(m, *[_value(a) for a in args])
+            return self.graph(g, g.graph, prefix, args)
+        raise ExportError(f"ONNX export: no ONNX mapping for {type(m).__name__} (layer '{prefix[:-1] or 'model'}': "
+                          f"{m!r:.80}); supported layers are listed in fastnn/onnx/export_modules.py")
+
+    # -- a GraphDef whose targets live in `owner` ----------------------------------------------------
+    def graph(self, owner, gdef, prefix, inputs):
+        env = []
+        for node in gdef.nodes:
+            if node.op == "input":
+                env.append(inputs[node.target])
+            elif node.op == "module":
+                args = [self._arg(a, env) for a in node.args]
+                if node.kwargs:
+                    raise ExportError(f"ONNX export: layer '{prefix}{node.target}' is called with keyword "
+                                      f"arguments {sorted(node.kwargs)}, which export does not map")
+                env.append(self.module(owner.get_submodule(node.target), prefix + node.target + ".", args))
+            elif node.op == "call":
+                fn = FUNCTIONAL.get(node.target)
+                if fn is None:
+                    raise ExportError(f"ONNX export: no ONNX mapping for the functional op '{node.target}' (node "
+                                      f"'{prefix}{node.name}')")
+                args = [self._arg(a, env) for a in node.args]
+                kwargs = {k: self._arg(v, env) for k, v in node.kwargs.items()}
+                out, _ = OPS[node.target].forward(*_values(args), **_values(kwargs))
+                name = fn(self.b, _Named(prefix + node.name, node.target), args, kwargs, np.asarray(out))
+                env.append(T(name, np.asarray(out)))
+            elif node.op == "attr":
+                obj = _attr(owner, node.target)
+                data = obj.data if isinstance(obj, nn.Parameter) else np.asarray(obj)
+                env.append(T(self.b.initializer(prefix + node.target, data), data))
+            else:  # constant
+                data = np.asarray(gdef.constants[node.target])
+                env.append(T(self.b.const(data, "constant"), data))
+        return _resolve(gdef.outputs, env, self.b)
+
+    def _arg(self, a, env):
+        if isinstance(a, Ref):
+            return pick(env[a.node], a.path)
+        if isinstance(a, DimRef):
+            t = pick(env[a.node], a.path)
+            axis = a.axis % t.value.ndim
+            return D(self.b.shape_slice(t.name, axis, axis + 1), int(t.value.shape[axis]))
+        if isinstance(a, tuple):
+            return tuple(self._arg(x, env) for x in a)
+        if isinstance(a, list):
+            return [self._arg(x, env) for x in a]
+        if isinstance(a, dict):
+            return {k: self._arg(v, env) for k, v in a.items()}
+        if isinstance(a, slice):
+            parts = [self._arg(p, env) for p in (a.start, a.stop, a.step)]
+            if any(isinstance(p, D) for p in parts):
+                raise ExportError("ONNX export: a slice bound read from a shape at run time is not supported")
+            return slice(*parts)
+        return a
+
+
+class _Named:
+    __slots__ = ("name", "target")
+
+    def __init__(self, name, target):
+        self.name, self.target = name, target
+
+
+def _attr(owner, dotted):
+    *path, last = dotted.split(".")
+    m = owner.get_submodule(".".join(path)) if path else owner
+    return getattr(m, last)
+
+
+def _value(x):
+    return x.value if isinstance(x, (T, D)) else _values(x)
+
+
+def _values(x):
+    if isinstance(x, (T, D)):
+        return x.value
+    if isinstance(x, tuple):
+        return tuple(_values(v) for v in x)
+    if isinstance(x, list):
+        return [_values(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _values(v) for k, v in x.items()}
+    return x
+
+
+def _zip(names, out):
+    """The T structure pairing ONNX names with example outputs."""
+    if isinstance(names, str):
+        return T(names, np.asarray(out))
+    return type(names)(_zip(n, o) for n, o in zip(names, out))
+
+
+def _resolve(outputs, env, b):
+    if isinstance(outputs, Ref):
+        return pick(env[outputs.node], outputs.path)
+    if isinstance(outputs, (tuple, list)):
+        return type(outputs)(_resolve(o, env, b) for o in outputs)
+    raise ExportError(f"ONNX export: a graph output {outputs!r:.60} is not a tensor")
+
+
+def _elem_type(onnx, dtype):
+    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+def export(model, path, input_shape=None, *, dtype="float32", opset=DEFAULT_OPSET, input_names=None,
+           output_names=None, dynamic_axes=None, example_inputs=None, check=True):
+    """Writes `model` (Sequential, Graph, a traced Module subclass, or a single built-in layer) to `path` as ONNX.
+
+    input_shape: one input's full shape with a batch axis (1, 1, 28, 28), or a list of shapes for several
+    inputs; dtype: one dtype or one per input (integer ids for Embedding). The model runs once on example
+    inputs of these shapes (floats random, integers 0, booleans True), or on `example_inputs` (arrays, whose
+    shapes and dtypes then stand for input_shape and dtype) where those would not do. The batch axis (axis 0 of every
+    input and output) is dynamic and named "batch"; `dynamic_axes` ({input index: {axis: name}}) replaces that
+    for inputs, e.g. {0: {0: "seq", 1: "batch"}} for a sequence-first RNN. Parameters and buffers become
+    initializers named by their fastnn names (recurrent layers: see export_recurrent.py). Eval semantics
+    (Dropout is the identity, BatchNorm uses its running statistics); the model's modes are restored after.
+    Returns the onnx.ModelProto written."""
+    onnx = require_onnx("export")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fastnn.onnx.export: model must be a fastnn Module, got {type(model).__name__}")
+    opset = int(opset)
+    if opset < 17:
+        raise ValueError(f"fastnn.onnx.export: opset must be 17 or later, got {opset}")
+    if example_inputs is not None:
+        examples = [np.asarray(x) for x in (example_inputs if isinstance(example_inputs, (list, tuple))
+                                              else [example_inputs])]
+    elif input_shape is None:
+        raise TypeError("fastnn.onnx.export: give input_shape (or example_inputs)")
+    else:
+        examples = _example_inputs(input_shape, dtype)
+    b = OnnxBuilder(onnx)
+    b.opset = opset
+    names = list(input_names) if input_names is not None else (
+        ["input"] if len(examples) == 1 else [f"input_{k}" for k in range(len(examples))])
+    if len(names) != len(examples):
+        raise ValueError(f"fastnn.onnx.export: {len(names)} input names for {len(examples)} inputs")
+    for n in names:
+        b.names.add(n)
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        outs = _Walker(b).module(model, "", [T(n, x) for n, x in zip(names, examples)])
+    finally:
+        for m, mode in modes:
+            object.__setattr__(m, "training", mode)
+    out_tensors = tensors_of(outs)
+    out_names = list(output_names) if output_names is not None else (
+        ["output"] if len(out_tensors) == 1 else [f"output_{k}" for k in range(len(out_tensors))])
+    if len(out_names) != len(out_tensors):
+        raise ValueError(f"fastnn.onnx.export: {len(out_names)} output names for {len(out_tensors)} outputs")
+    for t, n in zip(out_tensors, out_names):
+        b.nodes.append(onnx.helper.make_node("Identity", [t.name], [n], name=b.fresh(n + "_identity")))
+
+    def value_info(name, value, axes):
+        shape = [axes.get(k, int(s)) for k, s in enumerate(value.shape)]
+        return onnx.helper.make_tensor_value_info(name, _elem_type(onnx, value.dtype), shape)
+
+    dyn = dynamic_axes or {}
+    graph_inputs = [value_info(n, x, dyn.get(k, {0: "batch"})) for k, (n, x) in enumerate(zip(names, examples))]
+    graph_outputs = [onnx.helper.make_tensor_value_info(n, _elem_type(onnx, t.value.dtype), [None] * t.value.ndim)
+                     for n, t in zip(out_names, out_tensors)]  # output sizes: whatever the input's give
+    graph = onnx.helper.make_graph(b.nodes, type(model).__name__, graph_inputs, graph_outputs, b.initializers)
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
+                                   producer_name="fastnn")
+    proto.ir_version = min(proto.ir_version, 10)
+    if check:
+        onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+    return proto

@@ -1,0 +1,92 @@
+"""fastnn.onnx.load: an ONNX file as a trainable fastnn Graph.
+
+The ONNX graph is read node by node into a GraphDef (fastnn/nn/graph_def.py) over fastnn layers made from
+the initializers (import_ops.py): Conv -> Conv1d/2d, Gemm and MatMul by a constant -> Linear, BatchNormalization
+-> BatchNorm1d/2d, LSTM/GRU/RNN -> LSTM/GRU/RNN (gates reordered back; import_recurrent.py), and so on; other
+float initializers used by arithmetic become trainable parameters. Shape computations on constants and on
+Shape(x) (the Shape/Gather/Unsqueeze/Concat chains torch.onnx writes for x.reshape(x.shape[0], -1)) are folded
+at load time into reshapes whose sizes are read from the input when the graph runs (DimRef), so the batch
+size stays free. Layers take the names of their weights ("fc.weight" makes layer "fc"), so a model exported by
+fastnn or torch keeps its parameter names (fastnn's multi-layer recurrent exports come back as one layer).
+The Graph is returned in eval mode; call .train() to train it.
+"""
+import numpy as np
+
+from .. import nn
+from ..nn.graph_def import GraphDef, InputSpec
+from ._require import require_onnx
+from .import_graph import Builder, V
+from .import_ops import IMPORTERS, check_supported
+
+__all__ = ["load"]
+
+
+def _read(onnx, path):
+    """The ModelProto in `path`; ValueError for anything that is not a valid ONNX model."""
+    from google.protobuf.message import DecodeError
+    with open(path, "rb") as f:  # a missing file raises FileNotFoundError as usual
+        data = f.read()
+    try:
+        proto = onnx.load_from_string(data)
+    except (DecodeError, ValueError, RuntimeError, TypeError) as e:
+        raise ValueError(f"fastnn.onnx.load: {path} is not a valid ONNX file (corrupt or truncated: {e})") from None
+    if not proto.graph.node and not proto.graph.output:
+        raise ValueError(f"fastnn.onnx.load: {path} holds no ONNX graph (corrupt, truncated or not ONNX)")
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as e:  # the checker raises its own ValidationError types
+        raise ValueError(f"fastnn.onnx.load: {path} is not a valid ONNX model (corrupt or truncated): "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return proto
+
+
+def _example_shape(vi):
+    dims = vi.type.tensor_type.shape.dim
+    shape, spec = [], []
+    for axis, d in enumerate(dims):
+        static = d.HasField("dim_value") and d.dim_value > 0
+        shape.append(int(d.dim_value) if static else (2 if axis == 0 else 3))
+        if axis > 0:
+            spec.append(int(d.dim_value) if static else None)
+    return tuple(shape), tuple(spec)
+
+
+def load(path):
+    """An ONNX file (written by fastnn.onnx.export or torch.onnx.export) as a trainable fastnn Graph, in eval
+    mode. ValueError for a corrupt or truncated file; an unsupported op raises ValueError naming every
+    unsupported op type and node."""
+    onnx = require_onnx("load")
+    proto = _read(onnx, str(path))
+    check_supported(proto, path)
+    b = Builder(onnx, proto)
+    numpy_helper = onnx.numpy_helper
+    for init in proto.graph.initializer:
+        b.consts[init.name] = numpy_helper.to_array(init)
+        b.origin[init.name] = init.name
+    k = 0
+    for vi in proto.graph.input:
+        if vi.name in b.consts:
+            continue
+        shape, spec_shape = _example_shape(vi)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        rng = np.random.default_rng(k)
+        value = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
+        b.env[vi.name] = b.add_input(vi.name, value, InputSpec(vi.name, spec_shape, dtype.name))
+        k += 1
+    for node in proto.graph.node:
+        if tuple(node.output) not in b.skip:
+            IMPORTERS[node.op_type](b, node)
+    outputs = []
+    for o in proto.graph.output:
+        v = b.env.get(o.name)
+        if not isinstance(v, V):
+            if o.name in b.consts:
+                v = b.constant(b.consts[o.name])
+            else:
+                raise ValueError(f"fastnn.onnx.load: output '{o.name}' of {path} is not a tensor the graph computes")
+        outputs.append(v.ref)
+    gdef = GraphDef(b.input_specs, b.nodes, outputs[0] if len(outputs) == 1 else tuple(outputs),
+                    b.consts_used)
+    g = nn.Graph.from_graph_def(gdef, b.children)
+    g.eval()
+    return g

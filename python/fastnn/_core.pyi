@@ -67,10 +67,6 @@ def conv_block_forward(x: np.ndarray, weight: np.ndarray, bias: object = None, s
     """Inference: pool(activations(conv2d(x, weight) + bias)), one image at a time (kernels/conv_block.hpp)."""
 def cross_entropy(logits: np.ndarray, target: np.ndarray, weight: object = None, ignore_index: typing.SupportsInt | typing.SupportsIndex = -100, label_smoothing: typing.SupportsFloat | typing.SupportsIndex = 0.0, reduction: str = 'mean') -> tuple:
     """Fused log-softmax + cross-entropy on logits [N, C] with int64 labels [N] or probabilities [N, C]."""
-def gelu_backward(x: np.ndarray, g: np.ndarray, approximate: str = 'none') -> np.ndarray:
-    """g times GELU's derivative at x."""
-def gelu_forward(x: np.ndarray, approximate: str = 'none') -> np.ndarray:
-    """GELU element-wise: x·Φ(x) ('none') or the tanh approximation ('tanh')."""
 def get_num_threads() -> int:
     ...
 def group_norm_backward(grad_output: np.ndarray, x: np.ndarray, num_groups: typing.SupportsInt | typing.SupportsIndex, mean: np.ndarray, invstd: np.ndarray, weight: object = None, grad_weight: object = None, grad_bias: object = None, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True) -> object:

@@ -151,6 +151,9 @@ FUNCTIONAL = [
     case("F.log", lambda x, p: F.log(x), lambda x, p: np.log(x), (3, 4), domain="pos"),
     case("F.sqrt", lambda x, p: F.sqrt(x), lambda x, p: np.sqrt(x), (3, 4), domain="pos"),
     case("F.abs", lambda x, p: F.abs(x), lambda x, p: np.abs(x), (3, 4)),
+    case("F.scaled_dot_product_attention", lambda x, p: F.scaled_dot_product_attention(x, p.k, p.v),
+         lambda x, p: np_softmax(x @ np.swapaxes(p.k, -1, -2) / 2.0, -1) @ p.v, (2, 3, 4),
+         {"k": (2, 5, 4), "v": (2, 5, 3)}, f32=True),
 ]
 
 # Value operators and methods, and NumPy functions on traced values: traced only.

@@ -16,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
   fastnn::bind::register_normalization(m);
   fastnn::bind::register_recurrent(m);
   fastnn::bind::register_functional(m);
+  fastnn::bind::register_attention_sdpa(m);
 }

@@ -17,4 +17,5 @@ void register_pooling(pybind11::module_& m);
 void register_normalization(pybind11::module_& m);
 void register_recurrent(pybind11::module_& m);
 void register_functional(pybind11::module_& m);
+void register_attention_sdpa(pybind11::module_& m);
 }  // namespace fastnn::bind

@@ -121,6 +121,10 @@ def runtime_info() -> dict:
     """How the kernel library in use was compiled and how its threads stand (fnn.show_config() prints it)."""
 def scatter_add_rows(dst: np.ndarray, dst_index: np.ndarray, src: np.ndarray, src_index: object = None, scale: object = None) -> None:
     """dst[dst_index[k]] += scale[k] * src[src_index[k]] for every k, in k order, in place (src_index"""
+def sdpa_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: object, drop: object, out: np.ndarray, dout: np.ndarray, lse: np.ndarray, bias_div: typing.SupportsInt | typing.SupportsIndex, bias_count: typing.SupportsInt | typing.SupportsIndex, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """Gradients (dq, dk, dv) of sdpa_forward, its blocks recomputed from lse."""
+def sdpa_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: object, drop: object, bias_div: typing.SupportsInt | typing.SupportsIndex, bias_count: typing.SupportsInt | typing.SupportsIndex, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """Fused blockwise attention: (out (B, L, Ev), lse (B, L)). bias: None or (bias_count, L, S) additive, batch b reads bias[(b // bias_div) % bias_count]; drop: None or (B, L, S) multipliers of the weights."""
 def set_num_threads(arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def sgd_step(arg0: object, arg1: object, arg2: object, arg3: object, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: bool, arg9: bool) -> None:

@@ -17,6 +17,7 @@ from .recurrent import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .containers import *  # noqa: F401,F403
 from .attention import AdditiveAttention
+from .transformer import *  # noqa: F401,F403
 from .seq2seq import Seq2Seq
 from .interaction import Interaction
 from .graph import Graph, Input
@@ -24,7 +25,7 @@ from .tracing import TraceError
 from . import functional
 from . import activations as _activations, losses as _losses, conv as _conv, pooling as _pooling
 from . import normalization as _normalization, recurrent as _recurrent, embedding as _embedding
-from . import containers as _containers
+from . import containers as _containers, transformer as _transformer
 
 install_graph_runtime(GraphRuntime(summarize))  # Module's entry into traced graphs and summaries
 del install_graph_runtime, GraphRuntime, summarize
@@ -33,4 +34,4 @@ __all__ = ["Module", "Parameter", "Sequential", "Linear", "Identity", "Flatten",
            "Dropout2d", "Reshape", "Graph", "Input", "TraceError", "functional",
            *_activations.__all__, *_losses.__all__, *_conv.__all__, *_pooling.__all__, *_normalization.__all__,
            *_recurrent.__all__, *_embedding.__all__, *_containers.__all__, "AdditiveAttention", "Seq2Seq",
-           "Interaction"]
+           "Interaction", *_transformer.__all__]

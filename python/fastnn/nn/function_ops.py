@@ -676,3 +676,159 @@ class Getitem(Op):
         else:
             np.add.at(out, key, g)
         return (out, None)
+
+
+# -- attention ------------------------------------------------------------------------------------------------
+def _attention_bias(attn_mask, lead, L, S, dtype):
+    """attn_mask (bool: True = may attend; float: added to the scores), broadcastable to lead + (L, S), as the
+    kernel's (bias, bias_div, bias_count): bias (count, L, S) with batch b reading bias[(b // div) % count]."""
+    mask = np.asarray(attn_mask)
+    full = tuple(lead) + (L, S)
+    try:
+        if mask.ndim > len(full):
+            raise ValueError
+        padded = (1,) * (len(full) - mask.ndim) + mask.shape
+        if np.broadcast_shapes(padded, full) != full:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {mask.shape} does not broadcast to "
+                         f"the scores' shape {full}") from None
+    if mask.dtype == np.bool_:
+        mask = np.where(mask, dtype.type(0), dtype.type(-np.inf))
+    elif mask.dtype.kind == "f":
+        mask = mask.astype(dtype, copy=False)
+    else:
+        raise TypeError(f"scaled_dot_product_attention: attn_mask must be bool or float, got dtype {mask.dtype}")
+    mask = mask.reshape(padded)
+    form = broadcast_form(tuple(lead), padded[:-2]) if lead else (1, 1, 1)
+    if form is None:  # a broadcast the kernel's (div, count) cannot express: repeat it over the batch
+        m_lead, div, count = tuple(lead), 1, math.prod(lead)
+    else:
+        _, count, div = form
+        m_lead = padded[:-2]
+    bias = np.ascontiguousarray(np.broadcast_to(mask, m_lead + (L, S))).reshape(count, L, S)
+    return bias, div, count
+
+
+@_register
+class ScaledDotProductAttention(Op):
+    """softmax(q·kᵀ·scale + mask)·v over the last two axes, any leading (batch, head) axes, through the fused
+    blockwise kernels of kernels/attention_sdpa.hpp (the L×S weights are never stored). A boolean mask says
+    True = may attend; a float mask is added to the scores (it gets no gradient). is_causal masks key j for
+    query i when j > i. A query whose every key is masked gets a zero output and zero gradients.
+    dropout_p > 0 drops weights (one (…, L, S) multiplier array is then kept for the backward)."""
+    name = "scaled_dot_product_attention"
+
+    def forward(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
+        if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+            raise ValueError(f"scaled_dot_product_attention: q, k, v must be at least 2-D (..., L, E), got "
+                             f"{q.shape}, {k.shape}, {v.shape}")
+        if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+            raise ValueError(f"scaled_dot_product_attention: q {q.shape}, k {k.shape} and v {v.shape} do not "
+                             f"match: need (..., L, E), (..., S, E), (..., S, Ev)")
+        if attn_mask is not None and is_causal:
+            raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
+        if not 0.0 <= dropout_p <= 1.0:
+            raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1], got {dropout_p}")
+        dtype = _F64 if _F64 in (q.dtype, k.dtype, v.dtype) else _F32
+        try:
+            lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        except ValueError:
+            raise ValueError(f"scaled_dot_product_attention: batch dimensions of q {q.shape}, k {k.shape} and "
+                             f"v {v.shape} do not broadcast") from None
+        L, E, S, Ev = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+        B = math.prod(lead)
+
+        def flat(x, n, d):
+            x = np.broadcast_to(x, lead + x.shape[-2:]) if x.shape[:-2] != lead else x
+            return np.ascontiguousarray(x, dtype=dtype).reshape(B, n, d)
+
+        q3, k3, v3 = flat(q, L, E), flat(k, S, E), flat(v, S, Ev)
+        bias, div, count = (None, 1, 1) if attn_mask is None else _attention_bias(attn_mask, lead, L, S, dtype)
+        drop = None
+        if dropout_p > 0.0:
+            if dropout_p == 1.0:
+                drop = np.zeros((B, L, S), dtype)
+            else:
+                keep = generator().random((B, L, S), dtype=np.float32) >= dropout_p
+                drop = keep.astype(dtype) * dtype.type(1.0 / (1.0 - dropout_p))
+        sc = 1.0 / math.sqrt(E) if scale is None else float(scale)
+        out, lse = ops.sdpa_forward(q3, k3, v3, bias, drop, div, count, bool(is_causal), sc)
+        ctx = (q3, k3, v3, bias, drop, out, lse, div, count, bool(is_causal), sc, q.shape, k.shape, v.shape)
+        return out.reshape(lead + (L, Ev)), ctx
+
+    def backward(self, ctx, g, needs):
+        q3, k3, v3, bias, drop, out, lse, div, count, causal, sc, qs, ks, vs = ctx
+        g3 = np.ascontiguousarray(g, dtype=q3.dtype).reshape(out.shape)
+        dq, dk, dv = ops.sdpa_backward(q3, k3, v3, bias, drop, out, g3, lse, div, count, causal, sc)
+        lead = np.broadcast_shapes(qs[:-2], ks[:-2], vs[:-2])
+
+        def back(d, shape, need):
+            return sum_to_shape(d.reshape(lead + d.shape[-2:]), shape) if need else None
+        return (back(dq, qs, needs[0]), back(dk, ks, needs[1]), back(dv, vs, needs[2])) + (None,) * (len(needs) - 3)
+
+
+@_register
+class AttentionMask(Op):
+    """nn.MultiheadAttention's masks (PyTorch's convention: bool True = may NOT attend; float = added) as one
+    additive float mask for scaled_dot_product_attention: attn_mask (L, S) or (N·H, L, S), key_padding_mask
+    (N, S) -> (L, S), (N, 1, 1, S) or (N, H, L, S). Shapes are checked against (N, H, L, S); `owner` names the
+    module in errors. No gradient."""
+    name = "attention_mask"
+
+    def forward(self, attn_mask, key_padding_mask, N, H, L, S, dtype="float32", owner="MultiheadAttention"):
+        dtype = np.dtype(dtype)
+
+        def additive(m, what):
+            m = np.asarray(m)
+            if m.dtype == np.bool_:
+                return np.where(m, dtype.type(-np.inf), dtype.type(0))
+            if m.dtype.kind != "f":
+                raise TypeError(f"{owner}: {what} must be bool or float, got dtype {m.dtype}")
+            return m.astype(dtype, copy=False)
+        mask = None
+        if attn_mask is not None:
+            shape = np.shape(attn_mask)
+            if shape == (L, S):
+                mask = additive(attn_mask, "attn_mask")
+            elif shape == (N * H, L, S):
+                mask = additive(attn_mask, "attn_mask").reshape(N, H, L, S)
+            else:
+                raise ValueError(f"{owner}: attn_mask must have shape (L, S) = {(L, S)} or (N·num_heads, L, S) = "
+                                 f"{(N * H, L, S)}, got {shape}")
+        if key_padding_mask is not None:
+            if np.shape(key_padding_mask) != (N, S):
+                raise ValueError(f"{owner}: key_padding_mask must have shape (N, S) = {(N, S)}, got "
+                                 f"{np.shape(key_padding_mask)}")
+            kpm = additive(key_padding_mask, "key_padding_mask").reshape(N, 1, 1, S)
+            mask = kpm if mask is None else mask + kpm
+        return mask, None
+
+    def backward(self, ctx, g, needs):
+        return (None,) * len(needs)
+
+
+@_register
+class AttentionWeights(Op):
+    """The weights softmax(q·kᵀ·scale + mask) that scaled_dot_product_attention applies, (…, L, S), for
+    need_weights=True (rows with no visible key: zeros). A reported value: no gradient flows back through it."""
+    name = "attention_weights"
+
+    def forward(self, q, k, attn_mask=None, is_causal=False, scale=None):
+        q, k = np.asarray(q), np.asarray(k)
+        sc = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+        s = np.matmul(q, np.swapaxes(k, -1, -2)) * q.dtype.type(sc)
+        L, S = s.shape[-2:]
+        if is_causal:
+            s = np.where(np.tril(np.ones((L, S), bool)), s, -np.inf)
+        if attn_mask is not None:
+            m = np.asarray(attn_mask)
+            s = np.where(m, s, -np.inf) if m.dtype == np.bool_ else s + m.astype(s.dtype, copy=False)
+        top = np.max(s, axis=-1, keepdims=True)
+        e = np.exp(s - np.where(np.isfinite(top), top, 0))
+        total = e.sum(axis=-1, keepdims=True)
+        return np.divide(e, total, out=np.zeros_like(e), where=total > 0).astype(q.dtype, copy=False), None
+
+    def backward(self, ctx, g, needs):
+        return (None,) * len(needs)

@@ -18,7 +18,7 @@ from .tracing import record_call
 
 __all__ = ["relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "elu", "softplus", "softmax", "log_softmax",
            "dropout", "linear", "flatten", "reshape", "transpose", "permute", "unsqueeze", "squeeze", "cat",
-           "stack", "matmul", "bmm", "sum", "mean", "exp", "log", "sqrt", "abs"]
+           "stack", "matmul", "bmm", "sum", "mean", "exp", "log", "sqrt", "abs", "scaled_dot_product_attention"]
 
 
 def _eager(o):
@@ -863,3 +863,16 @@ def mean(x, dim=None, keepdim=False):
     """
     return _apply("mean", (x, _dim_arg(dim), bool(keepdim)))
 
+
+
+# -- attention -------------------------------------------------------------------------------------------------
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+    """softmax(query·keyᵀ·scale + mask)·value: (..., L, E) x (..., S, E) x (..., S, Ev) -> (..., L, Ev), leading
+    dimensions broadcast. attn_mask: bool (True = may attend) or float (added to the scores), broadcastable to
+    (..., L, S); is_causal masks keys after the query (not together with attn_mask); scale defaults to
+    1/sqrt(E); dropout_p drops attention weights (PyTorch's semantics: always, pass 0.0 in eval). A query row
+    whose every key is masked gets zeros (and zero gradients), not NaN. One fused blockwise C++ kernel: memory
+    grows with L, not L·S (unless dropout_p > 0 or a full (…, L, S) float mask is given)."""
+    return _apply("scaled_dot_product_attention", (query, key, value, attn_mask),
+                  {"dropout_p": float(dropout_p), "is_causal": bool(is_causal),
+                   "scale": None if scale is None else float(scale)})

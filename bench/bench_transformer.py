@@ -1,0 +1,119 @@
+"""W9: a small Transformer classifier, fastnn against PyTorch in the same run (ms per training step, and the
+eval-mode forward), plus the fused attention kernel's GFLOP/s.
+
+    batch 32 of 64 random token ids -> Embedding(1000, 128) + a learned positional Parameter (64, 128)
+    -> 2 x TransformerEncoderLayer(128, 4, 512, dropout=0.1, activation="gelu", batch_first=True, norm_first=True)
+    -> mean over tokens -> Linear(128, 10); SGD lr 0.01 momentum 0.9, cross-entropy, fixed seed.
+
+Both libraries start from the same weights (torch's state_dict loaded strictly into fastnn); the losses are
+checked equal in eval mode before timing, then both train with dropout.
+
+    python bench/bench_transformer.py [--threads 2] [--repeats 9]
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import fastnn as fnn
+from common import classifier_training_steps, interleaved, report, warm_up
+
+N, T, V, D, H, FF, C = 32, 64, 1000, 128, 4, 512, 10
+
+
+class FastClassifier(fnn.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = fnn.nn.Embedding(V, D)
+        self.pos = fnn.nn.Parameter(np.zeros((T, D), np.float32))
+        layer = fnn.nn.TransformerEncoderLayer(D, H, FF, dropout=0.1, activation="gelu", batch_first=True,
+                                               norm_first=True)
+        self.encoder = fnn.nn.TransformerEncoder(layer, 2)
+        self.head = fnn.nn.Linear(D, C)
+
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids) + self.pos).mean(1))
+
+
+class TorchClassifier(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(V, D)
+        self.pos = torch.nn.Parameter(torch.randn(T, D) * 0.02)
+        layer = torch.nn.TransformerEncoderLayer(D, H, FF, dropout=0.1, activation="gelu", batch_first=True,
+                                                 norm_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(D, C)
+
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids) + self.pos).mean(1))
+
+
+def attention_gflops(threads, repeats=5):
+    """The fused kernel alone: causal and full forward+backward, (B·H, L, d) = (8, 1024, 64) float32."""
+    from fastnn.nn.function_ops import OPS
+    op = OPS["scaled_dot_product_attention"]
+    r = np.random.default_rng(0)
+    q, k, v, g = (r.standard_normal((8, 1024, 64)).astype(np.float32) for _ in range(4))
+    for causal in (False, True):
+        best = {}
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out, ctx = op.forward(q, k, v, None, is_causal=causal)
+            t1 = time.perf_counter()
+            op.backward(ctx, g, [True, True, True, False])
+            t2 = time.perf_counter()
+            best["fwd"] = min(best.get("fwd", 1e9), t1 - t0)
+            best["bwd"] = min(best.get("bwd", 1e9), t2 - t1)
+        pairs = 8 * 1024 * 1024 * (0.5 if causal else 1.0)
+        fwd_flops = pairs * 64 * 4            # q·kᵀ and p·v
+        bwd_flops = pairs * 64 * 10           # recomputed q·kᵀ, dO·vᵀ, pᵀ·dO, dS·k, dSᵀ·q
+        print(f"attention kernel (8, 1024, 64) float32 {'causal' if causal else 'full  '}: "
+              f"forward {best['fwd'] * 1e3:6.1f} ms = {fwd_flops / best['fwd'] / 1e9:5.1f} GFLOP/s, "
+              f"backward {best['bwd'] * 1e3:6.1f} ms = {bwd_flops / best['bwd'] / 1e9:5.1f} GFLOP/s "
+              f"({threads} threads)")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    fnn.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    print(f"fastnn {fnn.__version__}; torch {torch.__version__}; threads {args.threads}")
+    torch.manual_seed(0)
+    fnn.random.manual_seed(0)
+    tmodel = TorchClassifier()
+    model = FastClassifier()
+    model.load_state_dict({k: v.detach().numpy() for k, v in tmodel.state_dict().items()}, strict=True)
+    r = np.random.default_rng(0)
+    ids = r.integers(0, V, (N, T))
+    y = r.integers(0, C, N)
+    # equal losses checked in eval mode (no dropout), then both train with dropout
+    model.eval()
+    tmodel.eval()
+    steps = classifier_training_steps(model, tmodel, ids, y)
+    model.train()
+    tmodel.train()
+    warm_up(steps, 3)
+    res = interleaved(steps, 5, args.repeats)
+    report("W9 Transformer classifier train step (batch 32 x 64 tokens)", "ms", 1e3, res, target=0.5)
+
+    model.eval()
+    tmodel.eval()
+    tids = torch.from_numpy(ids)
+
+    def torch_eval():
+        with torch.no_grad():
+            tmodel(tids)
+    evals = {"fastnn": lambda: model(ids), "torch": torch_eval}
+    warm_up(evals, 3)
+    res = interleaved(evals, 10, args.repeats)
+    report("W9 eval-mode forward (batch 32 x 64 tokens)", "ms", 1e3, res)
+    attention_gflops(args.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""Multi-head attention and Transformer layers with PyTorch's names, arguments, masks, parameter names and
+shapes (a torch state_dict loads with strict=True).
+
+Each is a traced module (it writes no backward): its forward is recorded once per kind of input into a graph
+of functional ops, and backward runs that graph in reverse. Attention itself is one fused blockwise C++ kernel
+(F.scaled_dot_product_attention); self-attention projects Q, K and V with one GEMM (in_proj_weight);
+eval mode skips every dropout.
+
+Masks follow nn.MultiheadAttention: a bool attn_mask / key_padding_mask says True = may NOT attend (the
+opposite of F.scaled_dot_product_attention's bool mask); a float mask is added to the scores. A query whose
+every key is masked gets a zero attention output (not NaN) and zero gradients.
+"""
+import copy
+import math
+
+import numpy as np
+
+from .. import init
+from . import functional as F
+from .containers import ModuleList
+from .dropout import Dropout
+from .linear import Linear
+from .module import Module, Parameter
+from .normalization import LayerNorm
+from .tracing import record_call
+
+__all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+           "TransformerDecoder", "Transformer"]
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+def _activation(owner, activation):
+    if callable(activation):
+        return activation
+    fn = _ACTIVATIONS.get(activation)
+    if fn is None:
+        raise ValueError(f"{owner}: activation must be 'relu', 'gelu' or a callable, got {activation!r}")
+    return fn
+
+
+class MultiheadAttention(Module):
+    """PyTorch's nn.MultiheadAttention. Inputs (L, N, E) or, with batch_first, (N, L, E); unbatched (L, E) too.
+    Parameters: in_proj_weight (3E, E) and in_proj_bias (3E,) — or q_proj_weight, k_proj_weight (E, kdim),
+    v_proj_weight (E, vdim) when kdim/vdim differ from embed_dim — and out_proj (a Linear(E, E)).
+
+    forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+            average_attn_weights=True, is_causal=False) -> (output, weights or None).
+    weights: (N, L, S) averaged over heads, or (N, num_heads, L, S); they are the softmax weights before
+    dropout, and no gradient flows back through them. is_causal without attn_mask masks keys after the query."""
+
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=False):
+        super().__init__()
+        embed_dim, num_heads = int(embed_dim), int(num_heads)
+        if embed_dim <= 0 or num_heads <= 0 or embed_dim % num_heads:
+            raise ValueError(f"MultiheadAttention: embed_dim ({embed_dim}) must be positive and divisible by "
+                             f"num_heads ({num_heads})")
+        if not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError(f"MultiheadAttention: dropout must be in [0, 1], got {dropout}")
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.kdim = embed_dim if kdim is None else int(kdim)
+        self.vdim = embed_dim if vdim is None else int(vdim)
+        self.dropout, self.batch_first = float(dropout), bool(batch_first)
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        E = embed_dim
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = Parameter(np.empty((3 * E, E), np.float32))
+            init.xavier_uniform_(self.in_proj_weight)
+        else:
+            self.q_proj_weight = Parameter(np.empty((E, E), np.float32))
+            self.k_proj_weight = Parameter(np.empty((E, self.kdim), np.float32))
+            self.v_proj_weight = Parameter(np.empty((E, self.vdim), np.float32))
+            for p in (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+                init.xavier_uniform_(p)
+        self.in_proj_bias = Parameter(np.zeros(3 * E, np.float32)) if bias else None
+        self.out_proj = Linear(E, E, bias=bias)
+        if bias:
+            init.zeros_(self.out_proj.bias)
+
+    def extra_repr(self):
+        extra = "" if self._qkv_same_embed_dim else f", kdim={self.kdim}, vdim={self.vdim}"
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
+                f"{extra}, batch_first={self.batch_first}")
+
+    def _project(self, query, key, value):
+        E = self.embed_dim
+        b = self.in_proj_bias
+        bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
+        if self._qkv_same_embed_dim:
+            w = self.in_proj_weight
+            if query is key and key is value:          # self-attention: one GEMM, then split
+                qkv = F.linear(query, w, b)
+                return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
+            if key is value:
+                kv = F.linear(key, w[E:], None if b is None else b[E:])
+                return F.linear(query, w[:E], bq), kv[..., :E], kv[..., E:]
+            return F.linear(query, w[:E], bq), F.linear(key, w[E:2 * E], bk), F.linear(value, w[2 * E:], bv)
+        return (F.linear(query, self.q_proj_weight, bq), F.linear(key, self.k_proj_weight, bk),
+                F.linear(value, self.v_proj_weight, bv))
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                average_attn_weights=True, is_causal=False):
+        where = f"MultiheadAttention({self.extra_repr()})"
+        if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
+            raise ValueError(f"{where}: query, key and value must all be 3-D (batched) or 2-D (unbatched), got "
+                             f"shapes {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+        for name, x, d in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
+            if int(x.shape[-1]) != d:
+                raise ValueError(f"{where}: {name} must end in {d} features, got shape {tuple(x.shape)}")
+        unbatched = query.ndim == 2
+        same_kv = key is value
+        same_qkv = query is key and same_kv
+        if unbatched:
+            query = query.unsqueeze(0)
+            key = query if same_qkv else key.unsqueeze(0)
+            value = key if same_kv else value.unsqueeze(0)
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0) if hasattr(key_padding_mask, "unsqueeze") \
+                    else np.expand_dims(key_padding_mask, 0)
+        elif not self.batch_first:
+            query = query.transpose(0, 1)
+            key = query if same_qkv else key.transpose(0, 1)
+            value = key if same_kv else value.transpose(0, 1)
+        N, L, S = query.shape[0], query.shape[1], key.shape[1]
+        H, D = self.num_heads, self.head_dim
+        q, k, v = self._project(query, key, value)
+        # (N, L, E) -> (N, H, L, D)
+        q = q.reshape(N, L, H, D).transpose(1, 2)
+        k = k.reshape(N, S, H, D).transpose(1, 2)
+        v = v.reshape(N, S, H, D).transpose(1, 2)
+        causal = bool(is_causal) and key_padding_mask is None and not need_weights
+        if is_causal and attn_mask is None and key_padding_mask is None:
+            causal = True
+        mask = None
+        if not causal and (attn_mask is not None or key_padding_mask is not None):
+            mask = record_call("attention_mask", (attn_mask, key_padding_mask, N, H, L, S),
+                               {"dtype": query.dtype.name, "owner": where})
+        elif not causal and is_causal:  # is_causal with only a key_padding_mask: PyTorch needs attn_mask here
+            raise ValueError(f"{where}: is_causal=True with a key_padding_mask needs the causal attn_mask too")
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p=p, is_causal=causal)
+        out = self.out_proj(out.transpose(1, 2).reshape(N, L, self.embed_dim))
+        weights = None
+        if need_weights:
+            weights = record_call("attention_weights", (q, k, mask), {"is_causal": causal})
+            if average_attn_weights:
+                weights = weights.mean(1)
+            if unbatched:
+                weights = weights.squeeze(0)
+        if unbatched:
+            out = out.squeeze(0)
+        elif not self.batch_first:
+            out = out.transpose(0, 1)
+        return out, weights
+
+
+class TransformerEncoderLayer(Module):
+    """PyTorch's nn.TransformerEncoderLayer: self-attention and a feed-forward block (linear1, activation,
+    dropout, linear2), each with a residual connection and a LayerNorm after it (norm_first=False) or
+    before it (norm_first=True). forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False)."""
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu", layer_norm_eps=1e-5,
+                 batch_first=False, norm_first=False, bias=True):
+        super().__init__()
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        self.norm_first = bool(norm_first)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.activation = _activation("TransformerEncoderLayer", activation)
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                           is_causal=is_causal)[0]
+        return self.dropout1(x)
+
+    def _ff_block(self, x):
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        x = src
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+            x = x + self._ff_block(self.norm2(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+            x = self.norm2(x + self._ff_block(x))
+        return x
+
+
+class TransformerDecoderLayer(Module):
+    """PyTorch's nn.TransformerDecoderLayer: self-attention, attention over the encoder's `memory`, and a
+    feed-forward block, each with a residual connection and a LayerNorm (after, or before with norm_first).
+    forward(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+            memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False)."""
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu", layer_norm_eps=1e-5,
+                 batch_first=False, norm_first=False, bias=True):
+        super().__init__()
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        self.norm_first = bool(norm_first)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
+        self.activation = _activation("TransformerDecoderLayer", activation)
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                           is_causal=is_causal)[0]
+        return self.dropout1(x)
+
+    def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal):
+        x = self.multihead_attn(x, mem, mem, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                                need_weights=False, is_causal=is_causal)[0]
+        return self.dropout2(x)
+
+    def _ff_block(self, x):
+        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        x = tgt
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
+            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal)
+            x = x + self._ff_block(self.norm3(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
+            x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal))
+            x = self.norm3(x + self._ff_block(x))
+        return x
+
+
+def _clones(layer, n, owner):
+    if int(n) <= 0:
+        raise ValueError(f"{owner}: num_layers must be positive, got {n}")
+    return ModuleList([copy.deepcopy(layer) for _ in range(int(n))])
+
+
+class TransformerEncoder(Module):
+    """num_layers copies of encoder_layer (each with its own weights, starting equal), then `norm` if given.
+    forward(src, mask=None, src_key_padding_mask=None, is_causal=None)."""
+
+    def __init__(self, encoder_layer, num_layers, norm=None):
+        super().__init__()
+        self.layers = _clones(encoder_layer, num_layers, "TransformerEncoder")
+        self.num_layers = int(num_layers)
+        self.norm = norm
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        x = src
+        for layer in self.layers:
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
+        return x if self.norm is None else self.norm(x)
+
+
+class TransformerDecoder(Module):
+    """num_layers copies of decoder_layer, then `norm` if given. forward(tgt, memory, tgt_mask=None,
+    memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None, tgt_is_causal=None,
+    memory_is_causal=False)."""
+
+    def __init__(self, decoder_layer, num_layers, norm=None):
+        super().__init__()
+        self.layers = _clones(decoder_layer, num_layers, "TransformerDecoder")
+        self.num_layers = int(num_layers)
+        self.norm = norm
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+        x = tgt
+        for layer in self.layers:
+            x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_key_padding_mask,
+                      memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=bool(tgt_is_causal),
+                      memory_is_causal=bool(memory_is_causal))
+        return x if self.norm is None else self.norm(x)
+
+
+class Transformer(Module):
+    """PyTorch's nn.Transformer: an encoder of num_encoder_layers and a decoder of num_decoder_layers, each
+    followed by a LayerNorm. forward(src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
+    src_key_padding_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None,
+    tgt_is_causal=None, memory_is_causal=False)."""
+
+    def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
+                 dropout=0.1, activation="relu", layer_norm_eps=1e-5, batch_first=False, norm_first=False,
+                 bias=True):
+        super().__init__()
+        layer = dict(dim_feedforward=dim_feedforward, dropout=dropout, activation=activation,
+                     layer_norm_eps=layer_norm_eps, batch_first=batch_first, norm_first=norm_first, bias=bias)
+        self.encoder = TransformerEncoder(TransformerEncoderLayer(d_model, nhead, **layer), num_encoder_layers,
+                                          LayerNorm(d_model, eps=layer_norm_eps, bias=bias))
+        self.decoder = TransformerDecoder(TransformerDecoderLayer(d_model, nhead, **layer), num_decoder_layers,
+                                          LayerNorm(d_model, eps=layer_norm_eps, bias=bias))
+        self.d_model, self.nhead, self.batch_first = int(d_model), int(nhead), bool(batch_first)
+
+    def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
+                tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
+                memory_is_causal=False):
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
+                              is_causal=src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                            tgt_key_padding_mask=tgt_key_padding_mask,
+                            memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
+                            memory_is_causal=memory_is_causal)
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz, dtype=np.float32):
+        """(sz, sz) float mask: 0 on and below the diagonal, −inf above it (a query sees no later key)."""
+        sz = int(sz)
+        return np.triu(np.full((sz, sz), -np.inf, dtype=dtype), k=1)

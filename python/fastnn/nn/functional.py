@@ -867,12 +867,53 @@ def mean(x, dim=None, keepdim=False):
 
 # -- attention -------------------------------------------------------------------------------------------------
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
-    """softmax(query·keyᵀ·scale + mask)·value: (..., L, E) x (..., S, E) x (..., S, Ev) -> (..., L, Ev), leading
-    dimensions broadcast. attn_mask: bool (True = may attend) or float (added to the scores), broadcastable to
-    (..., L, S); is_causal masks keys after the query (not together with attn_mask); scale defaults to
-    1/sqrt(E); dropout_p drops attention weights (PyTorch's semantics: always, pass 0.0 in eval). A query row
-    whose every key is masked gets zeros (and zero gradients), not NaN. One fused blockwise C++ kernel: memory
-    grows with L, not L·S (unless dropout_p > 0 or a full (…, L, S) float mask is given)."""
+    """Scaled dot-product attention, ``softmax(query @ key^T * scale + mask) @ value``, PyTorch's semantics.
+
+    One fused blockwise C++ kernel (running maximum and sum, as flash attention): memory grows with L, not
+    L·S, unless ``dropout_p > 0`` or a full (..., L, S) float mask is given. Causal blocks above the diagonal
+    are skipped. A query row whose every key is masked gets zeros (and zero gradients), never NaN.
+
+    Parameters
+    ----------
+    query : ndarray or traced value
+        Shape (..., L, E).
+    key : ndarray or traced value
+        Shape (..., S, E); leading dimensions broadcast with the query's.
+    value : ndarray or traced value
+        Shape (..., S, Ev).
+    attn_mask : ndarray, optional
+        Broadcastable to (..., L, S): bool (True = may attend) or float (added to the scores).
+    dropout_p : float, default 0.0
+        Probability of dropping an attention weight (applied whenever it is > 0, as in PyTorch: pass 0.0
+        in evaluation).
+    is_causal : bool, default False
+        Query i attends to keys 0..i only; not together with ``attn_mask``.
+    scale : float, optional
+        Multiplies the scores; ``1/sqrt(E)`` when None.
+
+    Returns
+    -------
+    ndarray or traced value
+        Shape (..., L, Ev).
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not match or broadcast, a mask of the wrong shape, ``attn_mask`` with ``is_causal``.
+
+    See Also
+    --------
+    fastnn.nn.MultiheadAttention
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnn.nn.functional as F
+    >>> q = np.zeros((2, 3, 4)); k = np.zeros((2, 5, 4)); v = np.arange(2 * 5 * 6.0).reshape(2, 5, 6)
+    >>> out = F.scaled_dot_product_attention(q, k, v)
+    >>> out.shape, bool(np.allclose(out, v.mean(axis=1, keepdims=True)))
+    ((2, 3, 6), True)
+    """
     return _apply("scaled_dot_product_attention", (query, key, value, attn_mask),
                   {"dropout_p": float(dropout_p), "is_causal": bool(is_causal),
                    "scale": None if scale is None else float(scale)})

@@ -66,7 +66,8 @@ html_sidebars = {"changelog": [], "index": []}
 sphinx_gallery_conf = {
     "examples_dirs": os.path.join(ROOT, "examples"),
     "gallery_dirs": "auto_examples",
-    "filename_pattern": r"/",             # run every example, not only plot_*.py
+    # Run every example, not only plot_*.py, except the MPI one: it is started by mpiexec (shown, not run).
+    "filename_pattern": r"/(?!train_digits_mpi\.py$)[^/]+$",
     "ignore_pattern": r"__init__\.py",
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,

@@ -1,4 +1,7 @@
-"""A small causal character model (decoder-only Transformer) trained on the docstrings of Python's standard
+"""A causal character Transformer on the standard library's docstrings
+=====================================================================
+
+A small causal character model (decoder-only Transformer) trained on the docstrings of Python's standard
 library — text present on every machine, no download — printing the loss per epoch and a sampled continuation.
 
     ids (N, T) -> Embedding(vocab, 96) + a learned positional Parameter (T, 96)
@@ -94,8 +97,11 @@ def main(epochs=4, max_chars=200_000, context=64, batch_size=32, seed=0):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--chars", type=int, default=200_000)
-    args = parser.parse_args()
-    main(args.epochs, args.chars)
+    if os.environ.get("FASTNN_DOCS_QUICK") == "1":  # the documentation build: one short epoch
+        main(1, 10_000)
+    else:
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--epochs", type=int, default=4)
+        parser.add_argument("--chars", type=int, default=200_000)
+        args = parser.parse_args()
+        main(args.epochs, args.chars)

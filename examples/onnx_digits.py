@@ -1,4 +1,7 @@
-"""Export the digits CNN (examples/train_digits_cnn.py) to ONNX, run it in onnxruntime, compare its outputs
+"""ONNX export of the digits CNN, run in onnxruntime
+===================================================
+
+Export the digits CNN (examples/train_digits_cnn.py) to ONNX, run it in onnxruntime, compare its outputs
 with fastnn's and print the speed of both on the 360 test images.
 
     pip install "fastnn[onnx]" onnxruntime
@@ -17,7 +20,11 @@ import fastnn as fnn
 
 
 def _train_example():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_digits_cnn.py")
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+    except NameError:  # sphinx-gallery runs examples without __file__, from the examples folder
+        here = os.getcwd()
+    path = os.path.join(here, "train_digits_cnn.py")
     spec = importlib.util.spec_from_file_location("train_digits_cnn", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -62,8 +69,13 @@ def main(epochs=50, out="digits_cnn.onnx", repeats=20, verbose=1):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--out", default="digits_cnn.onnx")
-    args = parser.parse_args()
-    main(args.epochs, args.out)
+    if os.environ.get("FASTNN_DOCS_QUICK") == "1":  # the documentation build: a few epochs, a temporary file
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            main(epochs=3, out=os.path.join(tmp, "digits_cnn.onnx"))
+    else:
+        parser = argparse.ArgumentParser(description="Export the digits CNN to ONNX and compare with onnxruntime.")
+        parser.add_argument("--epochs", type=int, default=50)
+        parser.add_argument("--out", default="digits_cnn.onnx")
+        args = parser.parse_args()
+        main(args.epochs, args.out)

@@ -1,4 +1,7 @@
-"""Train the digits MLP data-parallel over MPI: every rank takes its share of each global batch of 64, and the
+"""Data-parallel training over MPI
+===============================
+
+Train the digits MLP data-parallel over MPI: every rank takes its share of each global batch of 64, and the
 result is the one a single process gets with the same seed (no dropout here, so equal to rounding).
 
 One machine, 2 processes (fastnn gives each rank cores / ranks kernel threads):

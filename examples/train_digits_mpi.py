@@ -4,11 +4,14 @@
 Train the digits MLP data-parallel over MPI: every rank takes its share of each global batch of 64, and the
 result is the one a single process gets with the same seed (no dropout here, so equal to rounding).
 
-One machine, 2 processes (fastnn gives each rank cores / ranks kernel threads):
+One machine, 2 processes (fastnn gives each rank cores / ranks kernel threads)::
+
     pip install ".[mpi,examples]"
     mpiexec -n 2 python examples/train_digits_mpi.py
+
 Several machines: list them in a hostfile ("node1:4" per line: host and ranks), with fastnn and the data at the
-same path on each, then
+same path on each, then::
+
     mpiexec -f hostfile -n 8 python examples/train_digits_mpi.py
 """
 import time

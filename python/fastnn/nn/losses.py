@@ -312,7 +312,7 @@ class _NumpyLoss(_Loss):
 
 
 class L1Loss(_NumpyLoss):
-    """|pred − target|, PyTorch's L1Loss; gradient sign(pred − target) (0 where they are equal)."""
+    """abs(pred − target), PyTorch's L1Loss; gradient sign(pred − target) (0 where they are equal)."""
 
     def forward(self, pred, target):
         x, t = self._pair(pred, target)
@@ -321,7 +321,7 @@ class L1Loss(_NumpyLoss):
 
 
 class SmoothL1Loss(_NumpyLoss):
-    """PyTorch's SmoothL1Loss: with d = pred − target, 0.5·d²/beta where |d| < beta, else |d| − 0.5·beta
+    """PyTorch's SmoothL1Loss: with d = pred − target, 0.5·d²/beta where abs(d) < beta, else abs(d) − 0.5·beta
     (beta = 0 is L1Loss). Gradient d/beta inside, sign(d) outside."""
 
     def __init__(self, reduction="mean", beta=1.0):
@@ -345,7 +345,7 @@ class SmoothL1Loss(_NumpyLoss):
 
 
 class HuberLoss(_NumpyLoss):
-    """PyTorch's HuberLoss: with d = pred − target, 0.5·d² where |d| < delta, else delta·(|d| − 0.5·delta)
+    """PyTorch's HuberLoss: with d = pred − target, 0.5·d² where abs(d) < delta, else delta·(abs(d) − 0.5·delta)
     (SmoothL1Loss(beta=delta) times delta). Gradient d inside, delta·sign(d) outside."""
 
     def __init__(self, reduction="mean", delta=1.0):

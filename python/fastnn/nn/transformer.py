@@ -40,14 +40,16 @@ def _activation(owner, activation):
 
 
 class MultiheadAttention(Module):
-    """PyTorch's nn.MultiheadAttention. Inputs (L, N, E) or, with batch_first, (N, L, E); unbatched (L, E) too.
-    Parameters: in_proj_weight (3E, E) and in_proj_bias (3E,) — or q_proj_weight, k_proj_weight (E, kdim),
-    v_proj_weight (E, vdim) when kdim/vdim differ from embed_dim — and out_proj (a Linear(E, E)).
+    """PyTorch's nn.MultiheadAttention: multi-head scaled dot-product attention.
 
-    forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-            average_attn_weights=True, is_causal=False) -> (output, weights or None).
-    weights: (N, L, S) averaged over heads, or (N, num_heads, L, S); they are the softmax weights before
-    dropout, and no gradient flows back through them. is_causal without attn_mask masks keys after the query."""
+    Inputs are (L, N, E), or (N, L, E) with ``batch_first``; unbatched (L, E) too. Parameters:
+    ``in_proj_weight`` (3E, E) and ``in_proj_bias`` (3E,), or ``q_proj_weight``, ``k_proj_weight`` (E, kdim) and
+    ``v_proj_weight`` (E, vdim) when kdim/vdim differ from embed_dim, and ``out_proj`` (a Linear(E, E)).
+
+    ``forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+    average_attn_weights=True, is_causal=False)`` returns ``(output, weights or None)``. The weights are
+    (N, L, S) averaged over heads, or (N, num_heads, L, S); they are the softmax weights before dropout, and
+    no gradient flows back through them. ``is_causal`` without ``attn_mask`` masks keys after the query."""
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=False):
         super().__init__()
@@ -193,10 +195,11 @@ class TransformerEncoderLayer(Module):
 
 
 class TransformerDecoderLayer(Module):
-    """PyTorch's nn.TransformerDecoderLayer: self-attention, attention over the encoder's `memory`, and a
+    """PyTorch's nn.TransformerDecoderLayer: self-attention, attention over the encoder's ``memory``, and a
     feed-forward block, each with a residual connection and a LayerNorm (after, or before with norm_first).
-    forward(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-            memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False)."""
+
+    ``forward(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+    memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False)``."""
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu", layer_norm_eps=1e-5,
                  batch_first=False, norm_first=False, bias=True):

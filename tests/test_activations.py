@@ -546,3 +546,11 @@ def test_gelu_functional_gradient_finite_differences():
         _, df = gelu_oracle(x, approximate)
         np.testing.assert_allclose(numeric, df, rtol=1e-7, atol=1e-9)
         assert y.shape == x.shape
+
+
+def test_relu_gives_positive_zero_for_negative_inputs():
+    # PyTorch's relu(-1.0) is +0.0; a kernel computing 0·x would give −0.0 (printed "-0.")
+    x = np.array([-3.0, -1e-30, -0.0, 0.0, 2.0] * 7)
+    for dtype in (np.float32, np.float64):
+        for y in (nn.ReLU()(x.astype(dtype)), fnn.nn.functional.relu(x.astype(dtype)), nn.ReLU6()(x.astype(dtype))):
+            assert not np.signbit(y).any(), y

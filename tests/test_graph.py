@@ -596,3 +596,23 @@ def test_one_model_from_two_threads():
         t.join()
     assert all(np.all(np.isfinite(p.data)) for p in model.parameters())
     assert model.lock() is model.lock() and Net().lock() is not model.lock()
+
+
+def test_merge_modules_take_one_list_and_lists_stay_lists_in_traced_forwards():
+    a = rng(0).standard_normal((2, 3))
+    b = rng(1).standard_normal((2, 3))
+    for merge, expected, grads in ((fnn.nn.Mul(), a * b, (b, a)), (fnn.nn.Add(), a + b, (np.ones_like(a),) * 2)):
+        np.testing.assert_array_equal(merge([a, b]), expected)  # one list, as Keras writes it
+        got = merge.backward(np.ones_like(a))
+        for g, e in zip(got, grads):
+            np.testing.assert_array_equal(g, e)
+        np.testing.assert_array_equal(merge(a, b), expected)
+
+    class Kinds(fnn.nn.Module):  # a list and a tuple argument are different trace keys
+        def forward(self, xs):
+            return xs[0] * (2.0 if isinstance(xs, list) else 3.0)
+
+    m = Kinds()
+    np.testing.assert_array_equal(m([a]), 2 * a)
+    np.testing.assert_array_equal(m((a,)), 3 * a)
+    np.testing.assert_array_equal(m([a]), 2 * a)

@@ -210,7 +210,9 @@ void activation_forward(Activation kind, const T* x, T* y, index_t n, T a, T b) 
     case Activation::relu:
       run([&](index_t s, index_t m) {
         packet_map(m, y + s, [a, b](auto v) {
-          return pk::pselect(pk::pcmp_lt(splat(v, T(0)), v), pk::pmin(v, splat(v, b)), pk::pmul(splat(v, a), v));
+          // a·x + 0: a zero slope gives +0 for negative x, as PyTorch's relu does, not 0·x = −0
+          const auto below = pk::padd(pk::pmul(splat(v, a), v), splat(v, T(0)));
+          return pk::pselect(pk::pcmp_lt(splat(v, T(0)), v), pk::pmin(v, splat(v, b)), below);
         }, x + s);
       });
       break;

@@ -11,9 +11,12 @@ from .random import generator
 
 
 def _array(tensor):
-    data = getattr(tensor, "data", tensor)
+    # An ndarray is filled itself (its own .data is a memoryview); a Parameter through its .data.
+    data = tensor if isinstance(tensor, np.ndarray) else getattr(tensor, "data", tensor)
     if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
         raise TypeError(f"init: expected a floating-point ndarray or Parameter, got {type(tensor).__name__}")
+    if not data.flags.writeable:
+        raise ValueError(f"init: the array of shape {data.shape} is read-only; pass a writeable array")
     return data
 
 
@@ -116,18 +119,18 @@ def zeros_(tensor):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
 
     See Also
     --------
@@ -153,18 +156,18 @@ def ones_(tensor):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
 
     See Also
     --------
@@ -188,20 +191,20 @@ def constant_(tensor, val):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
     val : float
         The value.
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
 
     See Also
     --------
@@ -225,8 +228,8 @@ def normal_(tensor, mean=0.0, std=1.0):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
     mean : float, default 0.0
         The mean.
     std : float, default 1.0
@@ -234,13 +237,13 @@ def normal_(tensor, mean=0.0, std=1.0):
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
 
     See Also
     --------
@@ -264,8 +267,8 @@ def uniform_(tensor, a=0.0, b=1.0):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
     a : float, default 0.0
         Lower bound.
     b : float, default 1.0
@@ -273,13 +276,13 @@ def uniform_(tensor, a=0.0, b=1.0):
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
 
     See Also
     --------
@@ -303,18 +306,18 @@ def lecun_normal_(tensor):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
     ValueError
         If it has fewer than 2 dimensions (no fan-in).
 
@@ -340,18 +343,18 @@ def lecun_uniform_(tensor):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
     ValueError
         If it has fewer than 2 dimensions (no fan-in).
 
@@ -378,20 +381,20 @@ def xavier_normal_(tensor, gain=1.0):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
     gain : float, default 1.0
         Scale, e.g. :func:`calculate_gain`.
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
     ValueError
         If it has fewer than 2 dimensions (no fan-in).
 
@@ -417,20 +420,20 @@ def xavier_uniform_(tensor, gain=1.0):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
     gain : float, default 1.0
         Scale, e.g. :func:`calculate_gain`.
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
     ValueError
         If it has fewer than 2 dimensions (no fan-in).
 
@@ -465,8 +468,8 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
     a : float, default 0.0
         Negative slope of the leaky ReLU / PReLU that follows (0: ReLU, variance 2 / fan).
     mode : {"fan_in", "fan_out"}, default "fan_in"
@@ -476,13 +479,13 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
     ValueError
         If it has fewer than 2 dimensions (no fan-in), or for an unknown ``mode`` or nonlinearity.
 
@@ -507,8 +510,8 @@ def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
     a : float, default 0.0
         Negative slope of the leaky ReLU / PReLU that follows.
     mode : {"fan_in", "fan_out"}, default "fan_in"
@@ -518,13 +521,13 @@ def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
     ValueError
         If it has fewer than 2 dimensions (no fan-in), or for an unknown ``mode`` or nonlinearity.
 
@@ -550,8 +553,8 @@ def sparse_(tensor, k=10, std=1.0):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
     k : int, default 10
         Non-zero weights per output unit (row); capped at the number of inputs.
     std : float, default 1.0
@@ -559,13 +562,13 @@ def sparse_(tensor, k=10, std=1.0):
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
     ValueError
         If it has fewer than 2 dimensions (no fan-in).
 
@@ -599,20 +602,20 @@ def bias_constant_(tensor, val=0.01):
 
     Parameters
     ----------
-    tensor : Parameter
-        The parameter to fill in place, e.g. ``layer.weight``.
+    tensor : Parameter or ndarray
+        What to fill in place: a parameter (e.g. ``layer.weight``) or a writeable floating-point array.
     val : float, default 0.01
         The value.
 
     Returns
     -------
-    Parameter
+    Parameter or ndarray
         ``tensor``, filled.
 
     Raises
     ------
     TypeError
-        If ``tensor`` is not a floating-point Parameter.
+        If ``tensor`` is not a floating-point Parameter or ndarray.
 
     See Also
     --------

@@ -39,6 +39,22 @@ class _Slot:
         return hash(("slot", self.index))
 
 
+class _ListArg(tuple):
+    """A list argument inside a skeleton: hashable like a tuple (skeletons key the trace cache), never equal
+    to one, and given back to forward as a list."""
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return type(other) is _ListArg and tuple.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((_ListArg, tuple(self)))
+
+
 def _split_inputs(args, kwargs):
     """(arrays, skeleton): the array leaves of the arguments and the arguments with _Slots in their place."""
     arrays = []
@@ -47,8 +63,10 @@ def _split_inputs(args, kwargs):
         if isinstance(o, np.ndarray):
             arrays.append(o)
             return _Slot(len(arrays) - 1)
-        if type(o) in (tuple, list):
-            return type(o)(walk(x) for x in o)
+        if type(o) is tuple:
+            return tuple(walk(x) for x in o)
+        if type(o) is list:
+            return _ListArg(walk(x) for x in o)
         if isinstance(o, (np.generic, float, int, str, bool)) or o is None:
             return o
         if isinstance(o, (list, tuple)):  # namedtuples and other sequences: as tuples
@@ -71,8 +89,10 @@ def _fill(skeleton, values):
     def walk(o):
         if isinstance(o, _Slot):
             return values[o.index]
-        if type(o) in (tuple, list):
-            return type(o)(walk(x) for x in o)
+        if type(o) is tuple:
+            return tuple(walk(x) for x in o)
+        if type(o) is _ListArg:
+            return [walk(x) for x in o]
         return o
     args, kwargs = skeleton
     return walk(args), {k: walk(v) for k, v in kwargs}
@@ -90,7 +110,7 @@ def _input_names(user_forward, module, skeleton, n):
     def walk(o, base):
         if isinstance(o, _Slot):
             names[o.index] = base
-        elif type(o) in (tuple, list):
+        elif type(o) in (tuple, _ListArg):
             for k, x in enumerate(o):
                 walk(x, f"{base}_{k}")
     for k, a in enumerate(args):
@@ -222,7 +242,7 @@ class GraphRuntime:
 def _holds_input(template):
     if isinstance(template, _Slot):
         return True
-    return type(template) in (tuple, list) and any(_holds_input(t) for t in template)
+    return type(template) in (tuple, _ListArg) and any(_holds_input(t) for t in template)
 
 
 def example_inputs(module):

@@ -97,19 +97,6 @@ def _teach_numpydoc_shape_sections():
     docscrape_sphinx.SphinxDocString._str_param_list = with_shape
 
 
-# Docstrings not yet in numpydoc form whose files are being changed on other branches (trainer.py,
-# nn/activations.py): their prose is shown as preformatted text rather than parsed as reST, which it is
-# not. Remove a name from here once its docstring is converted.
-PREFORMATTED = {"fastnn.Trainer", "fastnn.trainer.Trainer", "fastnn.nn.Softsign", "fastnn.nn.activations.Softsign"}
-
-
-def _preformat(app, what, name, obj, options, lines):
-    if name not in PREFORMATTED or not lines:
-        return
-    body = list(lines)
-    lines[:] = ["::", ""] + ["    " + line for line in body] + [""]
-
-
 def _class_signature(app, what, name, obj, options, signature, return_annotation):
     """Module.__new__(klass, *args, **kwargs) records constructor arguments for fastnn.save; autodoc would
     show that generic signature for every layer. Show the class's __init__ signature instead."""
@@ -124,5 +111,4 @@ def _class_signature(app, what, name, obj, options, signature, return_annotation
 
 def setup(app):
     _teach_numpydoc_shape_sections()
-    app.connect("autodoc-process-docstring", _preformat, priority=900)  # after numpydoc (500)
     app.connect("autodoc-process-signature", _class_signature)

@@ -38,10 +38,7 @@ NUMPYDOC_NN_FILES = ["fastnn.nn.module", "fastnn.nn.sequential", "fastnn.nn.line
                      "fastnn.nn.pooling", "fastnn.nn.normalization", "fastnn.nn.embedding", "fastnn.nn.containers",
                      "fastnn.nn.graph", "fastnn.nn.attention", "fastnn.nn.seq2seq", "fastnn.nn.tracing"]
 # Public names of those modules whose numpydoc docstring is not written yet, with the reason.
-NUMPYDOC_PENDING = {
-    "fastnn.Trainer": "trainer.py is being changed on the distributed-training branch; its docstring is "
-                      "prose with the parameters described, to be converted after that merge",
-}
+NUMPYDOC_PENDING = {}
 
 # The modules issue 17 names; each has an API page.
 REQUIRED_PAGES = ["fastnn", "fastnn.nn", "fastnn.nn.functional", "fastnn.optim", "fastnn.data", "fastnn.callbacks",

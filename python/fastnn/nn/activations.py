@@ -212,7 +212,7 @@ class Softplus(_Elementwise):
 
 
 class Softsign(_Elementwise):
-    """x / (1 + |x|)."""
+    """``x / (1 + abs(x))``, element-wise."""
 
     _kind = _Kind.softsign
 

@@ -130,9 +130,9 @@ class MultiheadAttention(Module):
         q = q.reshape(N, L, H, D).transpose(1, 2)
         k = k.reshape(N, S, H, D).transpose(1, 2)
         v = v.reshape(N, S, H, D).transpose(1, 2)
-        causal = bool(is_causal) and key_padding_mask is None and not need_weights
-        if is_causal and attn_mask is None and key_padding_mask is None:
-            causal = True
+        # The kernel's causal path needs no mask array. With a key_padding_mask it cannot serve; an attn_mask given
+        # beside is_causal is that causal mask (PyTorch's hint), needed only to return the weights.
+        causal = bool(is_causal) and key_padding_mask is None and (attn_mask is None or not need_weights)
         mask = None
         if not causal and (attn_mask is not None or key_padding_mask is not None):
             mask = record_call("attention_mask", (attn_mask, key_padding_mask, N, H, L, S),

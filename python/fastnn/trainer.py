@@ -460,7 +460,10 @@ class Trainer:
                             value = _scalar_loss(loss, loss(out, yb))
                             for m in train_metrics:  # before backward, which may reuse buffers
                                 m.update(out, yb)
-                            backward(loss.backward())
+                            if dist is not None:  # gradient buckets reduced while backward runs
+                                dist.backward(backward, loss.backward(), size)
+                            else:
+                                backward(loss.backward())
                         loss_sum += value * size if loss_weighting else value
                         seen += size
                         if has_callbacks:

@@ -184,6 +184,32 @@ def trainer_shared(distributed):
     return weights(model), history
 
 
+class StopAfterBackward(fnn.callbacks.Callback):
+    """Stops training after the backward of global step `step`, before its optimizer step."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_backward_end(self, batch, logs=None):
+        if logs["step"] == self.step:
+            self.trainer.stop_training = True
+
+
+def trainer_stop_after_backward(distributed):
+    """Training stopped between a backward and its step (on rank 0, followed by rank 1), at the batch whose
+    share on rank 1 is empty (33 samples in batches of 8: the fifth has 1): the reductions the overlapped
+    backward started are completed at the end of fit on every rank, and a second fit goes on normally."""
+    x, y = data(n=33, seed=16)
+    model = shared_model(17 + 10 * _rank())
+    opt = fnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), opt, distributed=distributed)
+    fnn.manual_seed(18 + 10 * _rank())
+    first = trainer.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[StopAfterBackward(4)])
+    second = trainer.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    return weights(model), {"first": first["loss"], "second": second["loss"]}
+
+
 def overlap_events(steps=2):
     """On the ranks: the shared-layer model, one bucket per parameter, `steps` overlapped steps; the order of
     the optimizer's events ("start:b" when bucket b's Iallreduce starts, "wait:b") and of the first layer's
@@ -238,4 +264,5 @@ def trainer_batches(distributed):
 CASES = {"trainer_mlp": trainer_mlp, "loop_mlp": loop_mlp, "trainer_graph": trainer_graph,
          "trainer_cnn": trainer_cnn, "trainer_cnn_sum": lambda distributed: trainer_cnn(distributed, "sum"), "trainer_early_stop": trainer_early_stop,
          "trainer_batches": trainer_batches, "trainer_shared": trainer_shared,
-         "loop_mlp_overlap": lambda distributed: loop_mlp(distributed, overlap=True)}
+         "loop_mlp_overlap": lambda distributed: loop_mlp(distributed, overlap=True),
+         "trainer_stop_after_backward": trainer_stop_after_backward}

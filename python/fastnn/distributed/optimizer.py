@@ -213,15 +213,15 @@ class DistributedOptimizer:
 
     def _ready(self, params):
         """gradient_ready's listener: pack the final gradients, start the buckets now complete."""
+        from mpi4py import MPI
         t0 = time.perf_counter()
         r, where = self._round, self._where
         for p in params:
             if id(p) in where:  # not a parameter of this optimizer: not ours
                 self._pack(r, p)
-        n = len(r.requests)
         self._start_ready(r)
-        if r.requests and len(r.requests) == n:
-            r.requests[-1].Test()  # let MPI progress the reductions in flight
+        if r.requests:  # MPI progresses non-blocking collectives inside MPI calls: let it, now and then
+            MPI.Request.Testall(r.requests)
         self.allreduce_seconds += time.perf_counter() - t0
 
     def synchronize(self, num_samples=None):

@@ -52,7 +52,7 @@ class DistributedOptimizer:
     reduce only in step() even inside overlap_backward. After a step: allreduce_seconds (all time spent in the
     reduction: packing, starting, waiting, unpacking) and wait_seconds (time blocked waiting for MPI in step),
     both summed over steps; trace: set to a list to record ("start", bucket) and ("wait", bucket) events, in
-    order, with the listener's other events (tests use it to show the overlap)."""
+    order (tests append their own events to the same list to show the overlap)."""
 
     def __init__(self, optimizer, bucket_mb=25.0, op="average", overlap=True):
         if isinstance(optimizer, DistributedOptimizer):

@@ -172,3 +172,20 @@ def test_distributed_optimizer_checks_its_arguments():
         dist.DistributedOptimizer(opt, op="max")
     with pytest.raises(TypeError, match="expected a fastnn optimizer"):
         dist.DistributedOptimizer(model)
+
+
+def test_bucket_reductions_start_while_backward_runs(distributed_results):
+    """Order of events on rank 0 (tests/mpi/cases.py overlap_events: one bucket per parameter of the shared-layer
+    model, whose layers are declared in another order than they run). Step 1 follows reverse registration order:
+    bucket 0 holds the first layer's bias, so nothing can start before that layer's backward. From step 2 the
+    buckets follow rank 0's observed readiness: the head's and the shared layer's four buckets are reducing
+    before the first layer's backward runs; its two buckets start after it; every wait comes after backward."""
+    events = [str(e) for e in distributed_results["overlap/events"]]
+    cut = events.index("step:")
+    step1, step2 = events[:cut], events[cut + 1:-1]
+    assert events[-1] == "step:"
+    first = step1.index("backward:first")
+    assert [e for e in step1[:first] if e.startswith("start")] == []
+    first = step2.index("backward:first")
+    assert step2[:first] == ["start:0", "start:1", "start:2", "start:3"]
+    assert step2[first + 1:] == ["start:4", "start:5"] + [f"wait:{b}" for b in range(6)]

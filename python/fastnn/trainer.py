@@ -209,10 +209,11 @@ class Trainer:
         True to train data-parallel over MPI (run under mpiexec; :mod:`fastnn.distributed`): rank 0's
         parameters and optimizer state are broadcast; ``batch_size`` is the global batch, each rank taking its
         contiguous share of every batch (arrays; an iterable of batches is each rank's own shard); gradients
-        are combined weighted by shard size; loss, metrics and validation are summed over ranks, so history
+        are combined weighted by shard size, in buckets whose allreduce starts while backward still runs
+        (DistributedOptimizer.overlap_backward); loss, metrics and validation are summed over ranks, so history
         equals one process's; callbacks and the progress bar run on rank 0, whose ``stop_training`` and lr
         every rank follows; an exception on any rank aborts all of them. Pass a DistributedOptimizer to choose
-        its bucket size. ``predict()`` stays per rank (every rank predicts all of x).
+        its bucket size and overlap. ``predict()`` stays per rank (every rank predicts all of x).
 
     Raises
     ------
@@ -460,7 +461,10 @@ class Trainer:
                             value = _scalar_loss(loss, loss(out, yb))
                             for m in train_metrics:  # before backward, which may reuse buffers
                                 m.update(out, yb)
-                            backward(loss.backward())
+                            if dist is not None:  # gradient buckets reduced while backward runs
+                                dist.backward(backward, loss.backward(), size)
+                            else:
+                                backward(loss.backward())
                         loss_sum += value * size if loss_weighting else value
                         seen += size
                         if has_callbacks:

@@ -47,9 +47,10 @@ def trainer_mlp(distributed):
     return weights(model), history
 
 
-def loop_mlp(distributed):
+def loop_mlp(distributed, overlap=False):
     """A hand-written loop: every rank takes its contiguous share of each global batch of 8 (29 samples: the
-    last 5 split 3 / 2); SGD with momentum; DistributedOptimizer with tiny buckets (several per step)."""
+    last 5 split 3 / 2); SGD with momentum; DistributedOptimizer with tiny buckets (several per step);
+    overlap: backward inside overlap_backward (buckets reduced while it runs)."""
     x, y = data(n=29)
     model = mlp(2 + 10 * _rank())
     opt = fnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -68,6 +69,11 @@ def loop_mlp(distributed):
             part = np.array_split(rows, size)[rank]
             opt.zero_grad()
             loss(model(x[part]), y[part])
+            if distributed and overlap:
+                with opt.overlap_backward(model, num_samples=len(part)):
+                    model.backward(loss.backward())
+                opt.step()
+                continue
             model.backward(loss.backward())
             if distributed:
                 opt.step(num_samples=len(part))
@@ -144,6 +150,95 @@ def trainer_early_stop(distributed, log_dir=None):
     return weights(model), history
 
 
+class SharedNet(nn.Module):
+    """A traced module with a layer used twice, its layers declared in another order than they run (so the
+    reverse registration order is not backward's: the buckets are rebuilt after the first step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(5, 3)
+        self.shared = nn.Linear(5, 5)
+        self.first = nn.Linear(6, 5)
+
+    def forward(self, x):
+        return self.head(nn.functional.relu(self.shared(nn.functional.tanh(self.shared(self.first(x))))))
+
+
+def shared_model(seed):
+    fnn.manual_seed(seed)
+    return SharedNet().double()
+
+
+def trainer_shared(distributed):
+    """The shared-layer model, Adam, one bucket per parameter: 33 samples in batches of 8 (the last 1 split
+    1 / 0: rank 1's share is empty)."""
+    x, y = data(n=33, seed=13)
+    model = shared_model(7 + 10 * _rank())
+    opt = fnn.optim.Adam(model.parameters(), lr=0.01)
+    if distributed:
+        from fastnn import distributed as dist
+        opt = dist.DistributedOptimizer(opt, bucket_mb=1e-6)
+    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), opt, distributed=distributed)
+    fnn.manual_seed(12 + 10 * _rank())
+    history = trainer.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    return weights(model), history
+
+
+class StopAfterBackward(fnn.callbacks.Callback):
+    """Stops training after the backward of global step `step`, before its optimizer step."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_backward_end(self, batch, logs=None):
+        if logs["step"] == self.step:
+            self.trainer.stop_training = True
+
+
+def trainer_stop_after_backward(distributed):
+    """Training stopped between a backward and its step (on rank 0, followed by rank 1), at the batch whose
+    share on rank 1 is empty (33 samples in batches of 8: the fifth has 1): the reductions the overlapped
+    backward started are completed at the end of fit on every rank, and a second fit goes on normally."""
+    x, y = data(n=33, seed=16)
+    model = shared_model(17 + 10 * _rank())
+    opt = fnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    trainer = fnn.Trainer(model, nn.CrossEntropyLoss(), opt, distributed=distributed)
+    fnn.manual_seed(18 + 10 * _rank())
+    first = trainer.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[StopAfterBackward(4)])
+    second = trainer.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    return weights(model), {"first": first["loss"], "second": second["loss"]}
+
+
+def overlap_events(steps=2):
+    """On the ranks: the shared-layer model, one bucket per parameter, `steps` overlapped steps; the order of
+    the optimizer's events ("start:b" when bucket b's Iallreduce starts, "wait:b") and of the first layer's
+    backward ("backward:first"), with "step" between steps."""
+    from fastnn import distributed as dist
+    x, y = data(n=8, seed=14)
+    model = shared_model(15)
+    dist.broadcast_parameters(model)
+    opt = dist.DistributedOptimizer(fnn.optim.SGD(model.parameters(), lr=0.1), bucket_mb=1e-6)
+    events = opt.trace = []
+    real = model.first.backward
+
+    def first_backward(*args, **kw):
+        events.append(("backward", "first"))
+        return real(*args, **kw)
+
+    model.first.backward = first_backward
+    loss = nn.CrossEntropyLoss()
+    part = np.array_split(np.arange(len(x)), dist.world_size())[dist.rank()]
+    for _ in range(steps):
+        opt.zero_grad()
+        loss(model(x[part]), y[part])
+        with opt.overlap_backward(model, num_samples=len(part)):
+            model.backward(loss.backward())
+        opt.step()
+        events.append(("step", ""))
+    return [f"{a}:{b}" for a, b in events]
+
+
 def trainer_batches(distributed):
     """Data as an iterable of batches: each rank gives its own share of every global batch of 10 (of 37: the
     last 7 split 4 / 3); one process gives the whole batches."""
@@ -168,4 +263,6 @@ def trainer_batches(distributed):
 
 CASES = {"trainer_mlp": trainer_mlp, "loop_mlp": loop_mlp, "trainer_graph": trainer_graph,
          "trainer_cnn": trainer_cnn, "trainer_cnn_sum": lambda distributed: trainer_cnn(distributed, "sum"), "trainer_early_stop": trainer_early_stop,
-         "trainer_batches": trainer_batches}
+         "trainer_batches": trainer_batches, "trainer_shared": trainer_shared,
+         "loop_mlp_overlap": lambda distributed: loop_mlp(distributed, overlap=True),
+         "trainer_stop_after_backward": trainer_stop_after_backward}

@@ -21,6 +21,7 @@ for name in sys.argv[2:] or cases.CASES:
         out[f"{name}/spread/{k}"] = dist.allreduce(v, op="max") - dist.allreduce(v, op="min")  # between ranks
     for k, v in history.items():
         out[f"{name}/h/{k}"] = np.array(v)
+out["overlap/events"] = np.array(cases.overlap_events())
 r = dist.rank()
 out["collectives/allgather"] = dist.allgather(np.arange(r + 1, dtype=np.float32) + 10 * r)
 out["collectives/allreduce_sum"] = dist.allreduce(np.array([1.0, r]))

@@ -5,7 +5,13 @@
     trainer = fnn.Trainer(model, loss, opt, distributed=True)
     history = trainer.fit(x, y, batch_size=64)    # batch_size is the global batch; equal to one process
     opt = dist.DistributedOptimizer(opt)          # hand-written loops: step() combines gradients first
+    with opt.overlap_backward(model, num_samples=n):  # buckets' allreduce started while backward runs
+        model.backward(loss.backward())
     dist.broadcast_parameters(model); dist.allreduce(a); dist.allgather(a)
+
+Gradients are reduced in buckets (25 MB by default) by non-blocking MPI allreduces that start while backward
+still runs, as soon as a bucket's gradients are final (fastnn.nn.executor.gradient_ready; the Trainer does it
+for every step), as PyTorch DDP's reducer does; step() waits for what is still in flight.
 
 mpi4py is imported by init() (and the functions that need it), never by importing this package.
 """

@@ -3,6 +3,8 @@
 * start(): rank 0's parameters, buffers, optimizer state and random generator state on every rank;
 * shard(batches): each rank's contiguous share of every global batch (array_split sizes, so shares differ by at
   most one sample and an uneven last batch is split too);
+* backward(fn, grad, n): the model's backward with the gradient buckets' reductions started while it runs
+  (DistributedOptimizer.overlap_backward; a rank with no samples starts its empty round in zero_grads);
 * step(n): gradients combined weighted by each rank's n samples (DistributedOptimizer), then the step;
 * reduce(...): epoch loss sums, sample counts and metric counts summed over ranks, so history equals one
   process's;
@@ -75,9 +77,11 @@ class TrainerSync:
                 raise TypeError(f"Trainer(distributed=True): metric {m!r} keeps no state that can be summed over "
                                 f"ranks (attributes {' / '.join('+'.join(n) for n in _METRIC_STATE)}); use "
                                 f"fastnn.metrics.Accuracy, TopKAccuracy or MeanMetric")
-        if isinstance(optimizer, DistributedOptimizer):  # its bucket size, the reduction this loss needs
-            optimizer, bucket_mb = optimizer.optimizer, optimizer.bucket_bytes / 2**20
-        self.optimizer = DistributedOptimizer(optimizer, bucket_mb, op="sum" if self.sum_loss else "average")
+        overlap = True
+        if isinstance(optimizer, DistributedOptimizer):  # its bucket size and overlap, the reduction this loss needs
+            optimizer, bucket_mb, overlap = optimizer.optimizer, optimizer.bucket_bytes / 2**20, optimizer.overlap
+        self.optimizer = DistributedOptimizer(optimizer, bucket_mb, op="sum" if self.sum_loss else "average",
+                                              overlap=overlap)
         self.model = model
         if self.sum_loss:  # SyncBatchNorm combines its backward sums as the loss reduces
             for m in (model.modules() if hasattr(model, "modules") else []):
@@ -102,7 +106,9 @@ class TrainerSync:
         broadcast_random_state()
 
     def end(self):
-        """After the callbacks' on_train_end (EarlyStopping may restore weights on rank 0): rank 0's weights."""
+        """After the callbacks' on_train_end (EarlyStopping may restore weights on rank 0): a reduction left in
+        flight by a batch that stopped before its step is completed, then rank 0's weights."""
+        self.optimizer.finish()
         broadcast_parameters(self.model)
 
     def shard(self, batches):
@@ -111,13 +117,21 @@ class TrainerSync:
     def callbacks(self, callbacks):
         return callbacks if self.is_root else []
 
+    def backward(self, backward, grad, num_samples):
+        """backward(grad) with the gradient buckets reduced as their gradients become final."""
+        with self.optimizer.overlap_backward(self.model, None if self.sum_loss else num_samples):
+            backward(grad)
+
     def step(self, num_samples):
         self.optimizer.step(num_samples=None if self.sum_loss else num_samples)
 
     def zero_grads(self, model):
-        """A rank whose share of a batch is empty contributes zero gradients."""
+        """A rank whose share of a batch is empty contributes zero gradients (in a round of its own, as the
+        ranks that run backward start one)."""
         for p in model.parameters():
             p.grad.fill(0)
+        with self.optimizer.overlap_backward(self.model, None if self.sum_loss else 0):
+            pass
 
     def reduce(self, loss_sum, seen, metric_objs):
         """(loss_sum, seen) summed over ranks; each metric's counts replaced by their sums over ranks."""

@@ -16,6 +16,13 @@ Planned once (and again only when the model's structure or a parameter's require
   a fused plan of fastnn.nn.inference_plan runs in one C++ call (Linear/activation stacks, Conv-BN-
   activation-pooling blocks): the planned forward runs those instead, and a backward after it replays the
   forward layer by layer first (rare: saliency maps in eval mode).
+
+Gradient readiness (gradient_ready): a listener registered for one model hears, during that model's backward,
+each trainable parameter as soon as its gradient is final: after the backward of the last node (in the backward
+walk) that uses it, so a module called at several places is ready only after its last use (its first call in
+forward order). fastnn.distributed starts reducing gradient buckets there while backward goes on. Only the
+executor whose owner is the listened model reports (the model's whole backward walk); executors of nested
+Sequentials/Graphs are part of one node of it. Without a listener, backward pays one attribute read.
 """
 import contextlib
 import threading
@@ -28,7 +35,7 @@ from .graph_def import DimRef, Ref
 from .inference_plan import FusedSequencePlan, InferencePlan
 from .module import Module, requires_grad_version, structure_version
 
-__all__ = ["Executor", "GraphRunError", "unfused", "fused_plans"]
+__all__ = ["Executor", "GraphRunError", "unfused", "fused_plans", "gradient_ready"]
 
 _INPUT, _MODULE, _CALL, _PARAM, _BUFFER, _CONST, _FUSED = range(7)
 
@@ -48,6 +55,86 @@ def unfused():
         yield
     finally:
         _fusion.enabled = previous
+
+
+class _Listener(threading.local):
+    owner = None
+    fn = None
+
+
+_listener = _Listener()
+
+
+@contextlib.contextmanager
+def gradient_ready(model, fn):
+    """Within this block, each backward of `model` calls ``fn(params)`` as soon as the gradients of those
+    parameters are final, while backward goes on with earlier layers.
+
+    Parameters
+    ----------
+    model : Module
+        A model run by the graph executor: a Sequential, a Graph or a traced module. Other modules run their
+        own backward and report nothing (every gradient is final when backward returns).
+    fn : callable
+        Called with a list of trainable Parameters (each one once per backward), in the order their gradients
+        become final: after the backward of the last node that uses them in the backward walk (a module called
+        at several places: after its first call in forward order). Parameters that get no gradient in this
+        backward are reported too, once the walk has passed every node that could give them one.
+
+    Returns
+    -------
+    context manager
+        Registers the listener for this thread until the block ends (blocks nest: the previous one is put
+        back).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import nn
+    >>> from fastnn.nn.executor import gradient_ready
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> names = {id(p): n for n, p in model.named_parameters()}
+    >>> heard = []
+    >>> out = model(np.ones((5, 3), np.float32))
+    >>> with gradient_ready(model, lambda params: heard.append([names[id(p)] for p in params])):
+    ...     _ = model.backward(np.ones_like(out))
+    >>> heard  # the last layer first, each group while the earlier layers' backward is still to run
+    [['2.bias', '2.weight'], ['0.bias', '0.weight']]
+    """
+    previous = (_listener.owner, _listener.fn)
+    _listener.owner, _listener.fn = model, fn
+    try:
+        yield
+    finally:
+        _listener.owner, _listener.fn = previous
+
+
+def _ready_lists(executor, plan):
+    """For a backward plan: by node i, the parameters whose last use is the step before node i in the walk
+    (reported when the walk reaches node i), and the ones whose last use is the final step (reported after).
+    A parameter of a module and of an attribute node alike; each parameter once."""
+    last = {}  # id(param) -> (position in plan.steps, param)
+    for k, step in enumerate(plan.steps):
+        i, kind = step[0], step[1]
+        if kind == _MODULE:
+            found = executor._modules[i].parameters()
+        elif kind == _PARAM:
+            found = [executor._params[i]]
+        else:
+            continue
+        for p in found:
+            if p.requires_grad:
+                last[id(p)] = (k, p)
+    after = [[] for _ in range(len(plan.steps))]
+    for k, p in last.values():
+        after[k].append(p)
+    for group in after:
+        group.reverse()  # within a module: reverse registration order, as optimizers list them reversed
+    before = [None] * len(executor._steps)
+    for k in range(1, len(plan.steps)):
+        if after[k - 1]:
+            before[plan.steps[k][0]] = after[k - 1]
+    return before, (after[-1] if plan.steps else [])
 
 
 def fused_plans(module):
@@ -138,8 +225,9 @@ class _Run:
 
 
 class _GradPlan:
-    """Which values need a gradient (rg) and the backward steps, in reverse order, of the nodes that do."""
-    __slots__ = ("steps", "rg")
+    """Which values need a gradient (rg) and the backward steps, in reverse order, of the nodes that do;
+    ready: the parameters reported to a gradient_ready listener at each step (built when one first listens)."""
+    __slots__ = ("steps", "rg", "ready")
 
 
 class Executor:
@@ -271,6 +359,7 @@ class Executor:
                     rg[i] = any(p.requires_grad for p in self._modules[i].parameters())
         plan = _GradPlan()
         plan.rg = rg
+        plan.ready = None
         plan.steps = [(i, self._steps[i][1], self._steps[i][2], self._simple_args[i], self._direct[i],
                        self._positional[i], nig[i], needs[i]) for i in range(n - 1, -1, -1) if rg[i]]
         if len(self._grad_plans) > 8:
@@ -417,7 +506,14 @@ class Executor:
                     acc.give(r, g)
         ctxs, leaves, states = run.ctxs, run.leaves, run.states
         inputs = {}
+        listen = _listener.fn if _listener.owner is self.owner else None
+        if listen is not None:
+            if plan.ready is None:
+                plan.ready = _ready_lists(self, plan)
+            ready_before, ready_last = plan.ready
         for i, kind, fn, simple, call, args, flag, need in plan.steps:
+            if listen is not None and ready_before[i] is not None:
+                listen(ready_before[i])
             if kind == _MODULE:
                 if leaves and i in leaves:
                     gouts = tuple([acc.take(i, p) for p in leaves[i]])
@@ -467,6 +563,8 @@ class Executor:
             else:
                 for tpl, gk in zip(args, res):
                     acc.give(tpl, gk)
+        if listen is not None and ready_last:
+            listen(ready_last)
         if not inputs:
             return [None] * len(run.input_float)
         return [inputs.get(k) for k in range(len(run.input_float))]

@@ -19,6 +19,7 @@ from ._require import require_onnx
 from .builder import OnnxBuilder
 from .export_functional import FUNCTIONAL, ExportError
 from .export_modules import module_exporter
+from .export_sdpa import ATTENTION_OPS
 from .values import D, T, pick, tensors_of
 
 __all__ = ["export", "ExportError"]
@@ -79,7 +80,7 @@ class _Walker:
                                       f"arguments {sorted(node.kwargs)}, which export does not map")
                 env.append(self.module(owner.get_submodule(node.target), prefix + node.target + ".", args))
             elif node.op == "call":
-                fn = FUNCTIONAL.get(node.target)
+                fn = FUNCTIONAL.get(node.target) or ATTENTION_OPS.get(node.target)
                 if fn is None:
                     raise ExportError(f"ONNX export: no ONNX mapping for the functional op '{node.target}' (node "
                                       f"'{prefix}{node.name}')")
@@ -155,6 +156,8 @@ def _zip(names, out):
 
 
 def _resolve(outputs, env, b):
+    if outputs is None:  # e.g. MultiheadAttention's weights with need_weights=False: no graph output
+        return None
     if isinstance(outputs, Ref):
         return pick(env[outputs.node], outputs.path)
     if isinstance(outputs, (tuple, list)):

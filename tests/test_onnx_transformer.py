@@ -259,12 +259,64 @@ class Classifier(nn.Module):
         return self.head(F.mean(h, dim=1))
 
 
-def test_transformer_classifier_exports_runs_and_loads_back(tmp_path):
+def names(model):
+    return sorted(n for n, _ in model.named_parameters())
+
+
+def load_back(model, tmp_path, export_inputs, inputs, dynamic_axes=None):
+    """Export -> fnn.onnx.load: the same outputs at another batch size and the same parameter names."""
+    check(model, tmp_path, export_inputs, [inputs], dynamic_axes=dynamic_axes)
+    g = fnn.onnx.load(tmp_path / "m.onnx")
+    for a, w in zip(flat(g(*inputs)), flat(model(*inputs))):
+        np.testing.assert_allclose(a, w, rtol=1e-4, atol=2e-5)
+    assert names(g) == names(model)
+    return g
+
+
+def sgd_lowers_the_loss(g, inputs, classes, steps=15, lr=0.1):
+    y = rng(4).integers(0, classes, len(inputs[0]))
+    g.train()
+    loss_fn = nn.CrossEntropyLoss()
+    opt = fnn.optim.SGD(g.parameters(), lr=lr, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        losses.append(float(loss_fn(g(*inputs), y)))
+        g.backward(loss_fn.backward())
+        opt.step()
+        opt.zero_grad()
+    assert losses[-1] < losses[0] * 0.9, losses
+    return losses
+
+
+def test_transformer_classifier_exports_runs_loads_back_and_trains(tmp_path):
     fnn.manual_seed(0)
     model = Classifier()
-    ids = rng(0).integers(0, 20, (7, 6))
-    check(model, tmp_path, [ids[:2]], [[ids]])
-    g = fnn.onnx.load(tmp_path / "m.onnx")
-    np.testing.assert_allclose(g(ids), model(ids), rtol=1e-4, atol=2e-5)
-    assert [n for n, _ in g.named_parameters()] == [n for n, _ in model.named_parameters()] or \
-        sorted(n for n, _ in g.named_parameters()) == sorted(n for n, _ in model.named_parameters())
+    ids = rng(0).integers(0, 20, (16, 6))
+    g = load_back(model, tmp_path, [ids[:2]], [ids])
+    before = {n: p.data.copy() for n, p in g.named_parameters()}
+    sgd_lowers_the_loss(g, [ids], 3)
+    after = dict(g.named_parameters())
+    assert not np.allclose(before["encoder.layers.0.self_attn.in_proj_weight"],
+                           after["encoder.layers.0.self_attn.in_proj_weight"].data)  # the free weights train
+
+
+def test_attention_and_transformer_layers_load_back_with_their_names(tmp_path):
+    fnn.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, kdim=5, vdim=3, batch_first=True)
+
+    class Cross(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, q, k, v):
+            return self.mha(q, k, v)
+
+    load_back(Cross(), tmp_path, [x32((2, 4, 8)), x32((2, 6, 5), 1), x32((2, 6, 3), 2)],
+              [x32((5, 4, 8), 3), x32((5, 6, 5), 4), x32((5, 6, 3), 5)])
+    load_back(MaskedAttention(nn.MultiheadAttention(8, 2, batch_first=True)), tmp_path,
+              [x32((2, 4, 8)), x32((2, 6, 8), 1), np.zeros((2, 6), bool), np.zeros((4, 6), bool)],
+              [x32((5, 4, 8), 3), x32((5, 6, 8), 4), rng(5).random((5, 6)) < 0.3, np.eye(4, 6, 1, dtype=bool)],
+              dynamic_axes={0: {0: "batch"}, 1: {0: "batch"}, 2: {0: "batch"}, 3: {}})  # attn_mask (L, S): fixed
+    layer = nn.TransformerDecoderLayer(8, 2, 16, norm_first=True, batch_first=True)
+    load_back(layer, tmp_path, [x32((2, 5, 8)), x32((2, 6, 8), 1)], [x32((4, 5, 8), 2), x32((4, 6, 8), 3)])

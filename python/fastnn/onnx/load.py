@@ -71,6 +71,9 @@ def load(path):
         dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
         rng = np.random.default_rng(k)
         value = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
+        if dtype.kind == "b" and value.ndim:  # a mask of either convention (True = keep, True = hide) then
+            value[...] = True                 # leaves every row a kept and a hidden position, so the
+            value[..., 0] = False             # example run sees no all-masked row (NaN)
         b.env[vi.name] = b.add_input(vi.name, value, InputSpec(vi.name, spec_shape, dtype.name))
         k += 1
     for node in proto.graph.node:

@@ -26,7 +26,7 @@ The mapping (eval semantics):
     MatMul of the weights with the keys (outputs context, weights);  RNN/LSTM/GRU -> see export_recurrent.py;
     RNNCell/LSTMCell/GRUCell -> Gemm and element-wise ops, see export_cell.py;  MultiheadAttention and the
     Transformer layers are traced: their scaled_dot_product_attention -> export_sdpa.py.
-    Seq2Seq -> export_seq2seq.py (the decoder unrolled over the target length of the export's input).
+    Seq2Seq -> export_seq2seq.py (the teacher-forced decoder as a Scan: the target length is dynamic).
     Not mapped (ExportError naming the layer): GatedFeedbackRNN, and any layer not listed here.
 """
 import numpy as np

@@ -320,3 +320,25 @@ def test_attention_and_transformer_layers_load_back_with_their_names(tmp_path):
               dynamic_axes={0: {0: "batch"}, 1: {0: "batch"}, 2: {0: "batch"}, 3: {}})  # attn_mask (L, S): fixed
     layer = nn.TransformerDecoderLayer(8, 2, 16, norm_first=True, batch_first=True)
     load_back(layer, tmp_path, [x32((2, 5, 8)), x32((2, 6, 8), 1)], [x32((4, 5, 8), 2), x32((4, 6, 8), 3)])
+
+
+class DynamicLengthClassifier(Classifier):
+    """The classifier with its positional Parameter sliced to the input's length: the sequence axis stays dynamic
+    (a slice bound read from a shape at run time becomes a Slice whose end is computed)."""
+
+    def forward(self, ids):
+        h = self.embed(ids)
+        h = self.encoder(h + self.pos[:, :h.shape[1]])
+        return self.head(F.mean(h, dim=1))
+
+
+def test_transformer_classifier_with_a_dynamic_sequence_length(tmp_path):
+    fnn.manual_seed(0)
+    model = DynamicLengthClassifier(length=10)
+    ids = rng(0).integers(0, 20, (2, 6))
+    runs = [[rng(1).integers(0, 20, (5, 3))], [rng(2).integers(0, 20, (3, 10))]]
+    check(model, tmp_path, [ids], runs, dynamic_axes={0: {0: "batch", 1: "seq"}})
+    g = fnn.onnx.load(tmp_path / "m.onnx")
+    assert names(g) == names(model)
+    for (x,) in runs:
+        np.testing.assert_allclose(g(x), model(x), rtol=1e-4, atol=2e-5)

@@ -113,9 +113,9 @@ class _Walker:
             return {k: self._arg(v, env) for k, v in a.items()}
         if isinstance(a, slice):
             parts = [self._arg(p, env) for p in (a.start, a.stop, a.step)]
-            if any(isinstance(p, D) for p in parts):
-                raise ExportError("ONNX export: a slice bound read from a shape at run time is not supported")
-            return slice(*parts)
+            if isinstance(parts[2], D):
+                raise ExportError("ONNX export: a slice step read from a shape at run time is not supported")
+            return slice(*parts)  # start/stop may be D (x[:, :h.shape[1]]): Slice reads them at run time
         return a
 
 
@@ -145,6 +145,8 @@ def _values(x):
         return [_values(v) for v in x]
     if isinstance(x, dict):
         return {k: _values(v) for k, v in x.items()}
+    if isinstance(x, slice):
+        return slice(_values(x.start), _values(x.stop), _values(x.step))
     return x
 
 

@@ -147,6 +147,8 @@ class Builder:
             return [self.value_of(v) for v in x]
         if isinstance(x, dict):
             return {k: self.value_of(v) for k, v in x.items()}
+        if isinstance(x, slice):
+            return slice(self.value_of(x.start), self.value_of(x.stop), self.value_of(x.step))
         return x
 
     def add_input(self, name, value, spec):

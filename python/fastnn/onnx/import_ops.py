@@ -447,27 +447,46 @@ def flatten(b, node):
 
 def slice_(b, node):
     x = _get(b, node.input[0])
-    starts, ends = _const(b, node, 1, "starts"), _const(b, node, 2, "ends")
+    starts, ends = (_bounds(b, node, k, what) for k, what in ((1, "starts"), (2, "ends")))
     axes, steps = _const(b, node, 3, "axes"), _const(b, node, 4, "steps")
     nd = len(x.items) if isinstance(x, Sym) else np.ndim(x) if isinstance(x, np.ndarray) else x.value.ndim
     axes = list(range(len(starts))) if axes is None else [int(a) % nd for a in axes]
     steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
     key = [slice(None)] * nd
     for a, s, e, st in zip(axes, starts, ends, steps):
-        s, e = int(s), int(e)
-        key[a] = slice(None if s in (INT64_MAX, INT64_MIN) else s, None if e in (INT64_MAX, INT64_MIN) or
-                       (st > 0 and e >= INT64_MAX // 2) or (st < 0 and e <= INT64_MIN // 2) else e, st)
+        key[a] = slice(_bound(s, st, start=True), _bound(e, st, start=False), st)
     name = b.origin.get(node.input[0])
+    run_time = any(isinstance(v, DimRef) for k in key for v in (k.start, k.stop))
     if isinstance(x, Sym):
+        if run_time:
+            raise ValueError(f"fastnn.onnx.load: Slice node '{node.name}' slices a shape by a run-time size")
         b.env[node.output[0]] = Sym(x.items[key[0]])
-    elif isinstance(x, np.ndarray) and x.dtype.kind == "f" and isinstance(name, str) and \
-            name.split(".")[-1] not in ("weight", "bias") and _free_name(b, name):
+    elif isinstance(x, np.ndarray) and x.dtype.kind == "f" and isinstance(name, str) and (run_time or (
+            name.split(".")[-1] not in ("weight", "bias") and _free_name(b, name))):
         # a slice of a free parameter (MultiheadAttention's in_proj_weight[:E]): trainable, keeps its name
         b.env[node.output[0]] = b.call("getitem", [b.parameter(name, x), tuple(key)], hint=node.name)
     elif isinstance(x, np.ndarray):
         b.consts[node.output[0]] = x[tuple(key)]
     else:
         b.env[node.output[0]] = b.call("getitem", [x, tuple(key)], hint=node.name)
+
+
+def _bounds(b, node, k, what):
+    """Slice starts/ends: constants, or a shape value whose entries may be sizes read at run time (DimRef)."""
+    v = _get(b, node.input[k])
+    if isinstance(v, Sym):
+        return list(v.items)
+    return [int(i) for i in np.asarray(_const(b, node, k, what)).reshape(-1)]
+
+
+def _bound(v, step, start):
+    if isinstance(v, DimRef):
+        return v
+    v = int(v)
+    if v in (INT64_MAX, INT64_MIN) or (not start and ((step > 0 and v >= INT64_MAX // 2) or
+                                                      (step < 0 and v <= INT64_MIN // 2))):
+        return None
+    return v
 
 
 def constant_of_shape(b, node):

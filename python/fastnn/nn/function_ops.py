@@ -715,6 +715,19 @@ class LogicalNot(Op):
 
 
 @_register
+class Arange(Op):
+    """np.arange(start, stop, step) as int64 (ONNX Range; the bounds may be sizes read from a shape when the graph
+    runs); no gradient."""
+    name = "arange"
+
+    def forward(self, start, stop, step=1):
+        return np.arange(int(start), int(stop), int(step), dtype=np.int64), None
+
+    def backward(self, ctx, g, needs):
+        return (None,) * len(needs)
+
+
+@_register
 class Cast(Op):
     """x as `dtype` (ONNX Cast): a float-to-float cast passes the gradient back (cast to x's dtype); casts
     from or to bool and integers have none."""

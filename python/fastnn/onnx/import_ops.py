@@ -579,6 +579,24 @@ def not_(b, node):
     b.env[node.output[0]] = b.call("logical_not", [_tensor(b, x)], hint=node.name)
 
 
+def range_(b, node):
+    """Range(start, limit, delta) of integer scalars, constants or sizes read from a shape at run time (the causal
+    mask of an exported scaled_dot_product_attention) -> the "arange" op; folded when all are constants."""
+    vals = [_get(b, n) for n in node.input]
+    items = []
+    for v in vals:
+        if isinstance(v, Sym) and len(v.items) == 1:
+            items.append(v.items[0])
+        elif isinstance(v, np.ndarray) and v.size == 1 and v.dtype.kind in "iu":
+            items.append(int(v.reshape(-1)[0]))
+        else:
+            raise ValueError(f"fastnn.onnx.load: Range node '{node.name}' needs integer scalar bounds")
+    if not any(isinstance(i, DimRef) for i in items):
+        b.consts[node.output[0]] = np.arange(*items, dtype=np.int64)
+        return
+    b.env[node.output[0]] = b.call("arange", items, hint=node.name)
+
+
 def cast(b, node):
     """Cast -> the "cast" op (float to float passes the gradient back); folded on constants; a shape cast to
     an integer type stays a shape."""
@@ -668,7 +686,7 @@ IMPORTERS = {
     "Unsqueeze": unsqueeze, "Squeeze": squeeze, "Concat": concat, "Reshape": reshape, "Transpose": transpose,
     "Flatten": flatten, "Slice": slice_, "ConstantOfShape": constant_of_shape,
     "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "ReduceMax": _reduce("amax"), "Expand": expand, "Where": where,
-    "Max": max_, "Not": not_, "Cast": cast,
+    "Max": max_, "Not": not_, "Cast": cast, "Range": range_,
     "Greater": _binary("gt"), "GreaterOrEqual": _binary("ge"), "Less": _binary("lt"), "LessOrEqual": _binary("le"),
     "Equal": _binary("eq"), "Erf": erf,
 }

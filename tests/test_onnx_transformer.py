@@ -347,3 +347,39 @@ def test_transformer_classifier_with_a_dynamic_sequence_length(tmp_path):
     assert names(g) == names(model)
     for (x,) in runs:
         np.testing.assert_allclose(g(x), model(x), rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("cls", [nn.RNNCell, nn.LSTMCell, nn.GRUCell])
+def test_recurrent_cells_load_back_with_their_names_and_train(cls, tmp_path):
+    fnn.manual_seed(0)
+    lstm = cls is nn.LSTMCell
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = cls(3, 4)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x, h):
+            out = self.cell(x, (h, h) if lstm else h)
+            out = self.cell(x, out)  # two steps, the second from the first's state: one set of weights
+            return self.fc(out[0] if lstm else out)
+
+    model = Head()
+    g = load_back(model, tmp_path, [x32((2, 3)), x32((2, 4), 1)], [x32((24, 3), 2), x32((24, 4), 3)])
+    sgd_lowers_the_loss(g, [x32((24, 3), 2), x32((24, 4), 3)], 3)
+
+
+def test_unbatched_cell_is_refused_naming_the_layer(tmp_path):
+    class Unbatched(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = nn.GRUCell(3, 4)
+
+        def forward(self, x):
+            return self.cell(x)
+
+    path = tmp_path / "m.onnx"
+    with pytest.raises(ValueError, match=r"GRUCell.*layer 'cell'.*batched"):
+        fnn.onnx.export(Unbatched(), path, example_inputs=[x32((3,))])
+    assert not path.exists()

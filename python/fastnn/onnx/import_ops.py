@@ -50,6 +50,13 @@ def conv(b, node):
 def gemm(b, node):
     x, w, c = _get(b, node.input[0]), _get(b, node.input[1]), _const(b, node, 2, "bias")
     a = _attrs(node)
+    if isinstance(x, V) and a.get("transB", 0) and not a.get("transA", 0) and a.get("alpha", 1.0) == 1.0 and \
+            a.get("beta", 1.0) == 1.0 and (c is None or c.ndim == 1):
+        free = _free_weight(b, _weight_name(b, node, 1), True)
+        if free is not None:  # a cell's weight_ih / weight_hh: parameters at their own names
+            bias = None if c is None else _matmul_operand(b, node, c, 2)
+            b.env[node.output[0]] = b.call("linear", [x, free, bias], hint=node.name)
+            return
     if not isinstance(w, np.ndarray) or a.get("transA", 0):
         raise ValueError(f"fastnn.onnx.load: Gemm node '{node.name}' multiplies by a computed matrix or transposes "
                          f"A; only x·Wᵀ + b with a constant W imports")

@@ -347,6 +347,9 @@ def test_transformer_classifier_with_a_dynamic_sequence_length(tmp_path):
     assert names(g) == names(model)
     for (x,) in runs:
         np.testing.assert_allclose(g(x), model(x), rtol=1e-4, atol=2e-5)
+    fnn.save(g, tmp_path / "g.fnn")  # the loaded graph (free parameters, run-time slices) saves and loads
+    g2 = fnn.load(tmp_path / "g.fnn").eval()
+    np.testing.assert_allclose(g2(runs[0][0]), model(runs[0][0]), rtol=1e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("cls", [nn.RNNCell, nn.LSTMCell, nn.GRUCell])

@@ -117,7 +117,12 @@ def _bias_into_linear(b, node, x, y):
         if name in pending and isinstance(rhs, np.ndarray) and b.users.get(name) == 1:
             m, path = pending.pop(name)
             if rhs.size == m.out_features and rhs.ndim == 1 and m.bias is None:
-                m.bias = nn.Parameter(np.array(rhs, m.weight.data.dtype).reshape(-1))  # a writeable copy
+                # a Linear built with its bias (not one assigned later), so fnn.save can rebuild the Graph
+                full = nn.Linear(m.in_features, m.out_features, bias=True)
+                _set(full, "weight", m.weight.data)
+                _set(full, "bias", rhs)
+                b.place(path, full)
+                full.eval()
                 b.env[node.output[0]] = V(lhs.ref, lhs.value + rhs)
                 return True
     return False

@@ -256,8 +256,8 @@ def _getitem(b, node, args, kwargs, out):
         axis += 1
     y = x.name
     if axes:
-        y = b.op("Slice", [y, shape_tensor(b, starts, node.name + "_starts"), shape_tensor(b, ends, node.name + "_ends"),
-                           b.ints(axes), b.ints(steps)], node.name + "_slice")
+        bounds = [shape_tensor(b, starts, node.name + "_starts"), shape_tensor(b, ends, node.name + "_ends")]
+        y = b.op("Slice", [y] + bounds + [b.ints(axes), b.ints(steps)], node.name + "_slice")
     for a, i in sorted(gathers, reverse=True):
         y = b.op("Gather", [y, b.const(np.asarray(i, np.int64), "index")], node.name + "_gather", axis=a)
     if new_axes:

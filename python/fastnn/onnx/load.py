@@ -7,8 +7,9 @@ float initializers used by arithmetic become trainable parameters. Shape computa
 Shape(x) (the Shape/Gather/Unsqueeze/Concat chains torch.onnx writes for x.reshape(x.shape[0], -1)) are folded
 at load time into reshapes whose sizes are read from the input when the graph runs (DimRef), so the batch
 size stays free. Layers take the names of their weights ("fc.weight" makes layer "fc"), so a model exported by
-fastnn or torch keeps its parameter names (fastnn's multi-layer recurrent exports come back as one layer); other float initializers the graph computes
-with (MultiheadAttention's in_proj_weight) become parameters at their own dotted names.
+fastnn or torch keeps its parameter names (fastnn's multi-layer recurrent exports come back as one layer);
+other float initializers the graph computes with (MultiheadAttention's in_proj_weight) become parameters at
+their own dotted names.
 The Graph is returned in eval mode; call .train() to train it.
 """
 import numpy as np

@@ -337,12 +337,17 @@ class DynamicLengthClassifier(Classifier):
         return self.head(F.mean(h, dim=1))
 
 
-def test_transformer_classifier_with_a_dynamic_sequence_length(tmp_path):
+@pytest.mark.parametrize("opset", [17, 18])
+def test_transformer_classifier_with_a_dynamic_sequence_length(opset, tmp_path):
     fnn.manual_seed(0)
     model = DynamicLengthClassifier(length=10)
     ids = rng(0).integers(0, 20, (2, 6))
     runs = [[rng(1).integers(0, 20, (5, 3))], [rng(2).integers(0, 20, (3, 10))]]
-    check(model, tmp_path, [ids], runs, dynamic_axes={0: {0: "batch", 1: "seq"}})
+    model.eval()
+    fnn.onnx.export(model, tmp_path / "m.onnx", example_inputs=[ids], dynamic_axes={0: {0: "batch", 1: "seq"}},
+                    opset=opset)  # opset 18 gives the Reduce ops' axes as inputs
+    for (x,) in runs:
+        np.testing.assert_allclose(run_ort(tmp_path / "m.onnx", x)[0], model(x), rtol=1e-4, atol=2e-5)
     g = fnn.onnx.load(tmp_path / "m.onnx")
     assert names(g) == names(model)
     for (x,) in runs:

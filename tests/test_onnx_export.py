@@ -260,13 +260,19 @@ def test_additive_attention_with_and_without_mask(tmp_path):
 
 
 @pytest.mark.parametrize("cell,pad", [("gru", None), ("lstm", 0)])
-def test_seq2seq_unrolled_over_the_target_length(cell, pad, tmp_path):
+def test_seq2seq_decoder_scan_has_a_dynamic_target_length(cell, pad, tmp_path):
     fnn.manual_seed(0)
     model = nn.Seq2Seq(11, 9, 5, 6, cell=cell, src_pad_idx=pad)
     src, tgt = rng(0).integers(1, 11, (5, 7)), rng(1).integers(0, 9, (5, 4))
     src[:, -2:] = 0  # padding (masked out when src_pad_idx=0)
-    check(model, tmp_path, [src, tgt], dynamic_axes={0: {0: "batch", 1: "src_len"}, 1: {0: "batch"}},
-          examples=True)  # real tokens as the example: all-zero ids would be all padding
+    axes = {0: {0: "batch", 1: "src_len"}, 1: {0: "batch", 1: "tgt_len"}}
+    proto = check(model, tmp_path, [src, tgt], dynamic_axes=axes, examples=True)  # real tokens as the example
+    assert [n.op_type for n in proto.graph.node].count("Scan") == 1
+    for n, s_len, t_len in ((3, 5, 1), (6, 9, 8)):  # other batch, source and target lengths
+        s2, t2 = rng(n).integers(1, 11, (n, s_len)), rng(n + 1).integers(0, 9, (n, t_len))
+        np.testing.assert_allclose(run_ort(tmp_path / "m.onnx", s2, t2)[0], model(s2, t2), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"Scan \(node 'decoder_scan"):  # load names what it cannot import
+        fnn.onnx.load(tmp_path / "m.onnx")
 
 
 def test_functional_ops(tmp_path):

@@ -209,3 +209,94 @@ def test_unsupported_op_lists_op_type_and_node_name(tmp_path):
     onnx.save(model, p)
     with pytest.raises(ValueError, match=r"Cos \(node 'my_cos'\).*Hardmax \(node 'my_hardmax'\)"):
         fnn.onnx.load(p)
+
+
+def train_steps(g, inputs, classes, steps=20, lr=0.3):
+    """A few SGD steps on random labels: the loss goes down (the loaded ops have gradients)."""
+    y = rng(4).integers(0, classes, len(inputs[0]))
+    g.train()
+    loss_fn = nn.CrossEntropyLoss()
+    opt = fnn.optim.SGD(g.parameters(), lr=lr, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        out = g(*inputs)
+        losses.append(float(loss_fn(out[0] if isinstance(out, tuple) else out, y)))
+        g.backward(loss_fn.backward())
+        opt.step()
+        opt.zero_grad()
+    assert losses[-1] < losses[0] * 0.9, (g, losses)
+
+
+class Bags(nn.Module):
+    """Weighted EmbeddingBag (per_sample_weights) and a padded mean bag: Cast, Not, Max, Mul, ReduceSum."""
+
+    def __init__(self):
+        super().__init__()
+        self.weighted = nn.EmbeddingBag(10, 4, mode="sum")
+        self.padded = nn.EmbeddingBag(10, 4, mode="mean", padding_idx=0)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, ids, weights):
+        return self.head(F.cat([self.weighted(ids, None, weights), self.padded(ids)], dim=1))
+
+
+class MaskedAttentionHead(nn.Module):
+    """AdditiveAttention with a bool mask: a general Where(mask, scores, -inf)."""
+
+    def __init__(self):
+        super().__init__()
+        self.att = nn.AdditiveAttention(4, 3, 5)
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, q, keys, mask):
+        context, _ = self.att(q, keys, mask)
+        return self.head(context)
+
+
+def test_export_then_load_maxout_interaction_max_bags_and_masks_train(tmp_path):
+    fnn.manual_seed(0)
+    cases = [
+        (nn.Sequential(nn.Maxout(6, 5, pieces=3), nn.Linear(5, 3)), [x32((24, 6))]),
+        (nn.Sequential(nn.Interaction("max"), nn.Linear(3, 3)), [x32((24, 4, 3))]),
+        (nn.Sequential(nn.Interaction("mean"), nn.Linear(3, 3)), [x32((24, 4, 3))]),
+    ]
+    ids = rng(1).integers(0, 10, (24, 5))
+    ids[:, 3:] = 0  # padding in the mean bag
+    cases.append((Bags(), [ids, rng(2).random((24, 5)).astype(np.float32)]))
+    mask = rng(3).random((24, 7)) < 0.6
+    mask[:, 0] = True
+    cases.append((MaskedAttentionHead(), [x32((24, 4)), x32((24, 7, 3), 1), mask]))
+    for model, inputs in cases:
+        g = roundtrip(model, tmp_path, inputs)
+        assert sorted(n for n, _ in g.named_parameters()) == sorted(n for n, _ in model.named_parameters())
+        train_steps(g, inputs, 3)
+
+
+def test_loaded_where_max_cast_not_and_reduce_max_have_gradients():
+    """The graph ops behind the imports, checked against finite differences."""
+    from fastnn.nn.function_ops import OPS
+    r = rng(5)
+    a, b = r.standard_normal((3, 4)), r.standard_normal((1, 4))
+    cond = r.random((3, 4)) < 0.5
+    g = r.standard_normal((3, 4))
+    _, ctx = OPS["where"].forward(cond, a, b)
+    _, ga, gb = OPS["where"].backward(ctx, g, [False, True, True])
+    np.testing.assert_allclose(ga, np.where(cond, g, 0))
+    np.testing.assert_allclose(gb, np.where(cond, 0, g).sum(axis=0, keepdims=True))
+    _, ctx = OPS["maximum"].forward(a, b)
+    ga, gb = OPS["maximum"].backward(ctx, g, [True, True])
+    np.testing.assert_allclose(ga, g * (a > b))
+    np.testing.assert_allclose(gb, (g * (a < b)).sum(axis=0, keepdims=True))
+    x = r.standard_normal((3, 5))
+    y, ctx = OPS["amax"].forward(x, 1, False)
+    (gx, _, _) = OPS["amax"].backward(ctx, np.ones(3), [True, False, False])
+    eps = 1e-6
+    for i in range(3):
+        for j in range(5):
+            xp = x.copy()
+            xp[i, j] += eps
+            np.testing.assert_allclose((np.max(xp, 1) - y).sum() / eps, gx[i, j], atol=1e-5)
+    y, ctx = OPS["cast"].forward(x, "float32")
+    assert y.dtype == np.float32 and OPS["cast"].backward(ctx, y, [True, False])[0].dtype == np.float64
+    assert OPS["cast"].backward(OPS["cast"].forward(cond, "float32")[1], g, [False, False])[0] is None
+    np.testing.assert_array_equal(OPS["logical_not"].forward(cond)[0], ~cond)

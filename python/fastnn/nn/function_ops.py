@@ -651,6 +651,99 @@ class Mean(_Reduce):
                                      self._expand(ctx, g) / count), None, None)
 
 
+@_register
+class Amax(_Reduce):
+    """The maximum over `dim` (ONNX ReduceMax); the gradient is shared equally by the entries that tie for it."""
+    name = "amax"
+    _f = staticmethod(np.max)
+
+    def forward(self, x, dim=None, keepdim=False):
+        y, ctx = super().forward(x, dim, keepdim)
+        return y, ctx + (np.asarray(x), y)
+
+    def backward(self, ctx, g, needs):
+        shape, axis, keepdim, dtype, x, y = ctx
+        hit = x == self._expand((shape, axis, keepdim, dtype), y)
+        count = np.sum(hit, axis=axis, keepdims=True)
+        return (np.ascontiguousarray(np.where(hit, self._expand((shape, axis, keepdim, dtype), g) / count, 0)
+                                     .astype(dtype, copy=False)), None, None)
+
+
+# -- selection and casts (the ONNX ops Where, Max, Not, Cast) ---------------------------------------------------
+@_register
+class Where(Op):
+    """np.where(cond, a, b) (ONNX Where): the gradient goes to a where cond holds and to b elsewhere."""
+    name = "where"
+
+    def forward(self, cond, a, b):
+        cond = np.asarray(cond, dtype=bool)
+        return np.where(cond, a, b), (cond, np.shape(a), np.shape(b))
+
+    def backward(self, ctx, g, needs):
+        cond, sa, sb = ctx
+        zero = np.zeros((), g.dtype)
+        return (None, sum_to_shape(np.where(cond, g, zero), sa) if needs[1] else None,
+                sum_to_shape(np.where(cond, zero, g), sb) if needs[2] else None)
+
+
+@_register
+class Maximum(_Binary):
+    """np.maximum(a, b) (ONNX Max of two inputs): the gradient goes to the larger, half to each on a tie."""
+    name = "maximum"
+    _f = staticmethod(np.maximum)
+
+    def forward(self, a, b):
+        return np.maximum(a, b), (a, b)
+
+    def backward(self, ctx, g, needs):
+        a, b = ctx
+        share = np.where(np.greater(a, b), 1.0, np.where(np.equal(a, b), 0.5, 0.0)).astype(g.dtype)
+        return (sum_to_shape(g * share, np.shape(a)) if needs[0] else None,
+                sum_to_shape(g * (1 - share), np.shape(b)) if needs[1] else None)
+
+
+@_register
+class LogicalNot(Op):
+    """np.logical_not (ONNX Not) of a boolean array; no gradient."""
+    name = "logical_not"
+
+    def forward(self, x):
+        return np.logical_not(x), None
+
+    def backward(self, ctx, g, needs):
+        return (None,)
+
+
+@_register
+class Arange(Op):
+    """np.arange(start, stop, step) as int64 (ONNX Range; the bounds may be sizes read from a shape when the graph
+    runs); no gradient."""
+    name = "arange"
+
+    def forward(self, start, stop, step=1):
+        return np.arange(int(start), int(stop), int(step), dtype=np.int64), None
+
+    def backward(self, ctx, g, needs):
+        return (None,) * len(needs)
+
+
+@_register
+class Cast(Op):
+    """x as `dtype` (ONNX Cast): a float-to-float cast passes the gradient back (cast to x's dtype); casts
+    from or to bool and integers have none."""
+    name = "cast"
+
+    def forward(self, x, dtype):
+        x = np.asarray(x)
+        return x.astype(np.dtype(dtype)), x.dtype
+
+    def backward(self, ctx, g, needs):
+        src = ctx
+        if src.kind != "f" or g.dtype.kind != "f" or not needs[0]:
+            return (None, None)
+        return (g.astype(src), None)
+
+
 # -- indexing -------------------------------------------------------------------------------------------------
 def _basic_key(key):
     """Whether `key` is basic indexing (ints, slices, None, Ellipsis): its result is a view, and the

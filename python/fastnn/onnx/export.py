@@ -19,6 +19,7 @@ from ._require import require_onnx
 from .builder import OnnxBuilder
 from .export_functional import FUNCTIONAL, ExportError
 from .export_modules import module_exporter
+from .export_sdpa import ATTENTION_OPS
 from .values import D, T, pick, tensors_of
 
 __all__ = ["export", "ExportError"]
@@ -79,7 +80,7 @@ class _Walker:
                                       f"arguments {sorted(node.kwargs)}, which export does not map")
                 env.append(self.module(owner.get_submodule(node.target), prefix + node.target + ".", args))
             elif node.op == "call":
-                fn = FUNCTIONAL.get(node.target)
+                fn = FUNCTIONAL.get(node.target) or ATTENTION_OPS.get(node.target)
                 if fn is None:
                     raise ExportError(f"ONNX export: no ONNX mapping for the functional op '{node.target}' (node "
                                       f"'{prefix}{node.name}')")
@@ -112,9 +113,9 @@ class _Walker:
             return {k: self._arg(v, env) for k, v in a.items()}
         if isinstance(a, slice):
             parts = [self._arg(p, env) for p in (a.start, a.stop, a.step)]
-            if any(isinstance(p, D) for p in parts):
-                raise ExportError("ONNX export: a slice bound read from a shape at run time is not supported")
-            return slice(*parts)
+            if isinstance(parts[2], D):
+                raise ExportError("ONNX export: a slice step read from a shape at run time is not supported")
+            return slice(*parts)  # start/stop may be D (x[:, :h.shape[1]]): Slice reads them at run time
         return a
 
 
@@ -144,6 +145,8 @@ def _values(x):
         return [_values(v) for v in x]
     if isinstance(x, dict):
         return {k: _values(v) for k, v in x.items()}
+    if isinstance(x, slice):
+        return slice(_values(x.start), _values(x.stop), _values(x.step))
     return x
 
 
@@ -155,6 +158,8 @@ def _zip(names, out):
 
 
 def _resolve(outputs, env, b):
+    if outputs is None:  # e.g. MultiheadAttention's weights with need_weights=False: no graph output
+        return None
     if isinstance(outputs, Ref):
         return pick(env[outputs.node], outputs.path)
     if isinstance(outputs, (tuple, list)):
@@ -168,17 +173,71 @@ def _elem_type(onnx, dtype):
 
 def export(model, path, input_shape=None, *, dtype="float32", opset=DEFAULT_OPSET, input_names=None,
            output_names=None, dynamic_axes=None, example_inputs=None, check=True):
-    """Writes `model` (Sequential, Graph, a traced Module subclass, or a single built-in layer) to `path` as ONNX.
+    """Write a fastnn model to an ONNX file (eval semantics, opset 17 or later, the batch axis dynamic).
 
-    input_shape: one input's full shape with a batch axis (1, 1, 28, 28), or a list of shapes for several
-    inputs; dtype: one dtype or one per input (integer ids for Embedding). The model runs once on example
-    inputs of these shapes (floats random, integers 0, booleans True), or on `example_inputs` (arrays, whose
-    shapes and dtypes then stand for input_shape and dtype) where those would not do. The batch axis (axis 0 of every
-    input and output) is dynamic and named "batch"; `dynamic_axes` ({input index: {axis: name}}) replaces that
-    for inputs, e.g. {0: {0: "seq", 1: "batch"}} for a sequence-first RNN. Parameters and buffers become
-    initializers named by their fastnn names (recurrent layers: see export_recurrent.py). Eval semantics
-    (Dropout is the identity, BatchNorm uses its running statistics); the model's modes are restored after.
-    Returns the onnx.ModelProto written."""
+    The model runs once on example inputs built from `input_shape` and `dtype` (floats random, integers 0,
+    booleans True) or on `example_inputs`; its graph is walked layer by layer and functional op by op into
+    standard ONNX ops. Parameters and buffers become initializers named by their fastnn names. Dropout is the
+    identity and BatchNorm uses its running statistics; the model's train/eval modes are restored after.
+
+    Mapping (the full table is in the user guide, "Saving and interchange"): Linear -> Gemm or MatMul + Add,
+    Conv -> Conv, the norms -> BatchNormalization / LayerNormalization / InstanceNormalization, activations
+    -> their ONNX ops; RNN/LSTM/GRU -> ONNX RNN/LSTM/GRU (gates reordered, several layers, bidirectional,
+    h_n/c_n outputs); RNNCell/LSTMCell/GRUCell -> Gemm and element-wise ops (PyTorch's gate order and
+    names); MultiheadAttention, the Transformer layers and F.scaled_dot_product_attention -> MatMul,
+    Transpose, Reshape, Softmax, with Where/Add for bool/float masks and a Range-built causal mask (batch and
+    sequence lengths stay dynamic); Seq2Seq -> its encoder ops and the teacher-forced decoder as one Scan
+    (the target length is dynamic). A layer or op without a mapping raises ExportError naming it, before
+    any file is written.
+
+    Parameters
+    ----------
+    model : Module
+        A Sequential, Graph, traced Module subclass, or a single built-in layer.
+    path : str or path-like
+        Where to write the ``.onnx`` file.
+    input_shape : tuple of int or list of tuples, optional
+        One input's full shape with the batch axis, e.g. ``(1, 1, 28, 28)``, or a list of shapes for several
+        inputs. Needed unless `example_inputs` is given.
+    dtype : str or list of str, default "float32"
+        The dtype of every input, or one per input (integer ids for Embedding, bool for masks).
+    opset : int, default 17
+        The ONNX opset (17 or later).
+    input_names, output_names : list of str, optional
+        Names of the graph's inputs and outputs (default ``input``/``input_k``, ``output``/``output_k``).
+    dynamic_axes : dict, optional
+        ``{input index: {axis: name}}`` replacing the default ``{0: "batch"}`` of every input, e.g.
+        ``{0: {0: "batch", 1: "seq"}}`` for a variable sequence length, ``{0: {}}`` for a fixed shape.
+    example_inputs : array or list of arrays, optional
+        The arrays to run the model on (their shapes and dtypes stand for `input_shape` and `dtype`), where
+        the default example values would not do (real token ids, masks).
+    check : bool, default True
+        Run ``onnx.checker.check_model`` (full check) before writing.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model written.
+
+    Raises
+    ------
+    ExportError
+        (a ValueError) for a layer or functional op with no ONNX mapping, naming it.
+    ImportError
+        When the ``onnx`` package is missing (``pip install "fastnn[onnx]"``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np, fastnn as fnn
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(4, 8), fnn.nn.ReLU(), fnn.nn.Linear(8, 2))
+    >>> path = os.path.join(tempfile.mkdtemp(), "mlp.onnx")
+    >>> proto = fnn.onnx.export(model, path, input_shape=(1, 4))
+    >>> [n.op_type for n in proto.graph.node]
+    ['Gemm', 'Relu', 'Gemm', 'Identity']
+    >>> sorted(i.name for i in proto.graph.initializer)
+    ['0.bias', '0.weight', '2.bias', '2.weight']
+    """
     onnx = require_onnx("export")
     if not isinstance(model, nn.Module):
         raise TypeError(f"fastnn.onnx.export: model must be a fastnn Module, got {type(model).__name__}")

@@ -219,6 +219,11 @@ def linear(b, x, weight, bias, hint):
     return y if bias is None else b.op("Add", [y, bias], hint)
 
 
+def _bound(v):
+    """A slice bound: an int, or a D (a size read from a shape at run time)."""
+    return v if isinstance(v, D) else int(v)
+
+
 def _getitem(b, node, args, kwargs, out):
     x, key = args[0], args[1]
     items = list(key) if isinstance(key, tuple) else [key]
@@ -241,8 +246,8 @@ def _getitem(b, node, args, kwargs, out):
         if isinstance(k, slice):
             step = 1 if k.step is None else int(k.step)
             if (k.start, k.stop, step) != (None, None, 1):
-                starts.append((0 if step > 0 else INT64_MAX) if k.start is None else int(k.start))
-                ends.append((INT64_MAX if step > 0 else INT64_MIN) if k.stop is None else int(k.stop))
+                starts.append((0 if step > 0 else INT64_MAX) if k.start is None else _bound(k.start))
+                ends.append((INT64_MAX if step > 0 else INT64_MIN) if k.stop is None else _bound(k.stop))
                 axes.append(axis)
                 steps.append(step)
             out_axis += 1
@@ -251,7 +256,8 @@ def _getitem(b, node, args, kwargs, out):
         axis += 1
     y = x.name
     if axes:
-        y = b.op("Slice", [y, b.ints(starts), b.ints(ends), b.ints(axes), b.ints(steps)], node.name + "_slice")
+        bounds = [shape_tensor(b, starts, node.name + "_starts"), shape_tensor(b, ends, node.name + "_ends")]
+        y = b.op("Slice", [y] + bounds + [b.ints(axes), b.ints(steps)], node.name + "_slice")
     for a, i in sorted(gathers, reverse=True):
         y = b.op("Gather", [y, b.const(np.asarray(i, np.int64), "index")], node.name + "_gather", axis=a)
     if new_axes:

@@ -23,8 +23,10 @@ The mapping (eval semantics):
     mean/max: ReduceMean/ReduceMax over the fields;  WeightNorm -> w = g·v/‖v‖ in Mul/Div/Sqrt/ReduceSum on
     the initializers weight_g and weight_v, then the wrapped layer's ops on w;
     AdditiveAttention -> Tanh(keys·Wkᵀ + b + (query·Wqᵀ)[:, None]) · v, Where for the mask, Softmax over T,
-    MatMul of the weights with the keys (outputs context, weights);  RNN/LSTM/GRU -> see export_recurrent.py.
-    Seq2Seq -> export_seq2seq.py (the decoder unrolled over the target length of the export's input).
+    MatMul of the weights with the keys (outputs context, weights);  RNN/LSTM/GRU -> see export_recurrent.py;
+    RNNCell/LSTMCell/GRUCell -> Gemm and element-wise ops, see export_cell.py;  MultiheadAttention and the
+    Transformer layers are traced: their scaled_dot_product_attention -> export_sdpa.py.
+    Seq2Seq -> export_seq2seq.py (the teacher-forced decoder as a Scan: the target length is dynamic).
     Not mapped (ExportError naming the layer): GatedFeedbackRNN, and any layer not listed here.
 """
 import numpy as np
@@ -32,6 +34,7 @@ import numpy as np
 from .. import nn
 from .export_functional import ExportError, flatten_shape, gelu, linear, reduce, silu_op, softplus_op
 from .export_attention import attention_keys, attention_step
+from .export_cell import cell
 from .export_recurrent import recurrent
 from .export_seq2seq import seq2seq
 
@@ -295,6 +298,7 @@ MODULES = [
     (nn.Maxout, _maxout), (nn.Interaction, _interaction), (nn.LocalResponseNorm, _lrn),
     (nn.WeightNorm, _weight_norm), (nn.AdditiveAttention, _additive_attention),
     (nn.Seq2Seq, seq2seq), (nn.LSTM, recurrent), (nn.GRU, recurrent), (nn.RNN, recurrent),
+    (nn.RNNCell, cell), (nn.LSTMCell, cell), (nn.GRUCell, cell),
 ]
 
 

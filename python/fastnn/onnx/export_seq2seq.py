@@ -1,25 +1,24 @@
-"""Seq2Seq in ONNX ops, the decoder unrolled over the target length of the export's example input (tgt_in's
-length is fixed in the file; the batch size and, with dynamic_axes, the source length stay free):
+"""Seq2Seq in ONNX ops, the teacher-forced decoder as an ONNX Scan over tgt_in's time axis, so the target
+length is dynamic (as are the batch size and, with dynamic_axes, the source length):
 
     src -> Gather(src_embedding.weight) -> encoder (export_recurrent.py) -> keys (N, S, K), h_n
-    s_0 = Tanh(Gemm([h_n forward; h_n backward], bridge.weight, bridge.bias))
+    s_0 = Tanh(Gemm([h_n forward; h_n backward], bridge.weight, bridge.bias)); c_0 = 0 (LSTM)
     mask = Not(Equal(src, src_pad_idx)) when src_pad_idx is set
-    per step t: x_t = Gather(tgt_embedding(tgt_in), t, axis=1); context = attention (export_attention.py);
-        gi = Gemm([x_t; context], decoder.weight_ih, decoder.bias_ih), gh = Gemm(s, decoder.weight_hh, ...);
-        GRU: r, z = Sigmoid of the gate sums, n = Tanh(gi_n + r·gh_n), s = n + z·(s − n);
-        LSTM: i, f, o = Sigmoid, g = Tanh of the gate sums, c = f·c + i·g, s = o·Tanh(c);
-        feature_t = [s; context]
+    Scan over axis 1 of Gather(tgt_embedding.weight, tgt_in) (N, T, E), state s (and c), body per step:
+        context = attention(s, keys) (export_attention.py; keys projected once, outside the loop);
+        s, c = decoder cell step on [x_t; context] (export_cell.py: Gemm with decoder.weight_ih/bias_ih and
+        decoder.weight_hh/bias_hh, PyTorch's GRU/LSTM gates); scan output [s; context] (N, H + K)
     logits = MatMul(features (N, T, H + K), out.weightᵀ) + out.bias
+
+The body reads the keys, the mask and the initializers from the outer graph (ONNX subgraph scoping).
+fastnn.onnx.load does not import Scan (it says so, naming the node).
 """
 import numpy as np
 
 from .export_attention import attention_keys, attention_step
+from .export_cell import cell_step
 from .export_recurrent import recurrent
 from .values import T
-
-
-def _gate(b, g, k, H, hint):
-    return b.op("Slice", [g, b.ints([k * H]), b.ints([(k + 1) * H]), b.ints([1])], hint)
 
 
 def seq2seq(b, m, prefix, args, out):
@@ -46,34 +45,30 @@ def seq2seq(b, m, prefix, args, out):
     dec = prefix + "decoder."
     w_ih, w_hh = b.param(m.decoder, dec, "weight_ih"), b.param(m.decoder, dec, "weight_hh")
     b_ih, b_hh = b.param(m.decoder, dec, "bias_ih"), b.param(m.decoder, dec, "bias_hh")
-    c = b.op("Mul", [s, b.scalar(0.0, dtype)], prefix + "c0") if lstm else None
-    features = []
-    for t in range(tgt.value.shape[1]):
-        step = f"{prefix}step{t}_"
-        x_t = b.op("Gather", [temb, b.const(np.asarray(t, np.int64), "t")], step + "x", axis=1)
-        ctx, _ = attention_step(b, m.attention, att, proj, keys, s, mask, dtype)
-        inp = b.op("Concat", [x_t, ctx], step + "input", axis=1)
-        gi = b.op("Gemm", [inp, w_ih, b_ih], step + "gi", transB=1)
-        gh = b.op("Gemm", [s, w_hh, b_hh], step + "gh", transB=1)
-        if lstm:
-            g = b.op("Add", [gi, gh], step + "g")
-            i, f, gg, o = (_gate(b, g, k, H, step + n) for k, n in enumerate("ifgo"))
-            i, f, o = (b.op("Sigmoid", [v], step + "sig") for v in (i, f, o))
-            c = b.op("Add", [b.op("Mul", [f, c], step + "fc"), b.op("Mul", [i, b.op("Tanh", [gg], step + "tg")],
-                                                                       step + "ig")], step + "c")
-            s = b.op("Mul", [o, b.op("Tanh", [c], step + "tc")], step + "s")
-        else:
-            r = b.op("Sigmoid", [b.op("Add", [_gate(b, gi, 0, H, step + "gi_r"), _gate(b, gh, 0, H, step + "gh_r")],
-                                      step + "r_sum")], step + "r")
-            z = b.op("Sigmoid", [b.op("Add", [_gate(b, gi, 1, H, step + "gi_z"), _gate(b, gh, 1, H, step + "gh_z")],
-                                      step + "z_sum")], step + "z")
-            n = b.op("Tanh", [b.op("Add", [_gate(b, gi, 2, H, step + "gi_n"),
-                                           b.op("Mul", [r, _gate(b, gh, 2, H, step + "gh_n")], step + "rgh")],
-                                   step + "n_sum")], step + "n")
-            s = b.op("Add", [n, b.op("Mul", [z, b.op("Sub", [s, n], step + "s_n")], step + "zs")], step + "s")
-        feat = b.op("Concat", [s, ctx], step + "feature", axis=1)
-        features.append(b.op("Unsqueeze", [feat, b.ints([1])], step + "feature3"))
-    feats = features[0] if len(features) == 1 else b.op("Concat", features, prefix + "features", axis=1)
+    c0 = b.op("Mul", [s, b.scalar(0.0, dtype)], prefix + "c0") if lstm else None
+    # the Scan body: (s, [c], x_t) -> (s', [c'], [s'; context])
+    outer, b.nodes = b.nodes, []
+    s_in, x_in = b.fresh(prefix + "step_s"), b.fresh(prefix + "step_x")
+    c_in = b.fresh(prefix + "step_c") if lstm else None
+    ctx, _ = attention_step(b, m.attention, att, proj, keys, s_in, mask, dtype)
+    inp = b.op("Concat", [x_in, ctx], prefix + "step_input", axis=1)
+    s_out, c_out = cell_step(b, "LSTM" if lstm else "GRU", inp, s_in, c_in, w_ih, w_hh, b_ih, b_hh, H,
+                             prefix + "step_")
+    feat = b.op("Concat", [s_out, ctx], prefix + "step_feature", axis=1)
+    body_nodes, b.nodes = b.nodes, outer
+    elem = b.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    K, E = m.encoder.hidden_size * (2 if m.encoder.bidirectional else 1), m.tgt_embedding.embedding_dim
+
+    def vi(name, width):
+        return b.helper.make_tensor_value_info(name, elem, [None, width])
+    states_in = [vi(s_in, H)] + ([vi(c_in, H)] if lstm else [])
+    states_out = [vi(s_out, H)] + ([vi(c_out, H)] if lstm else [])
+    graph = b.helper.make_graph(body_nodes, "seq2seq_decoder_step", states_in + [vi(x_in, E)],
+                                states_out + [vi(feat, H + K)])
+    n_state = 2 if lstm else 1
+    outs = b.op("Scan", [s] + ([c0] if lstm else []) + [temb], prefix + "decoder_scan", outputs=n_state + 1,
+                body=graph, num_scan_inputs=1, scan_input_axes=[1], scan_output_axes=[1])
+    feats = outs[-1]
     wt = b.op("Transpose", [b.param(m.out, prefix + "out.", "weight")], prefix + "out_wT", perm=[1, 0])
     return b.op("Add", [b.op("MatMul", [feats, wt], prefix + "out_matmul"), b.param(m.out, prefix + "out.", "bias")],
                 prefix + "logits")

@@ -88,6 +88,22 @@ class Builder:
         self.used_paths.add(path)
         return path
 
+    def exact_path(self, name, claim=True):
+        """`name` (sanitized) as a path for a parameter when it is dotted and free: no layer sits at it or at a
+        path above it, so a free parameter such as "layers.0.self_attn.in_proj_weight" keeps its name (claimed
+        unless claim=False; None when not free)."""
+        path = _sanitize(name)
+        parts = path.split(".")
+        if len(parts) < 2 or path in self.containers or self._clash(path):
+            return None
+        if any(".".join(parts[:k]) in self.used_paths for k in range(1, len(parts) + 1)):
+            return None
+        if parts[0] in self.children and parts[0] not in self.containers:
+            return None
+        if claim:
+            self.used_paths.add(path)
+        return path
+
     def _clash(self, path):
         top = path.split(".")[0]
         return hasattr(nn.Graph, top) or (top in self.children and "." not in path)
@@ -131,6 +147,8 @@ class Builder:
             return [self.value_of(v) for v in x]
         if isinstance(x, dict):
             return {k: self.value_of(v) for k, v in x.items()}
+        if isinstance(x, slice):
+            return slice(self.value_of(x.start), self.value_of(x.stop), self.value_of(x.step))
         return x
 
     def add_input(self, name, value, spec):
@@ -158,7 +176,7 @@ class Builder:
         key = ("param", name)
         if key in self.origin:
             return self.origin[key]
-        path = self.path_for(None, None, _sanitize(name).replace(".", "_"))
+        path = self.exact_path(name) or self.path_for(None, None, _sanitize(name).replace(".", "_"))
         p = nn.Parameter(np.array(array, np.float32 if array.dtype != np.float64 else np.float64))
         self.place(path, p)
         idx = self._append(Node(self._node_name(path), "attr", path), p.data)

@@ -50,6 +50,13 @@ def conv(b, node):
 def gemm(b, node):
     x, w, c = _get(b, node.input[0]), _get(b, node.input[1]), _const(b, node, 2, "bias")
     a = _attrs(node)
+    if isinstance(x, V) and a.get("transB", 0) and not a.get("transA", 0) and a.get("alpha", 1.0) == 1.0 and \
+            a.get("beta", 1.0) == 1.0 and (c is None or c.ndim == 1):
+        free = _free_weight(b, _weight_name(b, node, 1), True)
+        if free is not None:  # a cell's weight_ih / weight_hh: parameters at their own names
+            bias = None if c is None else _matmul_operand(b, node, c, 2)
+            b.env[node.output[0]] = b.call("linear", [x, free, bias], hint=node.name)
+            return
     if not isinstance(w, np.ndarray) or a.get("transA", 0):
         raise ValueError(f"fastnn.onnx.load: Gemm node '{node.name}' multiplies by a computed matrix or transposes "
                          f"A; only x·Wᵀ + b with a constant W imports")
@@ -62,19 +69,45 @@ def gemm(b, node):
     _module(b, node, m, b.path_for(_weight_name(b, node, 1), ".weight", "linear"), [x])
 
 
+def _free_weight(b, name, transposed):
+    """A float initializer not named like a layer's weight (e.g. MultiheadAttention's in_proj_weight), as the
+    trainable parameter of that name: W itself when `transposed` (MatMul(x, Transpose(W))), else W."""
+    if not name or name.endswith(".weight") or not _free_name(b, name):
+        return None
+    return b.parameter(name, b.consts[name])
+
+
+def _free_name(b, name):
+    """Whether the initializer `name` is (or can become) a parameter at its own dotted path."""
+    return ("param", name) in b.origin or b.exact_path(name, claim=False) is not None
+
+
 def matmul(b, node):
     x, w = _get(b, node.input[0]), _get(b, node.input[1])
     if isinstance(w, np.ndarray) and w.ndim == 2 and isinstance(x, V):
         name = node.input[1]
         origin = b.origin.get(("T", name))   # W given as Transpose(initializer): keep its name
         weight_name = origin if origin else b.origin.get(name) if isinstance(b.origin.get(name), str) else None
+        free = _free_weight(b, weight_name, bool(origin))
+        if free is not None:
+            b.env[node.output[0]] = b.call("linear" if origin else "matmul", [x, free], hint=node.name)
+            return
         m = nn.Linear(w.shape[0], w.shape[1], bias=False)
         _set(m, "weight", w.T)
         path = b.path_for(weight_name, ".weight", "linear")
         idx, out = _module(b, node, m, path, [x])
         b.pending_linear[node.output[0]] = (m, path)
         return
-    b.env[node.output[0]] = b.call("matmul", [_tensor(b, x), _tensor(b, w)], hint=node.name)
+    b.env[node.output[0]] = b.call("matmul", [_matmul_operand(b, node, v, k) for k, v in enumerate((x, w))],
+                                   hint=node.name)
+
+
+def _matmul_operand(b, node, x, k):
+    """A MatMul operand: a float initializer (AdditiveAttention's v) as a trainable parameter, else a tensor."""
+    name = node.input[k]
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and isinstance(b.origin.get(name), str):
+        return b.parameter(name, x)
+    return _tensor(b, x)
 
 
 def _bias_into_linear(b, node, x, y):
@@ -84,7 +117,12 @@ def _bias_into_linear(b, node, x, y):
         if name in pending and isinstance(rhs, np.ndarray) and b.users.get(name) == 1:
             m, path = pending.pop(name)
             if rhs.size == m.out_features and rhs.ndim == 1 and m.bias is None:
-                m.bias = nn.Parameter(np.asarray(rhs, m.weight.data.dtype).reshape(-1))
+                # a Linear built with its bias (not one assigned later), so fnn.save can rebuild the Graph
+                full = nn.Linear(m.in_features, m.out_features, bias=True)
+                _set(full, "weight", m.weight.data)
+                _set(full, "bias", rhs)
+                b.place(path, full)
+                full.eval()
                 b.env[node.output[0]] = V(lhs.ref, lhs.value + rhs)
                 return True
     return False
@@ -421,22 +459,46 @@ def flatten(b, node):
 
 def slice_(b, node):
     x = _get(b, node.input[0])
-    starts, ends = _const(b, node, 1, "starts"), _const(b, node, 2, "ends")
+    starts, ends = (_bounds(b, node, k, what) for k, what in ((1, "starts"), (2, "ends")))
     axes, steps = _const(b, node, 3, "axes"), _const(b, node, 4, "steps")
     nd = len(x.items) if isinstance(x, Sym) else np.ndim(x) if isinstance(x, np.ndarray) else x.value.ndim
     axes = list(range(len(starts))) if axes is None else [int(a) % nd for a in axes]
     steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
     key = [slice(None)] * nd
     for a, s, e, st in zip(axes, starts, ends, steps):
-        s, e = int(s), int(e)
-        key[a] = slice(None if s in (INT64_MAX, INT64_MIN) else s, None if e in (INT64_MAX, INT64_MIN) or
-                       (st > 0 and e >= INT64_MAX // 2) or (st < 0 and e <= INT64_MIN // 2) else e, st)
+        key[a] = slice(_bound(s, st, start=True), _bound(e, st, start=False), st)
+    name = b.origin.get(node.input[0])
+    run_time = any(isinstance(v, DimRef) for k in key for v in (k.start, k.stop))
     if isinstance(x, Sym):
+        if run_time:
+            raise ValueError(f"fastnn.onnx.load: Slice node '{node.name}' slices a shape by a run-time size")
         b.env[node.output[0]] = Sym(x.items[key[0]])
+    elif isinstance(x, np.ndarray) and x.dtype.kind == "f" and isinstance(name, str) and (run_time or (
+            name.split(".")[-1] not in ("weight", "bias") and _free_name(b, name))):
+        # a slice of a free parameter (MultiheadAttention's in_proj_weight[:E]): trainable, keeps its name
+        b.env[node.output[0]] = b.call("getitem", [b.parameter(name, x), tuple(key)], hint=node.name)
     elif isinstance(x, np.ndarray):
         b.consts[node.output[0]] = x[tuple(key)]
     else:
         b.env[node.output[0]] = b.call("getitem", [x, tuple(key)], hint=node.name)
+
+
+def _bounds(b, node, k, what):
+    """Slice starts/ends: constants, or a shape value whose entries may be sizes read at run time (DimRef)."""
+    v = _get(b, node.input[k])
+    if isinstance(v, Sym):
+        return list(v.items)
+    return [int(i) for i in np.asarray(_const(b, node, k, what)).reshape(-1)]
+
+
+def _bound(v, step, start):
+    if isinstance(v, DimRef):
+        return v
+    v = int(v)
+    if v in (INT64_MAX, INT64_MIN) or (not start and ((step > 0 and v >= INT64_MAX // 2) or
+                                                      (step < 0 and v <= INT64_MIN // 2))):
+        return None
+    return v
 
 
 def constant_of_shape(b, node):
@@ -461,7 +523,7 @@ def _reduce(op):
         axes = a.get("axes") if axes is None else [int(v) for v in axes.reshape(-1)]
         keep = bool(a.get("keepdims", 1))
         if isinstance(x, np.ndarray):
-            fn = np.sum if op == "sum" else np.mean
+            fn = {"sum": np.sum, "mean": np.mean, "amax": np.max}[op]
             b.consts[node.output[0]] = fn(x, axis=None if axes is None else tuple(axes), keepdims=keep)
             return
         dim = None if not axes else tuple(int(v) for v in axes)
@@ -483,17 +545,84 @@ def expand(b, node):
 
 
 def where(b, node):
-    """Where(x > t, x, v) with constants t and v (what Threshold exports) -> Threshold(t, v)."""
+    """Where(x > t, x, v) with constants t and v (what Threshold exports) -> Threshold(t, v); any other Where ->
+    the "where" op (the gradient goes to the branch each entry takes)."""
     cond = b.producers.get(node.input[0])
     t = _get(b, cond.input[1]) if cond is not None and cond.op_type == "Greater" else None
     v = _get(b, node.input[2])
-    if cond is None or cond.op_type != "Greater" or cond.input[0] != node.input[1] or \
-            not isinstance(t, np.ndarray) or t.size != 1 or not isinstance(v, np.ndarray) or v.size != 1:
-        raise ValueError(f"fastnn.onnx.load: Where node '{node.name}' is not the Where(x > t, x, v) of a Threshold; "
-                         f"fastnn has no general Where")
-    x = _get(b, node.input[1])
-    _module(b, node, nn.Threshold(float(t.reshape(-1)[0]), float(v.reshape(-1)[0])),
-            b.path_for(None, None, "threshold"), [x])
+    if cond is not None and cond.op_type == "Greater" and cond.input[0] == node.input[1] and \
+            isinstance(t, np.ndarray) and t.size == 1 and isinstance(v, np.ndarray) and v.size == 1 and \
+            isinstance(_get(b, node.input[1]), V):
+        _module(b, node, nn.Threshold(float(t.reshape(-1)[0]), float(v.reshape(-1)[0])),
+                b.path_for(None, None, "threshold"), [_get(b, node.input[1])])
+        return
+    c, x, y = (_get(b, n) for n in node.input)
+    if any(isinstance(a, Sym) for a in (c, x, y)):
+        raise ValueError(f"fastnn.onnx.load: Where node '{node.name}' selects between run-time shapes")
+    if all(isinstance(a, np.ndarray) for a in (c, x, y)):
+        b.consts[node.output[0]] = np.where(c, x, y)
+        return
+    b.env[node.output[0]] = b.call("where", [_tensor(b, c)] + [_operand(b, node, a, k) for k, a in ((1, x), (2, y))],
+                                   hint=node.name)
+
+
+def max_(b, node):
+    """Max of one or more inputs -> a chain of the "maximum" op (folded when all are constants)."""
+    vals = [_get(b, n) for n in node.input]
+    if all(isinstance(a, np.ndarray) for a in vals):
+        b.consts[node.output[0]] = np.asarray(np.maximum.reduce(np.broadcast_arrays(*vals)))
+        return
+    if any(isinstance(a, Sym) for a in vals):
+        raise ValueError(f"fastnn.onnx.load: Max node '{node.name}' computes with a run-time shape")
+    out = _operand(b, node, vals[0], 0)
+    for k, a in enumerate(vals[1:], 1):
+        out = b.call("maximum", [_tensor(b, out) if not isinstance(out, (V, float)) else out,
+                                 _operand(b, node, a, k)], hint=node.name)
+    if not isinstance(out, V):
+        out = _tensor(b, np.asarray(out))
+    b.env[node.output[0]] = out
+
+
+def not_(b, node):
+    x = _get(b, node.input[0])
+    if isinstance(x, np.ndarray):
+        b.consts[node.output[0]] = np.logical_not(x)
+        return
+    b.env[node.output[0]] = b.call("logical_not", [_tensor(b, x)], hint=node.name)
+
+
+def range_(b, node):
+    """Range(start, limit, delta) of integer scalars, constants or sizes read from a shape at run time (the causal
+    mask of an exported scaled_dot_product_attention) -> the "arange" op; folded when all are constants."""
+    vals = [_get(b, n) for n in node.input]
+    items = []
+    for v in vals:
+        if isinstance(v, Sym) and len(v.items) == 1:
+            items.append(v.items[0])
+        elif isinstance(v, np.ndarray) and v.size == 1 and v.dtype.kind in "iu":
+            items.append(int(v.reshape(-1)[0]))
+        else:
+            raise ValueError(f"fastnn.onnx.load: Range node '{node.name}' needs integer scalar bounds")
+    if not any(isinstance(i, DimRef) for i in items):
+        b.consts[node.output[0]] = np.arange(*items, dtype=np.int64)
+        return
+    b.env[node.output[0]] = b.call("arange", items, hint=node.name)
+
+
+def cast(b, node):
+    """Cast -> the "cast" op (float to float passes the gradient back); folded on constants; a shape cast to
+    an integer type stays a shape."""
+    x = _get(b, node.input[0])
+    from onnx import helper
+    dtype = helper.tensor_dtype_to_np_dtype(int(_attrs(node)["to"]))
+    if isinstance(x, np.ndarray):
+        b.consts[node.output[0]] = x.astype(dtype)
+    elif isinstance(x, Sym) and dtype.kind in "iu":
+        b.env[node.output[0]] = x
+    elif isinstance(x, Sym):
+        raise ValueError(f"fastnn.onnx.load: Cast node '{node.name}' casts a run-time shape to {dtype}")
+    else:
+        b.env[node.output[0]] = b.call("cast", [x, dtype.name], hint=node.name)
 
 
 def _only_consumer(b, name, op_type):
@@ -568,7 +697,9 @@ IMPORTERS = {
     "Dropout": identity, "Identity": identity, "Constant": constant, "Shape": shape, "Gather": gather,
     "Unsqueeze": unsqueeze, "Squeeze": squeeze, "Concat": concat, "Reshape": reshape, "Transpose": transpose,
     "Flatten": flatten, "Slice": slice_, "ConstantOfShape": constant_of_shape,
-    "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "Expand": expand, "Where": where,
+    "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "ReduceMax": _reduce("amax"), "Expand": expand,
+    "Where": where,
+    "Max": max_, "Not": not_, "Cast": cast, "Range": range_,
     "Greater": _binary("gt"), "GreaterOrEqual": _binary("ge"), "Less": _binary("lt"), "LessOrEqual": _binary("le"),
     "Equal": _binary("eq"), "Erf": erf,
 }

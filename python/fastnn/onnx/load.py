@@ -7,7 +7,9 @@ float initializers used by arithmetic become trainable parameters. Shape computa
 Shape(x) (the Shape/Gather/Unsqueeze/Concat chains torch.onnx writes for x.reshape(x.shape[0], -1)) are folded
 at load time into reshapes whose sizes are read from the input when the graph runs (DimRef), so the batch
 size stays free. Layers take the names of their weights ("fc.weight" makes layer "fc"), so a model exported by
-fastnn or torch keeps its parameter names (fastnn's multi-layer recurrent exports come back as one layer).
+fastnn or torch keeps its parameter names (fastnn's multi-layer recurrent exports come back as one layer);
+other float initializers the graph computes with (MultiheadAttention's in_proj_weight) become parameters at
+their own dotted names.
 The Graph is returned in eval mode; call .train() to train it.
 """
 import numpy as np
@@ -52,9 +54,48 @@ def _example_shape(vi):
 
 
 def load(path):
-    """An ONNX file (written by fastnn.onnx.export or torch.onnx.export) as a trainable fastnn Graph, in eval
-    mode. ValueError for a corrupt or truncated file; an unsupported op raises ValueError naming every
-    unsupported op type and node."""
+    """Read an ONNX file (written by fastnn.onnx.export or torch.onnx.export) as a trainable fastnn Graph.
+
+    Layers are rebuilt from the initializers and keep their names: Conv -> Conv1d/2d, Gemm and MatMul by a
+    constant -> Linear, BatchNormalization -> BatchNorm1d/2d, LayerNormalization -> LayerNorm, LSTM/GRU/RNN
+    -> LSTM/GRU/RNN (fastnn's multi-layer exports back as one layer), Gather of an initializer -> Embedding,
+    and so on. Other float initializers used by the graph's arithmetic (MultiheadAttention's
+    ``in_proj_weight``, sliced or transposed) become trainable parameters at their own dotted names. Element-wise
+    and shape ops become the graph's functional ops, with gradients: Add/Sub/Mul/Div/Pow, the activations,
+    Softmax, MatMul, Reshape/Transpose/Concat/Slice/Gather/Squeeze/Unsqueeze/Expand, ReduceSum/Mean/Max,
+    Where, Max, Not, Cast, comparisons and Range (no gradient for the last four kinds). Shape computations
+    on Shape(x) are folded into sizes read when the graph runs, so the batch size (and sequence lengths)
+    stay free. Not imported: Scan/Loop (Seq2Seq's exported decoder) and any op not listed here.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.onnx`` file.
+
+    Returns
+    -------
+    Graph
+        The model, in eval mode (call ``.train()`` to train it).
+
+    Raises
+    ------
+    ValueError
+        For a corrupt or truncated file, or ops fastnn cannot import (every such op type and node named).
+    ImportError
+        When the ``onnx`` package is missing (``pip install "fastnn[onnx]"``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np, fastnn as fnn
+    >>> model = fnn.nn.Sequential(fnn.nn.Linear(4, 8), fnn.nn.Tanh(), fnn.nn.Linear(8, 2)).eval()
+    >>> path = os.path.join(tempfile.mkdtemp(), "mlp.onnx")
+    >>> _ = fnn.onnx.export(model, path, input_shape=(1, 4))
+    >>> graph = fnn.onnx.load(path)
+    >>> x = np.ones((3, 4), np.float32)
+    >>> np.allclose(graph(x), model(x)), [n for n, _ in graph.named_parameters()]
+    (True, ['0.weight', '0.bias', '2.weight', '2.bias'])
+    """
     onnx = require_onnx("load")
     proto = _read(onnx, str(path))
     check_supported(proto, path)
@@ -71,6 +112,9 @@ def load(path):
         dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
         rng = np.random.default_rng(k)
         value = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
+        if dtype.kind == "b" and value.ndim:  # a mask of either convention (True = keep, True = hide) then
+            value[...] = True                 # leaves every row a kept and a hidden position, so the
+            value[..., 0] = False             # example run sees no all-masked row (NaN)
         b.env[vi.name] = b.add_input(vi.name, value, InputSpec(vi.name, spec_shape, dtype.name))
         k += 1
     for node in proto.graph.node:

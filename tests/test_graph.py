@@ -616,3 +616,30 @@ def test_merge_modules_take_one_list_and_lists_stay_lists_in_traced_forwards():
     np.testing.assert_array_equal(m([a]), 2 * a)
     np.testing.assert_array_equal(m((a,)), 3 * a)
     np.testing.assert_array_equal(m([a]), 2 * a)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_deepcopy_after_forward_gives_an_independent_model(training):
+    """A model that has run (its executor holds plans with C++ objects and the last run) deep-copies into a
+    model of its own: same outputs, separate arrays. nn.TransformerEncoder copies its layer this way."""
+    import copy
+
+    x = rng(7).standard_normal((3, 4, 8)).astype(np.float32)
+    inp = fnn.nn.Input((4, 8))
+    graph = fnn.nn.Graph(inp, fnn.nn.Linear(8, 2)(fnn.nn.ReLU()(fnn.nn.Linear(8, 8)(inp))))
+    models = [fnn.nn.Sequential(fnn.nn.Linear(8, 6), fnn.nn.ReLU(), fnn.nn.Linear(6, 2)), graph,
+              fnn.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)]
+    for model in models:
+        model.train(training)
+        y = model(x)
+        twin = copy.deepcopy(model)
+        np.testing.assert_array_equal(twin(x), y)
+        if training:
+            twin.backward(np.ones_like(y))
+        for (name, p), (_, q) in zip(model.named_parameters(), twin.named_parameters()):
+            assert p.data is not q.data and np.array_equal(p.data, q.data), name
+            q.data[...] = 0
+        assert not np.array_equal(twin(x), y)
+        np.testing.assert_array_equal(model(x), y)
+    stack = fnn.nn.TransformerEncoder(models[2], 2)
+    assert stack(x).shape == x.shape

@@ -25,6 +25,7 @@ executor whose owner is the listened model reports (the model's whole backward w
 Sequentials/Graphs are part of one node of it. Without a listener, backward pays one attribute read.
 """
 import contextlib
+import copy
 import threading
 from threading import get_ident
 
@@ -239,6 +240,17 @@ class Executor:
         self._bound = None
         self._grad_plans = {}
         self._bind()
+
+    def __deepcopy__(self, memo):
+        """A copy of a model gets an executor of its own, planned afresh: plans and the last run hold C++
+        objects and references to this model's arrays, which a copy must not share."""
+        new = Executor.__new__(Executor)
+        memo[id(self)] = new
+        new.graph = copy.deepcopy(self.graph, memo)
+        new.owner = copy.deepcopy(self.owner, memo)  # may still be half-copied here: bind at first use
+        new._bound = None
+        new._grad_plans = {}
+        return new
 
     # -- planning --------------------------------------------------------------------------------------
     def module_at(self, i):

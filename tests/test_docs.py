@@ -31,12 +31,12 @@ import api_pages  # noqa: E402
 NUMPYDOC_MODULES = ["fastnn", "fastnn.nn.functional", "fastnn.optim", "fastnn.data", "fastnn.data.transforms",
                     "fastnn.callbacks", "fastnn.schedules", "fastnn.init", "fastnn.metrics", "fastnn.regularizers",
                     "fastnn.tune", "fastnn.utils", "fastnn.sklearn", "fastnn.pretraining", "fastnn.plot"]
-# fastnn.nn: the public names defined in these of its files are complete too. (Not yet: activations.py,
-# losses.py and recurrent.py, which are being changed on other branches.)
+# fastnn.nn: the public names defined in these of its files are complete too.
 NUMPYDOC_NN_FILES = ["fastnn.nn.module", "fastnn.nn.sequential", "fastnn.nn.linear", "fastnn.nn.dropout",
                      "fastnn.nn.shape", "fastnn.nn.center_loss", "fastnn.nn.interaction", "fastnn.nn.conv",
                      "fastnn.nn.pooling", "fastnn.nn.normalization", "fastnn.nn.embedding", "fastnn.nn.containers",
-                     "fastnn.nn.graph", "fastnn.nn.attention", "fastnn.nn.seq2seq", "fastnn.nn.tracing"]
+                     "fastnn.nn.graph", "fastnn.nn.attention", "fastnn.nn.seq2seq", "fastnn.nn.tracing",
+                     "fastnn.nn.activations", "fastnn.nn.losses", "fastnn.nn.recurrent", "fastnn.nn.transformer"]
 # Public names of those modules whose numpydoc docstring is not written yet, with the reason.
 NUMPYDOC_PENDING = {}
 

@@ -230,13 +230,13 @@ void register_activations(py::module_& m) {
       .value("relu", Activation::relu, "x > 0 ? min(x, b) : a*x (a: negative slope 0, b: cap +inf)")
       .value("threshold", Activation::threshold, "x > a ? x : b (a: threshold 1, b: value 0)")
       .value("elu", Activation::elu, "b*(x > 0 ? x : a*(exp(x)-1)) (a: alpha 1, b: scale 1)")
-      .value("sigmoid", Activation::sigmoid)
+      .value("sigmoid", Activation::sigmoid, "1/(1+exp(-x))")
       .value("hardsigmoid", Activation::hardsigmoid, "0 below -2.5, 1 above 2.5, else 0.2x+0.5")
-      .value("tanh", Activation::tanh)
+      .value("tanh", Activation::tanh, "tanh(x)")
       .value("softplus", Activation::softplus, "log(1+exp(a*x))/a, x where a*x > b (a: beta 1, b: threshold 20)")
-      .value("softsign", Activation::softsign)
-      .value("silu", Activation::silu)
-      .value("gelu", Activation::gelu);
+      .value("softsign", Activation::softsign, "x/(1+abs(x))")
+      .value("silu", Activation::silu, "x*sigmoid(x)")
+      .value("gelu", Activation::gelu, "x*Phi(x) (a: 0 exact, 1 the tanh approximation)");
   const double nan = std::numeric_limits<double>::quiet_NaN();
   m.def("activation_forward", &activation_forward, py::arg("kind"), py::arg("x"), py::arg("a") = nan,
         py::arg("b") = nan,

@@ -89,6 +89,8 @@ void register_dense_stack(py::module_& m) {
                              "Inference through Linear layers and element-wise activations in one C++ call.\n"
                              "\n"
                              "Validated once (Sequential builds it in eval mode); keeps references to the arrays.\n"
+                             "plan.forward(x) runs it: x (N, in_0) -> (N, out_last), NaN or infinity in x raising\n"
+                             "ValueError.\n"
                              "\n"
                              "Parameters\n"
                              "----------\n"

@@ -27,20 +27,29 @@ MODULES = [
     ("fastnn.plot", "Training curves and schedules with matplotlib (needs matplotlib)."),
     ("fastnn.onnx", "ONNX export and import (needs onnx: pip install \"fastnn[onnx]\")."),
     ("fastnn.distributed", "Data-parallel training over MPI (needs mpi4py: pip install \"fastnn[mpi]\")."),
+    ("fastnn.ops", "The C++ kernels behind the layers and optimizers, NumPy in and NumPy out (float32 or float64). "
+                   "Layers call them; use them directly to build new layers. Their signatures are also in "
+                   "``fastnn/_core.pyi``; ``fastnn.ops.cpu_level`` names the kernel library in use."),
 ]
+# Modules without __all__ whose public functions are defined elsewhere: the modules those come from.
+# (fastnn.ops re-exports the compiled extensions' functions.)
+_DEFINED_IN = {"fastnn.ops": ("fastnn._core", "fastnn._dispatch")}
 
 
 def public_names(module_name):
     """The public names of a module: its ``__all__``, less submodules (they have pages of their own).
 
     A module without ``__all__`` (fastnn.init) lists the functions defined in it whose names do not start
-    with an underscore.
+    with an underscore; fastnn.ops lists the compiled kernels it imports, in alphabetical order.
     """
     module = importlib.import_module(module_name)
     names = getattr(module, "__all__", None)
     if names is None:
+        homes = _DEFINED_IN.get(module_name, (module_name,))
         names = [n for n, v in vars(module).items()
-                 if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == module_name]
+                 if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) in homes]
+        if module_name in _DEFINED_IN:
+            names.sort()
     return [n for n in names
             if n != "__version__" and not isinstance(getattr(module, n), type(importlib))]
 

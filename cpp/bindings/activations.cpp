@@ -222,48 +222,250 @@ py::array maxout_backward(const py::array& grad_y, const py::array& argmax, inde
 }  // namespace
 
 void register_activations(py::module_& m) {
-  py::enum_<Activation>(m, "Activation", "Element-wise activation kinds of activation_forward/backward.")
+  py::enum_<Activation>(m, "Activation",
+                        "Element-wise activation kinds (activation_forward/backward, conv_block_forward, "
+                        "DenseStackPlan).\n"
+                        "\n"
+                        "Each member's formula names its parameters a, b and their defaults.")
       .value("relu", Activation::relu, "x > 0 ? min(x, b) : a*x (a: negative slope 0, b: cap +inf)")
       .value("threshold", Activation::threshold, "x > a ? x : b (a: threshold 1, b: value 0)")
       .value("elu", Activation::elu, "b*(x > 0 ? x : a*(exp(x)-1)) (a: alpha 1, b: scale 1)")
-      .value("sigmoid", Activation::sigmoid)
+      .value("sigmoid", Activation::sigmoid, "1/(1+exp(-x))")
       .value("hardsigmoid", Activation::hardsigmoid, "0 below -2.5, 1 above 2.5, else 0.2x+0.5")
-      .value("tanh", Activation::tanh)
+      .value("tanh", Activation::tanh, "tanh(x)")
       .value("softplus", Activation::softplus, "log(1+exp(a*x))/a, x where a*x > b (a: beta 1, b: threshold 20)")
-      .value("softsign", Activation::softsign)
-      .value("silu", Activation::silu)
-      .value("gelu", Activation::gelu);
+      .value("softsign", Activation::softsign, "x/(1+abs(x))")
+      .value("silu", Activation::silu, "x*sigmoid(x)")
+      .value("gelu", Activation::gelu, "x*Phi(x) (a: 0 exact, 1 the tanh approximation)");
   const double nan = std::numeric_limits<double>::quiet_NaN();
   m.def("activation_forward", &activation_forward, py::arg("kind"), py::arg("x"), py::arg("a") = nan,
-        py::arg("b") = nan, "y = f(x) element-wise; a, b are the kind's parameters (NaN: its default).");
+        py::arg("b") = nan,
+        "Element-wise activation y = f(x) of one kind.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "kind : Activation\n"
+        "    Which function (see Activation for its formula and the meaning of a, b).\n"
+        "x : ndarray, float32 or float64, any shape\n"
+        "a, b : float, default NaN\n"
+        "    The kind's two parameters; NaN takes the kind's default.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray\n"
+        "    y, a new array of x's shape and dtype.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64.");
   m.def("activation_backward", &activation_backward, py::arg("kind"), py::arg("saved"), py::arg("grad_output"),
         py::arg("a") = nan, py::arg("b") = nan,
-        "dx = grad_output * f'(x). `saved` is the forward output for sigmoid and tanh, the input otherwise.");
+        "Gradient dx = grad_output * f'(x) of activation_forward.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "kind : Activation\n"
+        "saved : ndarray, float32 or float64\n"
+        "    The forward output y when activation_backward_uses_output(kind) (sigmoid, tanh), else the input x.\n"
+        "grad_output : ndarray of saved's shape and dtype\n"
+        "a, b : float, default NaN\n"
+        "    As given to activation_forward.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray\n"
+        "    dx, a new array of saved's shape and dtype.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("activation_backward_uses_output", [](Activation k) { return activation_backward_uses_output(k); },
-        py::arg("kind"));
+        py::arg("kind"),
+        "Whether activation_backward of this kind takes the forward output (True) or input (False).\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "kind : Activation\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "bool");
   m.def(
       "softmax_forward", [](const py::array& x, index_t dim) { return softmax_forward(x, dim, false); },
-      py::arg("x"), py::arg("dim") = -1, "Numerically stable softmax along `dim`.");
+      py::arg("x"), py::arg("dim") = -1,
+        "Softmax exp(x) / sum(exp(x)) along one axis, stable (the maximum is subtracted first).\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray, float32 or float64, any shape\n"
+        "dim : int, default -1\n"
+        "    The axis; negative counts from the end.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray\n"
+        "    y of x's shape and dtype.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For dim out of range. TypeError for another dtype.");
   m.def(
       "log_softmax_forward", [](const py::array& x, index_t dim) { return softmax_forward(x, dim, true); },
-      py::arg("x"), py::arg("dim") = -1, "x - logsumexp(x) along `dim`.");
+      py::arg("x"), py::arg("dim") = -1,
+        "Log-softmax x - logsumexp(x) along one axis, stable.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray, float32 or float64, any shape\n"
+        "dim : int, default -1\n"
+        "    The axis; negative counts from the end.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray\n"
+        "    y of x's shape and dtype.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For dim out of range. TypeError for another dtype.");
   m.def(
       "softmax_backward",
       [](const py::array& y, const py::array& g, index_t dim) { return softmax_backward(y, g, dim, false); },
-      py::arg("output"), py::arg("grad_output"), py::arg("dim") = -1, "dx = y * (dy - sum(dy * y)) along dim.");
+      py::arg("output"), py::arg("grad_output"), py::arg("dim") = -1,
+        "Gradient of softmax_forward: dx = y * (dy - sum(dy * y)) along dim.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "output : ndarray, float32 or float64\n"
+        "    y, softmax_forward's result.\n"
+        "grad_output : ndarray of output's shape and dtype\n"
+        "    dy.\n"
+        "dim : int, default -1\n"
+        "    The axis softmax_forward used.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray\n"
+        "    dx of output's shape and dtype.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For dim out of range or grad_output of another shape. TypeError for dtypes.");
   m.def(
       "log_softmax_backward",
       [](const py::array& y, const py::array& g, index_t dim) { return softmax_backward(y, g, dim, true); },
-      py::arg("output"), py::arg("grad_output"), py::arg("dim") = -1, "dx = dy - exp(y) * sum(dy) along dim.");
+      py::arg("output"), py::arg("grad_output"), py::arg("dim") = -1,
+        "Gradient of log_softmax_forward: dx = dy - exp(y) * sum(dy) along dim.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "output : ndarray, float32 or float64\n"
+        "    y, log_softmax_forward's result.\n"
+        "grad_output : ndarray of output's shape and dtype\n"
+        "    dy.\n"
+        "dim : int, default -1\n"
+        "    The axis log_softmax_forward used.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray\n"
+        "    dx of output's shape and dtype.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For dim out of range or grad_output of another shape. TypeError for dtypes.");
   m.def("prelu_forward", &prelu_forward, py::arg("x"), py::arg("weight"),
-        "x > 0 ? x : w*x; weight of size 1 (shared) or one per channel along dim 1.");
+        "PReLU: y = x where x > 0, else weight * x.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray, any shape; (N, C, ...) when weight has C > 1 entries\n"
+        "weight : ndarray (1,) or (C,), float32 or float64\n"
+        "    One shared slope, or one per channel along axis 1. x must have weight's dtype.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray\n"
+        "    y of x's shape and dtype.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("prelu_backward", &prelu_backward, py::arg("x"), py::arg("weight"), py::arg("grad_output"),
         py::arg("grad_weight") = py::none(), py::arg("need_input_grad") = true,
-        "Accumulates grad_weight in place (if given); returns dx (or None).");
+        "Gradients of prelu_forward.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x, weight : ndarray\n"
+        "    As given to prelu_forward.\n"
+        "grad_output : ndarray of x's shape and dtype\n"
+        "grad_weight : ndarray of weight's shape, or None\n"
+        "    dweight is added into it in place; None skips it.\n"
+        "need_input_grad : bool, default True\n"
+        "    False skips dx.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray or None\n"
+        "    dx of x's shape, or None when need_input_grad is false.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("maxout_forward", &maxout_forward, py::arg("z"), py::arg("pieces"),
-        "Max over consecutive groups of `pieces` along the last axis: (y, argmax).");
+        "Maxout: the maximum over consecutive groups of `pieces` entries of the last axis.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "z : ndarray (..., units * pieces), float32 or float64\n"
+        "pieces : int\n"
+        "    Group size, >= 1.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "y : ndarray (..., units)\n"
+        "argmax : ndarray (..., units), int32\n"
+        "    Each group's winner in [0, pieces) (the first on ties), for maxout_backward.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For pieces < 1 or a last axis not a multiple of pieces. TypeError for another dtype.");
   m.def("maxout_backward", &maxout_backward, py::arg("grad_output"), py::arg("argmax"), py::arg("pieces"),
-        "Routes grad_output to each group's argmax; zeros elsewhere.");
+        "Gradient of maxout_forward: grad_output routed to each group's argmax, zeros elsewhere.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray (..., units), float32 or float64\n"
+        "argmax : ndarray (..., units), int32, C-contiguous\n"
+        "    From maxout_forward.\n"
+        "pieces : int\n"
+        "    As given to maxout_forward.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (..., units * pieces)\n"
+        "    dz.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match or argmax entries outside [0, pieces). TypeError for dtypes.");
 }
 
 }  // namespace fastnn::bind

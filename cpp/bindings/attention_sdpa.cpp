@@ -96,12 +96,65 @@ py::tuple sdpa_backward_(const py::array& q, const py::array& k, const py::array
 void register_attention_sdpa(py::module_& m) {
   m.def("sdpa_forward", &sdpa_forward_, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("bias"), py::arg("drop"),
         py::arg("bias_div"), py::arg("bias_count"), py::arg("causal"), py::arg("scale"),
-        "Fused blockwise attention: (out (B, L, Ev), lse (B, L)). bias: None or (bias_count, L, S) additive, "
-        "batch b reads bias[(b // bias_div) % bias_count]; drop: None or (B, L, S) multipliers of the weights.");
+        "Fused scaled dot-product attention, blockwise (scores never materialised whole).\n"
+        "\n"
+        "out = softmax(scale * q @ k.T + bias, masked) @ v, with the dropout multipliers applied to the weights.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "q : ndarray (B, L, E), float32 or float64\n"
+        "k : ndarray (B, S, E)\n"
+        "v : ndarray (B, S, Ev)\n"
+        "bias : ndarray (bias_count, L, S) or None\n"
+        "    Added to the scores; batch b reads bias[(b // bias_div) % bias_count].\n"
+        "drop : ndarray (B, L, S) or None\n"
+        "    Multipliers of the weights (dropout).\n"
+        "bias_div, bias_count : int\n"
+        "    Positive.\n"
+        "causal : bool\n"
+        "    Mask keys after the query.\n"
+        "scale : float\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "tuple\n"
+        "    (out (B, L, Ev), lse (B, L)): lse the log-sum-exp of each row, for sdpa_backward.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("sdpa_backward", &sdpa_backward_, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("bias"),
         py::arg("drop"), py::arg("out"), py::arg("dout"), py::arg("lse"), py::arg("bias_div"), py::arg("bias_count"),
         py::arg("causal"), py::arg("scale"),
-        "Gradients (dq, dk, dv) of sdpa_forward, its blocks recomputed from lse.");
+        "Gradients of sdpa_forward, its blocks recomputed from lse.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "q, k, v, bias, drop\n"
+        "    As given to sdpa_forward.\n"
+        "out : ndarray (B, L, Ev)\n"
+        "    sdpa_forward's output.\n"
+        "dout : ndarray (B, L, Ev)\n"
+        "    Its gradient.\n"
+        "lse : ndarray (B, L)\n"
+        "    sdpa_forward's log-sum-exp.\n"
+        "bias_div, bias_count, causal, scale\n"
+        "    As given to sdpa_forward.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "tuple\n"
+        "    (dq, dk, dv) of the shapes of q, k, v.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
 }
 
 }  // namespace fastnn::bind

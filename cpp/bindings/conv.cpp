@@ -121,18 +121,105 @@ void register_conv(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward_py, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
         py::arg("stride") = 1, py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1,
         py::arg("check_finite") = false, py::arg("col") = py::none(),
-        "y [N, O, Ho, Wo] = conv(x [N, C, H, W], weight [O, C/groups, kh, kw]) + bias. `col`, a writeable\n"
-        "[C·kh·kw, N·Ho·Wo] array, receives im2col(x) for reuse by conv2d_backward.");
+        "2-D convolution (cross-correlation, PyTorch's Conv2d) of NCHW images, over im2col and one GEMM.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, C, H, W), float32 or float64\n"
+        "weight : ndarray (O, C / groups, kh, kw)\n"
+        "bias : ndarray (O,) or None, default None\n"
+        "stride, padding, dilation : int or (int, int), default 1, 0, 1\n"
+        "groups : int, default 1\n"
+        "check_finite : bool, default False\n"
+        "    Raise ValueError when x holds NaN or infinity.\n"
+        "col : ndarray (C * kh * kw, N * Ho * Wo) or None, default None\n"
+        "    Writeable; receives im2col(x) for conv2d_backward to reuse.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, O, Ho, Wo)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("conv2d_backward", &conv2d_backward_py, py::arg("grad_output"), py::arg("x"), py::arg("weight"),
         py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(), py::arg("stride") = 1,
         py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("need_input_grad") = true,
         py::arg("accumulate_weight") = true, py::arg("accumulate_bias") = true, py::arg("col") = py::none(),
-        "Writes dW (+)= and db (+)= in place (None skips one); returns dx, or None when need_input_grad is\n"
-        "false. `col`: im2col(x) from conv2d_forward, or None to recompute it.");
+        "Gradients of conv2d_forward; parameter gradients are written in place.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray (N, O, Ho, Wo)\n"
+        "x, weight : ndarray\n"
+        "    As given to conv2d_forward.\n"
+        "grad_weight : ndarray of weight's shape, or None, default None\n"
+        "grad_bias : ndarray (O,) or None, default None\n"
+        "    Receive dweight, dbias; None skips one.\n"
+        "stride, padding, dilation, groups\n"
+        "    As given to conv2d_forward.\n"
+        "need_input_grad : bool, default True\n"
+        "    False skips dx.\n"
+        "accumulate_weight, accumulate_bias : bool, default True\n"
+        "    Add into the gradient arrays (True) or overwrite them (False).\n"
+        "col : ndarray or None, default None\n"
+        "    im2col(x) kept by conv2d_forward; None recomputes it.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, C, H, W) or None\n"
+        "    dx, or None when need_input_grad is false.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("im2col", &im2col_py, py::arg("x"), py::arg("kernel_size"), py::arg("stride") = 1, py::arg("padding") = 0,
-        py::arg("dilation") = 1, "col [C·kh·kw, N·Ho·Wo] of x [N, C, H, W]; row (c·kh + i)·kw + j, column n·P + p.");
+        py::arg("dilation") = 1,
+        "Unfold image patches into columns (the layout conv2d_forward multiplies).\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, C, H, W), float32 or float64\n"
+        "kernel_size, stride, padding, dilation : int or (int, int)\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (C * kh * kw, N * Ho * Wo)\n"
+        "    Row (c * kh + i) * kw + j, column n * Ho * Wo + p.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("col2im", &col2im_py, py::arg("col"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride") = 1,
-        py::arg("padding") = 0, py::arg("dilation") = 1, "The adjoint of im2col: sums columns back into (N, C, H, W).");
+        py::arg("padding") = 0, py::arg("dilation") = 1,
+        "The adjoint of im2col: sum columns back into images (overlapping patches add up).\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "col : ndarray (C * kh * kw, N * Ho * Wo), float32 or float64\n"
+        "input_shape : sequence of 4 ints\n"
+        "    (N, C, H, W) of the image.\n"
+        "kernel_size, stride, padding, dilation : int or (int, int)\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, C, H, W)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
 }
 
 }  // namespace fastnn::bind

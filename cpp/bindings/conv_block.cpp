@@ -65,9 +65,29 @@ void register_conv_block(py::module_& m) {
   m.def("conv_block_forward", &conv_block_forward_py, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
         py::arg("stride") = 1, py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1,
         py::arg("activations") = ActivationList{}, py::arg("pool") = py::none(), py::arg("check_finite") = false,
-        "Inference: pool(activations(conv2d(x, weight) + bias)), one image at a time (kernels/conv_block.hpp).\n"
-        "activations: [(Activation, a, b), ...] applied in order; pool: None or (\"max\" | \"avg\",\n"
-        "kernel_size, stride, padding), floor mode, average pooling counting the padding.");
+        "Inference: pool(activations(conv2d(x, weight) + bias)) in one call, image by image.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x, weight, bias, stride, padding, dilation, groups\n"
+        "    As for conv2d_forward.\n"
+        "activations : list of (Activation, a, b), default []\n"
+        "    Applied in order.\n"
+        "pool : None or ('max' or 'avg', kernel_size, stride, padding), default None\n"
+        "    Floor mode; average pooling counts the padding.\n"
+        "check_finite : bool, default False\n"
+        "    Raise ValueError when x holds NaN or infinity.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, O, Ho', Wo')\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
 }
 
 }  // namespace fastnn::bind

@@ -65,11 +65,60 @@ py::object linear_backward(const py::array& grad_y, const py::array& x, const py
 
 void register_dense(py::module_& m) {
   m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
-        py::arg("check_finite") = false, "y = x @ weight.T + bias for x [N, in], weight [out, in].");
+        py::arg("check_finite") = false,
+        "Dense layer y = x @ weight.T + bias.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, in), float32 or float64\n"
+        "weight : ndarray (out, in), x's dtype\n"
+        "bias : ndarray (out,) or None, default None\n"
+        "check_finite : bool, default False\n"
+        "    Raise ValueError when x holds NaN or infinity.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, out)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("linear_backward", &linear_backward, py::arg("grad_output"), py::arg("x"), py::arg("weight"),
         py::arg("grad_weight"), py::arg("grad_bias") = py::none(), py::arg("need_input_grad") = true,
         py::arg("accumulate_weight") = true, py::arg("accumulate_bias") = true,
-        "Writes dW (+)= dyᵀx and db (+)= Σdy in place (None skips one); returns dx = dy @ weight or None.");
+        "Gradients of linear_forward; parameter gradients are written in place.\n"
+        "\n"
+        "grad_weight (+)= dy.T @ x, grad_bias (+)= sum of dy over rows, dx = dy @ weight.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray (N, out)\n"
+        "    dy.\n"
+        "x, weight : ndarray\n"
+        "    As given to linear_forward.\n"
+        "grad_weight : ndarray (out, in) or None\n"
+        "    Receives dweight; None skips it (frozen weight).\n"
+        "grad_bias : ndarray (out,) or None, default None\n"
+        "    Receives dbias; None skips it.\n"
+        "need_input_grad : bool, default True\n"
+        "    False skips dx.\n"
+        "accumulate_weight, accumulate_bias : bool, default True\n"
+        "    Add into the gradient arrays (True) or overwrite them (False).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, in) or None\n"
+        "    dx, or None when need_input_grad is false.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("all_finite", [](const py::array& a) {
     return dispatch(float_dtype(a, "all_finite"), [&](auto tag) {
       using T = decltype(tag);
@@ -77,7 +126,21 @@ void register_dense(py::module_& m) {
       py::gil_scoped_release release;
       return all_finite(p, static_cast<index_t>(a.size()));
     });
-  });
+  }, py::arg("a"),
+        "Whether every entry of an array is finite (no NaN, no infinity).\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "a : ndarray, float32 or float64, C-contiguous\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "bool\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    For another dtype. ValueError for a non-contiguous array.");
 }
 
 }  // namespace fastnn::bind

@@ -86,11 +86,43 @@ class DenseStackPlan {
 
 void register_dense_stack(py::module_& m) {
   py::class_<DenseStackPlan>(m, "DenseStackPlan",
-                             "Inference through Linear layers and element-wise activations in one C++ call.")
+                             "Inference through Linear layers and element-wise activations in one C++ call.\n"
+                             "\n"
+                             "Validated once (Sequential builds it in eval mode); keeps references to the arrays.\n"
+                             "plan.forward(x) runs it: x (N, in_0) -> (N, out_last), NaN or infinity in x raising\n"
+                             "ValueError.\n"
+                             "\n"
+                             "Parameters\n"
+                             "----------\n"
+                             "weights : list of ndarray (out_i, in_i), one dtype (float32 or float64)\n"
+                             "    Each layer's in_i is the previous layer's out_i.\n"
+                             "biases : list of ndarray (out_i,) or None\n"
+                             "    One per weight.\n"
+                             "activations : list of list of (Activation, a, b)\n"
+                             "    Applied in order after each layer.\n"
+                             "\n"
+                             "Raises\n"
+                             "------\n"
+                             "ValueError\n"
+                             "    For lists of different lengths or shapes that do not chain.")
       .def(py::init<std::vector<py::array>, std::vector<py::object>,
                     std::vector<std::vector<std::tuple<Activation, double, double>>>>(),
            py::arg("weights"), py::arg("biases"), py::arg("activations"))
-      .def("forward", &DenseStackPlan::forward, py::arg("x"));
+      .def("forward", &DenseStackPlan::forward, py::arg("x"),
+           "Run the stack: x (N, in_0) -> (N, out_last) in the plan's dtype.\n"
+           "\n"
+           "Parameters\n"
+           "----------\n"
+           "x : ndarray (N, in_0), C-contiguous\n"
+           "\n"
+           "Returns\n"
+           "-------\n"
+           "ndarray (N, out_last)\n"
+           "\n"
+           "Raises\n"
+           "------\n"
+           "ValueError\n"
+           "    For another shape, or x holding NaN or infinity. TypeError for another dtype.");
 }
 
 }  // namespace fastnn::bind

@@ -56,8 +56,29 @@ void scatter_add_rows_py(py::array& dst, const py::array& dst_index, const py::a
 void register_embedding(py::module_& m) {
   m.def("scatter_add_rows", &scatter_add_rows_py, py::arg("dst"), py::arg("dst_index"), py::arg("src"),
         py::arg("src_index") = py::none(), py::arg("scale") = py::none(),
-        "dst[dst_index[k]] += scale[k] * src[src_index[k]] for every k, in k order, in place (src_index\n"
-        "None: src row k; scale None: 1). Embedding and EmbeddingBag lookups and gradients.");
+        "Row scatter-add in place: dst[dst_index[k]] += scale[k] * src[src_index[k]] for every k, in order.\n"
+        "\n"
+        "Embedding and EmbeddingBag use it for lookups and gradients.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "dst : ndarray (R, D), float32 or float64, writeable\n"
+        "dst_index : ndarray (K,), int64\n"
+        "    Rows of dst, in [0, R).\n"
+        "src : ndarray (S, D), dst's dtype\n"
+        "src_index : ndarray (K,), int64, or None, default None\n"
+        "    Rows of src; None means row k (then S == K).\n"
+        "scale : ndarray (K,) or None, default None\n"
+        "    Per-row factors; None means 1.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "None\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match or indices out of range. TypeError for dtypes (indices must be int64).");
 }
 
 }  // namespace fastnn::bind

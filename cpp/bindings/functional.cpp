@@ -127,14 +127,87 @@ py::array concat(const std::vector<py::array>& arrays, int axis) {
 void register_functional(py::module_& m) {
   m.def("batched_matmul", &batched_matmul, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false,
-        "op(a) @ op(b) for 2-D or 3-D operands (a 2-D one repeated over the other's batch); trans_* say an "
-        "operand is stored transposed.");
+        "Matrix product op(a) @ op(b) of 2-D or 3-D operands; a 2-D one is repeated over the other's batch.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "a : ndarray (M, K) or (B, M, K), float32 or float64\n"
+        "b : ndarray (K, P) or (B, K, P), a's dtype\n"
+        "trans_a, trans_b : bool, default False\n"
+        "    The operand is stored transposed ((K, M), (P, K)).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (M, P) or (B, M, P)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("broadcast_binary", &broadcast_binary_, py::arg("op"), py::arg("a"), py::arg("b"), py::arg("O"),
         py::arg("M"), py::arg("I"), py::arg("b_first") = false,
-        "a (seen as (O, M, I)) op b (M,) broadcast along O and I; b op a when b_first.");
+        "a op b with b (M,) broadcast along a's outer and inner axes.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "op : {'add', 'sub', 'mul', 'div'}\n"
+        "a : ndarray, float32 or float64, O * M * I entries\n"
+        "    Seen as (O, M, I).\n"
+        "b : ndarray, M entries, a's dtype\n"
+        "O, M, I : int\n"
+        "b_first : bool, default False\n"
+        "    Compute b op a instead.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray of a's shape\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("reduce_broadcast", &reduce_broadcast_, py::arg("g"), py::arg("O"), py::arg("M"), py::arg("I"),
-        "Σ of g (seen as (O, M, I)) over O and I: the gradient of a broadcast operand.");
-  m.def("concat", &concat, py::arg("arrays"), py::arg("axis"), "Concatenation along axis.");
+        "Sum of g seen as (O, M, I) over O and I: the gradient of an operand broadcast by broadcast_binary.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "g : ndarray, float32 or float64, O * M * I entries\n"
+        "O, M, I : int\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (M,)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
+  m.def("concat", &concat, py::arg("arrays"), py::arg("axis"),
+        "Concatenate arrays along an axis.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "arrays : sequence of ndarray\n"
+        "    One dtype (float32 or float64), equal shapes outside axis.\n"
+        "axis : int\n"
+        "    In [0, ndim).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
 }
 
 }  // namespace fastnn::bind

@@ -162,13 +162,71 @@ void register_normalization(py::module_& m) {
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
         py::arg("running_mean"), py::arg("running_var"), py::arg("use_batch_stats"), py::arg("momentum") = 0.1,
         py::arg("eps") = 1e-5, py::arg("check_finite") = false,
-        "Batch norm of x [N, C, ...] per channel -> (y, mean, invstd). With batch statistics, running_mean/"
-        "running_var (if given) are updated in place: (1-m)*r + m*batch, unbiased variance.");
+        "Batch normalisation per channel: y = (x - mean) * invstd * weight + bias.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, C, ...), float32 or float64\n"
+        "weight, bias : ndarray (C,) or None\n"
+        "    gamma and beta (None: 1 and 0).\n"
+        "running_mean, running_var : ndarray (C,) or None\n"
+        "    With batch statistics they are updated in place, r = (1 - momentum) * r + momentum * batch (unbiased\n"
+        "    variance); without, they are the statistics used.\n"
+        "use_batch_stats : bool\n"
+        "    Normalise with this batch's statistics (training) or the running ones.\n"
+        "momentum : float, default 0.1\n"
+        "eps : float, default 1e-5\n"
+        "    Added to the variance.\n"
+        "check_finite : bool, default False\n"
+        "    Raise ValueError when x holds NaN or infinity.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "y : ndarray of x's shape\n"
+        "mean, invstd : ndarray (C,)\n"
+        "    The statistics used, for batch_norm_backward.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("grad_output"), py::arg("x"), py::arg("mean"),
         py::arg("invstd"), py::arg("weight"), py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),
         py::arg("training") = true, py::arg("need_input_grad") = true, py::arg("accumulate_weight") = true,
         py::arg("accumulate_bias") = true,
-        "Writes dγ (+)= Σdy·x̂, dβ (+)= Σdy in place (None skips one); returns dx or None.");
+        "Gradients of batch_norm_forward; parameter gradients are written in place.\n"
+        "\n"
+        "grad_weight (+)= sum(dy * xhat), grad_bias (+)= sum(dy) per channel.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray of x's shape\n"
+        "x : ndarray (N, C, ...)\n"
+        "mean, invstd : ndarray (C,)\n"
+        "    From batch_norm_forward.\n"
+        "weight : ndarray (C,) or None\n"
+        "grad_weight, grad_bias : ndarray (C,) or None, default None\n"
+        "    Receive dweight, dbias; None skips one.\n"
+        "training : bool, default True\n"
+        "    Whether the forward used batch statistics (dx then flows through them too).\n"
+        "need_input_grad : bool, default True\n"
+        "    False skips dx.\n"
+        "accumulate_weight, accumulate_bias : bool, default True\n"
+        "    Add into the gradient arrays (True) or overwrite them (False).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray or None\n"
+        "    dx of x's shape, or None when need_input_grad is false.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("group_norm_forward",
         [](const py::array& x, index_t num_groups, const py::object& weight, const py::object& bias, double eps,
            bool check_finite) {
@@ -177,7 +235,30 @@ void register_normalization(py::module_& m) {
         },
         py::arg("x"), py::arg("num_groups"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
         py::arg("eps") = 1e-5, py::arg("check_finite") = false,
-        "Group norm of x [N, C, ...] -> (y, mean [N*G], invstd [N*G]).");
+        "Group normalisation: statistics over each sample's C / num_groups channels and the spatial axes.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, C, ...), float32 or float64\n"
+        "num_groups : int\n"
+        "    Divides C.\n"
+        "weight, bias : ndarray (C,) or None, default None\n"
+        "eps : float, default 1e-5\n"
+        "check_finite : bool, default False\n"
+        "    Raise ValueError when x holds NaN or infinity.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "y : ndarray of x's shape\n"
+        "mean, invstd : ndarray (N * num_groups,)\n"
+        "    For group_norm_backward.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("group_norm_backward",
         [](const py::array& grad_y, const py::array& x, index_t num_groups, const py::array& mean,
            const py::array& invstd, const py::object& weight, const py::object& grad_weight,
@@ -189,7 +270,35 @@ void register_normalization(py::module_& m) {
         },
         py::arg("grad_output"), py::arg("x"), py::arg("num_groups"), py::arg("mean"), py::arg("invstd"),
         py::arg("weight") = py::none(), py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),
-        py::arg("need_input_grad") = true, py::arg("accumulate_weight") = true, py::arg("accumulate_bias") = true);
+        py::arg("need_input_grad") = true, py::arg("accumulate_weight") = true, py::arg("accumulate_bias") = true,
+        "Gradients of group_norm_forward; parameter gradients are written in place.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray of x's shape\n"
+        "x : ndarray (N, C, ...)\n"
+        "num_groups : int\n"
+        "mean, invstd : ndarray (N * num_groups,)\n"
+        "    From group_norm_forward.\n"
+        "weight : ndarray (C,) or None, default None\n"
+        "grad_weight, grad_bias : ndarray (C,) or None, default None\n"
+        "    Receive dweight, dbias; None skips one.\n"
+        "need_input_grad : bool, default True\n"
+        "    False skips dx.\n"
+        "accumulate_weight, accumulate_bias : bool, default True\n"
+        "    Add into the gradient arrays (True) or overwrite them (False).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray or None\n"
+        "    dx of x's shape, or None when need_input_grad is false.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("layer_norm_forward",
         [](const py::array& x, int normalized_ndim, const py::object& weight, const py::object& bias, double eps,
            bool check_finite) {
@@ -198,7 +307,30 @@ void register_normalization(py::module_& m) {
         },
         py::arg("x"), py::arg("normalized_ndim"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
         py::arg("eps") = 1e-5, py::arg("check_finite") = false,
-        "Layer norm over the trailing normalized_ndim dimensions (weight, bias flattened) -> (y, mean, invstd).");
+        "Layer normalisation over the trailing normalized_ndim axes of each sample.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray, float32 or float64\n"
+        "normalized_ndim : int\n"
+        "    How many trailing axes of x (of shape S) are normalised together.\n"
+        "weight, bias : ndarray of shape S (or flattened), or None, default None\n"
+        "eps : float, default 1e-5\n"
+        "check_finite : bool, default False\n"
+        "    Raise ValueError when x holds NaN or infinity.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "y : ndarray of x's shape\n"
+        "mean, invstd : ndarray\n"
+        "    One entry per normalised row, for layer_norm_backward.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("layer_norm_backward",
         [](const py::array& grad_y, const py::array& x, int normalized_ndim, const py::array& mean,
            const py::array& invstd, const py::object& weight, const py::object& grad_weight,
@@ -210,7 +342,35 @@ void register_normalization(py::module_& m) {
         },
         py::arg("grad_output"), py::arg("x"), py::arg("normalized_ndim"), py::arg("mean"), py::arg("invstd"),
         py::arg("weight") = py::none(), py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),
-        py::arg("need_input_grad") = true, py::arg("accumulate_weight") = true, py::arg("accumulate_bias") = true);
+        py::arg("need_input_grad") = true, py::arg("accumulate_weight") = true, py::arg("accumulate_bias") = true,
+        "Gradients of layer_norm_forward; parameter gradients are written in place.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray of x's shape\n"
+        "x : ndarray\n"
+        "normalized_ndim : int\n"
+        "mean, invstd : ndarray\n"
+        "    From layer_norm_forward.\n"
+        "weight : ndarray or None, default None\n"
+        "grad_weight, grad_bias : ndarray or None, default None\n"
+        "    Receive dweight, dbias; None skips one.\n"
+        "need_input_grad : bool, default True\n"
+        "    False skips dx.\n"
+        "accumulate_weight, accumulate_bias : bool, default True\n"
+        "    Add into the gradient arrays (True) or overwrite them (False).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray or None\n"
+        "    dx of x's shape, or None when need_input_grad is false.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("local_response_norm_forward",
         [](const py::array& x, index_t size, double alpha, double beta, double k, bool check_finite) {
           const NCS d = lrn_dims(x, size, "local_response_norm_forward");
@@ -231,7 +391,30 @@ void register_normalization(py::module_& m) {
         },
         py::arg("x"), py::arg("size") = 5, py::arg("alpha") = 1e-4, py::arg("beta") = 0.75, py::arg("k") = 2.0,
         py::arg("check_finite") = false,
-        "b = a / (k + alpha/size * sum of a² over `size` neighbouring channels)^beta (PyTorch's formula).");
+        "Local response normalisation across channels (PyTorch's formula).\n"
+        "\n"
+        "y = x / (k + alpha / size * sum of x^2 over `size` neighbouring channels)^beta.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, C, ...), float32 or float64\n"
+        "size : int, default 5\n"
+        "alpha : float, default 1e-4\n"
+        "beta : float, default 0.75\n"
+        "k : float, default 2\n"
+        "check_finite : bool, default False\n"
+        "    Raise ValueError when x holds NaN or infinity.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray of x's shape\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("local_response_norm_backward",
         [](const py::array& grad_y, const py::array& x, index_t size, double alpha, double beta, double k) {
           const NCS d = lrn_dims(x, size, "local_response_norm_backward");
@@ -251,7 +434,26 @@ void register_normalization(py::module_& m) {
           });
         },
         py::arg("grad_output"), py::arg("x"), py::arg("size") = 5, py::arg("alpha") = 1e-4, py::arg("beta") = 0.75,
-        py::arg("k") = 2.0);
+        py::arg("k") = 2.0,
+        "Gradient dx of local_response_norm_forward.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray of x's shape\n"
+        "x : ndarray (N, C, ...)\n"
+        "size, alpha, beta, k\n"
+        "    As given to local_response_norm_forward.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray of x's shape\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
 }
 
 }  // namespace fastnn::bind

@@ -200,24 +200,158 @@ void rprop_step(const py::object& params, const py::object& grads, const py::obj
 }  // namespace
 
 void register_optimizers(py::module_& m) {
-  // Positional arguments (fastnn.optim calls these every step; keywords would cost more than the update of
-  // a small model). Lists may be lists or tuples; `steps` is an int64 array of per-tensor step counts,
-  // incremented in place. State lists the options do not use must be empty.
+  // fastnn.optim passes the arguments positionally every step (keywords would cost more than the update of
+  // a small model); the names are for help() and the docs. Lists may be lists or tuples; `steps` is an int64
+  // array of per-tensor step counts, incremented in place. State lists the options do not use must be empty.
   m.def("sgd_step", &sgd_step,
-        "sgd_step(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, "
-        "maximize): torch.optim.SGD over all tensors in place. steps[k] == 0 initialises buffer k.");
+        py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("steps"), py::arg("lr"),
+        py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"),
+        "torch.optim.SGD's update of every tensor in place, in one call.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "params : list of ndarray\n"
+        "    Updated in place.\n"
+        "grads : list of ndarray\n"
+        "    Their gradients (same shapes).\n"
+        "momentum_buffers : list of ndarray\n"
+        "    One per parameter when momentum != 0, else empty; initialised where steps[k] == 0.\n"
+        "steps : ndarray (len(params),), int64, writeable\n"
+        "    Per-tensor step counts, incremented in place.\n"
+        "lr, momentum, dampening, weight_decay : float\n"
+        "nesterov, maximize : bool\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "None\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    For a list entry that is not a numpy array of the parameters' dtype (float32 or float64).\n"
+        "ValueError\n"
+        "    For lists of other lengths or shapes, or arrays not writeable or not C-contiguous.");
   m.def("adam_step", &adam_step,
-        "adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, beta1, beta2, eps, "
-        "weight_decay, amsgrad, maximize, decoupled_weight_decay): torch.optim.Adam (AdamW when decoupled).");
+        py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"),
+        py::arg("steps"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
+        py::arg("amsgrad"), py::arg("maximize"), py::arg("decoupled_weight_decay"),
+        "torch.optim.Adam's update (AdamW's with decoupled_weight_decay) of every tensor in place.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "params : list of ndarray\n"
+        "    Updated in place.\n"
+        "grads : list of ndarray\n"
+        "    Their gradients (same shapes).\n"
+        "exp_avgs, exp_avg_sqs : list of ndarray\n"
+        "    First and second moments, one per parameter.\n"
+        "max_exp_avg_sqs : list of ndarray\n"
+        "    One per parameter with amsgrad, else empty.\n"
+        "steps : ndarray (len(params),), int64, writeable\n"
+        "    Per-tensor step counts, incremented in place.\n"
+        "lr, beta1, beta2, eps, weight_decay : float\n"
+        "amsgrad, maximize, decoupled_weight_decay : bool\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "None\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    For a list entry that is not a numpy array of the parameters' dtype (float32 or float64).\n"
+        "ValueError\n"
+        "    For lists of other lengths or shapes, or arrays not writeable or not C-contiguous.");
   m.def("rmsprop_step", &rmsprop_step,
-        "rmsprop_step(params, grads, square_avgs, momentum_buffers, grad_avgs, steps, lr, alpha, eps, "
-        "weight_decay, momentum, centered, maximize): torch.optim.RMSprop over all tensors in place.");
+        py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("momentum_buffers"),
+        py::arg("grad_avgs"), py::arg("steps"), py::arg("lr"), py::arg("alpha"), py::arg("eps"),
+        py::arg("weight_decay"), py::arg("momentum"), py::arg("centered"), py::arg("maximize"),
+        "torch.optim.RMSprop's update of every tensor in place.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "params : list of ndarray\n"
+        "    Updated in place.\n"
+        "grads : list of ndarray\n"
+        "    Their gradients (same shapes).\n"
+        "square_avgs : list of ndarray\n"
+        "    One per parameter.\n"
+        "momentum_buffers : list of ndarray\n"
+        "    One per parameter when momentum > 0, else empty.\n"
+        "grad_avgs : list of ndarray\n"
+        "    One per parameter when centered, else empty.\n"
+        "steps : ndarray (len(params),), int64, writeable\n"
+        "    Per-tensor step counts, incremented in place.\n"
+        "lr, alpha, eps, weight_decay, momentum : float\n"
+        "centered, maximize : bool\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "None\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    For a list entry that is not a numpy array of the parameters' dtype (float32 or float64).\n"
+        "ValueError\n"
+        "    For lists of other lengths or shapes, or arrays not writeable or not C-contiguous.");
   m.def("adagrad_step", &adagrad_step,
-        "adagrad_step(params, grads, sums, steps, lr, lr_decay, weight_decay, eps, maximize): "
-        "torch.optim.Adagrad over all tensors in place.");
+        py::arg("params"), py::arg("grads"), py::arg("sums"), py::arg("steps"), py::arg("lr"), py::arg("lr_decay"),
+        py::arg("weight_decay"), py::arg("eps"), py::arg("maximize"),
+        "torch.optim.Adagrad's update of every tensor in place.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "params : list of ndarray\n"
+        "    Updated in place.\n"
+        "grads : list of ndarray\n"
+        "    Their gradients (same shapes).\n"
+        "sums : list of ndarray\n"
+        "    Sums of squared gradients, one per parameter.\n"
+        "steps : ndarray (len(params),), int64, writeable\n"
+        "    Per-tensor step counts, incremented in place.\n"
+        "lr, lr_decay, weight_decay, eps : float\n"
+        "maximize : bool\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "None\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    For a list entry that is not a numpy array of the parameters' dtype (float32 or float64).\n"
+        "ValueError\n"
+        "    For lists of other lengths or shapes, or arrays not writeable or not C-contiguous.");
   m.def("rprop_step", &rprop_step,
-        "rprop_step(params, grads, prevs, step_sizes, steps, eta_minus, eta_plus, step_size_min, "
-        "step_size_max, maximize): torch.optim.Rprop over all tensors in place.");
+        py::arg("params"), py::arg("grads"), py::arg("prevs"), py::arg("step_sizes"), py::arg("steps"),
+        py::arg("eta_minus"), py::arg("eta_plus"), py::arg("step_size_min"), py::arg("step_size_max"),
+        py::arg("maximize"),
+        "torch.optim.Rprop's update of every tensor in place.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "params : list of ndarray\n"
+        "    Updated in place.\n"
+        "grads : list of ndarray\n"
+        "    Their gradients (same shapes).\n"
+        "prevs, step_sizes : list of ndarray\n"
+        "    Previous gradients and per-entry step sizes, one per parameter.\n"
+        "steps : ndarray (len(params),), int64, writeable\n"
+        "    Per-tensor step counts, incremented in place.\n"
+        "eta_minus, eta_plus, step_size_min, step_size_max : float\n"
+        "maximize : bool\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "None\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    For a list entry that is not a numpy array of the parameters' dtype (float32 or float64).\n"
+        "ValueError\n"
+        "    For lists of other lengths or shapes, or arrays not writeable or not C-contiguous.");
 }
 
 }  // namespace fastnn::bind

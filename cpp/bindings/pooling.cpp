@@ -189,21 +189,144 @@ void register_pooling(py::module_& m) {
   m.def("max_pool2d_forward", &max_pool2d_forward_py, py::arg("x"), py::arg("kernel_size"),
         py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("return_argmax") = true,
         py::arg("dilation") = 1, py::arg("ceil_mode") = false,
-        "(y, argmax) of max pooling over x [N, C, H, W]; argmax: int32 flat index h·W + w in each plane\n"
-        "(None when return_argmax is false; -1 for a dilated window with no tap in the input).");
+        "2-D max pooling over NCHW images (PyTorch's MaxPool2d).\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, C, H, W), float32 or float64\n"
+        "kernel_size : int or (int, int)\n"
+        "stride : int, (int, int) or None, default None\n"
+        "    None means kernel_size.\n"
+        "padding : int or (int, int), default 0\n"
+        "    At most half the kernel.\n"
+        "return_argmax : bool, default True\n"
+        "dilation : int or (int, int), default 1\n"
+        "ceil_mode : bool, default False\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "y : ndarray (N, C, Ho, Wo)\n"
+        "argmax : ndarray (N, C, Ho, Wo), int32, or None\n"
+        "    Flat index h * W + w of each window's maximum in its plane (-1 for a window with no tap in the input).\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("max_pool2d_backward", &max_pool2d_backward_py, py::arg("grad_output"), py::arg("argmax"),
-        py::arg("input_shape"), "dx: each grad_output value added at its window's argmax.");
+        py::arg("input_shape"),
+        "Gradient of max_pool2d_forward: each grad_output value added at its window's argmax.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray (N, C, Ho, Wo)\n"
+        "argmax : ndarray (N, C, Ho, Wo), int32\n"
+        "    From max_pool2d_forward.\n"
+        "input_shape : sequence of 4 ints\n"
+        "    (N, C, H, W).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, C, H, W)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("avg_pool2d_forward", &avg_pool2d_forward_py, py::arg("x"), py::arg("kernel_size"),
         py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("ceil_mode") = false,
         py::arg("count_include_pad") = true, py::arg("divisor_override") = py::none(),
-        "Average pooling with PyTorch's options and divisors.");
+        "2-D average pooling over NCHW images with PyTorch's options and divisors.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, C, H, W), float32 or float64\n"
+        "kernel_size : int or (int, int)\n"
+        "stride : int, (int, int) or None, default None\n"
+        "    None means kernel_size.\n"
+        "padding : int or (int, int), default 0\n"
+        "ceil_mode : bool, default False\n"
+        "count_include_pad : bool, default True\n"
+        "    Whether padded zeros count in the divisor.\n"
+        "divisor_override : int or None, default None\n"
+        "    A fixed divisor.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, C, Ho, Wo)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("avg_pool2d_backward", &avg_pool2d_backward_py, py::arg("grad_output"), py::arg("input_shape"),
         py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("ceil_mode") = false,
-        py::arg("count_include_pad") = true, py::arg("divisor_override") = py::none());
+        py::arg("count_include_pad") = true, py::arg("divisor_override") = py::none(),
+        "Gradient dx of avg_pool2d_forward.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray (N, C, Ho, Wo)\n"
+        "input_shape : sequence of 4 ints\n"
+        "    (N, C, H, W).\n"
+        "kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override\n"
+        "    As given to avg_pool2d_forward.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, C, H, W)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool2d_forward_py, py::arg("x"), py::arg("output_size"),
-        "PyTorch's adaptive average pooling; output_size 1 is the global average pool.");
+        "Adaptive average pooling to a fixed output size (PyTorch's AdaptiveAvgPool2d).\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, C, H, W), float32 or float64\n"
+        "output_size : int or (int, int)\n"
+        "    (Ho, Wo); 1 is the global average pool.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, C, Ho, Wo)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward_py, py::arg("grad_output"),
-        py::arg("input_shape"));
+        py::arg("input_shape"),
+        "Gradient dx of adaptive_avg_pool2d_forward.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray (N, C, Ho, Wo)\n"
+        "input_shape : sequence of 4 ints\n"
+        "    (N, C, H, W).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, C, H, W)\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
 }
 
 }  // namespace fastnn::bind

@@ -178,8 +178,36 @@ void register_recurrent(py::module_& m) {
   m.def("rnn_forward", &rnn_forward_binding, py::arg("mode"), py::arg("x"), py::arg("weight_ih"),
         py::arg("weight_hh"), py::arg("bias_ih"), py::arg("bias_hh"), py::arg("h0"), py::arg("c0"), py::arg("y"),
         py::arg("y_offset") = 0, py::arg("reverse") = false,
-        "One direction of one RNN/LSTM/GRU layer over x [T, N, I] (mode 'RNN_TANH', 'RNN_RELU', 'LSTM', 'GRU'). "
-        "Writes y[:, :, y_offset:y_offset+H]; returns (h_n, c_n or None, saved) for rnn_backward.");
+        "One direction of one RNN, LSTM or GRU layer over a whole sequence (PyTorch's gate equations).\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "mode : {'RNN_TANH', 'RNN_RELU', 'LSTM', 'GRU'}\n"
+        "x : ndarray (T, N, I), float32 or float64\n"
+        "weight_ih : ndarray (G * H, I)\n"
+        "    G = 1, 4, 3 gates for RNN, LSTM, GRU.\n"
+        "weight_hh : ndarray (G * H, H)\n"
+        "bias_ih, bias_hh : ndarray (G * H,) or None\n"
+        "h0 : ndarray (N, H)\n"
+        "c0 : ndarray (N, H) or None\n"
+        "    LSTM only.\n"
+        "y : ndarray (T, N, Y), writeable\n"
+        "    Receives the hidden states in y[:, :, y_offset:y_offset + H].\n"
+        "y_offset : int, default 0\n"
+        "reverse : bool, default False\n"
+        "    Run from t = T - 1 down to 0.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "tuple\n"
+        "    (h_n (N, H), c_n (N, H) or None, saved): saved is what rnn_backward needs.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("rnn_backward", &rnn_backward_binding, py::arg("mode"), py::arg("x"), py::arg("weight_ih"),
         py::arg("weight_hh"), py::arg("saved"), py::arg("grad_output"), py::arg("grad_offset") = 0,
         py::arg("grad_hn") = py::none(), py::arg("grad_cn") = py::none(), py::arg("grad_weight_ih") = py::none(),
@@ -188,7 +216,41 @@ void register_recurrent(py::module_& m) {
         py::arg("accumulate_weight_hh") = true, py::arg("accumulate_bias_ih") = true,
         py::arg("accumulate_bias_hh") = true, py::arg("reverse") = false, py::arg("grad_input") = py::none(),
         py::arg("accumulate_input") = false,
-        "Backpropagation through time for one rnn_forward call; returns (dh0, dc0 or None).");
+        "Backpropagation through time for one rnn_forward call; weight gradients written in place.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "mode, x, weight_ih, weight_hh\n"
+        "    As given to rnn_forward.\n"
+        "saved : tuple\n"
+        "    rnn_forward's third result.\n"
+        "grad_output : ndarray (T, N, Y) or None\n"
+        "    dy; its columns grad_offset:grad_offset + H belong to this direction.\n"
+        "grad_offset : int, default 0\n"
+        "grad_hn, grad_cn : ndarray (N, H) or None, default None\n"
+        "    Gradients of h_n and c_n.\n"
+        "grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh : ndarray or None, default None\n"
+        "    Receive the parameter gradients; None skips one.\n"
+        "accumulate_weight_ih, accumulate_weight_hh, accumulate_bias_ih, accumulate_bias_hh : bool, default True\n"
+        "    Add into the gradient arrays (True) or overwrite them (False).\n"
+        "reverse : bool, default False\n"
+        "    As given to rnn_forward.\n"
+        "grad_input : ndarray (T, N, I) or None, default None\n"
+        "    Receives dx.\n"
+        "accumulate_input : bool, default False\n"
+        "    Add dx into grad_input instead of overwriting it.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "tuple\n"
+        "    (dh0 (N, H), dc0 (N, H) or None).\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
 }
 
 }  // namespace fastnn::bind

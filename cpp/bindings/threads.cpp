@@ -11,8 +11,28 @@ void register_threads(pybind11::module_& m) {
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw pybind11::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
     runtime::set_num_threads(n);
-  });
-  m.def("get_num_threads", []() { return runtime::get_num_threads(); });
+  }, pybind11::arg("n"),
+        "Set the number of OpenMP threads the kernels use.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "n : int\n"
+        "    At least 1.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "None\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For n < 1.");
+  m.def("get_num_threads", []() { return runtime::get_num_threads(); },
+        "The number of OpenMP threads the kernels use.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "int");
   m.def("runtime_info", []() {
     const runtime::Info r = runtime::info();
     pybind11::dict info;
@@ -29,7 +49,14 @@ void register_threads(pybind11::module_& m) {
     info["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
                     std::to_string(EIGEN_MINOR_VERSION);
     return info;
-  }, "How the kernel library in use was compiled and how its threads stand (fnn.show_config() prints it).");
+  },
+        "How the kernel library in use was compiled and how its threads stand (fnn.show_config() prints it).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "dict\n"
+        "    level, library, eigen, eigen_simd, openmp_library, openmp_version, processors, fork_child,\n"
+        "    fork_serial, parallel_regions, last_team_size.");
   m.def("_simulate_unreleasable_team", &runtime::simulate_unreleasable_team,
         "For tests: the next fork behaves as if OpenMP could not release the forking thread's team.");
 }

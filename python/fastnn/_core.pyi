@@ -5,7 +5,7 @@ import typing
 import numpy as np
 
 class Activation:
-    """Element-wise activation kinds of activation_forward/backward."""
+    """Element-wise activation kinds (activation_forward/backward, conv_block_forward, DenseStackPlan)."""
     relu: typing.ClassVar[Activation]
     threshold: typing.ClassVar[Activation]
     elu: typing.ClassVar[Activation]
@@ -24,112 +24,112 @@ class DenseStackPlan:
     def forward(self, x: np.ndarray) -> np.ndarray: ...
 
 def activation_backward(kind: Activation, saved: np.ndarray, grad_output: np.ndarray, a: typing.SupportsFloat | typing.SupportsIndex = nan, b: typing.SupportsFloat | typing.SupportsIndex = nan) -> np.ndarray:
-    """dx = grad_output * f'(x). `saved` is the forward output for sigmoid and tanh, the input otherwise."""
+    """Gradient dx = grad_output * f'(x) of activation_forward."""
 def activation_backward_uses_output(kind: Activation) -> bool:
-    ...
+    """Whether activation_backward of this kind takes the forward output (True) or input (False)."""
 def activation_forward(kind: Activation, x: np.ndarray, a: typing.SupportsFloat | typing.SupportsIndex = nan, b: typing.SupportsFloat | typing.SupportsIndex = nan) -> np.ndarray:
-    """y = f(x) element-wise; a, b are the kind's parameters (NaN: its default)."""
-def adagrad_step(arg0: object, arg1: object, arg2: object, arg3: object, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: bool) -> None:
-    """adagrad_step(params, grads, sums, steps, lr, lr_decay, weight_decay, eps, maximize): torch.optim.Adagrad over all tensors in place."""
-def adam_step(arg0: object, arg1: object, arg2: object, arg3: object, arg4: object, arg5: object, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: typing.SupportsFloat | typing.SupportsIndex, arg11: bool, arg12: bool, arg13: bool) -> None:
-    """adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay): torch.optim.Adam (AdamW when decoupled)."""
+    """Element-wise activation y = f(x) of one kind."""
+def adagrad_step(params: object, grads: object, sums: object, steps: object, lr: typing.SupportsFloat | typing.SupportsIndex, lr_decay: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, maximize: bool) -> None:
+    """torch.optim.Adagrad's update of every tensor in place."""
+def adam_step(params: object, grads: object, exp_avgs: object, exp_avg_sqs: object, max_exp_avg_sqs: object, steps: object, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, amsgrad: bool, maximize: bool, decoupled_weight_decay: bool) -> None:
+    """torch.optim.Adam's update (AdamW's with decoupled_weight_decay) of every tensor in place."""
 def adaptive_avg_pool2d_backward(grad_output: np.ndarray, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> np.ndarray:
-    ...
+    """Gradient dx of adaptive_avg_pool2d_forward."""
 def adaptive_avg_pool2d_forward(x: np.ndarray, output_size: object) -> np.ndarray:
-    """PyTorch's adaptive average pooling; output_size 1 is the global average pool."""
-def all_finite(arg0: np.ndarray) -> bool:
-    ...
+    """Adaptive average pooling to a fixed output size (PyTorch's AdaptiveAvgPool2d)."""
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every entry of an array is finite (no NaN, no infinity)."""
 def avg_pool2d_backward(grad_output: np.ndarray, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], kernel_size: object, stride: object = None, padding: object = 0, ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: object = None) -> np.ndarray:
-    ...
+    """Gradient dx of avg_pool2d_forward."""
 def avg_pool2d_forward(x: np.ndarray, kernel_size: object, stride: object = None, padding: object = 0, ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: object = None) -> np.ndarray:
-    """Average pooling with PyTorch's options and divisors."""
+    """2-D average pooling over NCHW images with PyTorch's options and divisors."""
 def batch_norm_backward(grad_output: np.ndarray, x: np.ndarray, mean: np.ndarray, invstd: np.ndarray, weight: object, grad_weight: object = None, grad_bias: object = None, training: bool = True, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True) -> object:
-    """Writes dγ (+)= Σdy·x̂, dβ (+)= Σdy in place (None skips one); returns dx or None."""
+    """Gradients of batch_norm_forward; parameter gradients are written in place."""
 def batch_norm_forward(x: np.ndarray, weight: object, bias: object, running_mean: object, running_var: object, use_batch_stats: bool, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.1, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-05, check_finite: bool = False) -> tuple:
-    ...
+    """Batch normalisation per channel: y = (x - mean) * invstd * weight + bias."""
 def batched_matmul(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
-    """op(a) @ op(b) for 2-D or 3-D operands (a 2-D one repeated over the other's batch); trans_* say an operand is stored transposed."""
+    """Matrix product op(a) @ op(b) of 2-D or 3-D operands; a 2-D one is repeated over the other's batch."""
 def binary_cross_entropy(input: np.ndarray, target: np.ndarray, weight: object = None, reduction: str = 'mean') -> tuple:
-    """Binary cross-entropy on probabilities (logs clamped at -100); weight of the input's shape. Returns (loss, grad)."""
+    """Binary cross-entropy on probabilities, with its gradient."""
 def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, weight: object = None, pos_weight: object = None, reduction: str = 'mean') -> tuple:
-    """Stable binary cross-entropy on logits; weight and pos_weight of the input's shape. Returns (loss, grad)."""
+    """Sigmoid plus binary cross-entropy in one stable formula, with its gradient."""
 def broadcast_binary(op: str, a: np.ndarray, b: np.ndarray, O: typing.SupportsInt | typing.SupportsIndex, M: typing.SupportsInt | typing.SupportsIndex, I: typing.SupportsInt | typing.SupportsIndex, b_first: bool = False) -> np.ndarray:
-    """a (seen as (O, M, I)) op b (M,) broadcast along O and I; b op a when b_first."""
+    """a op b with b (M,) broadcast along a's outer and inner axes."""
 def col2im(col: np.ndarray, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], kernel_size: object, stride: object = 1, padding: object = 0, dilation: object = 1) -> np.ndarray:
-    """The adjoint of im2col: sums columns back into (N, C, H, W)."""
+    """The adjoint of im2col: sum columns back into images (overlapping patches add up)."""
 def concat(arrays: collections.abc.Sequence[np.ndarray], axis: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
-    """Concatenation along axis."""
+    """Concatenate arrays along an axis."""
 def conv2d_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, grad_weight: object = None, grad_bias: object = None, stride: object = 1, padding: object = 0, dilation: object = 1, groups: typing.SupportsInt | typing.SupportsIndex = 1, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True, col: object = None) -> object:
-    """Writes dW (+)= and db (+)= in place (None skips one); returns dx, or None when need_input_grad is"""
+    """Gradients of conv2d_forward; parameter gradients are written in place."""
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: object = None, stride: object = 1, padding: object = 0, dilation: object = 1, groups: typing.SupportsInt | typing.SupportsIndex = 1, check_finite: bool = False, col: object = None) -> np.ndarray:
-    """y [N, O, Ho, Wo] = conv(x [N, C, H, W], weight [O, C/groups, kh, kw]) + bias. `col`, a writeable"""
+    """2-D convolution (cross-correlation, PyTorch's Conv2d) of NCHW images, over im2col and one GEMM."""
 def conv_block_forward(x: np.ndarray, weight: np.ndarray, bias: object = None, stride: object = 1, padding: object = 0, dilation: object = 1, groups: typing.SupportsInt | typing.SupportsIndex = 1, activations: collections.abc.Sequence[tuple[Activation, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]] = [], pool: object = None, check_finite: bool = False) -> np.ndarray:
-    """Inference: pool(activations(conv2d(x, weight) + bias)), one image at a time (kernels/conv_block.hpp)."""
+    """Inference: pool(activations(conv2d(x, weight) + bias)) in one call, image by image."""
 def cross_entropy(logits: np.ndarray, target: np.ndarray, weight: object = None, ignore_index: typing.SupportsInt | typing.SupportsIndex = -100, label_smoothing: typing.SupportsFloat | typing.SupportsIndex = 0.0, reduction: str = 'mean') -> tuple:
-    """Fused log-softmax + cross-entropy on logits [N, C] with int64 labels [N] or probabilities [N, C]."""
+    """Softmax cross-entropy on logits, fused and stable, with its gradient."""
 def get_num_threads() -> int:
-    ...
+    """The number of OpenMP threads the kernels use."""
 def group_norm_backward(grad_output: np.ndarray, x: np.ndarray, num_groups: typing.SupportsInt | typing.SupportsIndex, mean: np.ndarray, invstd: np.ndarray, weight: object = None, grad_weight: object = None, grad_bias: object = None, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True) -> object:
-    ...
+    """Gradients of group_norm_forward; parameter gradients are written in place."""
 def group_norm_forward(x: np.ndarray, num_groups: typing.SupportsInt | typing.SupportsIndex, weight: object = None, bias: object = None, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-05, check_finite: bool = False) -> tuple:
-    ...
+    """Group normalisation: statistics over each sample's C / num_groups channels and the spatial axes."""
 def im2col(x: np.ndarray, kernel_size: object, stride: object = 1, padding: object = 0, dilation: object = 1) -> np.ndarray:
-    """col [C·kh·kw, N·Ho·Wo] of x [N, C, H, W]; row (c·kh + i)·kw + j, column n·P + p."""
+    """Unfold image patches into columns (the layout conv2d_forward multiplies)."""
 def layer_norm_backward(grad_output: np.ndarray, x: np.ndarray, normalized_ndim: typing.SupportsInt | typing.SupportsIndex, mean: np.ndarray, invstd: np.ndarray, weight: object = None, grad_weight: object = None, grad_bias: object = None, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True) -> object:
-    ...
+    """Gradients of layer_norm_forward; parameter gradients are written in place."""
 def layer_norm_forward(x: np.ndarray, normalized_ndim: typing.SupportsInt | typing.SupportsIndex, weight: object = None, bias: object = None, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-05, check_finite: bool = False) -> tuple:
-    ...
+    """Layer normalisation over the trailing normalized_ndim axes of each sample."""
 def linear_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, grad_weight: object, grad_bias: object = None, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True) -> object:
-    """Writes dW (+)= dyᵀx and db (+)= Σdy in place (None skips one); returns dx = dy @ weight or None."""
+    """Gradients of linear_forward; parameter gradients are written in place."""
 def linear_forward(x: np.ndarray, weight: np.ndarray, bias: object = None, check_finite: bool = False) -> np.ndarray:
-    """y = x @ weight.T + bias for x [N, in], weight [out, in]."""
+    """Dense layer y = x @ weight.T + bias."""
 def local_response_norm_backward(grad_output: np.ndarray, x: np.ndarray, size: typing.SupportsInt | typing.SupportsIndex = 5, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0001, beta: typing.SupportsFloat | typing.SupportsIndex = 0.75, k: typing.SupportsFloat | typing.SupportsIndex = 2.0) -> np.ndarray:
-    ...
+    """Gradient dx of local_response_norm_forward."""
 def local_response_norm_forward(x: np.ndarray, size: typing.SupportsInt | typing.SupportsIndex = 5, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0001, beta: typing.SupportsFloat | typing.SupportsIndex = 0.75, k: typing.SupportsFloat | typing.SupportsIndex = 2.0, check_finite: bool = False) -> np.ndarray:
-    """b = a / (k + alpha/size * sum of a² over `size` neighbouring channels)^beta (PyTorch's formula)."""
+    """Local response normalisation across channels (PyTorch's formula)."""
 def log_softmax_backward(output: np.ndarray, grad_output: np.ndarray, dim: typing.SupportsInt | typing.SupportsIndex = -1) -> np.ndarray:
-    """dx = dy - exp(y) * sum(dy) along dim."""
+    """Gradient of log_softmax_forward: dx = dy - exp(y) * sum(dy) along dim."""
 def log_softmax_forward(x: np.ndarray, dim: typing.SupportsInt | typing.SupportsIndex = -1) -> np.ndarray:
-    """x - logsumexp(x) along `dim`."""
+    """Log-softmax x - logsumexp(x) along one axis, stable."""
 def max_pool2d_backward(grad_output: np.ndarray, argmax: np.ndarray, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> np.ndarray:
-    """dx: each grad_output value added at its window's argmax."""
+    """Gradient of max_pool2d_forward: each grad_output value added at its window's argmax."""
 def max_pool2d_forward(x: np.ndarray, kernel_size: object, stride: object = None, padding: object = 0, return_argmax: bool = True, dilation: object = 1, ceil_mode: bool = False) -> tuple:
-    """(y, argmax) of max pooling over x [N, C, H, W]; argmax: int32 flat index h·W + w in each plane"""
+    """2-D max pooling over NCHW images (PyTorch's MaxPool2d)."""
 def maxout_backward(grad_output: np.ndarray, argmax: np.ndarray, pieces: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
-    """Routes grad_output to each group's argmax; zeros elsewhere."""
+    """Gradient of maxout_forward: grad_output routed to each group's argmax, zeros elsewhere."""
 def maxout_forward(z: np.ndarray, pieces: typing.SupportsInt | typing.SupportsIndex) -> tuple:
-    """Max over consecutive groups of `pieces` along the last axis: (y, argmax)."""
+    """Maxout: the maximum over consecutive groups of `pieces` entries of the last axis."""
 def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = 'mean') -> tuple:
-    """Squared error; reduction 'mean', 'sum', 'half_sum' (½Σ(input−target)²) or 'none'. Returns (loss, grad)."""
+    """Squared error (input - target)^2, reduced, with its gradient."""
 def nll_loss(input: np.ndarray, target: np.ndarray, weight: object = None, ignore_index: typing.SupportsInt | typing.SupportsIndex = -100, reduction: str = 'mean') -> tuple:
-    """Negative log-likelihood on log-probabilities [N, C] with int64 labels [N]. Returns (loss, grad)."""
+    """Negative log-likelihood on log-probabilities, with its gradient: loss_n = -w[t_n] * x[n, t_n]."""
 def prelu_backward(x: np.ndarray, weight: np.ndarray, grad_output: np.ndarray, grad_weight: object = None, need_input_grad: bool = True) -> object:
-    """Accumulates grad_weight in place (if given); returns dx (or None)."""
+    """Gradients of prelu_forward."""
 def prelu_forward(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """x > 0 ? x : w*x; weight of size 1 (shared) or one per channel along dim 1."""
+    """PReLU: y = x where x > 0, else weight * x."""
 def reduce_broadcast(g: np.ndarray, O: typing.SupportsInt | typing.SupportsIndex, M: typing.SupportsInt | typing.SupportsIndex, I: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
-    """Σ of g (seen as (O, M, I)) over O and I: the gradient of a broadcast operand."""
-def rmsprop_step(arg0: object, arg1: object, arg2: object, arg3: object, arg4: object, arg5: object, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: typing.SupportsFloat | typing.SupportsIndex, arg11: bool, arg12: bool) -> None:
-    """rmsprop_step(params, grads, square_avgs, momentum_buffers, grad_avgs, steps, lr, alpha, eps, weight_decay, momentum, centered, maximize): torch.optim.RMSprop over all tensors in place."""
+    """Sum of g seen as (O, M, I) over O and I: the gradient of an operand broadcast by broadcast_binary."""
+def rmsprop_step(params: object, grads: object, square_avgs: object, momentum_buffers: object, grad_avgs: object, steps: object, lr: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, centered: bool, maximize: bool) -> None:
+    """torch.optim.RMSprop's update of every tensor in place."""
 def rnn_backward(mode: str, x: np.ndarray, weight_ih: np.ndarray, weight_hh: np.ndarray, saved: tuple, grad_output: object, grad_offset: typing.SupportsInt | typing.SupportsIndex = 0, grad_hn: object = None, grad_cn: object = None, grad_weight_ih: object = None, grad_weight_hh: object = None, grad_bias_ih: object = None, grad_bias_hh: object = None, accumulate_weight_ih: bool = True, accumulate_weight_hh: bool = True, accumulate_bias_ih: bool = True, accumulate_bias_hh: bool = True, reverse: bool = False, grad_input: object = None, accumulate_input: bool = False) -> tuple:
-    """Backpropagation through time for one rnn_forward call; returns (dh0, dc0 or None)."""
+    """Backpropagation through time for one rnn_forward call; weight gradients written in place."""
 def rnn_forward(mode: str, x: np.ndarray, weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: object, bias_hh: object, h0: np.ndarray, c0: object, y: np.ndarray, y_offset: typing.SupportsInt | typing.SupportsIndex = 0, reverse: bool = False) -> tuple:
-    """One direction of one RNN/LSTM/GRU layer over x [T, N, I] (mode 'RNN_TANH', 'RNN_RELU', 'LSTM', 'GRU'). Writes y[:, :, y_offset:y_offset+H]; returns (h_n, c_n or None, saved) for rnn_backward."""
-def rprop_step(arg0: object, arg1: object, arg2: object, arg3: object, arg4: object, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: bool) -> None:
-    """rprop_step(params, grads, prevs, step_sizes, steps, eta_minus, eta_plus, step_size_min, step_size_max, maximize): torch.optim.Rprop over all tensors in place."""
+    """One direction of one RNN, LSTM or GRU layer over a whole sequence (PyTorch's gate equations)."""
+def rprop_step(params: object, grads: object, prevs: object, step_sizes: object, steps: object, eta_minus: typing.SupportsFloat | typing.SupportsIndex, eta_plus: typing.SupportsFloat | typing.SupportsIndex, step_size_min: typing.SupportsFloat | typing.SupportsIndex, step_size_max: typing.SupportsFloat | typing.SupportsIndex, maximize: bool) -> None:
+    """torch.optim.Rprop's update of every tensor in place."""
 def runtime_info() -> dict:
     """How the kernel library in use was compiled and how its threads stand (fnn.show_config() prints it)."""
 def scatter_add_rows(dst: np.ndarray, dst_index: np.ndarray, src: np.ndarray, src_index: object = None, scale: object = None) -> None:
-    """dst[dst_index[k]] += scale[k] * src[src_index[k]] for every k, in k order, in place (src_index"""
+    """Row scatter-add in place: dst[dst_index[k]] += scale[k] * src[src_index[k]] for every k, in order."""
 def sdpa_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: object, drop: object, out: np.ndarray, dout: np.ndarray, lse: np.ndarray, bias_div: typing.SupportsInt | typing.SupportsIndex, bias_count: typing.SupportsInt | typing.SupportsIndex, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
-    """Gradients (dq, dk, dv) of sdpa_forward, its blocks recomputed from lse."""
+    """Gradients of sdpa_forward, its blocks recomputed from lse."""
 def sdpa_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: object, drop: object, bias_div: typing.SupportsInt | typing.SupportsIndex, bias_count: typing.SupportsInt | typing.SupportsIndex, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
-    """Fused blockwise attention: (out (B, L, Ev), lse (B, L)). bias: None or (bias_count, L, S) additive, batch b reads bias[(b // bias_div) % bias_count]; drop: None or (B, L, S) multipliers of the weights."""
-def set_num_threads(arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-    ...
-def sgd_step(arg0: object, arg1: object, arg2: object, arg3: object, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: bool, arg9: bool) -> None:
-    """sgd_step(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize): torch.optim.SGD over all tensors in place. steps[k] == 0 initialises buffer k."""
+    """Fused scaled dot-product attention, blockwise (scores never materialised whole)."""
+def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """Set the number of OpenMP threads the kernels use."""
+def sgd_step(params: object, grads: object, momentum_buffers: object, steps: object, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, dampening: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, maximize: bool) -> None:
+    """torch.optim.SGD's update of every tensor in place, in one call."""
 def softmax_backward(output: np.ndarray, grad_output: np.ndarray, dim: typing.SupportsInt | typing.SupportsIndex = -1) -> np.ndarray:
-    """dx = y * (dy - sum(dy * y)) along dim."""
+    """Gradient of softmax_forward: dx = y * (dy - sum(dy * y)) along dim."""
 def softmax_forward(x: np.ndarray, dim: typing.SupportsInt | typing.SupportsIndex = -1) -> np.ndarray:
-    """Numerically stable softmax along `dim`."""
+    """Softmax exp(x) / sum(exp(x)) along one axis, stable (the maximum is subtracted first)."""

@@ -100,8 +100,47 @@ class _Elementwise(Module):
 
 
 class ReLU(_Elementwise):
-    """max(0, x), capped at `max_value` when given (ReLU(max_value=6) is ReLU6). Keras's optional cap; PyTorch's
-    `inplace` flag is keyword-only here (ignored)."""
+    r"""Rectified linear unit ``max(0, x)``, optionally capped at ``max_value``.
+
+    .. math:: y = \min(\max(0, x), \text{max\_value})
+
+    ``ReLU(max_value=6)`` is ``ReLU6`` (Keras's cap). The derivative at 0 is 0 (the left limit).
+
+    Parameters
+    ----------
+    max_value : float or None, default None
+        Upper cap, >= 0; None for no cap.
+    inplace : bool, default False
+        Keyword-only; accepted for PyTorch compatibility and ignored (outputs are new arrays).
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    Raises
+    ------
+    TypeError
+        For a ``max_value`` that is not a number (e.g. PyTorch's ``ReLU(True)``: pass ``inplace=True``).
+    ValueError
+        For a negative ``max_value``.
+
+    See Also
+    --------
+    ReLU6, LeakyReLU, fastnn.nn.functional.relu
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> relu = fnn.nn.ReLU()
+    >>> relu(np.array([-2.0, 0.0, 3.0]))
+    array([0., 0., 3.])
+    >>> relu.backward(np.ones(3))
+    array([0., 0., 1.])
+    >>> fnn.nn.ReLU(max_value=2.0)(np.array([-1.0, 1.0, 5.0]))
+    array([0., 1., 2.])
+    """
 
     _kind = _Kind.relu
 
@@ -116,7 +155,31 @@ class ReLU(_Elementwise):
 
 
 class ReLU6(_Elementwise):
-    """min(max(0, x), 6). Derivative 1 on (0, 6] (left limits at both kinks)."""
+    """ReLU capped at 6: ``min(max(0, x), 6)``.
+
+    The derivative is 1 on (0, 6] (left limits at both kinks).
+
+    Parameters
+    ----------
+    inplace : bool, default False
+        Accepted for PyTorch compatibility and ignored.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    See Also
+    --------
+    ReLU, Hardsigmoid
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.ReLU6()(np.array([-1.0, 3.0, 8.0]))
+    array([0., 3., 6.])
+    """
 
     _kind = _Kind.relu
 
@@ -125,7 +188,42 @@ class ReLU6(_Elementwise):
 
 
 class LeakyReLU(_Elementwise):
-    """x for x > 0, negative_slope·x otherwise; capped at `max_value` when given."""
+    r"""Leaky ReLU: ``x`` for x > 0, ``negative_slope * x`` otherwise; capped at ``max_value`` when given.
+
+    .. math:: y = \begin{cases} x & x > 0 \\ \text{negative\_slope} \cdot x & x \le 0 \end{cases}
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+        Slope for x <= 0.
+    inplace : bool, default False
+        Accepted for PyTorch compatibility and ignored.
+    max_value : float or None, default None
+        Keyword-only upper cap (Keras's), >= 0.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    Raises
+    ------
+    TypeError
+        For a slope or cap that is not a number.
+    ValueError
+        For a negative ``max_value``.
+
+    See Also
+    --------
+    ReLU, PReLU, ELU
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.LeakyReLU(0.5)(np.array([-2.0, 4.0]))
+    array([-1.,  4.])
+    """
 
     _kind = _Kind.relu
 
@@ -143,7 +241,38 @@ class LeakyReLU(_Elementwise):
 
 
 class ELU(_Elementwise):
-    """x for x > 0, alpha·(eˣ − 1) otherwise."""
+    r"""Exponential linear unit: ``x`` for x > 0, ``alpha * (exp(x) - 1)`` otherwise.
+
+    .. math:: y = \begin{cases} x & x > 0 \\ \alpha (e^x - 1) & x \le 0 \end{cases}
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        The negative saturation value is ``-alpha``.
+    inplace : bool, default False
+        Accepted for PyTorch compatibility and ignored.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    Raises
+    ------
+    TypeError
+        For an ``alpha`` that is not a number.
+
+    See Also
+    --------
+    SELU, LeakyReLU
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> np.round(fnn.nn.ELU()(np.array([-1.0, 0.0, 2.0])), 4)
+    array([-0.6321,  0.    ,  2.    ])
+    """
 
     _kind = _Kind.elu
 
@@ -156,7 +285,32 @@ class ELU(_Elementwise):
 
 
 class SELU(_Elementwise):
-    """λ·ELU_α(x) with λ = 1.0507009873554805, α = 1.6732632423543772 (self-normalising)."""
+    r"""Scaled ELU (self-normalising): ``scale * ELU_alpha(x)``.
+
+    .. math:: y = \lambda \begin{cases} x & x > 0 \\ \alpha (e^x - 1) & x \le 0 \end{cases},
+       \quad \lambda = 1.0507009873554805,\ \alpha = 1.6732632423543772
+
+    Parameters
+    ----------
+    inplace : bool, default False
+        Accepted for PyTorch compatibility and ignored.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    See Also
+    --------
+    ELU, fastnn.init.kaiming_normal_
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> np.round(fnn.nn.SELU()(np.array([-1.0, 1.0])), 4)
+    array([-1.1113,  1.0507])
+    """
 
     _kind = _Kind.elu
     scale = 1.0507009873554805
@@ -167,7 +321,31 @@ class SELU(_Elementwise):
 
 
 class Sigmoid(_Elementwise):
-    """1 / (1 + e⁻ˣ), stable for any magnitude. Backward uses the output: σ' = σ(1 − σ)."""
+    r"""Logistic sigmoid ``1 / (1 + exp(-x))``, stable for any magnitude.
+
+    .. math:: \sigma(x) = \frac{1}{1 + e^{-x}}, \qquad \sigma'(x) = \sigma(x)(1 - \sigma(x))
+
+    Backward uses the saved output (the second formula).
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    See Also
+    --------
+    Hardsigmoid, Tanh, BCEWithLogitsLoss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> sig = fnn.nn.Sigmoid()
+    >>> sig(np.array([0.0, 100.0]))
+    array([0.5, 1. ])
+    >>> sig.backward(np.ones(2))
+    array([0.25, 0.  ])
+    """
 
     _kind = _Kind.sigmoid
 
@@ -176,9 +354,31 @@ class Sigmoid(_Elementwise):
 
 
 class Hardsigmoid(_Elementwise):
-    """Piecewise-linear sigmoid in Keras's form: 0 for x < −2.5, 1 for x > 2.5, else 0.2x + 0.5.
+    """Piecewise-linear sigmoid in Keras's form: 0 for x < -2.5, 1 for x > 2.5, else ``0.2 x + 0.5``.
 
-    Note: this differs from PyTorch's Hardsigmoid, which is x/6 + 1/2 clipped at ±3."""
+    This differs from PyTorch's Hardsigmoid, which is ``x / 6 + 1/2`` clipped at ±3.
+
+    Parameters
+    ----------
+    inplace : bool, default False
+        Accepted for PyTorch compatibility and ignored.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    See Also
+    --------
+    Sigmoid, ReLU6
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Hardsigmoid()(np.array([-3.0, 0.0, 1.0, 3.0]))
+    array([0. , 0.5, 0.7, 1. ])
+    """
 
     _kind = _Kind.hardsigmoid
 
@@ -187,7 +387,31 @@ class Hardsigmoid(_Elementwise):
 
 
 class Tanh(_Elementwise):
-    """tanh(x). Backward uses the output: tanh' = 1 − tanh² (the seeds' (1 − tanh)² and −tanh² are typos)."""
+    r"""Hyperbolic tangent, element-wise.
+
+    .. math:: y = \tanh(x), \qquad y' = 1 - \tanh^2(x)
+
+    Backward uses the saved output.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    See Also
+    --------
+    Sigmoid, Softsign
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> tanh = fnn.nn.Tanh()
+    >>> tanh(np.array([0.0, 50.0]))
+    array([0., 1.])
+    >>> tanh.backward(np.ones(2))
+    array([1., 0.])
+    """
 
     _kind = _Kind.tanh
 
@@ -196,7 +420,40 @@ class Tanh(_Elementwise):
 
 
 class Softplus(_Elementwise):
-    """log(1 + e^(β·x)) / β, and x itself where β·x > threshold (PyTorch's semantics)."""
+    r"""Smooth ReLU ``log(1 + exp(beta * x)) / beta``, linear where ``beta * x > threshold`` (PyTorch's).
+
+    .. math:: y = \frac{1}{\beta} \log(1 + e^{\beta x})
+
+    Parameters
+    ----------
+    beta : float, default 1.0
+        Sharpness; non-zero.
+    threshold : float, default 20.0
+        Above ``beta * x > threshold`` the output is ``x`` itself (no overflow).
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    Raises
+    ------
+    TypeError
+        For arguments that are not numbers.
+    ValueError
+        For ``beta == 0``.
+
+    See Also
+    --------
+    ReLU, SiLU
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> np.round(fnn.nn.Softplus()(np.array([0.0, 30.0])), 4)
+    array([ 0.6931, 30.    ])
+    """
 
     _kind = _Kind.softplus
 
@@ -212,7 +469,24 @@ class Softplus(_Elementwise):
 
 
 class Softsign(_Elementwise):
-    """``x / (1 + abs(x))``, element-wise."""
+    """``x / (1 + abs(x))``, element-wise.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    See Also
+    --------
+    Tanh
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Softsign()(np.array([-3.0, 0.0, 1.0]))
+    array([-0.75,  0.  ,  0.5 ])
+    """
 
     _kind = _Kind.softsign
 
@@ -221,7 +495,31 @@ class Softsign(_Elementwise):
 
 
 class SiLU(_Elementwise):
-    """Swish: x·σ(x)."""
+    r"""Sigmoid-weighted linear unit (swish): ``x * sigmoid(x)``.
+
+    .. math:: y = x \, \sigma(x)
+
+    Parameters
+    ----------
+    inplace : bool, default False
+        Accepted for PyTorch compatibility and ignored.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    See Also
+    --------
+    GELU, Sigmoid
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> np.round(fnn.nn.SiLU()(np.array([-1.0, 0.0, 1.0])), 4)
+    array([-0.2689,  0.    ,  0.7311])
+    """
 
     _kind = _Kind.silu
 
@@ -230,7 +528,40 @@ class SiLU(_Elementwise):
 
 
 class Threshold(_Elementwise):
-    """x where x > threshold, else `value` (thresholded ReLU for value=0). Derivative 1 where x > threshold."""
+    """``x`` where x > threshold, else ``value`` (a thresholded ReLU for ``value=0``).
+
+    The derivative is 1 where x > threshold, 0 elsewhere.
+
+    Parameters
+    ----------
+    threshold : float, default 1.0
+        Inputs at or below it are replaced.
+    value : float, default 0.0
+        The replacement.
+    inplace : bool, default False
+        Accepted for PyTorch compatibility and ignored.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    Raises
+    ------
+    TypeError
+        For arguments that are not numbers.
+
+    See Also
+    --------
+    ReLU
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Threshold(1.0, -5.0)(np.array([0.5, 1.0, 2.0]))
+    array([-5., -5.,  2.])
+    """
 
     _kind = _Kind.threshold
 
@@ -243,9 +574,42 @@ class Threshold(_Elementwise):
 
 
 class GELU(_Elementwise):
-    """x·Φ(x), Φ the standard normal CDF (approximate="none"), or PyTorch's tanh approximation
-    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (approximate="tanh"). One C++ kernel (Activation.gelu, a = 1 for
-    the tanh form), the same one F.gelu runs, so it fuses into inference plans like the other activations."""
+    r"""Gaussian error linear unit ``x * Phi(x)``, exact or with PyTorch's tanh approximation.
+
+    .. math:: y = x \, \Phi(x) \quad\text{or}\quad
+       y = \tfrac12 x \left(1 + \tanh\left(\sqrt{2/\pi}\,(x + 0.044715 x^3)\right)\right)
+
+    ``Phi`` is the standard normal CDF. One C++ kernel (the one ``F.gelu`` runs), so it fuses into inference
+    plans like the other activations.
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+        The exact form, or the tanh approximation.
+
+    Shape
+    -----
+    - Input: any shape ``(*)``, float32 or float64 (other dtypes compute in float32).
+    - Output: ``(*)``, the input's shape and dtype.
+    - Parameters: none.
+
+    Raises
+    ------
+    ValueError
+        For another ``approximate``.
+
+    See Also
+    --------
+    SiLU, fastnn.nn.functional.gelu, TransformerEncoderLayer
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> np.round(fnn.nn.GELU()(np.array([-1.0, 0.0, 1.0])), 4)
+    array([-0.1587,  0.    ,  0.8413])
+    >>> np.round(fnn.nn.GELU("tanh")(np.array([1.0])), 4)
+    array([0.8412])
+    """
 
     _kind = _Kind.gelu
 
@@ -260,7 +624,41 @@ class GELU(_Elementwise):
 
 
 class Softmax(Module):
-    """exp(x) / Σ exp(x) along `dim`, numerically stable (the maximum is subtracted first)."""
+    r"""Softmax along one dimension: ``exp(x) / sum(exp(x))``, numerically stable.
+
+    .. math:: y_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \quad m = \max_j x_j
+
+    Backward uses the saved output: ``dx = y * (dy - sum(dy * y))``.
+
+    Parameters
+    ----------
+    dim : int, default -1
+        The dimension that sums to 1; negative counts from the end.
+
+    Shape
+    -----
+    - Input: any shape ``(*)`` with ``dim`` in range, float32 or float64.
+    - Output: the input's shape and dtype.
+    - Parameters: none.
+
+    Raises
+    ------
+    TypeError
+        For a ``dim`` that is not an int.
+    ValueError
+        From forward, for a ``dim`` out of range for the input (the message names the layer and the shape).
+
+    See Also
+    --------
+    LogSoftmax, CrossEntropyLoss, fastnn.nn.functional.softmax
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.Softmax(dim=1)(np.log(np.array([[1.0, 3.0], [2.0, 2.0]])))
+    array([[0.25, 0.75],
+           [0.5 , 0.5 ]])
+    """
 
     _log = False
 
@@ -293,14 +691,84 @@ class Softmax(Module):
 
 
 class LogSoftmax(Softmax):
-    """x − log Σ exp(x) along `dim` (log-sum-exp with the maximum subtracted)."""
+    r"""Log-softmax along one dimension: ``x - log(sum(exp(x)))`` (log-sum-exp, maximum subtracted).
+
+    .. math:: y_i = x_i - \log \sum_j e^{x_j}
+
+    Pair it with NLLLoss, or use CrossEntropyLoss on the logits (fused).
+
+    Parameters
+    ----------
+    dim : int, default -1
+        The dimension normalised over; negative counts from the end.
+
+    Shape
+    -----
+    - Input: any shape ``(*)`` with ``dim`` in range, float32 or float64.
+    - Output: the input's shape and dtype.
+    - Parameters: none.
+
+    Raises
+    ------
+    TypeError
+        For a ``dim`` that is not an int.
+    ValueError
+        From forward, for a ``dim`` out of range for the input.
+
+    See Also
+    --------
+    Softmax, NLLLoss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> y = fnn.nn.LogSoftmax(dim=-1)(np.log(np.array([[1.0, 3.0]])))
+    >>> np.exp(y)
+    array([[0.25, 0.75]])
+    """
 
     _log = True
 
 
 class PReLU(Module):
-    """x for x > 0, a·x otherwise, with a learnable `weight` a (init 0.25): one shared value, or one per
-    channel along dim 1 when num_parameters > 1 (input (N, C, ...))."""
+    r"""Parametric ReLU: ``x`` for x > 0, ``a * x`` otherwise, with a learnable slope ``a``.
+
+    .. math:: y = \max(0, x) + a \min(0, x)
+
+    One slope shared by all entries, or one per channel along dimension 1.
+
+    Parameters
+    ----------
+    num_parameters : int, default 1
+        1 (shared) or the number of channels ``C``.
+    init : float, default 0.25
+        The initial slope.
+
+    Shape
+    -----
+    - Input: any shape; ``(N, C, *)`` when ``num_parameters = C > 1``.
+    - Output: the input's shape.
+    - Parameters: ``weight`` ``(num_parameters,)``.
+
+    Raises
+    ------
+    ValueError
+        For ``num_parameters < 1``, or (forward) an input without ``C`` channels along dimension 1.
+
+    See Also
+    --------
+    LeakyReLU
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> prelu = fnn.nn.PReLU()
+    >>> prelu(np.array([-4.0, 2.0], np.float32))
+    array([-1.,  2.], dtype=float32)
+    >>> dx = prelu.backward(np.ones(2, np.float32))
+    >>> prelu.weight.grad
+    array([-4.], dtype=float32)
+    """
 
     def __init__(self, num_parameters=1, init=0.25):
         super().__init__()
@@ -334,10 +802,47 @@ class PReLU(Module):
 
 
 class Maxout(Module):
-    """Maxout unit (Goodfellow et al. 2013): a Linear to out_features·pieces, then the maximum over each group
-    of `pieces` consecutive outputs. Parameters are the Linear's (`linear.weight` [out·pieces, in],
-    `linear.bias`). Input (N, in_features) or unbatched (in_features,). Backward routes the gradient to
-    each group's maximum (the first one on ties)."""
+    r"""Maxout unit (Goodfellow et al. 2013): a Linear to ``out_features * pieces``, then the maximum of each group.
+
+    .. math:: y_j = \max_{k < \text{pieces}} z_{j \cdot \text{pieces} + k}, \quad z = x W^T + b
+
+    Backward routes the gradient to each group's maximum (the first one on ties).
+
+    Parameters
+    ----------
+    in_features : int
+        Size of each input sample.
+    out_features : int
+        Size of each output sample.
+    pieces : int, default 2
+        Linear pieces per output unit.
+
+    Shape
+    -----
+    - Input: ``(N, in_features)`` or unbatched ``(in_features,)``.
+    - Output: ``(N, out_features)`` or ``(out_features,)``.
+    - Parameters: ``linear.weight`` ``(out_features * pieces, in_features)``, ``linear.bias``
+      ``(out_features * pieces,)``.
+
+    Raises
+    ------
+    ValueError
+        For ``pieces < 1``, or (forward) an input of another shape (the message names the layer and shape).
+
+    See Also
+    --------
+    Linear, ReLU
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> m = fnn.nn.Maxout(4, 3, pieces=2)
+    >>> m.linear.weight.shape
+    (6, 4)
+    >>> y = m(np.ones((5, 4), np.float32))
+    >>> y.shape, m.backward(np.ones_like(y)).shape
+    ((5, 3), (5, 4))
+    """
 
     def __init__(self, in_features, out_features, pieces=2):
         super().__init__()

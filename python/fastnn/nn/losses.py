@@ -176,12 +176,58 @@ class _ClassLoss(_Loss):
 
 
 class CrossEntropyLoss(_ClassLoss):
-    """Softmax cross-entropy on logits, fused and stable (log-sum-exp): PyTorch's CrossEntropyLoss.
+    r"""Softmax cross-entropy on logits, fused and stable (log-sum-exp): PyTorch's CrossEntropyLoss.
 
-    pred: logits (N, C) or (N, C, d1, ...). target: integer class indices (N,) / (N, d1, ...), or class
-    probabilities of pred's shape (float). weight: per-class weights (C,); a weighted 'mean' divides by the
-    sum of the weights of the non-ignored targets. ignore_index: label that contributes neither loss nor
-    gradient (class-index targets only). label_smoothing ε: the target becomes (1−ε)·target + ε/C.
+    For class-index targets :math:`t_n` and weights :math:`w` (all ones by default),
+
+    .. math:: \ell_n = -w_{t_n} \log \frac{e^{x_{n,t_n}}}{\sum_c e^{x_{n,c}}}, \qquad
+       \text{mean} = \frac{\sum_n \ell_n}{\sum_n w_{t_n}}
+
+    (the sum over targets other than ``ignore_index``). Probability targets :math:`p` give
+    :math:`\ell_n = -\sum_c w_c\, p_{n,c} \log \mathrm{softmax}(x_n)_c`, averaged over N. With label smoothing
+    ε the target becomes :math:`(1 - ε)\,\text{target} + ε / C`. The gradient w.r.t. the logits is
+    ``softmax(x) - target`` (weighted, scaled), computed in the same C++ call.
+
+    Parameters
+    ----------
+    weight : array_like (C,) or None, default None
+        Per-class weights.
+    ignore_index : int, default -100
+        A label that contributes neither loss nor gradient (class-index targets only).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` averages the per-element losses, ``"sum"`` adds them, ``"none"`` returns them.
+    label_smoothing : float in [0, 1], default 0.0
+        Mix the target with the uniform distribution.
+
+    Shape
+    -----
+    - Input ``pred``: logits ``(N, C)`` or ``(N, C, d1, ...)``.
+    - Target: integer class indices ``(N,)`` / ``(N, d1, ...)``, or float class probabilities of ``pred``'s shape.
+    - Output: a float, or ``(N,)`` / ``(N, d1, ...)`` with ``reduction="none"``.
+    - ``backward()``: the gradient w.r.t. the logits, ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``reduction`` or ``label_smoothing``; (forward) shapes that do not match, labels out of range,
+        or NaN/infinity in the logits (the message names the loss and the shapes).
+    TypeError
+        For float targets whose shape is that of class indices.
+
+    See Also
+    --------
+    NLLLoss, LogSoftmax, BCEWithLogitsLoss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> loss = fnn.nn.CrossEntropyLoss()
+    >>> logits = np.zeros((2, 4), np.float32)
+    >>> round(loss(logits, np.array([0, 3])), 4)            # log(4)
+    1.3863
+    >>> loss.backward()
+    array([[-0.375,  0.125,  0.125,  0.125],
+           [ 0.125,  0.125,  0.125, -0.375]], dtype=float32)
     """
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -203,10 +249,45 @@ class CrossEntropyLoss(_ClassLoss):
 
 
 class NLLLoss(_ClassLoss):
-    """Negative log-likelihood on log-probabilities (e.g. LogSoftmax output): PyTorch's NLLLoss.
+    r"""Negative log-likelihood on log-probabilities (e.g. LogSoftmax's output): PyTorch's NLLLoss.
 
-    pred (N, C) or (N, C, d1, ...); target integer class indices (N,) / (N, d1, ...); weight and ignore_index
-    as in CrossEntropyLoss.
+    .. math:: \ell_n = -w_{t_n}\, x_{n, t_n}, \qquad \text{mean} = \frac{\sum_n \ell_n}{\sum_n w_{t_n}}
+
+    over the targets other than ``ignore_index``.
+
+    Parameters
+    ----------
+    weight : array_like (C,) or None, default None
+        Per-class weights.
+    ignore_index : int, default -100
+        A label that contributes neither loss nor gradient.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` averages the per-element losses, ``"sum"`` adds them, ``"none"`` returns them.
+
+    Shape
+    -----
+    - Input ``pred``: log-probabilities ``(N, C)`` or ``(N, C, d1, ...)``.
+    - Target: integer class indices ``(N,)`` / ``(N, d1, ...)``.
+    - Output: a float, or the target's shape with ``reduction="none"``.
+    - ``backward()``: ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``reduction``; (forward) shapes that do not match or labels out of range.
+    TypeError
+        For a non-integer target.
+
+    See Also
+    --------
+    CrossEntropyLoss, LogSoftmax
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> logp = np.log(np.array([[0.5, 0.5], [0.25, 0.75]]))
+    >>> round(fnn.nn.NLLLoss(reduction="sum")(logp, np.array([0, 1])), 4)   # -log 0.5 - log 0.75
+    0.9808
     """
 
     def forward(self, pred, target):
@@ -216,8 +297,47 @@ class NLLLoss(_ClassLoss):
 
 
 class MSELoss(_Loss):
-    """Squared error (pred − target)², reduced by 'mean' (PyTorch's default), 'sum', 'none', or
-    'half_sum': E = ½ Σ (pred − target)², the seed notes' squared-error cost, whose gradient is pred − target."""
+    r"""Mean squared error ``(pred - target)**2``, with the seed notes' ``half_sum`` reduction too.
+
+    .. math:: \ell_i = (x_i - y_i)^2, \qquad \text{half\_sum} = \tfrac12 \sum_i (x_i - y_i)^2
+
+    ``half_sum``'s gradient is ``pred - target``; the batch-averaged ½-form is ``half_sum`` divided by N.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "half_sum", "none"}, default "mean"
+        How the per-element losses are reduced.
+
+    Shape
+    -----
+    - Input ``pred``: any shape ``(*)``, float32 or float64.
+    - Target: ``pred``'s shape.
+    - Output: a float, or ``(*)`` with ``reduction="none"``.
+    - ``backward()``: the gradient, ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``reduction``, or (forward) a target whose shape differs from ``pred``'s (the message names
+        the loss and both shapes).
+    TypeError
+        For a non-numeric target.
+
+    See Also
+    --------
+    L1Loss, HuberLoss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> loss = fnn.nn.MSELoss()
+    >>> loss(np.array([1.0, 2.0]), np.array([0.0, 0.0]))
+    2.5
+    >>> loss.backward()
+    array([1., 2.])
+    >>> fnn.nn.MSELoss(reduction="half_sum")(np.array([1.0, 2.0]), np.array([0.0, 0.0]))
+    2.5
+    """
 
     _reductions = ("none", "mean", "sum", "half_sum")
 
@@ -246,8 +366,48 @@ class _WeightedElementwiseLoss(_Loss):
 
 
 class BCELoss(_WeightedElementwiseLoss):
-    """Binary cross-entropy on probabilities in [0, 1]: −w·(t·log p + (1−t)·log(1−p)), each log clamped at −100
-    as in PyTorch. weight: rescales each element, broadcast to pred's shape."""
+    r"""Binary cross-entropy on probabilities in [0, 1] (PyTorch's BCELoss).
+
+    .. math:: \ell_i = -w_i \left(y_i \log x_i + (1 - y_i) \log(1 - x_i)\right)
+
+    each log clamped at -100, as in PyTorch. For logits use BCEWithLogitsLoss (stable).
+
+    Parameters
+    ----------
+    weight : array_like or None, default None
+        Rescales each element; broadcast to ``pred``'s shape.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` averages the per-element losses, ``"sum"`` adds them, ``"none"`` returns them.
+
+    Shape
+    -----
+    - Input ``pred``: any shape ``(*)``, float32 or float64.
+    - Target: ``pred``'s shape.
+    - Output: a float, or ``(*)`` with ``reduction="none"``.
+    - ``backward()``: the gradient, ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``reduction``, or (forward) a target whose shape differs from ``pred``'s (the message names
+        the loss and both shapes).
+    TypeError
+        For a non-numeric target.
+        ``pred`` outside [0, 1] raises ValueError too.
+
+    See Also
+    --------
+    BCEWithLogitsLoss, Sigmoid
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> loss = fnn.nn.BCELoss()
+    >>> round(loss(np.array([0.5, 0.5]), np.array([1.0, 0.0])), 4)   # log 2
+    0.6931
+    >>> loss.backward()
+    array([-1.,  1.])
+    """
 
     def __init__(self, weight=None, reduction="mean"):
         super().__init__(reduction)
@@ -260,9 +420,50 @@ class BCELoss(_WeightedElementwiseLoss):
 
 
 class BCEWithLogitsLoss(_WeightedElementwiseLoss):
-    """Sigmoid + binary cross-entropy in one stable formula (PyTorch's BCEWithLogitsLoss): finite for any
-    finite logit. weight rescales each element; pos_weight (e.g. (C,)) multiplies the positive term; both
-    are broadcast to pred's shape."""
+    r"""Sigmoid plus binary cross-entropy in one stable formula: PyTorch's BCEWithLogitsLoss.
+
+    .. math:: \ell_i = -w_i \left(p_i\, y_i \log \sigma(x_i) + (1 - y_i) \log(1 - \sigma(x_i))\right)
+
+    finite for any finite logit :math:`x_i`; :math:`p` is ``pos_weight``. The gradient is
+    :math:`w\,((p y + 1 - y)\,\sigma(x) - p y)`.
+
+    Parameters
+    ----------
+    weight : array_like or None, default None
+        Rescales each element; broadcast to ``pred``'s shape.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` averages the per-element losses, ``"sum"`` adds them, ``"none"`` returns them.
+    pos_weight : array_like or None, default None
+        Multiplies the positive term, e.g. one value per class ``(C,)``; broadcast to ``pred``'s shape.
+
+    Shape
+    -----
+    - Input ``pred``: any shape ``(*)``, float32 or float64.
+    - Target: ``pred``'s shape.
+    - Output: a float, or ``(*)`` with ``reduction="none"``.
+    - ``backward()``: the gradient, ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``reduction``, or (forward) a target whose shape differs from ``pred``'s (the message names
+        the loss and both shapes).
+    TypeError
+        For a non-numeric target.
+
+    See Also
+    --------
+    BCELoss, CrossEntropyLoss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> loss = fnn.nn.BCEWithLogitsLoss()
+    >>> round(loss(np.array([0.0, 0.0]), np.array([1.0, 0.0])), 4)
+    0.6931
+    >>> loss.backward()
+    array([-0.25,  0.25])
+    """
 
     def __init__(self, weight=None, reduction="mean", pos_weight=None):
         super().__init__(reduction)
@@ -312,7 +513,45 @@ class _NumpyLoss(_Loss):
 
 
 class L1Loss(_NumpyLoss):
-    """abs(pred − target), PyTorch's L1Loss; gradient sign(pred − target) (0 where they are equal)."""
+    r"""Mean absolute error ``abs(pred - target)``: PyTorch's L1Loss.
+
+    .. math:: \ell_i = |x_i - y_i|
+
+    The gradient is ``sign(pred - target)`` (0 where they are equal).
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` averages the per-element losses, ``"sum"`` adds them, ``"none"`` returns them.
+
+    Shape
+    -----
+    - Input ``pred``: any shape ``(*)``, float32 or float64.
+    - Target: ``pred``'s shape.
+    - Output: a float, or ``(*)`` with ``reduction="none"``.
+    - ``backward()``: the gradient, ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``reduction``, or (forward) a target whose shape differs from ``pred``'s (the message names
+        the loss and both shapes).
+    TypeError
+        For a non-numeric target.
+
+    See Also
+    --------
+    SmoothL1Loss, MSELoss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> loss = fnn.nn.L1Loss(reduction="sum")
+    >>> loss(np.array([1.0, -2.0, 3.0]), np.zeros(3))
+    6.0
+    >>> loss.backward()
+    array([ 1., -1.,  1.])
+    """
 
     def forward(self, pred, target):
         x, t = self._pair(pred, target)
@@ -321,8 +560,46 @@ class L1Loss(_NumpyLoss):
 
 
 class SmoothL1Loss(_NumpyLoss):
-    """PyTorch's SmoothL1Loss: with d = pred − target, 0.5·d²/beta where abs(d) < beta, else abs(d) − 0.5·beta
-    (beta = 0 is L1Loss). Gradient d/beta inside, sign(d) outside."""
+    r"""Smooth L1 loss: quadratic near zero, linear beyond ``beta`` (PyTorch's SmoothL1Loss).
+
+    .. math:: \ell_i = \begin{cases} 0.5\, d_i^2 / \beta & |d_i| < \beta \\ |d_i| - 0.5\, \beta & \text{otherwise}
+       \end{cases}, \qquad d = x - y
+
+    ``beta = 0`` is L1Loss. The gradient is ``d / beta`` inside, ``sign(d)`` outside.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` averages the per-element losses, ``"sum"`` adds them, ``"none"`` returns them.
+    beta : float, default 1.0
+        Where the loss turns linear; >= 0.
+
+    Shape
+    -----
+    - Input ``pred``: any shape ``(*)``, float32 or float64.
+    - Target: ``pred``'s shape.
+    - Output: a float, or ``(*)`` with ``reduction="none"``.
+    - ``backward()``: the gradient, ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``reduction``, or (forward) a target whose shape differs from ``pred``'s (the message names
+        the loss and both shapes).
+    TypeError
+        For a non-numeric target.
+        A negative or non-finite ``beta`` raises ValueError too.
+
+    See Also
+    --------
+    HuberLoss, L1Loss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.SmoothL1Loss(reduction="none")(np.array([0.5, 3.0]), np.zeros(2))
+    array([0.125, 2.5  ])
+    """
 
     def __init__(self, reduction="mean", beta=1.0):
         super().__init__(reduction)
@@ -345,8 +622,46 @@ class SmoothL1Loss(_NumpyLoss):
 
 
 class HuberLoss(_NumpyLoss):
-    """PyTorch's HuberLoss: with d = pred − target, 0.5·d² where abs(d) < delta, else delta·(abs(d) − 0.5·delta)
-    (SmoothL1Loss(beta=delta) times delta). Gradient d inside, delta·sign(d) outside."""
+    r"""Huber loss: quadratic near zero, linear beyond ``delta`` (PyTorch's HuberLoss).
+
+    .. math:: \ell_i = \begin{cases} 0.5\, d_i^2 & |d_i| < \delta \\ \delta\,(|d_i| - 0.5\, \delta) & \text{otherwise}
+       \end{cases}, \qquad d = x - y
+
+    It is ``SmoothL1Loss(beta=delta)`` times ``delta``. The gradient is ``d`` inside, ``delta * sign(d)`` outside.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` averages the per-element losses, ``"sum"`` adds them, ``"none"`` returns them.
+    delta : float, default 1.0
+        Where the loss turns linear; > 0.
+
+    Shape
+    -----
+    - Input ``pred``: any shape ``(*)``, float32 or float64.
+    - Target: ``pred``'s shape.
+    - Output: a float, or ``(*)`` with ``reduction="none"``.
+    - ``backward()``: the gradient, ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``reduction``, or (forward) a target whose shape differs from ``pred``'s (the message names
+        the loss and both shapes).
+    TypeError
+        For a non-numeric target.
+        A ``delta`` that is not positive and finite raises ValueError too.
+
+    See Also
+    --------
+    SmoothL1Loss, MSELoss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> fnn.nn.HuberLoss(reduction="none", delta=2.0)(np.array([1.0, 4.0]), np.zeros(2))
+    array([0.5, 6. ])
+    """
 
     def __init__(self, reduction="mean", delta=1.0):
         super().__init__(reduction)
@@ -367,12 +682,51 @@ class HuberLoss(_NumpyLoss):
 
 
 class KLDivLoss(_NumpyLoss):
-    """Kullback-Leibler divergence of pred from target, PyTorch's KLDivLoss: pred holds log-probabilities;
-    target probabilities (log_target=False: target·(log target − pred), 0 where target is 0) or
-    log-probabilities (log_target=True: exp(target)·(target − pred)). reduction 'batchmean' (the default
-    here, as in fastnn's API; PyTorch's default is 'mean') divides the sum by the batch size pred.shape[0],
-    which is the true KL divergence per sample; 'mean' divides by the number of elements. Gradient w.r.t.
-    pred: −target (−exp(target) with log_target)."""
+    r"""Kullback-Leibler divergence of ``pred`` (log-probabilities) from ``target``: PyTorch's KLDivLoss.
+
+    .. math:: \ell_i = y_i (\log y_i - x_i) \quad (0 \text{ where } y_i = 0), \qquad
+       \ell_i = e^{y_i} (y_i - x_i) \text{ with log\_target}
+
+    The default reduction ``"batchmean"`` (fastnn's default; PyTorch's is ``"mean"``) divides the sum by the batch
+    size ``pred.shape[0]``, which is the true KL divergence per sample; ``"mean"`` divides by the number of
+    elements. The gradient w.r.t. ``pred`` is ``-target`` (``-exp(target)`` with ``log_target``), scaled.
+
+    Parameters
+    ----------
+    reduction : {"batchmean", "mean", "sum", "none"}, default "batchmean"
+        How the per-element losses are reduced.
+    log_target : bool, default False
+        ``target`` holds log-probabilities instead of probabilities.
+
+    Shape
+    -----
+    - Input ``pred``: any shape ``(*)``, float32 or float64.
+    - Target: ``pred``'s shape.
+    - Output: a float, or ``(*)`` with ``reduction="none"``.
+    - ``backward()``: the gradient, ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``reduction``, or (forward) a target whose shape differs from ``pred``'s (the message names
+        the loss and both shapes).
+    TypeError
+        For a non-numeric target.
+        A probability target with negative entries raises ValueError too.
+
+    See Also
+    --------
+    LogSoftmax, CrossEntropyLoss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> p = np.array([[0.5, 0.5]])
+    >>> fnn.nn.KLDivLoss()(np.log(p), p)                   # identical distributions
+    0.0
+    >>> round(fnn.nn.KLDivLoss()(np.log(np.array([[0.25, 0.75]])), p), 4)
+    0.1438
+    """
 
     _reductions = ("none", "batchmean", "mean", "sum")
 
@@ -401,9 +755,47 @@ class KLDivLoss(_NumpyLoss):
 
 
 class MultiMarginLoss(_NumpyLoss):
-    """Multiclass hinge loss (the SVM loss), PyTorch's MultiMarginLoss: for scores x (N, C) (or (C,)) and
-    integer labels y (N,) (or a scalar), loss_n = Σ_{i≠y} w[y]·max(0, margin − x[y] + x[i])^p / C,
-    p ∈ {1, 2}; weight (C,) is optional. 'none' gives one loss per sample; 'mean' averages over samples."""
+    r"""Multiclass hinge loss (the SVM loss): PyTorch's MultiMarginLoss.
+
+    .. math:: \ell_n = \frac{1}{C} \sum_{i \ne y_n} w_{y_n} \max(0,\ \text{margin} - x_{n,y_n} + x_{n,i})^p
+
+    Parameters
+    ----------
+    p : {1, 2}, default 1
+        The hinge's power.
+    margin : float, default 1.0
+        The required gap between the true class's score and the others.
+    weight : array_like (C,) or None, default None
+        Per-class weights, indexed by the true class.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` averages the per-element losses, ``"sum"`` adds them, ``"none"`` returns them.
+
+    Shape
+    -----
+    - Input ``pred``: scores ``(N, C)`` or unbatched ``(C,)``.
+    - Target: integer class indices ``(N,)`` (or a scalar).
+    - Output: a float, or ``(N,)`` with ``reduction="none"`` (one loss per sample).
+    - ``backward()``: ``pred``'s shape.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``p``, ``margin``, ``weight`` or ``reduction``; (forward) shapes that do not match or labels
+        out of range.
+    TypeError
+        For a non-integer target.
+
+    See Also
+    --------
+    CrossEntropyLoss
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> loss = fnn.nn.MultiMarginLoss()
+    >>> loss(np.array([[2.0, 0.5, 1.5]]), np.array([0]))       # (0 + 0.5) / 3
+    0.16666666666666666
+    """
 
     def __init__(self, p=1, margin=1.0, weight=None, reduction="mean"):
         super().__init__(reduction)

@@ -252,7 +252,69 @@ class _RNNBase(Module):
 
 
 class RNN(_RNNBase):
-    """Elman RNN: h_t = tanh(x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh) (nonlinearity='relu': max(·, 0))."""
+    r"""Elman recurrent network (PyTorch's RNN), whole sequences in one C++ call per layer and direction.
+
+    .. math:: h_t = \tanh(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})
+
+    (``nonlinearity="relu"``: :math:`\max(\cdot, 0)` instead of tanh). ``forward(x, hx=None)`` returns
+    ``(output, h_n)``.
+
+    ``backward(grad_output, grad_hn=None)`` takes the gradient of the output (and of the final state),
+    accumulates the parameter gradients and returns the gradient of ``x``; the gradient of the initial state is
+    left in ``grad_hx``. Each direction of each layer is one C++ call over the whole sequence.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of each input step, ``I``; > 0.
+    hidden_size : int
+        Features of the hidden state, ``H``; > 0.
+    num_layers : int, default 1
+        Stacked layers; layer k > 0 reads layer k - 1's output.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation.
+    bias : bool, default True
+        Learn ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, default False
+        Input and output are ``(N, T, *)`` instead of ``(T, N, *)``.
+    dropout : float in [0, 1), default 0.0
+        Dropout on each layer's output except the last's, in training.
+    bidirectional : bool, default False
+        Run a second direction from the end (``D = 2``); outputs are concatenated.
+    variational_dropout : float in [0, 1), default 0.0
+        Dropout on each layer's input with one mask for all time steps (Gal and Ghahramani), in training.
+
+    Shape
+    -----
+    - Input ``x``: ``(T, N, I)``, ``(N, T, I)`` with ``batch_first``, or unbatched ``(T, I)``.
+    - Initial state ``h0``: ``(num_layers * D, N, H)`` (``(num_layers * D, H)`` unbatched); None means zeros.
+    - Output: ``(T, N, D * H)`` (batch-first or unbatched alike), and the final state(s) of ``h0``'s shape.
+    - Parameters, per layer ``k`` (suffix ``_reverse`` for the second direction): ``weight_ih_l{k}``
+      ``(H, I)`` (``(H, D * H)`` for k > 0), ``weight_hh_l{k}`` ``(H, H)``, ``bias_ih_l{k}``, ``bias_hh_l{k}``
+      ``(H,)``; all initialised from ``U(±1/√H)`` as PyTorch.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, dropout outside [0, 1), or (forward) an input or state of another
+        shape, or holding NaN or infinity (the message names the layer and the shapes).
+        An unknown ``nonlinearity`` raises ValueError too.
+
+    See Also
+    --------
+    LSTM, GRU, RNNCell
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> rnn = fnn.nn.RNN(10, 20, num_layers=2)
+    >>> x = np.random.default_rng(0).normal(size=(5, 3, 10)).astype(np.float32)   # (T, N, I)
+    >>> out, h_n = rnn(x)
+    >>> out.shape, h_n.shape
+    ((5, 3, 20), (2, 3, 20))
+    >>> rnn.backward(np.ones_like(out)).shape
+    (5, 3, 10)
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, variational_dropout=0.0):
@@ -267,8 +329,72 @@ class RNN(_RNNBase):
 
 
 class LSTM(_RNNBase):
-    """LSTM with PyTorch's gates i, f, g, o: c_t = f⊙c_{t−1} + i⊙g, h_t = o⊙tanh(c_t).
-    forward(x, (h0, c0)) -> (output, (h_n, c_n))."""
+    r"""Long short-term memory network (PyTorch's LSTM and its gate order i, f, g, o).
+
+    .. math::
+       i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+       f_t &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+       g_t &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+       o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+       c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+       h_t &= o_t \odot \tanh(c_t)
+
+    ``forward(x, hx=None)`` with ``hx = (h0, c0)`` returns ``(output, (h_n, c_n))``.
+
+    ``backward(grad_output, grad_hn=None, grad_cn=None)`` takes the gradient of the output (and of the final state),
+    accumulates the parameter gradients and returns the gradient of ``x``; the gradient of the initial state is
+    left in ``grad_hx`` as ``(dh0, dc0)``. Each direction of each layer is one C++ call over the whole sequence.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of each input step, ``I``; > 0.
+    hidden_size : int
+        Features of the hidden state, ``H``; > 0.
+    num_layers : int, default 1
+        Stacked layers; layer k > 0 reads layer k - 1's output.
+    bias : bool, default True
+        Learn ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, default False
+        Input and output are ``(N, T, *)`` instead of ``(T, N, *)``.
+    dropout : float in [0, 1), default 0.0
+        Dropout on each layer's output except the last's, in training.
+    bidirectional : bool, default False
+        Run a second direction from the end (``D = 2``); outputs are concatenated.
+    variational_dropout : float in [0, 1), default 0.0
+        Dropout on each layer's input with one mask for all time steps (Gal and Ghahramani), in training.
+
+    Shape
+    -----
+    - Input ``x``: ``(T, N, I)``, ``(N, T, I)`` with ``batch_first``, or unbatched ``(T, I)``.
+    - Initial state ``h0`` and ``c0``: ``(num_layers * D, N, H)`` (``(num_layers * D, H)`` unbatched); None means zeros.
+    - Output: ``(T, N, D * H)`` (batch-first or unbatched alike), and the final state(s) of ``h0``'s shape.
+    - Parameters, per layer ``k`` (suffix ``_reverse`` for the second direction): ``weight_ih_l{k}``
+      ``(4H, I)`` (``(4H, D * H)`` for k > 0), ``weight_hh_l{k}`` ``(4H, H)``, ``bias_ih_l{k}``, ``bias_hh_l{k}``
+      ``(4H,)``; all initialised from ``U(±1/√H)`` as PyTorch.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, dropout outside [0, 1), or (forward) an input or state of another
+        shape, or holding NaN or infinity (the message names the layer and the shapes).
+
+    See Also
+    --------
+    GRU, RNN, LSTMCell
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> lstm = fnn.nn.LSTM(8, 16, batch_first=True)
+    >>> lstm.weight_ih_l0.shape                      # the four gates stacked: (4 * hidden_size, input_size)
+    (64, 8)
+    >>> out, (h_n, c_n) = lstm(np.zeros((4, 7, 8), np.float32))   # (N, T, I)
+    >>> out.shape, h_n.shape, c_n.shape
+    ((4, 7, 16), (1, 4, 16), (1, 4, 16))
+    >>> lstm.backward(np.ones_like(out)).shape
+    (4, 7, 8)
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, variational_dropout=0.0):
@@ -280,7 +406,66 @@ class LSTM(_RNNBase):
 
 
 class GRU(_RNNBase):
-    """GRU with PyTorch's gates r, z, n: n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn)), h = (1 − z)⊙n + z⊙h."""
+    r"""Gated recurrent unit network (PyTorch's GRU and its gate order r, z, n).
+
+    .. math::
+       r_t &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+       z_t &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+       n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+       h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+
+    ``forward(x, hx=None)`` returns ``(output, h_n)``.
+
+    ``backward(grad_output, grad_hn=None)`` takes the gradient of the output (and of the final state),
+    accumulates the parameter gradients and returns the gradient of ``x``; the gradient of the initial state is
+    left in ``grad_hx``. Each direction of each layer is one C++ call over the whole sequence.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of each input step, ``I``; > 0.
+    hidden_size : int
+        Features of the hidden state, ``H``; > 0.
+    num_layers : int, default 1
+        Stacked layers; layer k > 0 reads layer k - 1's output.
+    bias : bool, default True
+        Learn ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, default False
+        Input and output are ``(N, T, *)`` instead of ``(T, N, *)``.
+    dropout : float in [0, 1), default 0.0
+        Dropout on each layer's output except the last's, in training.
+    bidirectional : bool, default False
+        Run a second direction from the end (``D = 2``); outputs are concatenated.
+    variational_dropout : float in [0, 1), default 0.0
+        Dropout on each layer's input with one mask for all time steps (Gal and Ghahramani), in training.
+
+    Shape
+    -----
+    - Input ``x``: ``(T, N, I)``, ``(N, T, I)`` with ``batch_first``, or unbatched ``(T, I)``.
+    - Initial state ``h0``: ``(num_layers * D, N, H)`` (``(num_layers * D, H)`` unbatched); None means zeros.
+    - Output: ``(T, N, D * H)`` (batch-first or unbatched alike), and the final state(s) of ``h0``'s shape.
+    - Parameters, per layer ``k`` (suffix ``_reverse`` for the second direction): ``weight_ih_l{k}``
+      ``(3H, I)`` (``(3H, D * H)`` for k > 0), ``weight_hh_l{k}`` ``(3H, H)``, ``bias_ih_l{k}``, ``bias_hh_l{k}``
+      ``(3H,)``; all initialised from ``U(±1/√H)`` as PyTorch.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, dropout outside [0, 1), or (forward) an input or state of another
+        shape, or holding NaN or infinity (the message names the layer and the shapes).
+
+    See Also
+    --------
+    LSTM, RNN, GRUCell
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> gru = fnn.nn.GRU(4, 6, bidirectional=True)
+    >>> out, h_n = gru(np.zeros((3, 2, 4), np.float32))
+    >>> out.shape, h_n.shape                          # both directions: D = 2
+    ((3, 2, 12), (2, 2, 6))
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, variational_dropout=0.0):
@@ -317,25 +502,64 @@ class _GradSink:
 
 
 class GatedFeedbackRNN(Module):
-    """Gated-feedback RNN (Chung et al. 2015) with tanh units: a stack of num_layers recurrent layers
-    in which every layer's previous state feeds every layer, through learned scalar global reset gates:
+    r"""Gated-feedback RNN (Chung et al. 2015): stacked tanh layers whose previous states all feed each other.
 
-        g^{i→j} = σ(w_g^{i→j}·h_t^{j−1} + u_g^{i→j}·h*_{t−1} + b_g^{i→j})      h* = all layers' states, concatenated
-        h_t^j   = tanh(W^j h_t^{j−1} + b^j + Σ_i g^{i→j} U^{i→j} h_{t−1}^i)      h_t^0 = x_t
+    Every layer's previous state feeds every layer through learned scalar global reset gates:
 
-    Parameters of layer j: weight_ih_l{j} [H, in_j], bias_l{j} [H], weight_hh_l{j} [H, L·H] (the U^{i→j} side
-    by side), gate_weight_ih_l{j} [L, in_j], gate_weight_hh_l{j} [L, L·H], gate_bias_l{j} [L]. With all gates
-    open and U^{i→j} = 0 for i ≠ j it is a stacked tanh RNN. forward(x, h0=None) -> (output of the top layer,
-    h_n [L, N, H]); backward(grad_output, grad_hn=None) -> grad of x, with grad_hx = dL/dh0.
+    .. math::
+       g^{i \to j} &= \sigma(w_g^{i \to j} \cdot h_t^{j-1} + u_g^{i \to j} \cdot h^*_{t-1} + b_g^{i \to j}) \\
+       h_t^j &= \tanh\Big(W^j h_t^{j-1} + b^j + \sum_i g^{i \to j}\, U^{i \to j} h_{t-1}^i\Big)
 
-    Computed with fastnn's own kernels (float32 or float64, the parameters' dtype): every matrix product is a
-    `ops.linear_forward` / `ops.linear_backward` call (GEMMs writing the parameter gradients in place,
-    lazy zero_grad respected, frozen parameters skipped) and tanh/σ are `ops.activation_forward/backward`;
-    only the element-wise gate products and sums stay in NumPy. Layer 1's input projections W^1 x_t + b^1 and
-    w_g x_t + b_g for all T steps are one GEMM each over the [T·N, I] input (and so are their gradients in
-    BPTT). The gated recurrent sum is one GEMM per layer and step, since g^{i→j} U^{i→j} h^i = U^{i→j}(g^{i→j}
-    h^i): U^j [H, L·H] times the gate-scaled h*. The layers are coupled at every step, so the loop over time
-    steps and layers runs in Python; results are bit-identical for any thread count."""
+    with :math:`h^*` all layers' states concatenated and :math:`h_t^0 = x_t`. With all gates open and
+    :math:`U^{i \to j} = 0` for :math:`i \ne j` it is a stacked tanh RNN. ``forward(x, h0=None)`` returns
+    ``(output of the top layer, h_n)``; ``backward(grad_output, grad_hn=None)`` returns the gradient of ``x``
+    and leaves that of ``h0`` in ``grad_hx``.
+
+    Every matrix product is a fastnn GEMM kernel call (layer 1's input projections for all steps are one GEMM);
+    the loop over time steps and layers runs in Python, since the layers are coupled at every step. Results are
+    bit-identical for any thread count.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of each input step, ``I``; > 0.
+    hidden_size : int
+        Features of each layer's state, ``H``; > 0.
+    num_layers : int, default 2
+        Stacked layers ``L``.
+    batch_first : bool, default False
+        Input and output are ``(N, T, *)`` instead of ``(T, N, *)``.
+
+    Shape
+    -----
+    - Input ``x``: ``(T, N, I)`` (``(N, T, I)`` with ``batch_first``), or unbatched ``(T, I)``.
+    - ``h0``: ``(L, N, H)``; None means zeros.
+    - Output: ``(T, N, H)`` and ``h_n`` ``(L, N, H)``.
+    - Parameters of layer j: ``weight_ih_l{j}`` ``(H, in_j)``, ``bias_l{j}`` ``(H,)``, ``weight_hh_l{j}``
+      ``(H, L * H)`` (the :math:`U^{i \to j}` side by side), ``gate_weight_ih_l{j}`` ``(L, in_j)``,
+      ``gate_weight_hh_l{j}`` ``(L, L * H)``, ``gate_bias_l{j}`` ``(L,)``.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, or (forward) an input or state of another shape.
+
+    See Also
+    --------
+    RNN, LSTM
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> gf = fnn.nn.GatedFeedbackRNN(5, 8, num_layers=3)
+    >>> gf.weight_hh_l0.shape, gf.gate_weight_hh_l0.shape
+    ((8, 24), (3, 24))
+    >>> out, h_n = gf(np.zeros((6, 2, 5), np.float32))
+    >>> out.shape, h_n.shape
+    ((6, 2, 8), (3, 2, 8))
+    >>> gf.backward(np.ones_like(out)).shape
+    (6, 2, 5)
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=2, batch_first=False):
         super().__init__()
@@ -598,8 +822,53 @@ class _CellBase(Module):
 
 
 class RNNCell(_CellBase):
-    """h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) (nonlinearity='relu': max(·, 0)); PyTorch's RNNCell.
-    Parameters weight_ih (H, I), weight_hh (H, H), bias_ih (H,), bias_hh (H,)."""
+    r"""One step of an Elman RNN (PyTorch's RNNCell).
+
+    .. math:: h' = \tanh(x W_{ih}^T + b_{ih} + h W_{hh}^T + b_{hh})
+
+    (``nonlinearity="relu"``: :math:`\max(\cdot, 0)`). ``forward(x, hx=None)`` returns ``h'``;
+    ``backward(grad_h)`` returns the gradient of ``x``, leaves that of ``hx`` in ``grad_hx`` and accumulates the
+    parameter gradients. The step is the sequence kernel with T = 1.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of the input, ``I``; > 0.
+    hidden_size : int
+        Features of the state, ``H``; > 0.
+    bias : bool, default True
+        Learn ``bias_ih`` and ``bias_hh``.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation.
+
+    Shape
+    -----
+    - Input ``x``: ``(N, I)`` or unbatched ``(I,)``.
+    - State ``hx``: ``(N, H)`` (``(H,)`` unbatched); None means zeros.
+    - Output: the next state, of the state's shape.
+    - Parameters: ``weight_ih`` ``(H, I)``, ``weight_hh`` ``(H, H)``, ``bias_ih``, ``bias_hh`` ``(H,)``;
+      initialised from ``U(±1/√H)``.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, or (forward) an input or state of another shape, or holding NaN or
+        infinity (the message names the layer and the shapes).
+
+    See Also
+    --------
+    RNN, LSTMCell, GRUCell
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> cell = fnn.nn.RNNCell(3, 5)
+    >>> h = None
+    >>> for x_t in np.zeros((4, 2, 3), np.float32):      # a hand-written loop over 4 steps
+    ...     h = cell(x_t, h)
+    >>> h.shape
+    (2, 5)
+    """
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh"):
         if nonlinearity not in ("tanh", "relu"):
@@ -613,8 +882,55 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """One LSTM step with PyTorch's gates i, f, g, o: c' = f⊙c + i⊙g, h' = o⊙tanh(c'); returns (h', c').
-    Parameters weight_ih (4H, I), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,)."""
+    r"""One step of an LSTM (PyTorch's LSTMCell, gates i, f, g, o).
+
+    .. math::
+       i &= \sigma(W_{ii} x + b_{ii} + W_{hi} h + b_{hi}), \quad
+       f = \sigma(W_{if} x + b_{if} + W_{hf} h + b_{hf}) \\
+       g &= \tanh(W_{ig} x + b_{ig} + W_{hg} h + b_{hg}), \quad
+       o = \sigma(W_{io} x + b_{io} + W_{ho} h + b_{ho}) \\
+       c' &= f \odot c + i \odot g, \quad h' = o \odot \tanh(c')
+
+    ``forward(x, hx=None)`` with ``hx = (h, c)`` returns ``(h', c')``; ``backward(grad_h, grad_c=None)``
+    returns the gradient of ``x`` and leaves ``(dh, dc)`` in ``grad_hx``.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of the input, ``I``; > 0.
+    hidden_size : int
+        Features of the state, ``H``; > 0.
+    bias : bool, default True
+        Learn ``bias_ih`` and ``bias_hh``.
+
+    Shape
+    -----
+    - Input ``x``: ``(N, I)`` or unbatched ``(I,)``.
+    - State ``hx = (h, c)``, each: ``(N, H)`` (``(H,)`` unbatched); None means zeros.
+    - Output: the next state, of the state's shape.
+    - Parameters: ``weight_ih`` ``(4H, I)``, ``weight_hh`` ``(4H, H)``, ``bias_ih``, ``bias_hh`` ``(4H,)``;
+      initialised from ``U(±1/√H)``.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, or (forward) an input or state of another shape, or holding NaN or
+        infinity (the message names the layer and the shapes).
+
+    See Also
+    --------
+    LSTM, GRUCell
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> cell = fnn.nn.LSTMCell(3, 5)
+    >>> h, c = cell(np.zeros((2, 3), np.float32))
+    >>> h.shape, c.shape
+    ((2, 5), (2, 5))
+    >>> cell.backward(np.ones_like(h)).shape
+    (2, 3)
+    """
 
     _mode = "LSTM"
 
@@ -623,8 +939,51 @@ class LSTMCell(_CellBase):
 
 
 class GRUCell(_CellBase):
-    """One GRU step with PyTorch's gates r, z, n: n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn)),
-    h' = (1 − z)⊙n + z⊙h. Parameters weight_ih (3H, I), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,)."""
+    r"""One step of a GRU (PyTorch's GRUCell, gates r, z, n).
+
+    .. math::
+       r &= \sigma(W_{ir} x + b_{ir} + W_{hr} h + b_{hr}), \quad
+       z = \sigma(W_{iz} x + b_{iz} + W_{hz} h + b_{hz}) \\
+       n &= \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn})), \quad h' = (1 - z) \odot n + z \odot h
+
+    ``forward(x, hx=None)`` returns ``h'``; ``backward(grad_h)`` returns the gradient of ``x`` and leaves that
+    of ``hx`` in ``grad_hx``.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of the input, ``I``; > 0.
+    hidden_size : int
+        Features of the state, ``H``; > 0.
+    bias : bool, default True
+        Learn ``bias_ih`` and ``bias_hh``.
+
+    Shape
+    -----
+    - Input ``x``: ``(N, I)`` or unbatched ``(I,)``.
+    - State ``hx``: ``(N, H)`` (``(H,)`` unbatched); None means zeros.
+    - Output: the next state, of the state's shape.
+    - Parameters: ``weight_ih`` ``(3H, I)``, ``weight_hh`` ``(3H, H)``, ``bias_ih``, ``bias_hh`` ``(3H,)``;
+      initialised from ``U(±1/√H)``.
+
+    Raises
+    ------
+    ValueError
+        For sizes that are not positive, or (forward) an input or state of another shape, or holding NaN or
+        infinity (the message names the layer and the shapes).
+
+    See Also
+    --------
+    GRU, LSTMCell
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> cell = fnn.nn.GRUCell(3, 5)
+    >>> h = cell(np.ones((2, 3), np.float32), np.zeros((2, 5), np.float32))
+    >>> h.shape, cell.weight_ih.shape
+    ((2, 5), (15, 3))
+    """
 
     _mode = "GRU"
 

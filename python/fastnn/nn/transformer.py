@@ -40,16 +40,74 @@ def _activation(owner, activation):
 
 
 class MultiheadAttention(Module):
-    """PyTorch's nn.MultiheadAttention: multi-head scaled dot-product attention.
+    r"""Multi-head scaled dot-product attention (PyTorch's nn.MultiheadAttention).
 
-    Inputs are (L, N, E), or (N, L, E) with ``batch_first``; unbatched (L, E) too. Parameters:
-    ``in_proj_weight`` (3E, E) and ``in_proj_bias`` (3E,), or ``q_proj_weight``, ``k_proj_weight`` (E, kdim) and
-    ``v_proj_weight`` (E, vdim) when kdim/vdim differ from embed_dim, and ``out_proj`` (a Linear(E, E)).
+    .. math::
+       \mathrm{head}_h = \mathrm{softmax}\!\left(\frac{(Q W_h^Q)(K W_h^K)^T}{\sqrt{E / H}} + M\right) V W_h^V,
 
+       \mathrm{out} = [\mathrm{head}_1, \dots, \mathrm{head}_H]\, W^O + b^O
+
+    computed by one fused blockwise C++ kernel; self-attention projects Q, K and V with one GEMM.
     ``forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-    average_attn_weights=True, is_causal=False)`` returns ``(output, weights or None)``. The weights are
-    (N, L, S) averaged over heads, or (N, num_heads, L, S); they are the softmax weights before dropout, and
-    no gradient flows back through them. ``is_causal`` without ``attn_mask`` masks keys after the query."""
+    average_attn_weights=True, is_causal=False)`` returns ``(output, weights or None)``: the weights are the
+    softmax weights before dropout, ``(N, L, S)`` averaged over heads or ``(N, num_heads, L, S)``, and no
+    gradient flows back through them. ``is_causal`` without ``attn_mask`` masks keys after the query.
+    Masks follow PyTorch: a bool mask is True where attention is NOT allowed; a float mask is added to the
+    scores. A query whose every key is masked gets a zero output (not NaN) and zero gradients.
+
+    The layer is traced: its forward is recorded once per kind of input into a graph of functional ops,
+    and ``backward(grad_output)`` runs that graph in reverse, returning the gradients of query,
+    key and value. Eval mode skips every dropout.
+
+    Parameters
+    ----------
+    embed_dim : int
+        Features ``E`` of the query and output; divisible by ``num_heads``.
+    num_heads : int
+        Heads ``H``; each attends over ``E / H`` features.
+    dropout : float in [0, 1], default 0.0
+        Dropout on the attention weights (training only).
+    bias : bool, default True
+        Learn the input and output projection biases.
+    kdim, vdim : int or None, default None
+        Features of key and value, when they differ from ``embed_dim``.
+    batch_first : bool, default False
+        Inputs and outputs are ``(N, L, E)`` instead of ``(L, N, E)``.
+
+    Shape
+    -----
+    - query ``(L, N, E)``, key ``(S, N, kdim)``, value ``(S, N, vdim)`` (batch first: ``(N, L, E)`` ...),
+      or unbatched ``(L, E)``, ``(S, kdim)``, ``(S, vdim)``.
+    - attn_mask ``(L, S)`` or ``(N * num_heads, L, S)``; key_padding_mask ``(N, S)``.
+    - Output: ``(L, N, E)`` (``(N, L, E)`` batch first); weights ``(N, L, S)`` or ``(N, num_heads, L, S)``.
+    - Parameters: ``in_proj_weight`` ``(3E, E)`` and ``in_proj_bias`` ``(3E,)``, or ``q_proj_weight`` ``(E, E)``,
+      ``k_proj_weight`` ``(E, kdim)``, ``v_proj_weight`` ``(E, vdim)`` when kdim/vdim differ from E; ``out_proj``
+      a Linear(E, E).
+
+    Raises
+    ------
+    ValueError
+        For ``embed_dim`` not divisible by ``num_heads``, dropout outside [0, 1], or (forward) inputs of other
+        ranks or feature sizes (the message names the layer and the shapes).
+
+    See Also
+    --------
+    TransformerEncoderLayer, fastnn.nn.functional.scaled_dot_product_attention
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> mha = fnn.nn.MultiheadAttention(16, num_heads=4, batch_first=True)
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 16)).astype(np.float32)   # (N, L, E)
+    >>> out, weights = mha(x, x, x)
+    >>> out.shape, weights.shape
+    ((2, 5, 16), (2, 5, 5))
+    >>> bool(np.allclose(weights.sum(axis=-1), 1.0, atol=1e-5))
+    True
+    >>> dq, dk, dv = mha.backward(np.ones_like(out))
+    >>> dq.shape
+    (2, 5, 16)
+    """
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=False):
         super().__init__()
@@ -157,9 +215,70 @@ class MultiheadAttention(Module):
 
 
 class TransformerEncoderLayer(Module):
-    """PyTorch's nn.TransformerEncoderLayer: self-attention and a feed-forward block (linear1, activation,
-    dropout, linear2), each with a residual connection and a LayerNorm after it (norm_first=False) or
-    before it (norm_first=True). forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False)."""
+    r"""Transformer encoder layer (PyTorch's nn.TransformerEncoderLayer): self-attention, feed-forward.
+
+    Each block has a residual connection and a LayerNorm after it (``norm_first=False``, the default):
+
+    .. math::
+       x &\leftarrow \mathrm{LayerNorm}_1(x + \mathrm{Dropout}(\mathrm{SelfAttn}(x))) \\
+       x &\leftarrow \mathrm{LayerNorm}_2(x + \mathrm{Dropout}(\mathrm{FF}(x))), \quad
+       \mathrm{FF}(x) = W_2\, \mathrm{Dropout}(\mathrm{act}(W_1 x + b_1)) + b_2
+
+    or before it (``norm_first=True``: :math:`x + \mathrm{Block}(\mathrm{LayerNorm}(x))`).
+    ``forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False)`` returns the output.
+
+    The layer is traced: its forward is recorded once per kind of input into a graph of functional ops,
+    and ``backward(grad_output)`` runs that graph in reverse, returning the gradient of the input.
+    Eval mode skips every dropout.
+
+    Parameters
+    ----------
+    d_model : int
+        Features of each token, ``E``.
+    nhead : int
+        Attention heads; divides ``d_model``.
+    dim_feedforward : int, default 2048
+        Width of the feed-forward block.
+    dropout : float, default 0.1
+        Dropout after attention, inside and after the feed-forward block (training only).
+    activation : "relu", "gelu" or callable, default "relu"
+        The feed-forward block's activation.
+    layer_norm_eps : float, default 1e-5
+        The LayerNorms' epsilon.
+    batch_first : bool, default False
+        Inputs and outputs are ``(N, L, E)`` instead of ``(L, N, E)``.
+    norm_first : bool, default False
+        LayerNorm before each block (pre-norm) instead of after the residual sum.
+    bias : bool, default True
+        Learn the biases of the Linear and LayerNorm layers.
+
+    Shape
+    -----
+    - src: ``(L, N, E)`` (``(N, L, E)`` batch first) or unbatched ``(L, E)``; src_mask ``(L, L)``;
+      src_key_padding_mask ``(N, L)``.
+    - Output: src's shape.
+    - Parameters: ``self_attn`` (a MultiheadAttention), ``linear1`` ``(dim_feedforward, E)``, ``linear2``
+      ``(E, dim_feedforward)``, ``norm1``, ``norm2`` (LayerNorm(E)); PyTorch's names, so a torch state_dict loads.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``activation``, ``d_model`` not divisible by ``nhead``, or (forward) an input of another
+        shape.
+
+    See Also
+    --------
+    TransformerEncoder, TransformerDecoderLayer, MultiheadAttention
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> layer = fnn.nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, batch_first=True)
+    >>> src = np.random.default_rng(0).normal(size=(3, 7, 16)).astype(np.float32)
+    >>> y = layer(src)
+    >>> y.shape, layer.backward(np.ones_like(y)).shape
+    ((3, 7, 16), (3, 7, 16))
+    """
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu", layer_norm_eps=1e-5,
                  batch_first=False, norm_first=False, bias=True):
@@ -195,11 +314,66 @@ class TransformerEncoderLayer(Module):
 
 
 class TransformerDecoderLayer(Module):
-    """PyTorch's nn.TransformerDecoderLayer: self-attention, attention over the encoder's ``memory``, and a
-    feed-forward block, each with a residual connection and a LayerNorm (after, or before with norm_first).
+    """Transformer decoder layer (PyTorch's nn.TransformerDecoderLayer): self-, cross-attention, feed-forward.
 
+    Self-attention over ``tgt``, attention over the encoder's ``memory``, and a feed-forward block, each with a
+    residual connection and a LayerNorm after it (or before it with ``norm_first``).
     ``forward(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-    memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False)``."""
+    memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False)`` returns the output.
+
+    The layer is traced: its forward is recorded once per kind of input into a graph of functional ops,
+    and ``backward(grad_output)`` runs that graph in reverse, returning the gradients of tgt and memory.
+    Eval mode skips every dropout.
+
+    Parameters
+    ----------
+    d_model : int
+        Features of each token, ``E``.
+    nhead : int
+        Attention heads; divides ``d_model``.
+    dim_feedforward : int, default 2048
+        Width of the feed-forward block.
+    dropout : float, default 0.1
+        Dropout after attention, inside and after the feed-forward block (training only).
+    activation : "relu", "gelu" or callable, default "relu"
+        The feed-forward block's activation.
+    layer_norm_eps : float, default 1e-5
+        The LayerNorms' epsilon.
+    batch_first : bool, default False
+        Inputs and outputs are ``(N, L, E)`` instead of ``(L, N, E)``.
+    norm_first : bool, default False
+        LayerNorm before each block (pre-norm) instead of after the residual sum.
+    bias : bool, default True
+        Learn the biases of the Linear and LayerNorm layers.
+
+    Shape
+    -----
+    - tgt: ``(T, N, E)`` (``(N, T, E)`` batch first) or unbatched ``(T, E)``; memory ``(S, N, E)`` likewise;
+      tgt_mask ``(T, T)``, memory_mask ``(T, S)``; key padding masks ``(N, T)`` and ``(N, S)``.
+    - Output: tgt's shape.
+    - Parameters: ``self_attn``, ``multihead_attn`` (MultiheadAttention), ``linear1``, ``linear2``, ``norm1``,
+      ``norm2``, ``norm3``; PyTorch's names.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``activation``, ``d_model`` not divisible by ``nhead``, or (forward) inputs of other
+        shapes.
+
+    See Also
+    --------
+    TransformerDecoder, TransformerEncoderLayer
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> layer = fnn.nn.TransformerDecoderLayer(d_model=8, nhead=2, dim_feedforward=16, batch_first=True)
+    >>> rng = np.random.default_rng(0)
+    >>> tgt = rng.normal(size=(2, 4, 8)).astype(np.float32)
+    >>> memory = rng.normal(size=(2, 6, 8)).astype(np.float32)
+    >>> layer(tgt, memory, tgt_is_causal=True).shape
+    (2, 4, 8)
+    """
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu", layer_norm_eps=1e-5,
                  batch_first=False, norm_first=False, bias=True):
@@ -252,8 +426,49 @@ def _clones(layer, n, owner):
 
 
 class TransformerEncoder(Module):
-    """num_layers copies of encoder_layer (each with its own weights, starting equal), then `norm` if given.
-    forward(src, mask=None, src_key_padding_mask=None, is_causal=None)."""
+    """A stack of ``num_layers`` copies of an encoder layer (PyTorch's nn.TransformerEncoder), then ``norm``.
+
+    Each copy has its own weights, starting equal to ``encoder_layer``'s. ``forward(src, mask=None,
+    src_key_padding_mask=None, is_causal=None)`` returns the output.
+
+    The layer is traced: its forward is recorded once per kind of input into a graph of functional ops,
+    and ``backward(grad_output)`` runs that graph in reverse, returning the gradient of the input.
+    Eval mode skips every dropout.
+
+    Parameters
+    ----------
+    encoder_layer : TransformerEncoderLayer
+        The layer copied.
+    num_layers : int
+        How many copies; > 0.
+    norm : Module or None, default None
+        Applied to the last layer's output (e.g. a LayerNorm).
+
+    Shape
+    -----
+    - src: as for TransformerEncoderLayer; mask ``(L, L)``; src_key_padding_mask ``(N, L)``.
+    - Output: src's shape.
+    - Parameters: ``layers.0`` ... ``layers.{num_layers - 1}``, and ``norm``'s.
+
+    Raises
+    ------
+    ValueError
+        For ``num_layers`` < 1, or (forward) an input of another shape.
+
+    See Also
+    --------
+    TransformerEncoderLayer, Transformer
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> layer = fnn.nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16)
+    >>> enc = fnn.nn.TransformerEncoder(layer, num_layers=3, norm=fnn.nn.LayerNorm(8))
+    >>> len(enc.layers)
+    3
+    >>> enc(np.zeros((5, 2, 8), np.float32), is_causal=True).shape
+    (5, 2, 8)
+    """
 
     def __init__(self, encoder_layer, num_layers, norm=None):
         super().__init__()
@@ -269,9 +484,47 @@ class TransformerEncoder(Module):
 
 
 class TransformerDecoder(Module):
-    """num_layers copies of decoder_layer, then `norm` if given. forward(tgt, memory, tgt_mask=None,
-    memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None, tgt_is_causal=None,
-    memory_is_causal=False)."""
+    """A stack of ``num_layers`` copies of a decoder layer (PyTorch's nn.TransformerDecoder), then ``norm``.
+
+    ``forward(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+    memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False)`` returns the output.
+
+    The layer is traced: its forward is recorded once per kind of input into a graph of functional ops,
+    and ``backward(grad_output)`` runs that graph in reverse, returning the gradients of tgt and memory.
+    Eval mode skips every dropout.
+
+    Parameters
+    ----------
+    decoder_layer : TransformerDecoderLayer
+        The layer copied (each copy has its own weights, starting equal).
+    num_layers : int
+        How many copies; > 0.
+    norm : Module or None, default None
+        Applied to the last layer's output.
+
+    Shape
+    -----
+    - tgt, memory and masks: as for TransformerDecoderLayer.
+    - Output: tgt's shape.
+    - Parameters: ``layers.0`` ... ``layers.{num_layers - 1}``, and ``norm``'s.
+
+    Raises
+    ------
+    ValueError
+        For ``num_layers`` < 1, or (forward) inputs of other shapes.
+
+    See Also
+    --------
+    TransformerDecoderLayer, Transformer
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> layer = fnn.nn.TransformerDecoderLayer(d_model=8, nhead=2, dim_feedforward=16)
+    >>> dec = fnn.nn.TransformerDecoder(layer, num_layers=2)
+    >>> dec(np.zeros((4, 2, 8), np.float32), np.zeros((6, 2, 8), np.float32)).shape
+    (4, 2, 8)
+    """
 
     def __init__(self, decoder_layer, num_layers, norm=None):
         super().__init__()
@@ -290,10 +543,67 @@ class TransformerDecoder(Module):
 
 
 class Transformer(Module):
-    """PyTorch's nn.Transformer: an encoder of num_encoder_layers and a decoder of num_decoder_layers, each
-    followed by a LayerNorm. forward(src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
-    src_key_padding_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None,
-    tgt_is_causal=None, memory_is_causal=False)."""
+    """The encoder-decoder Transformer (PyTorch's nn.Transformer), each stack followed by a LayerNorm.
+
+    ``forward(src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
+    tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
+    memory_is_causal=False)`` encodes ``src`` into memory and decodes ``tgt`` against it. Token embeddings and
+    positional encodings are the caller's, as in PyTorch.
+
+    The layer is traced: its forward is recorded once per kind of input into a graph of functional ops,
+    and ``backward(grad_output)`` runs that graph in reverse, returning the gradients of src and tgt.
+    Eval mode skips every dropout.
+
+    Parameters
+    ----------
+    d_model : int, default 512
+        Features of each token, ``E``.
+    nhead : int, default 8
+        Attention heads; divides ``d_model``.
+    num_encoder_layers, num_decoder_layers : int, default 6
+        Depth of the two stacks.
+    dim_feedforward : int, default 2048
+        Width of the feed-forward blocks.
+    dropout : float, default 0.1
+        Dropout in every layer (training only).
+    activation : "relu", "gelu" or callable, default "relu"
+        The feed-forward blocks' activation.
+    layer_norm_eps : float, default 1e-5
+        The LayerNorms' epsilon.
+    batch_first : bool, default False
+        Inputs and outputs are ``(N, L, E)`` instead of ``(L, N, E)``.
+    norm_first : bool, default False
+        Pre-norm layers.
+    bias : bool, default True
+        Learn the biases of the Linear and LayerNorm layers.
+
+    Shape
+    -----
+    - src ``(S, N, E)``, tgt ``(T, N, E)`` (batch first: ``(N, S, E)``, ``(N, T, E)``); masks as for the layers:
+      src_mask ``(S, S)``, tgt_mask ``(T, T)``, memory_mask ``(T, S)``.
+    - Output: tgt's shape.
+    - Parameters: ``encoder`` (a TransformerEncoder with its ``norm``) and ``decoder`` (a TransformerDecoder).
+
+    Raises
+    ------
+    ValueError
+        For ``d_model`` not divisible by ``nhead``, an unknown ``activation``, or (forward) inputs of other
+        shapes.
+
+    See Also
+    --------
+    TransformerEncoder, TransformerDecoder, MultiheadAttention
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn as fnn
+    >>> model = fnn.nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+    ...                            dim_feedforward=16, batch_first=True)
+    >>> rng = np.random.default_rng(0)
+    >>> src, tgt = rng.normal(size=(2, 6, 8)).astype(np.float32), rng.normal(size=(2, 4, 8)).astype(np.float32)
+    >>> model(src, tgt, tgt_is_causal=True).shape
+    (2, 4, 8)
+    """
 
     def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
                  dropout=0.1, activation="relu", layer_norm_eps=1e-5, batch_first=False, norm_first=False,

@@ -28,8 +28,9 @@ import numbers
 import numpy as np
 
 from . import metrics as _metrics
-from .callbacks import CallbackList
+from .callbacks import Callback, CallbackList
 from .data.batching import ArrayBatches
+from .nn.sequential import Sequential
 from .progress import ProgressLogger
 
 __all__ = ["Trainer"]
@@ -422,6 +423,10 @@ class Trainer:
 
         backward = getattr(model, "backward_parameters", None) or model.backward
         lock = model.lock() if hasattr(model, "lock") else contextlib.nullcontext()
+        # The whole step in one call (Sequential.train_step: fused in C++ where it can, else step by step),
+        # unless something must run between backward and the update: MPI, or a callback's on_backward_end.
+        one_call = (dist is None and isinstance(model, Sequential) and
+                    all(type(c).on_backward_end is Callback.on_backward_end for c in cbs.callbacks))
         try:
             if dist is not None:
                 dist.start(feed.num_batches())  # rank 0's weights, optimizer and shuffling state everywhere
@@ -447,7 +452,14 @@ class Trainer:
                     if not model.training:  # a callback or schedule switched the model to eval
                         model.train()
                     with lock:  # one model from several threads: each step whole (Module.lock)
-                        if size == 0:  # distributed: this rank's share of a small batch is empty
+                        result = None
+                        if one_call and size and len(inputs) == 1 and not self.stop_training:
+                            xb = as_dtype(inputs[0])
+                            result = model.train_step(xb, yb, loss, opt, return_output=True, fallback=False)
+                        stepped = result is not None
+                        if stepped:  # forward, loss, backward and update done in one call
+                            value, out = result
+                        elif size == 0:  # distributed: this rank's share of a small batch is empty
                             dist.zero_grads(model)
                             xb, value = inputs, 0.0
                         elif len(inputs) == 1:
@@ -457,10 +469,11 @@ class Trainer:
                             xb = tuple(as_dtype(a) for a in inputs)
                             out = model(*xb)
                         if size:
-                            value = _scalar_loss(loss, loss(out, yb))
+                            value = _scalar_loss(loss, value if stepped else loss(out, yb))
                             for m in train_metrics:  # before backward, which may reuse buffers
                                 m.update(out, yb)
-                            backward(loss.backward())
+                            if not stepped:
+                                backward(loss.backward())
                         loss_sum += value * size if loss_weighting else value
                         seen += size
                         if has_callbacks:
@@ -472,7 +485,7 @@ class Trainer:
                                 break  # a callback stopped training here: this batch takes no step
                         if dist is not None:
                             dist.step(size)  # gradients combined over ranks, weighted by shard size
-                        else:
+                        elif not stepped:
                             opt.step()
                         opt.zero_grad()
                     self.global_step += 1

@@ -113,6 +113,10 @@ ACTIVATION_STACKS = {
     "no_bias_identity_relu6": lambda: [fnn.nn.Identity(), fnn.nn.Linear(6, 12, bias=False), fnn.nn.ReLU6(),
                                        fnn.nn.Linear(12, 4)],
     "one_layer": lambda: [fnn.nn.Linear(6, 4)],
+    "softsign_softplus_selu_hardsigmoid": lambda: [fnn.nn.Linear(6, 12), fnn.nn.Softsign(), fnn.nn.Linear(12, 12),
+                                                   fnn.nn.Softplus(), fnn.nn.Linear(12, 10), fnn.nn.SELU(),
+                                                   fnn.nn.Linear(10, 10), fnn.nn.Hardsigmoid(),
+                                                   fnn.nn.Linear(10, 4)],
     "wide": lambda: [fnn.nn.Linear(6, 300), fnn.nn.SiLU(), fnn.nn.Linear(300, 4)],  # threaded kernels
 }
 

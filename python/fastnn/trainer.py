@@ -17,7 +17,9 @@ to eval), then per batch
     model.backward_parameters(loss.backward()); optimizer.step(); optimizer.zero_grad()
 
 (and optimizer.zero_grad() once before the first step), so any Module with forward/backward trains (the
-input gradient of the first layer is not needed). Shuffling draws from fastnn.random.generator(), so
+input gradient of the first layer is not needed). A Sequential runs the first four in one C++ call where
+Sequential.train_step can (same results bit for bit), unless MPI or a callback's on_backward_end must run
+between backward and the update. Shuffling draws from fastnn.random.generator(), so
 fastnn.manual_seed(s) makes a whole run reproducible bit for bit. Floating inputs are converted to the
 model's parameter dtype (once for arrays; per batch for iterables).
 """
@@ -186,7 +188,10 @@ class Trainer:
     """fit / evaluate / predict for a model, a loss and an optimizer.
 
     Per batch it calls ``model(xb)``, ``loss(out, yb)``, ``model.backward(loss.backward())``,
-    ``optimizer.step()`` and ``optimizer.zero_grad()``, so any Module works.
+    ``optimizer.step()`` and ``optimizer.zero_grad()``, so any Module works. A
+    :class:`~fastnn.nn.Sequential` whose step fits one C++ call (:meth:`~fastnn.nn.Sequential.train_step`)
+    runs it that way, with the same results bit for bit, unless ``distributed`` or a callback's
+    ``on_backward_end`` needs the step split.
 
     Parameters
     ----------

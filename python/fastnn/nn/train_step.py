@@ -10,9 +10,10 @@ gradients and optimizer state come out the same bit for bit (tests/test_train_st
   MSELoss, reduction 'mean' or 'sum' ('half_sum' for MSELoss);
 * optimizers: SGD (momentum, dampening, Nesterov, weight decay, maximize), Adam and AdamW (amsgrad included),
   through Optimizer.fused_plan().
-Anything else returns None from `plan_for`, and the caller runs the step layer by layer. So does a step whose
-input, labels or logits the kernels reject (non-finite values, a label out of range): the layer-by-layer
-path then raises the error that names the layer.
+For anything else there is no plan (TrainPlanCache.get returns None) or FusedTrainStep.run returns None,
+and the caller runs the step layer by layer. So does a step whose input, labels or logits the kernels
+reject (non-finite values, a label out of range): the layer-by-layer path then raises the error that names
+the layer.
 
 The plan is built once per model structure and parameter arrays (the Sequential keeps it), the optimizer's
 arrays are bound once per optimizer plan, and the C++ side keeps one set of buffers per batch size.

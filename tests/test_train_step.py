@@ -307,3 +307,29 @@ def test_copy_of_a_trained_model(fused_runs):
     np.testing.assert_array_equal(a[0].weight.data, before)  # the copy trained its own arrays
     assert not np.array_equal(b[0].weight.data, before)
     assert fused_runs[0] == 2
+
+
+class _KeepsPredictions(fnn.metrics.Metric):
+    name = "kept"
+
+    def reset(self):
+        self.preds = []
+
+    def update(self, pred, target):
+        self.preds.append(pred)
+
+    def result(self):
+        return float(len(self.preds))
+
+
+def test_trainer_metrics_get_their_own_outputs(fused_runs):
+    x, labels, _ = _data(np.float32, n=64)
+    model = _model(np.float32)
+    kept = _KeepsPredictions()
+    trainer = fnn.Trainer(model, fnn.nn.CrossEntropyLoss(), fnn.optim.SGD(model.parameters(), lr=0.1),
+                          metrics=[kept])
+    trainer.fit(x, labels, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    assert fused_runs[0] == 4
+    preds = trainer.metrics[0].preds
+    assert len(preds) == 4 and len({id(p) for p in preds}) == 4
+    assert not any(np.array_equal(preds[0], p) for p in preds[1:])

@@ -464,6 +464,8 @@ class Trainer:
                         stepped = result is not None
                         if stepped:  # forward, loss, backward and update done in one call
                             value, out = result
+                            if train_metrics:  # out is a buffer the next step overwrites; a metric may keep it
+                                out = out.copy()
                         elif size == 0:  # distributed: this rank's share of a small batch is empty
                             dist.zero_grads(model)
                             xb, value = inputs, 0.0

@@ -31,11 +31,12 @@ def report(title, unit, scale, result, target=None):
     return ratio
 
 
-def classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9):
-    """One SGD + cross-entropy training step in fastnn (as fastnn.Trainer runs it per batch) and in PyTorch,
-    on the same weights and data (x an array, or a tuple of arrays for a model of several inputs), as
-    {name: fn}. Checks first that both compute the same loss, so the
-    two really run the same network."""
+def classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9, one_call=False):
+    """One SGD + cross-entropy training step in fastnn, step by step (forward, loss, backward, step: the
+    calls a hand-written loop makes), and in PyTorch, on the same weights and data (x an array, or a tuple of
+    arrays for a model of several inputs), as {name: fn}. one_call=True adds "fastnn_one_call":
+    model.train_step, the whole step in one call (as fastnn.Trainer runs a Sequential). Checks first that
+    both compute the same loss, so the two really run the same network."""
     import torch
 
     import fastnn as fnn
@@ -63,4 +64,7 @@ def classifier_training_steps(model, tmodel, x, y, lr=0.01, momentum=0.9):
         tloss(tmodel(*txs), ty).backward()
         topt.step()
 
-    return {"fastnn": fastnn_step, "torch": torch_step}
+    steps = {"fastnn": fastnn_step, "torch": torch_step}
+    if one_call:
+        steps["fastnn_one_call"] = lambda: model.train_step(xs[0], y, loss_fn, opt)
+    return steps

@@ -20,6 +20,7 @@ from ._core import (conv2d_forward, conv2d_backward, im2col, col2im,  # noqa: F4
 from ._core import (max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,  # noqa: F401  (pooling)
                     avg_pool2d_backward, adaptive_avg_pool2d_forward, adaptive_avg_pool2d_backward)
 from ._core import DenseStackPlan  # noqa: F401  (eval-mode Linear/activation stacks in one call)
+from ._core import DenseTrainStep  # noqa: F401  (a Linear/activation training step in one call)
 from ._core import set_num_threads, get_num_threads, runtime_info  # noqa: F401  (threads, build)
 from ._core import _simulate_unreleasable_team  # noqa: F401  (tests: the fork fallback)
 from ._core import batched_matmul, broadcast_binary, reduce_broadcast, concat  # noqa: F401  (functional ops)

@@ -17,7 +17,9 @@ to eval), then per batch
     model.backward_parameters(loss.backward()); optimizer.step(); optimizer.zero_grad()
 
 (and optimizer.zero_grad() once before the first step), so any Module with forward/backward trains (the
-input gradient of the first layer is not needed). Shuffling draws from fastnn.random.generator(), so
+input gradient of the first layer is not needed). A Sequential runs the first four in one C++ call where
+Sequential.train_step can (same results bit for bit), unless MPI or a callback's on_backward_end must run
+between backward and the update. Shuffling draws from fastnn.random.generator(), so
 fastnn.manual_seed(s) makes a whole run reproducible bit for bit. Floating inputs are converted to the
 model's parameter dtype (once for arrays; per batch for iterables).
 """
@@ -28,8 +30,9 @@ import numbers
 import numpy as np
 
 from . import metrics as _metrics
-from .callbacks import CallbackList
+from .callbacks import Callback, CallbackList
 from .data.batching import ArrayBatches
+from .nn.sequential import Sequential
 from .progress import ProgressLogger
 
 __all__ = ["Trainer"]
@@ -185,7 +188,10 @@ class Trainer:
     """fit / evaluate / predict for a model, a loss and an optimizer.
 
     Per batch it calls ``model(xb)``, ``loss(out, yb)``, ``model.backward(loss.backward())``,
-    ``optimizer.step()`` and ``optimizer.zero_grad()``, so any Module works.
+    ``optimizer.step()`` and ``optimizer.zero_grad()``, so any Module works. A
+    :class:`~fastnn.nn.Sequential` whose step fits one C++ call (:meth:`~fastnn.nn.Sequential.train_step`)
+    runs it that way, with the same results bit for bit, unless ``distributed`` or a callback's
+    ``on_backward_end`` needs the step split.
 
     Parameters
     ----------
@@ -423,6 +429,10 @@ class Trainer:
 
         backward = getattr(model, "backward_parameters", None) or model.backward
         lock = model.lock() if hasattr(model, "lock") else contextlib.nullcontext()
+        # The whole step in one call (Sequential.train_step: fused in C++ where it can, else step by step),
+        # unless something must run between backward and the update: MPI, or a callback's on_backward_end.
+        one_call = (dist is None and isinstance(model, Sequential) and
+                    all(type(c).on_backward_end is Callback.on_backward_end for c in cbs.callbacks))
         try:
             if dist is not None:
                 dist.start(feed.num_batches())  # rank 0's weights, optimizer and shuffling state everywhere
@@ -448,7 +458,16 @@ class Trainer:
                     if not model.training:  # a callback or schedule switched the model to eval
                         model.train()
                     with lock:  # one model from several threads: each step whole (Module.lock)
-                        if size == 0:  # distributed: this rank's share of a small batch is empty
+                        result = None
+                        if one_call and size and len(inputs) == 1 and not self.stop_training:
+                            xb = as_dtype(inputs[0])
+                            result = model.train_step(xb, yb, loss, opt, return_output=True, fallback=False)
+                        stepped = result is not None
+                        if stepped:  # forward, loss, backward and update done in one call
+                            value, out = result
+                            if train_metrics:  # out is a buffer the next step overwrites; a metric may keep it
+                                out = out.copy()
+                        elif size == 0:  # distributed: this rank's share of a small batch is empty
                             dist.zero_grads(model)
                             xb, value = inputs, 0.0
                         elif len(inputs) == 1:
@@ -458,12 +477,12 @@ class Trainer:
                             xb = tuple(as_dtype(a) for a in inputs)
                             out = model(*xb)
                         if size:
-                            value = _scalar_loss(loss, loss(out, yb))
+                            value = _scalar_loss(loss, value if stepped else loss(out, yb))
                             for m in train_metrics:  # before backward, which may reuse buffers
                                 m.update(out, yb)
                             if dist is not None:  # gradient buckets reduced while backward runs
                                 dist.backward(backward, loss.backward(), size)
-                            else:
+                            elif not stepped:
                                 backward(loss.backward())
                         loss_sum += value * size if loss_weighting else value
                         seen += size
@@ -476,7 +495,7 @@ class Trainer:
                                 break  # a callback stopped training here: this batch takes no step
                         if dist is not None:
                             dist.step(size)  # gradients combined over ranks, weighted by shard size
-                        else:
+                        elif not stepped:
                             opt.step()
                         opt.zero_grad()
                     self.global_step += 1

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from .executor import Executor
 from .graph_def import GraphDef, InputSpec, Node, Ref
 from .module import Module, structure_version
+from .train_step import TrainPlanCache
 
 
 def _chain(names):
@@ -78,6 +79,7 @@ class Sequential(Module):
         d["_executor"] = Executor(_chain(d["_names"]), self)
         d["_version"] = structure_version[0]
         d["_run"] = None
+        d["_train_plan"] = TrainPlanCache()
 
     @property
     def executor(self):
@@ -116,6 +118,83 @@ class Sequential(Module):
         if run is None:
             raise ValueError(f"{type(self).__name__}: backward() called before forward()")
         return self.executor.backward(run, [grad_output], need_input_grad)[0]
+
+    def train_step(self, x, y, loss, optimizer, return_output=False, fallback=True):
+        """One training step: forward, loss, backward and ``optimizer``'s update, in one C++ call where it can.
+
+        The step-by-step equivalent is ``optimizer.zero_grad(); value = loss(model(x), y);
+        model.backward_parameters(loss.backward()); optimizer.step()``, and that is what runs unless the
+        whole step fits one C++ call: fastnn's Linear layers (all parameters trainable) with element-wise
+        activations after them, Identity, and a leading Flatten; :class:`CrossEntropyLoss` (integer labels)
+        or :class:`MSELoss` with reduction ``'mean'``/``'sum'`` (``'half_sum'`` too for MSE); :class:`SGD
+        <fastnn.optim.SGD>`, :class:`Adam <fastnn.optim.Adam>` or :class:`AdamW <fastnn.optim.AdamW>`
+        stepping exactly the model's parameters. That call releases the GIL, hands nothing back to Python
+        between layers, reuses buffers allocated once per batch size, and gives the same parameters,
+        gradients and optimizer state as the step-by-step path, bit for bit. A batch its kernels reject
+        (NaN input, a label out of range) changes nothing there and runs step by step, which raises the error.
+
+        After the step ``.grad`` holds this batch's gradient (earlier gradients are discarded, as after
+        ``zero_grad``). A fused step leaves no layer caches: call ``backward`` only after a forward.
+
+        Parameters
+        ----------
+        x : ndarray
+            The input batch.
+        y : ndarray
+            The target: class indices for CrossEntropyLoss, values of the output's shape for MSELoss.
+        loss : fastnn.nn loss module
+            The loss; its value must be a scalar (reduction 'mean' or 'sum').
+        optimizer : fastnn.optim.Optimizer
+            Steps the parameters.
+        return_output : bool, default False
+            Also return the model's output. From a fused step it is a buffer that the next step of the same
+            batch size overwrites: copy it to keep it.
+        fallback : bool, default True
+            Run the step step by step when it cannot run in one call. False: return None then, having
+            changed nothing (:class:`fastnn.Trainer` then runs its own loop).
+
+        Returns
+        -------
+        float, or (float, ndarray), or None
+            The loss of the batch (before the update), and the output when ``return_output``; None when
+            ``fallback`` is False and the step did not run.
+
+        Shape
+        -----
+        - x: ``(N, in_features)`` (or ``(N, *dims)`` after a leading Flatten).
+        - output: ``(N, out_features)``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastnn as fnn
+        >>> _ = fnn.manual_seed(0)
+        >>> model = fnn.nn.Sequential(fnn.nn.Linear(4, 16), fnn.nn.ReLU(), fnn.nn.Linear(16, 3))
+        >>> opt = fnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> loss = fnn.nn.CrossEntropyLoss()
+        >>> x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+        >>> y = (x[:, 0] > 0).astype(np.int64)
+        >>> first = model.train_step(x, y, loss, opt)
+        >>> for _ in range(20):
+        ...     value, out = model.train_step(x, y, loss, opt, return_output=True)
+        >>> value < first, out.shape
+        (True, (32, 3))
+        """
+        d = self.__dict__
+        # A subclass may change forward or backward: only Sequential itself is run whole.
+        plan = d["_train_plan"].get(tuple(self._modules.values())) if type(self) is Sequential else None
+        if plan is not None:
+            result = plan.run(x, y, loss, optimizer)
+            if result is not None:
+                d["_run"] = None
+                return result if return_output else result[0]
+        if not fallback:
+            return None
+        optimizer.zero_grad()
+        out = self(x)
+        value = loss(out, y)
+        self.backward_parameters(loss.backward())
+        optimizer.step()
+        return (value, out) if return_output else value
 
     def graph_forward(self, x):
         """What a traced model records when it calls this Sequential: each layer in turn."""

@@ -56,6 +56,7 @@ class Adam(Optimizer):
 
     _slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled = False
+    _fused_kind = "adam"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
                  maximize=False):
@@ -73,6 +74,13 @@ class Adam(Optimizer):
 
     def _used_slots(self, g):
         return (True, True, bool(g["amsgrad"]))
+
+    def _fused_options(self, g):
+        if type(self) not in (Adam, AdamW):  # a subclass may change the update
+            return None
+        beta1, beta2 = g["betas"]
+        return (float(g["lr"]), float(beta1), float(beta2), float(g["eps"]), float(g["weight_decay"]),
+                float(bool(g["amsgrad"])), float(bool(g["maximize"])), float(self._decoupled))
 
     def _update(self, g, arrays):
         beta1, beta2 = g["betas"]

@@ -54,6 +54,7 @@ class Optimizer:
 
     _slots = ()
     _has_step = True  # keep state["step"] (PyTorch's SGD keeps none)
+    _fused_kind = None  # the update a one-call training step can run ("sgd", "adam"), if any
 
     def __init__(self, params, defaults):
         name = type(self).__name__
@@ -62,6 +63,7 @@ class Optimizer:
         self.param_groups = []
         self.state = {}  # Parameter -> {"step": 0-d int64 array, buffer name: ndarray}
         self._plan = None
+        self._plan_params = None
         if isinstance(params, (Parameter, np.ndarray, dict)):
             raise TypeError(f"{name}: params must be an iterable of Parameters (model.parameters()) or of dicts "
                             f"(parameter groups), got {type(params).__name__}")
@@ -167,6 +169,46 @@ class Optimizer:
             for p in group["params"]:
                 p.zero_grad()
 
+    def fused_plan(self):
+        """This optimizer's update in the form a one-call training step runs it.
+
+        :meth:`fastnn.nn.Sequential.train_step` uses it to run the update inside its C++ call, with the same
+        kernel and arrays as :meth:`step`. The arrays are checked and created as :meth:`step` would (state
+        buffers at a parameter's first step).
+
+        Returns
+        -------
+        tuple or None
+            ``(token, groups, options)``: ``token`` is a new object whenever the arrays change; ``groups`` one
+            ``(kind, params, arrays)`` per kernel call (``kind`` ``"sgd"`` or ``"adam"``, ``params`` the
+            Parameters, ``arrays`` the kernel's lists: data, gradients, one list per state buffer, and the
+            step counters); ``options`` the numeric options of each call. None when this optimizer has no
+            fused form (the training step then calls :meth:`step`).
+
+        Examples
+        --------
+        >>> import fastnn as fnn
+        >>> opt = fnn.optim.SGD(fnn.nn.Linear(3, 2).parameters(), lr=0.1, momentum=0.9)
+        >>> token, groups, options = opt.fused_plan()
+        >>> [(kind, len(params)) for kind, params, _ in groups], options
+        ([('sgd', 2)], [(0.1, 0.9, 0.0, 0.0, 0.0, 0.0)])
+        >>> fnn.optim.Rprop(fnn.nn.Linear(3, 2).parameters()).fused_plan() is None
+        True
+        """
+        if self._fused_kind is None:
+            return None
+        if self._plan is None or not self._plan_current():
+            self._build_plan()
+        options = [self._fused_options(group) for group, _ in self._plan]
+        if any(o is None for o in options):
+            return None
+        groups = [(self._fused_kind, params, arrays) for (_, arrays), params in zip(self._plan, self._plan_params)]
+        return self._plan, groups, options
+
+    def _fused_options(self, group):
+        """The numbers of `group`'s options the fused kernel takes, or None (no fused form)."""
+        return None
+
     def _used_slots(self, group):
         return (True,) * len(self._slots)
 
@@ -189,7 +231,7 @@ class Optimizer:
 
     def _build_plan(self):
         name = type(self).__name__
-        plan, watch, structure = [], [], []
+        plan, watch, structure, plan_params = [], [], [], []
         for gi, group in enumerate(self.param_groups):
             used = self._used_slots(group)
             structure.append((group, used))
@@ -201,7 +243,8 @@ class Optimizer:
                     by_dtype.setdefault(p.data.dtype, []).append(p)
             for params in by_dtype.values():
                 plan.append((group, self._arrays(group, params, used)))
-        self._plan, self._watch, self._structure = plan, watch, structure
+                plan_params.append(params)
+        self._plan, self._watch, self._structure, self._plan_params = plan, watch, structure, plan_params
 
     @staticmethod
     def _check_arrays(p, where):

@@ -57,6 +57,7 @@ class SGD(Optimizer):
 
     _slots = ("momentum_buffer",)
     _has_step = False
+    _fused_kind = "sgd"
 
     def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
                  maximize=False):
@@ -72,6 +73,12 @@ class SGD(Optimizer):
 
     def _used_slots(self, g):
         return (g["momentum"] != 0,)
+
+    def _fused_options(self, g):
+        if type(self) is not SGD:  # a subclass may change the update
+            return None
+        return (float(g["lr"]), float(g["momentum"]), float(g["dampening"]), float(g["weight_decay"]),
+                float(bool(g["nesterov"])), float(bool(g["maximize"])))
 
     def _update(self, g, arrays):
         ops.sgd_step(*arrays, g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"],

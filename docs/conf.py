@@ -46,9 +46,9 @@ templates_path = ["_templates"]
 
 autosummary_generate = True
 autosummary_imported_members = True
-autodoc_default_options = {"members": False}
+autodoc_default_options = {"members": True}  # documented public methods on their class's page
 autodoc_typehints = "none"
-numpydoc_show_class_members = False     # one page per name; methods are listed in the class docstrings
+numpydoc_show_class_members = False     # the methods are rendered in full below the class (autodoc members)
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 myst_heading_anchors = 3
@@ -110,6 +110,15 @@ def _class_signature(app, what, name, obj, options, signature, return_annotation
     return str(sig.replace(parameters=list(sig.parameters.values())[1:])), return_annotation
 
 
+def _skip_foreign_members(app, what, name, obj, skip, options):
+    """Class pages list the class's own public methods (Trainer.fit, Sequential.train_step, ...), not the
+    set_*_request methods scikit-learn generates on every estimator subclass (its docs, not fastnn's)."""
+    if str(getattr(obj, "__module__", "") or "").startswith("sklearn."):
+        return True
+    return None
+
+
 def setup(app):
     _teach_numpydoc_shape_sections()
+    app.connect("autodoc-skip-member", _skip_foreign_members)
     app.connect("autodoc-process-signature", _class_signature)

@@ -114,11 +114,16 @@ void scores(RowMatrix<T>& s, const T* qb, const T* kb, const T* bias_b, index_t 
   }
 }
 
-// exp(x), exactly 0 where x = −∞ (a vectorised exp clamps its argument and would leave a denormal).
-template <typename T, typename Row>
-void exp_masked(Row&& row) {
-  const T ninf = -std::numeric_limits<T>::infinity();
-  row = (row.array() == ninf).select(T(0), row.array().exp()).matrix();
+// exp(x) over a block, in place, exactly 0 where x = −∞ when `masked` (a vectorised exp clamps its argument and
+// would leave a denormal); without masks no −∞ occurs and the plain exp serves.
+template <typename T>
+void exp_block(RowMatrix<T>& x, bool masked) {
+  if (masked) {
+    const T ninf = -std::numeric_limits<T>::infinity();
+    x = (x.array() == ninf).select(T(0), x.array().exp()).matrix();
+  } else {
+    x = x.array().exp().matrix();
+  }
 }
 
 // Multiplies block (rows × cols at (i0, j0)) of b's weights by its dropout multipliers (0 or 1/(1−p)).
@@ -150,35 +155,43 @@ void sdpa_forward(const T* q, const T* k, const T* v, const T* bias, T* out, T* 
   const DropoutMask mask(d.seed, d.dropout_p);
   const index_t macs = L * S * (E + Ev);
   parallel_for(d.batch, d.batch * macs >= kParallelMinMacs, [&](index_t b) {
-    RowMatrix<T> s, acc, bq, bk, bv, bo;
+    // per-thread buffers, kept from one b (and one call) to the next: no allocation per batch·head
+    static thread_local RowMatrix<T> s, acc, bq, bk, bv, bo;
     const T* qb = read_rows(q, d.q, H, b, L, E, bq);
     const T* kb = read_rows(k, d.k, H, b, S, E, bk);
     const T* vb = read_rows(v, d.v, H, b, S, Ev, bv);
     T* ob = write_rows(out, d.out, H, b, L, Ev, bo);
     const T* bias_b = bias ? bias + ((b / d.bias_div) % d.bias_count) * L * S : nullptr;
-    Eigen::Matrix<T, Eigen::Dynamic, 1> m, l;
+    static thread_local Eigen::Matrix<T, Eigen::Dynamic, 1> m, l, bmax, shift, alpha;
     for (index_t i0 = 0; i0 < L; i0 += kSdpaBlockRows) {
       const index_t rows = std::min(kSdpaBlockRows, L - i0);
       acc.setZero(rows, Ev);
       m.setConstant(rows, ninf);
       l.setZero(rows);
+      shift.resize(rows);
+      alpha.resize(rows);
       const index_t jend = key_end(causal, i0, rows, S);
       for (index_t j0 = 0; j0 < jend; j0 += kSdpaBlockCols) {
         const index_t cols = std::min(kSdpaBlockCols, jend - j0);
         scores(s, qb, kb, bias_b, i0, rows, j0, cols, S, E, causal, scale);
+        const bool masked = bias_b != nullptr || (causal && j0 + cols - 1 > i0);
+        // the whole block at once: new row maxima, the rescale of what was summed so far, exp, row sums
+        bmax = s.rowwise().maxCoeff();
         for (index_t r = 0; r < rows; ++r) {
-          const T mnew = std::max(m[r], s.row(r).maxCoeff());
-          if (mnew == ninf) {  // nothing visible in this row yet
-            s.row(r).setZero();
-            continue;
+          const T mn = std::max(m[r], bmax[r]);
+          if (mn == ninf) {  // nothing visible in this row yet: its scores are all −∞, exp(−∞ − 0) = 0
+            alpha[r] = T(0);
+            shift[r] = T(0);
+          } else {
+            alpha[r] = m[r] == ninf ? T(0) : (m[r] == mn ? T(1) : std::exp(m[r] - mn));
+            shift[r] = mn;
+            m[r] = mn;
           }
-          const T alpha = m[r] == ninf ? T(0) : std::exp(m[r] - mnew);
-          s.row(r).array() -= mnew;
-          exp_masked<T>(s.row(r));
-          l[r] = l[r] * alpha + s.row(r).sum();
-          acc.row(r) *= alpha;
-          m[r] = mnew;
         }
+        s.array().colwise() -= shift.array();
+        exp_block(s, masked);
+        l = l.cwiseProduct(alpha) + s.rowwise().sum();
+        acc.array().colwise() *= alpha.array();
         if (mask.active()) apply_dropout(s, mask, b, i0, j0, L, S);
         gemm(s.data(), vb + j0 * Ev, acc.data(), rows, cols, Ev, false, false, true);
       }
@@ -211,7 +224,7 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* o
   const DropoutMask mask(d.seed, d.dropout_p);
   const index_t macs = 2 * L * S * (E + Ev);
   parallel_for(d.batch, d.batch * macs >= kParallelMinMacs, [&](index_t b) {
-    RowMatrix<T> bq, bk, bv, bo, bg, sq, sk, sv;
+    static thread_local RowMatrix<T> bq, bk, bv, bo, bg, sq, sk, sv, p, dp, pd;
     const T* qb = read_rows(q, d.q, H, b, L, E, bq);
     const T* kb = read_rows(k, d.k, H, b, S, E, bk);
     const T* vb = read_rows(v, d.v, H, b, S, Ev, bv);
@@ -229,7 +242,6 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* o
     if (dbias_b != nullptr) MatrixMap<T>(dbias_b, L, S).setZero();
     Eigen::Matrix<T, Eigen::Dynamic, 1> delta =
         (ConstMatrixMap<T>(ob, L, Ev).array() * ConstMatrixMap<T>(gob, L, Ev).array()).rowwise().sum();
-    RowMatrix<T> p, dp, pd;
     for (index_t j0 = 0; j0 < S; j0 += kSdpaBlockCols) {
       const index_t cols = std::min(kSdpaBlockCols, S - j0);
       const index_t istart = causal ? std::min(L, j0) / kSdpaBlockRows * kSdpaBlockRows : 0;
@@ -237,10 +249,8 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* o
         const index_t rows = std::min(kSdpaBlockRows, L - i0);
         if (j0 >= key_end(causal, i0, rows, S)) continue;
         scores(p, qb, kb, bias_b, i0, rows, j0, cols, S, E, causal, scale);
-        for (index_t r = 0; r < rows; ++r) {
-          p.row(r).array() -= lb[i0 + r];
-          exp_masked<T>(p.row(r));
-        }
+        p.array().colwise() -= ConstMatrixMap<T>(lb + i0, rows, 1).array().col(0);
+        exp_block(p, bias_b != nullptr || (causal && j0 + cols - 1 > i0));
         const T* dO = gob + i0 * Ev;
         dp.resize(rows, cols);
         gemm(dO, vb + j0 * Ev, dp.data(), rows, Ev, cols, false, true, false);  // dO·Vⱼᵀ

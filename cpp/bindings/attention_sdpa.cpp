@@ -136,153 +136,82 @@ void register_attention_sdpa(py::module_& m) {
   m.def("sdpa_forward", &sdpa_forward_, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("bias"), py::arg("out"),
         py::arg("sizes"), py::arg("layouts"), py::arg("bias_div"), py::arg("bias_count"), py::arg("causal"),
         py::arg("scale"), py::arg("dropout_p"), py::arg("seed"),
-        "Fused scaled dot-product attention, blockwise (scores never materialised whole), written into out.
-"
-        "
-"
-        "out = softmax(scale * q @ k.T + bias, masked) @ v for every batch*head b = n*heads + h, with the weights
-"
-        "dropped by a hash of (seed, (b*L + i)*S + j) when dropout_p > 0. Each operand is read at its layout, so
-"
-        "the heads of an (N, L, H*D) projection (or the q, k, v thirds of one (N, L, 3E) array) need no copy.
-"
-        "
-"
-        "Parameters
-"
-        "----------
-"
-        "q : ndarray, float32 or float64, C-contiguous
-"
-        "    Holds the queries at layouts[0].
-"
-        "k : ndarray
-"
-        "    Holds the keys at layouts[1] (may be the same array as q).
-"
-        "v : ndarray
-"
-        "    Holds the values at layouts[2].
-"
-        "bias : ndarray (bias_count, L, S) or None
-"
-        "    Added to the scores; batch*head b reads bias[(b // bias_div) % bias_count].
-"
-        "out : ndarray
-"
-        "    Written at layouts[3].
-"
-        "sizes : tuple of 6 int
-"
-        "    (batch, heads, L, S, E, Ev); batch is a multiple of heads.
-"
-        "layouts : 4 tuples of 4 int
-"
-        "    For q, k, v and out: (offset, batch_stride, head_stride, row_stride) in elements; row r of b starts
-"
-        "    at offset + (b // heads)*batch_stride + (b % heads)*head_stride + r*row_stride.
-"
-        "bias_div, bias_count : int
-"
-        "    Positive.
-"
-        "causal : bool
-"
-        "    Mask keys after the query.
-"
-        "scale : float
-"
-        "    Multiplies q @ k.T.
-"
-        "dropout_p : float
-"
-        "    In [0, 1]; 0 drops nothing.
-"
-        "seed : int
-"
-        "    The dropout mask's seed (uint64).
-"
-        "
-"
-        "Returns
-"
-        "-------
-"
-        "ndarray
-"
-        "    lse (batch, L): the log-sum-exp of each row of scores, for sdpa_backward.
-"
-        "
-"
-        "Raises
-"
-        "------
-"
-        "ValueError
-"
-        "    For sizes or layouts that do not fit the arrays, or a non-C-contiguous array.
-"
-        "TypeError
-"
+        "Fused scaled dot-product attention, blockwise (scores never materialised whole), written into out.\n"
+        "\n"
+        "out = softmax(scale * q @ k.T + bias, masked) @ v for every batch*head b = n*heads + h, with the weights\n"
+        "dropped by a hash of (seed, (b*L + i)*S + j) when dropout_p > 0. Each operand is read at its layout, so\n"
+        "the heads of an (N, L, H*D) projection (or the q, k, v thirds of one (N, L, 3E) array) need no copy.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "q : ndarray, float32 or float64, C-contiguous\n"
+        "    Holds the queries at layouts[0].\n"
+        "k : ndarray\n"
+        "    Holds the keys at layouts[1] (may be the same array as q).\n"
+        "v : ndarray\n"
+        "    Holds the values at layouts[2].\n"
+        "bias : ndarray (bias_count, L, S) or None\n"
+        "    Added to the scores; batch*head b reads bias[(b // bias_div) % bias_count].\n"
+        "out : ndarray\n"
+        "    Written at layouts[3].\n"
+        "sizes : tuple of 6 int\n"
+        "    (batch, heads, L, S, E, Ev); batch is a multiple of heads.\n"
+        "layouts : 4 tuples of 4 int\n"
+        "    For q, k, v and out: (offset, batch_stride, head_stride, row_stride) in elements; row r of b starts\n"
+        "    at offset + (b // heads)*batch_stride + (b % heads)*head_stride + r*row_stride.\n"
+        "bias_div, bias_count : int\n"
+        "    Positive.\n"
+        "causal : bool\n"
+        "    Mask keys after the query.\n"
+        "scale : float\n"
+        "    Multiplies q @ k.T.\n"
+        "dropout_p : float\n"
+        "    In [0, 1]; 0 drops nothing.\n"
+        "seed : int\n"
+        "    The dropout mask's seed (uint64).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray\n"
+        "    lse (batch, L): the log-sum-exp of each row of scores, for sdpa_backward.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For sizes or layouts that do not fit the arrays, or a non-C-contiguous array.\n"
+        "TypeError\n"
         "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("sdpa_backward", &sdpa_backward_, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("bias"), py::arg("out"),
         py::arg("dout"), py::arg("lse"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("dbias"),
         py::arg("sizes"), py::arg("layouts"), py::arg("bias_div"), py::arg("bias_count"), py::arg("causal"),
         py::arg("scale"), py::arg("dropout_p"), py::arg("seed"),
-        "Gradients of sdpa_forward, its blocks recomputed from lse, written into dq, dk, dv (and dbias).
-"
-        "
-"
-        "Parameters
-"
-        "----------
-"
-        "q, k, v, bias, out
-"
-        "    As given to sdpa_forward (out holding its output).
-"
-        "dout : ndarray
-"
-        "    The gradient of out, at out's layout.
-"
-        "lse : ndarray (batch, L)
-"
-        "    sdpa_forward's log-sum-exp.
-"
-        "dq, dk, dv : ndarray
-"
-        "    Every row of every batch*head overwritten at the layouts of q, k, v (they may be one array).
-"
-        "dbias : ndarray (batch, L, S) or None
-"
-        "    The gradient of the scores (of an additive float mask), when not None.
-"
-        "sizes, layouts, bias_div, bias_count, causal, scale, dropout_p, seed
-"
-        "    As given to sdpa_forward.
-"
-        "
-"
-        "Returns
-"
-        "-------
-"
-        "None
-"
-        "    The gradients are written in place.
-"
-        "
-"
-        "Raises
-"
-        "------
-"
-        "ValueError
-"
-        "    For sizes or layouts that do not fit the arrays, or a non-C-contiguous array.
-"
-        "TypeError
-"
+        "Gradients of sdpa_forward, its blocks recomputed from lse, written into dq, dk, dv (and dbias).\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "q, k, v, bias, out\n"
+        "    As given to sdpa_forward (out holding its output).\n"
+        "dout : ndarray\n"
+        "    The gradient of out, at out's layout.\n"
+        "lse : ndarray (batch, L)\n"
+        "    sdpa_forward's log-sum-exp.\n"
+        "dq, dk, dv : ndarray\n"
+        "    Every row of every batch*head overwritten at the layouts of q, k, v (they may be one array).\n"
+        "dbias : ndarray (batch, L, S) or None\n"
+        "    The gradient of the scores (of an additive float mask), when not None.\n"
+        "sizes, layouts, bias_div, bias_count, causal, scale, dropout_p, seed\n"
+        "    As given to sdpa_forward.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "None\n"
+        "    The gradients are written in place.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For sizes or layouts that do not fit the arrays, or a non-C-contiguous array.\n"
+        "TypeError\n"
         "    For a dtype other than float32/float64, or arrays of different dtypes.");
 }
 

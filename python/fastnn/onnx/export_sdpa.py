@@ -96,7 +96,10 @@ def multi_head_attention(b, node, args, kwargs, out):
 
     def heads(t, part):  # (N, L, H·D) -> (N, H, L, D)
         N, L, HD = t.value.shape
-        r = b.op("Reshape", [t.name, b.ints([0, 0, H, HD // H])], f"{hint}_{part}_split")
+        # the target shape from the input's own Shape at run time (a literal 0 would let the runtime take two
+        # sequence axes of one dynamic name for equal sizes)
+        shape = b.op("Concat", [b.shape_slice(t.name, 0, 2), b.ints([H, HD // H])], f"{hint}_{part}_shape", axis=0)
+        r = b.op("Reshape", [t.name, shape], f"{hint}_{part}_split")
         return T(b.op("Transpose", [r], f"{hint}_{part}_heads", perm=[0, 2, 1, 3]),
                  t.value.reshape(N, L, H, HD // H).transpose(0, 2, 1, 3))
     q4, k4, v4 = heads(q, "q"), heads(k, "k"), heads(v, "v")

@@ -10,7 +10,7 @@ import pytest
 
 import fastnn as fnn
 import fastnn.nn.functional as F
-from fastnn.nn.function_ops import OPS
+from fastnn.nn.function_ops import OPS, dropout_keep, sum_to_shape
 from harness import TOL, numeric_gradient, rng
 
 SDPA = OPS["scaled_dot_product_attention"]
@@ -151,7 +151,8 @@ def test_dropout_uses_one_multiplier_per_weight():
     q, k, v = qkv((2,), 9, 11, 4, 3)
     fnn.random.manual_seed(5)
     out, ctx = SDPA.forward(q, k, v, None, dropout_p=0.25)
-    drop = ctx[4].reshape(2, 9, 11)
+    seed = ctx[11]   # the one number drawn: the kernel hashes (seed, index) into the mask, NumPy recomputes it
+    drop = dropout_keep(seed, 2 * 9 * 11, 0.25).reshape(2, 9, 11) / 0.75
     assert set(np.unique(drop)) <= {0.0, 1 / 0.75} and 0 < np.count_nonzero(drop == 0) < drop.size
     np.testing.assert_allclose(out, sdpa_np(q, k, v, drop=drop), rtol=1e-9, atol=1e-12)
     g = rng(9).standard_normal(out.shape)
@@ -275,3 +276,139 @@ def test_long_causal_sequence_memory_grows_with_length():
     np.testing.assert_allclose(dq[b, rows], want_dq, rtol=1e-3, atol=2e-4)
     np.testing.assert_allclose(dk[b, keys], want_dk, rtol=1e-3, atol=2e-4)
     np.testing.assert_allclose(dv[b, keys], want_dv, rtol=1e-3, atol=2e-4)
+
+
+# ---- multi-head attention on projections, heads read in place ----------------------------------------------
+MHA_OP = OPS["multi_head_attention"]
+
+
+def heads_np(x, H):
+    """(N, L, H·D) -> (N, H, L, D)."""
+    N, L, HD = x.shape
+    return x.reshape(N, L, H, HD // H).transpose(0, 2, 1, 3)
+
+
+def mha_np(q, k, v, H, mask=None, causal=False, drop=None):
+    """The oracle: per-head attention of (N, L, H·D) projections, back to (N, L, H·Dv)."""
+    o = sdpa_np(heads_np(q, H), heads_np(k, H), heads_np(v, H), mask, causal, drop=drop)
+    N, _, L, Dv = o.shape
+    return o.transpose(0, 2, 1, 3).reshape(N, L, H * Dv)
+
+
+MASKS = {"none": None, "shared": lambda r, N, H, L, S: r.standard_normal((L, S)),
+         "padding": lambda r, N, H, L, S: np.where(r.random((N, 1, 1, S)) > 0.3, 0.0, -np.inf),
+         "per-head": lambda r, N, H, L, S: r.standard_normal((N, H, L, S)), "causal": None}
+
+
+def scores_grad_np(q, k, v, g, mask=None, causal=False, drop=None):
+    """The oracle of the scores' gradient dS = P∘(dP − Σⱼ P∘dP), dP = (g·vᵀ)∘drop (what an additive mask gets)."""
+    s = scores_np(q, k, mask, causal)
+    m = np.max(s, axis=-1, keepdims=True)
+    e = np.exp(s - np.where(np.isfinite(m), m, 0.0))
+    total = e.sum(-1, keepdims=True)
+    p = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+    dp = g @ np.swapaxes(v, -1, -2)
+    if drop is not None:
+        dp = dp * drop
+    return p * (dp - np.sum(p * dp, axis=-1, keepdims=True))
+
+
+def test_scores_gradient_oracle_matches_finite_differences():
+    q, k, v = qkv((2,), 4, 5, 3, 2)
+    mask = rng(24).standard_normal((2, 4, 5))
+    g = rng(25).standard_normal((2, 4, 2))
+    want = numeric_gradient(lambda: float(np.sum(g * sdpa_np(q, k, v, mask))), mask)
+    np.testing.assert_allclose(scores_grad_np(q, k, v, g, mask), want, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("kind", list(MASKS))
+def test_multi_head_attention_reads_heads_in_place(packed, kind):
+    N, H, L, D = 2, 2, 66, 3
+    S = L if packed else 65
+    r = rng(21)
+    if packed:
+        qkv = r.standard_normal((N, L, 3 * H * D))
+        q, k, v = qkv[..., :H * D], qkv[..., H * D:2 * H * D], qkv[..., 2 * H * D:]
+        args = (qkv, None, None)
+    else:
+        q, k, v = r.standard_normal((N, L, H * D)), r.standard_normal((N, S, H * D)), r.standard_normal((N, S, 2 * H))
+        args = (q, k, v)
+    mask = MASKS[kind](r, N, H, L, S) if MASKS[kind] else None
+    causal = kind == "causal"
+    out, ctx = MHA_OP.forward(*args, mask, None, num_heads=H, is_causal=causal)
+    np.testing.assert_allclose(out, mha_np(q, k, v, H, mask, causal), rtol=1e-10, atol=1e-12)
+    g = r.standard_normal(out.shape)
+    needs = [True, not packed, not packed, mask is not None and kind != "padding", False]
+    grads = MHA_OP.backward(ctx, g, needs)
+
+    def objective():
+        qq, kk, vv = ((qkv[..., :H * D], qkv[..., H * D:2 * H * D], qkv[..., 2 * H * D:]) if packed else (q, k, v))
+        return float(np.sum(g * mha_np(qq, kk, vv, H, mask, causal)))
+    if packed:
+        np.testing.assert_allclose(grads[0], numeric_gradient(objective, qkv), rtol=1e-6, atol=1e-8)
+    else:
+        for x, gx in zip((q, k, v), grads[:3]):
+            np.testing.assert_allclose(gx, numeric_gradient(objective, x), rtol=1e-6, atol=1e-8)
+    if needs[3]:   # a float mask: its gradient, summed over what it was broadcast along
+        ds = scores_grad_np(heads_np(q, H), heads_np(k, H), heads_np(v, H), heads_np(g, H), mask)
+        np.testing.assert_allclose(grads[3], sum_to_shape(ds, mask.shape), rtol=1e-9, atol=1e-12)
+    else:
+        assert grads[3] is None
+
+
+def test_multi_head_attention_float32_and_dropout():
+    N, H, L, D = 3, 2, 9, 5
+    r = rng(22)
+    qkv = r.standard_normal((N, L, 3 * H * D))
+    q, k, v = qkv[..., :H * D], qkv[..., H * D:2 * H * D], qkv[..., 2 * H * D:]
+    out32, _ = MHA_OP.forward(qkv.astype(np.float32), None, None, None, None, num_heads=H)
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, mha_np(q, k, v, H), rtol=1e-5, atol=1e-6)
+    fnn.manual_seed(3)
+    out, ctx = MHA_OP.forward(qkv, None, None, None, None, num_heads=H, dropout_p=0.3)
+    seed = ctx[12]
+    drop = dropout_keep(seed, N * H * L * L, 0.3).reshape(N, H, L, L) / 0.7
+    assert 0 < np.count_nonzero(drop == 0) < drop.size
+    np.testing.assert_allclose(out, mha_np(q, k, v, H, drop=drop), rtol=1e-10, atol=1e-12)
+    g = r.standard_normal(out.shape)
+    dqkv = MHA_OP.backward(ctx, g, [True, False, False, False, False])[0]
+
+    def objective():
+        return float(np.sum(g * mha_np(qkv[..., :H * D], qkv[..., H * D:2 * H * D], qkv[..., 2 * H * D:], H,
+                                       drop=drop)))
+    np.testing.assert_allclose(dqkv, numeric_gradient(objective, qkv), rtol=1e-6, atol=1e-8)
+    # a seed given (shared with the weights of need_weights=True) fixes the mask
+    again, _ = MHA_OP.forward(qkv, None, None, None, np.uint64(seed), num_heads=H, dropout_p=0.3)
+    np.testing.assert_array_equal(again, out)
+
+
+@pytest.mark.parametrize("L, S", [(5, 7), (66, 130)])
+def test_sdpa_float_mask_gets_the_scores_gradient(L, S):
+    q, k, v = qkv((2, 3), L, S, 5, 4)
+    r = rng(23)
+    for shape in [(L, S), (2, 1, L, S), (3, 1, S)]:
+        mask = r.standard_normal(shape)
+        out, ctx = SDPA.forward(q, k, v, mask)
+        g = r.standard_normal(out.shape)
+        dmask = SDPA.backward(ctx, g, [False, False, False, True])[3]
+        assert dmask.shape == shape
+        np.testing.assert_allclose(dmask, sum_to_shape(scores_grad_np(q, k, v, g, mask), shape), rtol=1e-9,
+                                   atol=1e-12)
+        if L < 10:
+            np.testing.assert_allclose(dmask, numeric_gradient(lambda: float(np.sum(g * sdpa_np(q, k, v, mask))),
+                                                               mask), rtol=1e-6, atol=1e-8)
+    # bool masks have none
+    out, ctx = SDPA.forward(q, k, v, mask > 0)
+    assert SDPA.backward(ctx, g, [True, True, True, True])[3] is None
+
+
+def test_layouts_outside_the_arrays_are_refused():
+    q = np.zeros((2, 4, 6))
+    out = np.empty((2, 4, 6))
+    lay = (0, 24, 0, 6)
+    with pytest.raises(ValueError, match="reaches past the array"):
+        fnn.ops.sdpa_forward(q, q, q, None, out, (2, 1, 4, 4, 6, 6), ((0, 24, 0, 6), lay, (6, 24, 0, 6), lay),
+                             1, 1, False, 1.0, 0.0, 0)
+    with pytest.raises(ValueError, match="multiple of heads"):
+        fnn.ops.sdpa_forward(q, q, q, None, out, (3, 2, 4, 4, 6, 6), (lay,) * 4, 1, 1, False, 1.0, 0.0, 0)

@@ -252,3 +252,103 @@ def test_save_load_summary_and_trainer(tmp_path):
     assert list(loaded.state_dict()) == list(model.state_dict())
     text = str(model.summary(input_shape=(4, 8)))
     assert "0.layers.1.self_attn.out_proj" in text and "Total params: 1,315" in text
+
+
+MASK_GRAD_CASES = [c for c in CASES if json.loads(str(load(c)["config"])).get("mask_grad")]
+
+
+class LearnedMasks(nn.Module):
+    """A module whose float masks are Parameters (a learned bias on the attention scores)."""
+
+    def __init__(self, inner, masks, call):
+        super().__init__()
+        self.inner, self.names, self.call = inner, list(masks), dict(call)
+        for kw, m in masks.items():
+            setattr(self, kw, fnn.nn.Parameter(m))
+
+    def forward(self, *args):
+        return self.inner(*args, **{kw: getattr(self, kw) for kw in self.names}, **self.call)[0]
+
+
+class LearnedSdpaMask(nn.Module):
+    def __init__(self, mask, call):
+        super().__init__()
+        self.attn_mask, self.call = fnn.nn.Parameter(mask), dict(call)
+
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, self.attn_mask, **self.call)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", MASK_GRAD_CASES)
+def test_float_mask_that_is_a_parameter_gets_pytorchs_gradient(case, dtype):
+    """A float attn_mask / key_padding_mask that is a traced value (here a Parameter) gets the gradient of the
+    scores summed over the dimensions it was broadcast along, as PyTorch gives a mask that requires grad."""
+    d = load(case)
+    config = json.loads(str(d["config"]))
+    inputs = [d[f"input/{n}"].astype(dtype) for n in config["inputs"]]
+    masks = {kw: d[f"input/{kw}"].astype(dtype) for kw in config["masks"]}
+    if config["kind"] == "sdpa":
+        model = LearnedSdpaMask(masks["attn_mask"], config["call"])
+    else:
+        inner = build(config["kind"], config["kwargs"])
+        params = {k[len("param/"):]: v for k, v in d.items() if k.startswith("param/")}
+        inner.load_state_dict(params, strict=True)
+        model = LearnedMasks(inner, masks, config["call"])
+        if len(inputs) == 1:
+            inputs = inputs * 3
+    model.to(dtype)
+    out = model(*inputs)
+    tol = dict(rtol=1e-9, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out, d["out/0"], **tol)
+    model.backward_parameters(d["grad_out"].astype(dtype))
+    for kw in config["mask_grad"]:
+        want = d[f"grad_mask/{kw}"]
+        got = getattr(model, kw).grad
+        scale = max(1.0, float(np.max(np.abs(want))))
+        np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=f"{case}: {kw}")
+    if config["kind"] != "sdpa":
+        for name, p in model.inner.named_parameters():
+            np.testing.assert_allclose(p.grad, d[f"grad/{name}"], rtol=tol["rtol"],
+                                       atol=tol["atol"] * max(1.0, float(np.max(np.abs(d[f"grad/{name}"])))))
+
+
+def test_constant_float_mask_costs_no_gradient():
+    """A float mask made inside forward (a constant of the graph) gets no gradient and needs none."""
+    class Causal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1])
+            return self.mha(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+    m = Causal().double()
+    check_module_gradients(m, rng(3).standard_normal((2, 5, 8)))
+
+
+def test_weights_after_dropout_are_the_ones_applied():
+    """need_weights=True in training with dropout: the weights returned are after dropout (PyTorch's), and they
+    are exactly those the output was computed with: out = out_proj(concat_h(W_h · V_h))."""
+    mha = nn.MultiheadAttention(8, 2, dropout=0.4, batch_first=True).double()
+    x = rng(4).standard_normal((3, 6, 8))
+    fnn.manual_seed(11)
+    out, w = mha(x, x, x, need_weights=True, average_attn_weights=False)
+    assert w.shape == (3, 2, 6, 6)
+    assert np.any(w == 0) and not np.allclose(w.sum(-1), 1.0)          # dropped, and the rest scaled
+    E = 8
+    v = x @ mha.in_proj_weight.data[2 * E:].T + mha.in_proj_bias.data[2 * E:]
+    v4 = v.reshape(3, 6, 2, 4).transpose(0, 2, 1, 3)
+    heads = (w @ v4).transpose(0, 2, 1, 3).reshape(3, 6, 8)
+    want = heads @ mha.out_proj.weight.data.T + mha.out_proj.bias.data
+    np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-12)
+    # averaged over heads: the mean of those
+    fnn.manual_seed(11)
+    out2, w2 = mha(x, x, x, need_weights=True)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_allclose(w2, w.mean(1), rtol=1e-12, atol=1e-15)
+    # eval: no dropout, rows sum to 1
+    mha.eval()
+    _, w3 = mha(x, x, x)
+    np.testing.assert_allclose(w3.sum(-1), 1.0, rtol=1e-12)

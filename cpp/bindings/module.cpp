@@ -18,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
   fastnn::bind::register_functional(m);
   fastnn::bind::register_attention_sdpa(m);
   fastnn::bind::register_train_step(m);
+  fastnn::bind::register_dropout(m);
 }

@@ -52,7 +52,11 @@ void dense_forward(const T* x, const T* weight, const T* bias, T* y, index_t bat
     }
   };
   const index_t macs = batch * in_features * out_features;
-  if (out_features < 2 * kLhsPanel<T>) {  // Eigen's view yᵀ = W·xᵀ: the batch is its rhs columns
+  // A long batch through a small W (a Transformer's projections over batch × tokens rows) is split over the
+  // batch too, evenly: 128 outputs split on 48-row panels would be 96 : 32, and each thread packing all of a
+  // small W costs little. (Chosen by shapes only, so the bits still do not depend on the thread count.)
+  const bool long_batch = batch >= 512 && out_features * in_features * index_t(sizeof(T)) <= (index_t(1) << 20);
+  if (out_features < 2 * kLhsPanel<T> || long_batch) {  // Eigen's view yᵀ = W·xᵀ: the batch is its rhs columns
     for_each_slice(batch, kRhsPanel, macs, kParallelMinMacs,
                    [&](index_t begin, index_t count) { slice(begin, count, 0, out_features); });
     return;

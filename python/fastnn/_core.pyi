@@ -73,6 +73,8 @@ def conv_block_forward(x: np.ndarray, weight: np.ndarray, bias: object = None, s
     """Inference: pool(activations(conv2d(x, weight) + bias)) in one call, image by image."""
 def cross_entropy(logits: np.ndarray, target: np.ndarray, weight: object = None, ignore_index: typing.SupportsInt | typing.SupportsIndex = -100, label_smoothing: typing.SupportsFloat | typing.SupportsIndex = 0.0, reduction: str = 'mean') -> tuple:
     """Softmax cross-entropy on logits, fused and stable, with its gradient."""
+def dropout_apply(x: np.ndarray, p: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, add: object = None) -> np.ndarray:
+    """add + dropout(x) as a new array, the mask a hash of the seed (kernels/dropout.hpp)."""
 def get_num_threads() -> int:
     """The number of OpenMP threads the kernels use."""
 def group_norm_backward(grad_output: np.ndarray, x: np.ndarray, num_groups: typing.SupportsInt | typing.SupportsIndex, mean: np.ndarray, invstd: np.ndarray, weight: object = None, grad_weight: object = None, grad_bias: object = None, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True) -> object:
@@ -127,10 +129,10 @@ def runtime_info() -> dict:
     """How the kernel library in use was compiled and how its threads stand (fnn.show_config() prints it)."""
 def scatter_add_rows(dst: np.ndarray, dst_index: np.ndarray, src: np.ndarray, src_index: object = None, scale: object = None) -> None:
     """Row scatter-add in place: dst[dst_index[k]] += scale[k] * src[src_index[k]] for every k, in order."""
-def sdpa_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: object, drop: object, out: np.ndarray, dout: np.ndarray, lse: np.ndarray, bias_div: typing.SupportsInt | typing.SupportsIndex, bias_count: typing.SupportsInt | typing.SupportsIndex, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
-    """Gradients of sdpa_forward, its blocks recomputed from lse."""
-def sdpa_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: object, drop: object, bias_div: typing.SupportsInt | typing.SupportsIndex, bias_count: typing.SupportsInt | typing.SupportsIndex, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
-    """Fused scaled dot-product attention, blockwise (scores never materialised whole)."""
+def sdpa_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: object, out: np.ndarray, dout: np.ndarray, lse: np.ndarray, dq: np.ndarray, dk: np.ndarray, dv: np.ndarray, dbias: object, sizes: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(6)"], layouts: typing.Annotated[collections.abc.Sequence[typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"]], "FixedSize(4)"], bias_div: typing.SupportsInt | typing.SupportsIndex, bias_count: typing.SupportsInt | typing.SupportsIndex, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex, dropout_p: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """Gradients of sdpa_forward, its blocks recomputed from lse, written into dq, dk, dv (and dbias)."""
+def sdpa_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: object, out: np.ndarray, sizes: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(6)"], layouts: typing.Annotated[collections.abc.Sequence[typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"]], "FixedSize(4)"], bias_div: typing.SupportsInt | typing.SupportsIndex, bias_count: typing.SupportsInt | typing.SupportsIndex, causal: bool, scale: typing.SupportsFloat | typing.SupportsIndex, dropout_p: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
+    """Fused scaled dot-product attention, blockwise (scores never materialised whole), written into out."""
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     """Set the number of OpenMP threads the kernels use."""
 def sgd_step(params: object, grads: object, momentum_buffers: object, steps: object, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, dampening: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, maximize: bool) -> None:

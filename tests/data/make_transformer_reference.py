@@ -18,6 +18,7 @@ Keys, per case:
   <case>/grad_out          upstream gradient of output 0
   <case>/grad_in/<name>    gradients of the float inputs
   <case>/grad/<name>       parameter gradients
+  <case>/grad_mask/<kw>    for the cases whose float masks require grad ("mask_grad" in config): their gradients
 """
 import json
 import os
@@ -50,8 +51,9 @@ def padding(N, S, lengths):
 CASES = {}
 
 
-def case(name, kind, kwargs, inputs, masks=None, call=None, outputs=1):
-    CASES[name] = dict(kind=kind, kwargs=kwargs, inputs=inputs, masks=masks or {}, call=call or {}, outputs=outputs)
+def case(name, kind, kwargs, inputs, masks=None, call=None, outputs=1, mask_grad=()):
+    CASES[name] = dict(kind=kind, kwargs=kwargs, inputs=inputs, masks=masks or {}, call=call or {}, outputs=outputs,
+                       mask_grad=list(mask_grad))
 
 
 q, k, v = f32((2, 3, 7, 8)), f32((2, 3, 9, 8)), f32((2, 3, 9, 5))
@@ -96,6 +98,16 @@ case("transformer", "Transformer", dict(d_model=8, nhead=2, num_encoder_layers=1
      {"src": f32((2, 6, 8)), "tgt": f32((2, 4, 8))}, {"tgt_mask": causal_float(4),
                                                      "src_key_padding_mask": padding(2, 6, [6, 3])})
 
+# float masks that require grad (a learned bias on the scores): their gradients too
+case("sdpa_float_mask_grad", "sdpa", {}, {"q": q, "k": k, "v": v}, {"attn_mask": f32((2, 1, 7, 9))},
+     mask_grad=["attn_mask"])
+case("mha_float_masks_grad", "MultiheadAttention", dict(embed_dim=8, num_heads=2, batch_first=True),
+     {"query": f32((3, 5, 8))}, {"attn_mask": f32((5, 5)), "key_padding_mask": f32((3, 5))},
+     call={"need_weights": False}, mask_grad=["attn_mask", "key_padding_mask"])
+case("mha_head_mask_grad", "MultiheadAttention", dict(embed_dim=8, num_heads=2),
+     {"query": f32((4, 3, 8)), "key": f32((6, 3, 8)), "value": f32((6, 3, 8))}, {"attn_mask": f32((6, 4, 6))},
+     call={"need_weights": False}, mask_grad=["attn_mask"])
+
 
 def build(kind, kwargs):
     if kind == "sdpa":
@@ -125,6 +137,8 @@ def main():
         tensors = {n: torch.tensor(a, dtype=torch.float64, requires_grad=True) for n, a in c["inputs"].items()}
         masks = {kw: torch.from_numpy(np.asarray(m)).to(torch.float64 if np.asarray(m).dtype != bool else torch.bool)
                  for kw, m in c["masks"].items()}
+        for kw in c["mask_grad"]:
+            masks[kw].requires_grad_(True)
         if model is None:
             # fastnn's convention for bool masks here is PyTorch's for SDPA (True = may attend)
             res = (F.scaled_dot_product_attention(*tensors.values(), **masks, **c["call"]),)
@@ -148,10 +162,12 @@ def main():
             out[f"{name}/grad_in/{n}"] = t.grad.numpy()
         for kw, m in c["masks"].items():
             out[f"{name}/input/{kw}"] = np.asarray(m)
+        for kw in c["mask_grad"]:
+            out[f"{name}/grad_mask/{kw}"] = masks[kw].grad.numpy()
         if model is not None:
             for pname, p in model.named_parameters():
                 out[f"{name}/grad/{pname}"] = p.grad.numpy()
-        config = {k: c[k] for k in ("kind", "kwargs", "call", "outputs")}
+        config = {k: c[k] for k in ("kind", "kwargs", "call", "outputs", "mask_grad")}
         config["inputs"], config["masks"] = list(c["inputs"]), list(c["masks"])
         out[f"{name}/config"] = np.array(json.dumps(config))
     np.savez_compressed(os.path.join(HERE, "transformer_reference.npz"), **out)

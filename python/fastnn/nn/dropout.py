@@ -2,8 +2,10 @@
 so evaluation is the identity."""
 import numpy as np
 
+from .. import ops
 from ..random import generator
 from ._checks import as_float_array, module_dtype, require_forward, check_grad_shape
+from .function_ops import dropout_forward
 from .module import LayerSpec, Module
 
 
@@ -50,7 +52,7 @@ class Dropout(Module):
         if not 0.0 <= float(p) <= 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = float(p)
-        self._mask = None
+        self._seed = None
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -60,23 +62,22 @@ class Dropout(Module):
 
     def forward(self, x):
         x = as_float_array(self, x, module_dtype(self, x))
-        if not self.training or self.p == 0.0:
-            self._mask = None
-            self._shape = x.shape
-            return x
-        if self.p == 1.0:
-            self._mask = np.zeros_like(x)
-        else:
-            keep = generator().random(x.shape, dtype=np.float32) >= self.p
-            self._mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
         self._shape = x.shape
-        return x * self._mask
+        if not self.training or self.p == 0.0:
+            self._seed = None
+            return x
+        # The mask is a hash of one seed (kernels/dropout.hpp): nothing is stored, backward regenerates it.
+        y, self._seed = dropout_forward(x, self.p)
+        return y
 
     def backward(self, grad_output):
         require_forward(self, getattr(self, "_shape", None))
         g = np.asarray(grad_output)
         check_grad_shape(self, g, self._shape)
-        return g if self._mask is None else g * self._mask
+        if self._seed is None:
+            return g
+        return ops.dropout_apply(np.ascontiguousarray(g, dtype=g.dtype if g.dtype.kind == "f" else np.float32),
+                                 self.p, self._seed)
 
 
 class Dropout2d(Module):

@@ -360,6 +360,39 @@ class LogSoftmax(_SoftmaxBase):
     _fwd, _bwd = staticmethod(ops.log_softmax_forward), staticmethod(ops.log_softmax_backward)
 
 
+# Dropout masks are a hash of (seed, element index) in C++ (kernels/dropout.hpp): one number drawn from fastnn's
+# generator per call, no mask array kept, and the backward regenerates the mask from the seed.
+def _fmix(z):
+    z ^= z >> np.uint32(16)
+    z *= np.uint32(0x85EBCA6B)
+    z ^= z >> np.uint32(13)
+    z *= np.uint32(0xC2B2AE35)
+    z ^= z >> np.uint32(16)
+    return z
+
+
+def draw_seed():
+    """One dropout seed from fastnn's generator (fastnn.manual_seed fixes it)."""
+    return int(generator().integers(0, 1 << 63))
+
+
+def dropout_keep(seed, count, p):
+    """The kept elements (bool, count of them) of a dropout call with `seed` and probability p: NumPy's copy of
+    kernels/dropout.hpp's hash, equal bit for bit (for tests, and for attention weights returned after dropout)."""
+    i = np.arange(count, dtype=np.uint64)
+    lo, hi = i.astype(np.uint32), (i >> np.uint64(32)).astype(np.uint32)
+    a, b = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
+    with np.errstate(over="ignore"):
+        z = _fmix(_fmix(lo * np.uint32(0x9E3779B9) + a) ^ (b + hi * np.uint32(0x7FEB352D)))
+    return (z >> np.uint32(8)) >= np.uint32(math.floor(p * (1 << 24) + 0.5))
+
+
+def dropout_forward(x, p):
+    """(dropout(x), seed) in C++ for a float array x and 0 < p <= 1; the backward is ops.dropout_apply(g, p, seed)."""
+    seed = draw_seed()
+    return ops.dropout_apply(_float(x), float(p), seed), seed
+
+
 @_register
 class Dropout(Op):
     """Inverted dropout: zero with probability p and scale the rest by 1/(1−p) when training."""
@@ -370,16 +403,14 @@ class Dropout(Op):
             raise ValueError(f"dropout: p must be in [0, 1], got {p}")
         if not training or p == 0.0:
             return x, None
-        x = _float(x)
-        if p == 1.0:
-            mask = np.zeros_like(x)
-        else:
-            keep = generator().random(x.shape, dtype=np.float32) >= p
-            mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
-        return x * mask, mask
+        y, seed = dropout_forward(x, p)
+        return y, (seed, float(p))
 
     def backward(self, ctx, g, needs):
-        return (g if ctx is None else g * ctx, None, None)
+        if ctx is None:
+            return (g, None, None)
+        seed, p = ctx
+        return (ops.dropout_apply(_float(g), p, seed), None, None)
 
 
 # -- linear algebra ------------------------------------------------------------------------------------------
@@ -803,13 +834,38 @@ def _attention_bias(attn_mask, lead, L, S, dtype):
     return bias, div, count
 
 
+def _contiguous_layout(B, n, d):
+    """The (offset, batch_stride, head_stride, row_stride) of a C-contiguous (B, n, d) operand."""
+    return (0, n * d, 0, d)
+
+
+def _run_attention(q, k, v, sizes, layouts, out_shape, bias, div, count, causal, scale, dropout_p):
+    """The forward kernel: (out, lse, seed). q, k, v: C-contiguous arrays of one float dtype (possibly the same
+    array, read at the layouts' offsets)."""
+    seed = draw_seed() if dropout_p > 0.0 else 0
+    out = np.empty(out_shape, q.dtype)
+    lse = ops.sdpa_forward(q, k, v, bias, out, sizes, layouts, div, count, causal, scale, dropout_p, seed)
+    return out, lse, seed
+
+
+def _mask_gradient(dbias, mask, lead, L, S):
+    """The gradient of a float mask (broadcastable to lead + (L, S)) from the scores' gradient (B, L, S)."""
+    return sum_to_shape(dbias.reshape(tuple(lead) + (L, S)), np.shape(mask)).astype(np.asarray(mask).dtype,
+                                                                                    copy=False)
+
+
+def _float_mask(mask):
+    return mask is not None and np.asarray(mask).dtype.kind == "f"
+
+
 @_register
 class ScaledDotProductAttention(Op):
     """softmax(q·kᵀ·scale + mask)·v over the last two axes, any leading (batch, head) axes, through the fused
     blockwise kernels of kernels/attention_sdpa.hpp (the L×S weights are never stored). A boolean mask says
-    True = may attend; a float mask is added to the scores (it gets no gradient). is_causal masks key j for
+    True = may attend; a float mask is added to the scores, and gets the scores' gradient (summed over the
+    dimensions it was broadcast along) when it is a traced value that needs one. is_causal masks key j for
     query i when j > i. A query whose every key is masked gets a zero output and zero gradients.
-    dropout_p > 0 drops weights (one (…, L, S) multiplier array is then kept for the backward)."""
+    dropout_p > 0 drops weights by a hash of one seed (kernels/dropout.hpp): no (…, L, S) array is kept."""
     name = "scaled_dot_product_attention"
 
     def forward(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
@@ -839,35 +895,114 @@ class ScaledDotProductAttention(Op):
 
         q3, k3, v3 = flat(q, L, E), flat(k, S, E), flat(v, S, Ev)
         bias, div, count = (None, 1, 1) if attn_mask is None else _attention_bias(attn_mask, lead, L, S, dtype)
-        drop = None
-        if dropout_p > 0.0:
-            if dropout_p == 1.0:
-                drop = np.zeros((B, L, S), dtype)
-            else:
-                keep = generator().random((B, L, S), dtype=np.float32) >= dropout_p
-                drop = keep.astype(dtype) * dtype.type(1.0 / (1.0 - dropout_p))
         sc = 1.0 / math.sqrt(E) if scale is None else float(scale)
-        out, lse = ops.sdpa_forward(q3, k3, v3, bias, drop, div, count, bool(is_causal), sc)
-        ctx = (q3, k3, v3, bias, drop, out, lse, div, count, bool(is_causal), sc, q.shape, k.shape, v.shape)
+        sizes = (B, 1, L, S, E, Ev)
+        layouts = (_contiguous_layout(B, L, E), _contiguous_layout(B, S, E), _contiguous_layout(B, S, Ev),
+                   _contiguous_layout(B, L, Ev))
+        out, lse, seed = _run_attention(q3, k3, v3, sizes, layouts, (B, L, Ev), bias, div, count, bool(is_causal),
+                                        sc, float(dropout_p))
+        ctx = (q3, k3, v3, bias, out, lse, div, count, bool(is_causal), sc, float(dropout_p), seed, sizes, layouts,
+               q.shape, k.shape, v.shape, attn_mask if _float_mask(attn_mask) else None)
         return out.reshape(lead + (L, Ev)), ctx
 
     def backward(self, ctx, g, needs):
-        q3, k3, v3, bias, drop, out, lse, div, count, causal, sc, qs, ks, vs = ctx
+        q3, k3, v3, bias, out, lse, div, count, causal, sc, p, seed, sizes, layouts, qs, ks, vs, fmask = ctx
         g3 = np.ascontiguousarray(g, dtype=q3.dtype).reshape(out.shape)
-        dq, dk, dv = ops.sdpa_backward(q3, k3, v3, bias, drop, out, g3, lse, div, count, causal, sc)
+        dq, dk, dv = np.empty_like(q3), np.empty_like(k3), np.empty_like(v3)
+        want_mask = fmask is not None and len(needs) > 3 and bool(needs[3])
+        B, _, L, S = sizes[:4]
+        dbias = np.empty((B, L, S), q3.dtype) if want_mask else None
+        ops.sdpa_backward(q3, k3, v3, bias, out, g3, lse, dq, dk, dv, dbias, sizes, layouts, div, count, causal, sc,
+                          p, seed)
         lead = np.broadcast_shapes(qs[:-2], ks[:-2], vs[:-2])
 
         def back(d, shape, need):
             return sum_to_shape(d.reshape(lead + d.shape[-2:]), shape) if need else None
-        return (back(dq, qs, needs[0]), back(dk, ks, needs[1]), back(dv, vs, needs[2])) + (None,) * (len(needs) - 3)
+        grads = (back(dq, qs, needs[0]), back(dk, ks, needs[1]), back(dv, vs, needs[2]))
+        dmask = _mask_gradient(dbias, fmask, lead, L, S) if want_mask else None
+        return grads + (dmask,) + (None,) * (len(needs) - 4)
+
+
+@_register
+class MultiHeadAttention(Op):
+    """The attention of nn.MultiheadAttention on its projections, heads read in place: q (N, L, H·D), k (N, S, H·D),
+    v (N, S, H·Dv) -> (N, L, H·Dv), head h of every row in columns h·D:(h+1)·D, as the kernel's layouts say
+    (no (N, L, H, D) -> (N·H, L, D) copies, and the output goes to out_proj as it is). With k and v None,
+    q is the one (N, L, 3E) self-attention projection [q | k | v], and the backward fills one (N, L, 3E)
+    gradient. mask: None or the additive mask of AttentionMask, (L, S), (N, 1, 1, S) or (N, H, L, S); a traced
+    float mask gets its gradient. seed: None (a seed is drawn when dropout_p > 0) or the AttentionSeed value
+    shared with AttentionWeights (need_weights=True returns the weights after the same dropout)."""
+    name = "multi_head_attention"
+
+    def forward(self, q, k=None, v=None, mask=None, seed=None, num_heads=1, dropout_p=0.0, is_causal=False):
+        H = int(num_heads)
+        packed = k is None
+        q = np.ascontiguousarray(q)
+        if packed:
+            N, L, E3 = q.shape
+            E = Ev = E3 // 3
+            S = L
+            k = v = q
+            base = (0, E, 2 * E)
+            row = (E3, E3, E3)
+        else:
+            k, v = np.ascontiguousarray(k, dtype=q.dtype), np.ascontiguousarray(v, dtype=q.dtype)
+            N, L, E = q.shape
+            S, Ev = k.shape[1], v.shape[2]
+            base = (0, 0, 0)
+            row = (E, E, Ev)
+        D, Dv = E // H, Ev // H
+        dtype = q.dtype
+        lay = ((base[0], L * row[0], D, row[0]), (base[1], S * row[1], D, row[1]), (base[2], S * row[2], Dv, row[2]),
+               (0, L * Ev, Dv, Ev))
+        sizes = (N * H, H, L, S, D, Dv)
+        bias, div, count = (None, 1, 1) if mask is None else _attention_bias(mask, (N, H), L, S, dtype)
+        sc = 1.0 / math.sqrt(D)
+        p = float(dropout_p)
+        drawn = draw_seed() if p > 0.0 and seed is None else (0 if seed is None else int(seed))
+        out = np.empty((N, L, Ev), dtype)
+        lse = ops.sdpa_forward(q, k, v, bias, out, sizes, lay, div, count, bool(is_causal), sc, p, drawn)
+        ctx = (q, k, v, packed, bias, out, lse, div, count, bool(is_causal), sc, p, drawn, sizes, lay,
+               mask if _float_mask(mask) else None)
+        return out, ctx
+
+    def backward(self, ctx, g, needs):
+        q, k, v, packed, bias, out, lse, div, count, causal, sc, p, seed, sizes, lay, fmask = ctx
+        g = np.ascontiguousarray(g, dtype=q.dtype)
+        if packed:
+            dq = dk = dv = np.empty_like(q)
+        else:
+            dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+        want_mask = fmask is not None and len(needs) > 3 and bool(needs[3])
+        B, H, L, S = sizes[:4]
+        dbias = np.empty((B, L, S), q.dtype) if want_mask else None
+        ops.sdpa_backward(q, k, v, bias, out, g, lse, dq, dk, dv, dbias, sizes, lay, div, count, causal, sc, p, seed)
+        dmask = _mask_gradient(dbias, fmask, (B // H, H), L, S) if want_mask else None
+        if packed:
+            return (dq, None, None, dmask, None)
+        return (dq if needs[0] else None, dk if needs[1] else None, dv if needs[2] else None, dmask, None)
+
+
+@_register
+class AttentionSeed(Op):
+    """One dropout seed (a 0-d uint64 array) drawn from fastnn's generator at every forward, for ops that must
+    drop the same attention weights (MultiHeadAttention and AttentionWeights). Its argument only places it in
+    the graph; no gradient."""
+    name = "attention_seed"
+
+    def forward(self, anchor):
+        return np.asarray(draw_seed(), dtype=np.uint64), None
+
+    def backward(self, ctx, g, needs):
+        return (None,)
 
 
 @_register
 class AttentionMask(Op):
     """nn.MultiheadAttention's masks (PyTorch's convention: bool True = may NOT attend; float = added) as one
-    additive float mask for scaled_dot_product_attention: attn_mask (L, S) or (N·H, L, S), key_padding_mask
-    (N, S) -> (L, S), (N, 1, 1, S) or (N, H, L, S). Shapes are checked against (N, H, L, S); `owner` names the
-    module in errors. No gradient."""
+    additive float mask for the attention ops: attn_mask (L, S) or (N·H, L, S), key_padding_mask (N, S) ->
+    (L, S), (N, 1, 1, S) or (N, H, L, S). Shapes are checked against (N, H, L, S); `owner` names the module in
+    errors. Float masks that are traced values get their gradients (bool masks none)."""
     name = "attention_mask"
 
     def forward(self, attn_mask, key_padding_mask, N, H, L, S, dtype="float32", owner="MultiheadAttention"):
@@ -881,6 +1016,7 @@ class AttentionMask(Op):
                 raise TypeError(f"{owner}: {what} must be bool or float, got dtype {m.dtype}")
             return m.astype(dtype, copy=False)
         mask = None
+        shapes = [None, None]
         if attn_mask is not None:
             shape = np.shape(attn_mask)
             if shape == (L, S):
@@ -890,25 +1026,36 @@ class AttentionMask(Op):
             else:
                 raise ValueError(f"{owner}: attn_mask must have shape (L, S) = {(L, S)} or (N·num_heads, L, S) = "
                                  f"{(N * H, L, S)}, got {shape}")
+            shapes[0] = (shape, np.asarray(attn_mask).dtype)
         if key_padding_mask is not None:
             if np.shape(key_padding_mask) != (N, S):
                 raise ValueError(f"{owner}: key_padding_mask must have shape (N, S) = {(N, S)}, got "
                                  f"{np.shape(key_padding_mask)}")
             kpm = additive(key_padding_mask, "key_padding_mask").reshape(N, 1, 1, S)
             mask = kpm if mask is None else mask + kpm
-        return mask, None
+            shapes[1] = ((N, S), np.asarray(key_padding_mask).dtype)
+        return mask, (shapes, (N, H, L, S))
 
     def backward(self, ctx, g, needs):
-        return (None,) * len(needs)
+        (am, kpm), (N, H, L, S) = ctx
+        grads = [None] * len(needs)
+        if am is not None and needs[0] and am[1].kind == "f":
+            shape = am[0]
+            grads[0] = (sum_to_shape(g, (L, S)) if shape == (L, S) else
+                        np.broadcast_to(g, (N, H, L, S)).reshape(shape)).astype(am[1], copy=False)
+        if kpm is not None and needs[1] and kpm[1].kind == "f":
+            grads[1] = sum_to_shape(g, (N, 1, 1, S)).reshape(N, S).astype(kpm[1], copy=False)
+        return tuple(grads)
 
 
 @_register
 class AttentionWeights(Op):
-    """The weights softmax(q·kᵀ·scale + mask) that scaled_dot_product_attention applies, (…, L, S), for
-    need_weights=True (rows with no visible key: zeros). A reported value: no gradient flows back through it."""
+    """The weights softmax(q·kᵀ·scale + mask) that the attention applies, (…, L, S), for need_weights=True
+    (rows with no visible key: zeros); with seed and dropout_p > 0 (training), after the same dropout as the
+    attention's (PyTorch returns them so). A reported value: no gradient flows back through it."""
     name = "attention_weights"
 
-    def forward(self, q, k, attn_mask=None, is_causal=False, scale=None):
+    def forward(self, q, k, attn_mask=None, seed=None, is_causal=False, scale=None, dropout_p=0.0):
         q, k = np.asarray(q), np.asarray(k)
         sc = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
         s = np.matmul(q, np.swapaxes(k, -1, -2)) * q.dtype.type(sc)
@@ -921,7 +1068,12 @@ class AttentionWeights(Op):
         top = np.max(s, axis=-1, keepdims=True)
         e = np.exp(s - np.where(np.isfinite(top), top, 0))
         total = e.sum(axis=-1, keepdims=True)
-        return np.divide(e, total, out=np.zeros_like(e), where=total > 0).astype(q.dtype, copy=False), None
+        w = np.divide(e, total, out=np.zeros_like(e), where=total > 0).astype(q.dtype, copy=False)
+        if dropout_p > 0.0 and seed is not None:
+            keep = dropout_keep(int(seed), w.size, dropout_p).reshape(w.shape)
+            scale_kept = w.dtype.type(1.0 / (1.0 - dropout_p)) if dropout_p < 1.0 else w.dtype.type(0)
+            w = np.where(keep, w * scale_kept, w.dtype.type(0))
+        return w, None
 
     def backward(self, ctx, g, needs):
         return (None,) * len(needs)

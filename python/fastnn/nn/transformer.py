@@ -3,8 +3,9 @@ shapes (a torch state_dict loads with strict=True).
 
 Each is a traced module (it writes no backward): its forward is recorded once per kind of input into a graph
 of functional ops, and backward runs that graph in reverse. Attention itself is one fused blockwise C++ kernel
-(F.scaled_dot_product_attention); self-attention projects Q, K and V with one GEMM (in_proj_weight);
-eval mode skips every dropout.
+(the multi_head_attention op over kernels/attention_sdpa.hpp, which reads the heads of the projections in
+place); self-attention projects Q, K and V with one GEMM (in_proj_weight) whose three thirds the attention reads
+directly; eval mode records no dropout at all. Dropout masks are hashes of one seed (kernels/dropout.hpp).
 
 Masks follow nn.MultiheadAttention: a bool attn_mask / key_padding_mask says True = may NOT attend (the
 opposite of F.scaled_dot_product_attention's bool mask); a float mask is added to the scores. A query whose
@@ -50,10 +51,13 @@ class MultiheadAttention(Module):
     computed by one fused blockwise C++ kernel; self-attention projects Q, K and V with one GEMM.
     ``forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
     average_attn_weights=True, is_causal=False)`` returns ``(output, weights or None)``: the weights are the
-    softmax weights before dropout, ``(N, L, S)`` averaged over heads or ``(N, num_heads, L, S)``, and no
-    gradient flows back through them. ``is_causal`` without ``attn_mask`` masks keys after the query.
+    softmax weights, ``(N, L, S)`` averaged over heads or ``(N, num_heads, L, S)``, and no gradient flows back
+    through them; in training with dropout they are the weights after dropout (the ones applied, as PyTorch
+    returns them). ``is_causal`` without ``attn_mask`` masks keys after the query.
     Masks follow PyTorch: a bool mask is True where attention is NOT allowed; a float mask is added to the
-    scores. A query whose every key is masked gets a zero output (not NaN) and zero gradients.
+    scores, and one that is a traced value (a Parameter, or computed in the model) gets its gradient: the
+    scores' gradient summed over the dimensions it was broadcast along. A query whose every key is masked gets
+    a zero output (not NaN) and zero gradients.
 
     The layer is traced: its forward is recorded once per kind of input into a graph of functional ops,
     and ``backward(grad_output)`` runs that graph in reverse, returning the gradients of query,
@@ -143,14 +147,15 @@ class MultiheadAttention(Module):
                 f"{extra}, batch_first={self.batch_first}")
 
     def _project(self, query, key, value):
+        """The projections: (qkv, None, None) for self-attention (one GEMM, the three thirds read in place by the
+        attention), else (q, k, v)."""
         E = self.embed_dim
         b = self.in_proj_bias
         bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
         if self._qkv_same_embed_dim:
             w = self.in_proj_weight
-            if query is key and key is value:          # self-attention: one GEMM, then split
-                qkv = F.linear(query, w, b)
-                return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
+            if query is key and key is value:          # self-attention: one GEMM
+                return F.linear(query, w, b), None, None
             if key is value:
                 kv = F.linear(key, w[E:], None if b is None else b[E:])
                 return F.linear(query, w[:E], bq), kv[..., :E], kv[..., E:]
@@ -184,10 +189,6 @@ class MultiheadAttention(Module):
         N, L, S = query.shape[0], query.shape[1], key.shape[1]
         H, D = self.num_heads, self.head_dim
         q, k, v = self._project(query, key, value)
-        # (N, L, E) -> (N, H, L, D)
-        q = q.reshape(N, L, H, D).transpose(1, 2)
-        k = k.reshape(N, S, H, D).transpose(1, 2)
-        v = v.reshape(N, S, H, D).transpose(1, 2)
         # The kernel's causal path needs no mask array. With a key_padding_mask it cannot serve; an attn_mask given
         # beside is_causal is that causal mask (PyTorch's hint), needed only to return the weights.
         causal = bool(is_causal) and key_padding_mask is None and (attn_mask is None or not need_weights)
@@ -198,11 +199,21 @@ class MultiheadAttention(Module):
         elif not causal and is_causal:  # is_causal with only a key_padding_mask: PyTorch needs attn_mask here
             raise ValueError(f"{where}: is_causal=True with a key_padding_mask needs the causal attn_mask too")
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, mask, dropout_p=p, is_causal=causal)
-        out = self.out_proj(out.transpose(1, 2).reshape(N, L, self.embed_dim))
+        # need_weights in training with dropout: the weights returned are the ones after dropout (PyTorch's), so
+        # the attention and the weights share one seed, drawn by a node of the graph at every forward.
+        seed = record_call("attention_seed", (query,), {}) if need_weights and p > 0.0 else None
+        # (N, L, H·D) projections in, heads read in place; (N, L, H·Dv) out, as out_proj takes it
+        out = record_call("multi_head_attention", (q, k, v, mask, seed),
+                          {"num_heads": H, "dropout_p": p, "is_causal": causal})
+        out = self.out_proj(out)
         weights = None
         if need_weights:
-            weights = record_call("attention_weights", (q, k, mask), {"is_causal": causal})
+            if k is None:  # the packed self-attention projection: its q and k thirds, by heads
+                E = self.embed_dim
+                q, k = q[..., :E], q[..., E:2 * E]
+            q4 = q.reshape(N, L, H, D).transpose(1, 2)
+            k4 = k.reshape(N, S, H, D).transpose(1, 2)
+            weights = record_call("attention_weights", (q4, k4, mask, seed), {"is_causal": causal, "dropout_p": p})
             if average_attn_weights:
                 weights = weights.mean(1)
             if unbatched:
@@ -297,10 +308,13 @@ class TransformerEncoderLayer(Module):
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
         x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
                            is_causal=is_causal)[0]
-        return self.dropout1(x)
+        return self.dropout1(x) if self.training else x   # eval: no dropout nodes at all
 
     def _ff_block(self, x):
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        h = self.activation(self.linear1(x))
+        if not self.training:
+            return self.linear2(h)
+        return self.dropout2(self.linear2(self.dropout(h)))
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         x = src
@@ -395,15 +409,18 @@ class TransformerDecoderLayer(Module):
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
         x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
                            is_causal=is_causal)[0]
-        return self.dropout1(x)
+        return self.dropout1(x) if self.training else x   # eval: no dropout nodes at all
 
     def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal):
         x = self.multihead_attn(x, mem, mem, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
                                 need_weights=False, is_causal=is_causal)[0]
-        return self.dropout2(x)
+        return self.dropout2(x) if self.training else x
 
     def _ff_block(self, x):
-        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        h = self.activation(self.linear1(x))
+        if not self.training:
+            return self.linear2(h)
+        return self.dropout3(self.linear2(self.dropout(h)))
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):

@@ -10,7 +10,12 @@ Transformer layers, which are traced: their graphs reach the exporter as these c
     attention_mask(attn_mask, key_padding_mask, N, H, L, S) (MultiheadAttention's masks, bool True = may NOT
         attend): bool -> Where(m, -inf, 0), float -> Cast; attn_mask (N·H, L, S) -> Reshape (N, H, L, S);
         key_padding_mask (N, S) -> Unsqueeze (N, 1, 1, S); both -> Add
-    attention_weights(q, k, mask, is_causal, scale) (need_weights=True): the Softmax above.
+    attention_weights(q, k, mask, seed, is_causal, scale, dropout_p) (need_weights=True): the Softmax above.
+    multi_head_attention(q, k, v, mask, seed, num_heads, dropout_p, is_causal) (MultiheadAttention on its
+        projections, heads read in place): q, k, v (N, L, H·D) -> Reshape (N, L, H, D) -> Transpose (N, H, L, D)
+        (with k and v None, q is the one (N, L, 3E) self-attention projection: Slice into thirds first), the
+        attention above with scale 1/√D, then Transpose and Reshape back to (N, L, H·Dv).
+    attention_seed: the dropout seed (training only): a constant, unused in eval.
 
 One difference: a query whose every key is masked gets zeros in fastnn and NaN in ONNX (as in PyTorch's
 export); the batch axis and the sequence lengths stay dynamic.
@@ -73,9 +78,38 @@ def sdpa(b, node, args, kwargs, out):
 def attention_weights(b, node, args, kwargs, out):
     q, k = args[0], args[1]
     mask = _pos_or_kw(args, kwargs, 2, "attn_mask")
-    is_causal = bool(_pos_or_kw(args, kwargs, 3, "is_causal", False))
-    scale = _pos_or_kw(args, kwargs, 4, "scale")
+    is_causal = bool(_pos_or_kw(args, kwargs, 4, "is_causal", False))
+    scale = _pos_or_kw(args, kwargs, 5, "scale")
     return _weights(b, q, k, mask, is_causal, scale, node.name)
+
+
+def multi_head_attention(b, node, args, kwargs, out):
+    q, k, v = args[0], args[1], args[2]
+    mask = _pos_or_kw(args, kwargs, 3, "mask")
+    H = int(_pos_or_kw(args, kwargs, 5, "num_heads", 1))
+    is_causal = bool(_pos_or_kw(args, kwargs, 7, "is_causal", False))
+    hint = node.name
+    if k is None:  # the packed (N, L, 3E) self-attention projection: its q, k, v thirds
+        E = q.value.shape[-1] // 3
+        q, k, v = (T(b.op("Slice", [q.name, b.ints([i * E]), b.ints([(i + 1) * E]), b.ints([-1])],
+                          f"{hint}_{part}"), q.value[..., i * E:(i + 1) * E]) for i, part in enumerate("qkv"))
+
+    def heads(t, part):  # (N, L, H·D) -> (N, H, L, D)
+        N, L, HD = t.value.shape
+        # the target shape from the input's own Shape at run time (a literal 0 would let the runtime take two
+        # sequence axes of one dynamic name for equal sizes)
+        shape = b.op("Concat", [b.shape_slice(t.name, 0, 2), b.ints([H, HD // H])], f"{hint}_{part}_shape", axis=0)
+        r = b.op("Reshape", [t.name, shape], f"{hint}_{part}_split")
+        return T(b.op("Transpose", [r], f"{hint}_{part}_heads", perm=[0, 2, 1, 3]),
+                 t.value.reshape(N, L, H, HD // H).transpose(0, 2, 1, 3))
+    q4, k4, v4 = heads(q, "q"), heads(k, "k"), heads(v, "v")
+    w = _weights(b, q4, k4, mask, is_causal, None, hint)
+    o = b.op("Transpose", [b.op("MatMul", [w, v4.name], hint + "_by_head")], hint + "_by_token", perm=[0, 2, 1, 3])
+    return b.op("Reshape", [o, b.ints([0, 0, -1])], hint)
+
+
+def attention_seed(b, node, args, kwargs, out):
+    return b.const(np.asarray(0, np.uint64), node.name)
 
 
 def attention_mask(b, node, args, kwargs, out):
@@ -109,4 +143,5 @@ def attention_mask(b, node, args, kwargs, out):
 
 
 ATTENTION_OPS = {"scaled_dot_product_attention": sdpa, "attention_weights": attention_weights,
-                 "attention_mask": attention_mask}
+                 "attention_mask": attention_mask, "multi_head_attention": multi_head_attention,
+                 "attention_seed": attention_seed}

@@ -17,4 +17,5 @@ PYBIND11_MODULE(_core, m) {
   fastnn::bind::register_recurrent(m);
   fastnn::bind::register_functional(m);
   fastnn::bind::register_attention_sdpa(m);
+  fastnn::bind::register_bf16_gemm(m);
 }

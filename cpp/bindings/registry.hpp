@@ -18,4 +18,5 @@ void register_normalization(pybind11::module_& m);
 void register_recurrent(pybind11::module_& m);
 void register_functional(pybind11::module_& m);
 void register_attention_sdpa(pybind11::module_& m);
+void register_bf16_gemm(pybind11::module_& m);
 }  // namespace fastnn::bind

@@ -49,6 +49,10 @@ def batch_norm_forward(x: np.ndarray, weight: object, bias: object, running_mean
     ...
 def batched_matmul(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
     """op(a) @ op(b) for 2-D or 3-D operands (a 2-D one repeated over the other's batch); trans_* say an operand is stored transposed."""
+def bf16_dot_supported() -> bool:
+    """Whether the loaded kernel library runs bf16_matmul with AVX512_BF16 dot products on this CPU."""
+def bf16_matmul(a: np.ndarray, b: np.ndarray, out: object = None, trans_a: bool = False, trans_b: bool = False, accumulate: bool = False, use_dot: bool = True) -> np.ndarray:
+    """out (+)= op(a) @ op(b) with inputs rounded to bf16 and float32 sums (2-D; trans_* say an operand is stored transposed); use_dot=False forces the fallback without bf16 dot products."""
 def binary_cross_entropy(input: np.ndarray, target: np.ndarray, weight: object = None, reduction: str = 'mean') -> tuple:
     """Binary cross-entropy on probabilities (logs clamped at -100); weight of the input's shape. Returns (loss, grad)."""
 def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, weight: object = None, pos_weight: object = None, reduction: str = 'mean') -> tuple:

@@ -65,6 +65,74 @@ inline bool cpu_has_dot() {
   return (a >> 5) & 1u;  // CPUID.(EAX=7, ECX=1):EAX bit 5 = AVX512_BF16
 }
 
+// Vector forms of round_bits and pair (the avx512 library is compiled for AVX-512 F/BW): the same bits.
+inline __m512i round_bits16(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  return _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x00400000));  // top halves are the bf16
+}
+
+// 16 pairs from two vectors of 16 values along a column (even rows, odd rows).
+inline __m512i pairs_vertical16(__m512 even, __m512 odd) {
+  return _mm512_mask_blend_epi16(0xAAAAAAAAu, _mm512_srli_epi32(round_bits16(even), 16), round_bits16(odd));
+}
+
+// 16 pairs from 32 consecutive values of a row (lo: values 0-15, hi: 16-31): the top halves, in order.
+inline __m512i pairs_horizontal16(__m512 lo, __m512 hi) {
+  const __m512i tops = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29,
+                                        27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  return _mm512_permutex2var_epi16(round_bits16(lo), tops, round_bits16(hi));
+}
+
+inline __mmask16 first(index_t count) {  // the first `count` lanes (none for count <= 0)
+  return count >= 16 ? __mmask16(0xffff) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
+}
+
+// A row of k values -> kp pairs (the last one's odd half zero when k is odd).
+inline void row_pairs(const float* row, index_t k, index_t kp, std::uint32_t* out) {
+  for (index_t p = 0; p < kp; p += 16) {
+    const index_t left = k - 2 * p;  // values of the row from 2p on
+    const __m512 lo = _mm512_maskz_loadu_ps(first(left), row + 2 * p);
+    const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), row + 2 * p + 16);
+    _mm512_mask_storeu_epi32(out + p, first(kp - p), pairs_horizontal16(lo, hi));
+  }
+}
+
+// Rows `even` and `odd` (nullptr: zeros) of `count` values -> count pairs.
+inline void column_pairs(const float* even, const float* odd, index_t count, std::uint32_t* out) {
+  for (index_t i = 0; i < count; i += 16) {
+    const __mmask16 mask = first(count - i);
+    const __m512 e = _mm512_maskz_loadu_ps(mask, even + i);
+    const __m512 o = odd ? _mm512_maskz_loadu_ps(mask, odd + i) : _mm512_setzero_ps();
+    _mm512_mask_storeu_epi32(out + i, mask, pairs_vertical16(e, o));
+  }
+}
+
+// v[i] holds element j of row i -> v[j] holds element i of row j (a 16×16 transpose of 32-bit words).
+inline void transpose16(__m512i v[16]) {
+  __m512i a[16], b[16];
+  for (int i = 0; i < 8; ++i) {  // within 128-bit lanes: pairs of rows interleaved by words
+    a[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // b[4g + j], lane L: rows 4g..4g+3 at column 4L + j
+    b[4 * g + 0] = _mm512_unpacklo_epi64(a[4 * g], a[4 * g + 2]);
+    b[4 * g + 1] = _mm512_unpackhi_epi64(a[4 * g], a[4 * g + 2]);
+    b[4 * g + 2] = _mm512_unpacklo_epi64(a[4 * g + 1], a[4 * g + 3]);
+    b[4 * g + 3] = _mm512_unpackhi_epi64(a[4 * g + 1], a[4 * g + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {  // column 4L + j gathers lane L of b[j], b[4 + j], b[8 + j], b[12 + j]
+    const __m512i c0 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0x88), c1 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0x88);
+    const __m512i d0 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0xdd), d1 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0xdd);
+    v[j] = _mm512_shuffle_i32x4(c0, c1, 0x88);
+    v[8 + j] = _mm512_shuffle_i32x4(c0, c1, 0xdd);
+    v[4 + j] = _mm512_shuffle_i32x4(d0, d1, 0x88);
+    v[12 + j] = _mm512_shuffle_i32x4(d0, d1, 0xdd);
+  }
+}
+
 // A as pairs along k: row r's pair p at a[r * rs + p * ps]; rows padded with zeros to a multiple of kMr.
 // trans_a = false: A (n, k) -> (n_pad, kp), rs = kp, ps = 1. trans_a = true: A stored (k, n) -> (kp, n_pad).
 inline void pack_a(const float* a, bool trans_a, index_t n, index_t k, index_t n_pad, index_t kp,
@@ -72,15 +140,10 @@ inline void pack_a(const float* a, bool trans_a, index_t n, index_t k, index_t n
   if (!trans_a) {
     for_each_slice(n_pad, kMr, n_pad * kp * 8, kParallelMinMacs, [&](index_t begin, index_t count) {
       for (index_t r = begin; r < begin + count; ++r) {
-        std::uint32_t* o = out + r * kp;
-        if (r >= n) {
-          std::fill(o, o + kp, 0u);
-          continue;
-        }
-        const float* row = a + r * k;
-        const index_t full = k / 2;
-        for (index_t p = 0; p < full; ++p) o[p] = pair(row[2 * p], row[2 * p + 1]);
-        if (full < kp) o[full] = pair(row[k - 1], 0.0f);
+        if (r < n)
+          row_pairs(a + r * k, k, kp, out + r * kp);
+        else
+          std::fill(out + r * kp, out + (r + 1) * kp, 0u);
       }
     });
     return;
@@ -89,11 +152,7 @@ inline void pack_a(const float* a, bool trans_a, index_t n, index_t k, index_t n
     for (index_t p = begin; p < begin + count; ++p) {
       std::uint32_t* o = out + p * n_pad;
       const float* even = a + 2 * p * n;
-      const float* odd = 2 * p + 1 < k ? even + n : nullptr;
-      if (odd)
-        for (index_t i = 0; i < n; ++i) o[i] = pair(even[i], odd[i]);
-      else
-        for (index_t i = 0; i < n; ++i) o[i] = pair(even[i], 0.0f);
+      column_pairs(even, 2 * p + 1 < k ? even + n : nullptr, n, o);
       std::fill(o + n, o + n_pad, 0u);
     }
   });
@@ -110,24 +169,28 @@ inline void pack_b(const float* b, bool trans_b, index_t k, index_t m, index_t k
         for (index_t p = 0; p < kp; ++p) {
           std::uint32_t* o = panel + p * kNr;
           const float* even = b + 2 * p * m + c0;
-          if (2 * p + 1 < k) {
-            const float* odd = even + m;
-            for (index_t c = 0; c < cols; ++c) o[c] = pair(even[c], odd[c]);
-          } else {
-            for (index_t c = 0; c < cols; ++c) o[c] = pair(even[c], 0.0f);
-          }
+          column_pairs(even, 2 * p + 1 < k ? even + m : nullptr, cols, o);
           std::fill(o + cols, o + kNr, 0u);
         }
-      } else {  // B stored (m, k): column c's pair p from its row's elements 2p and 2p + 1
-        const index_t full = k / 2;
-        for (index_t c = 0; c < kNr; ++c) {
-          if (c >= cols) {
-            for (index_t p = 0; p < kp; ++p) panel[p * kNr + c] = 0u;
-            continue;
+        continue;
+      }
+      // B stored (m, k): 16 columns' pairs p0..p0+15 (16 vectors along p), transposed to 16 vectors along columns.
+      for (index_t p0 = 0; p0 < kp; p0 += 16) {
+        const index_t left = k - 2 * p0;
+        for (index_t h = 0; h < kNr; h += 16) {
+          __m512i v[16];
+          for (int i = 0; i < 16; ++i) {
+            if (h + i >= cols) {
+              v[i] = _mm512_setzero_si512();
+              continue;
+            }
+            const float* row = b + (c0 + h + i) * k + 2 * p0;
+            v[i] = pairs_horizontal16(_mm512_maskz_loadu_ps(first(left), row),
+                                      _mm512_maskz_loadu_ps(first(left - 16), row + 16));
           }
-          const float* row = b + (c0 + c) * k;
-          for (index_t p = 0; p < full; ++p) panel[p * kNr + c] = pair(row[2 * p], row[2 * p + 1]);
-          if (full < kp) panel[full * kNr + c] = pair(row[k - 1], 0.0f);
+          transpose16(v);
+          const index_t n_p = std::min<index_t>(16, kp - p0);
+          for (index_t q = 0; q < n_p; ++q) _mm512_storeu_si512(panel + (p0 + q) * kNr + h, v[q]);
         }
       }
     }

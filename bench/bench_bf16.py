@@ -35,6 +35,7 @@ __attribute__((target("avx512f,avx512bf16"))) static double bf16_loop(long iters
   for (int i = 0; i < 12; ++i) acc[i] = _mm512_setzero_ps();
   __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x00010001);
   for (long it = 0; it < iters; ++it)
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
   float s = 0; for (int i = 0; i < 12; ++i) s += _mm512_reduce_add_ps(acc[i]);
   return s;
@@ -44,15 +45,16 @@ __attribute__((target("avx512f,fma"))) static double fma_loop(long iters) {
   for (int i = 0; i < 12; ++i) acc[i] = _mm512_setzero_ps();
   __m512 a = _mm512_set1_ps(1e-7f), b = _mm512_set1_ps(1e-7f);
   for (long it = 0; it < iters; ++it)
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(a, b, acc[i]);
   float s = 0; for (int i = 0; i < 12; ++i) s += _mm512_reduce_add_ps(acc[i]);
   return s;
 }
 int main(int argc, char** argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 2;
-  long iters = 20000000;
+  long iters = 2000000;
   double best_bf = 0, best_fp = 0, sink = 0;
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < 30; ++rep) {
     double t0 = omp_get_wtime();
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
     sink += bf16_loop(iters);
@@ -71,18 +73,21 @@ int main(int argc, char** argv) {
 
 
 def measured_peaks(threads):
-    """(bf16 dot-product, fp32 FMA) GFLOP/s from register-only loops, or (None, None) without a compiler
-    or AVX512_BF16."""
+    """(bf16 dot-product, fp32 FMA) GFLOP/s from register-only loops (best of 30 short runs): `threads` times
+    the one-thread rate (the cores are alike; on a shared machine another process often holds a core) and
+    the rate measured on `threads` threads, or None without a compiler or AVX512_BF16."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None or not ops.bf16_dot_supported():
-        return None, None
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         src, exe = os.path.join(tmp, "peak.c"), os.path.join(tmp, "peak")
         with open(src, "w") as f:
             f.write("#include <stdlib.h>\n" + PEAK_SOURCE)
         subprocess.run([cc, "-O2", "-fopenmp", src, "-o", exe], check=True)
-        out = subprocess.run([exe, str(threads)], check=True, capture_output=True, text=True).stdout.split()
-    return float(out[0]), float(out[1])
+        one = subprocess.run([exe, "1"], check=True, capture_output=True, text=True).stdout.split()
+        many = subprocess.run([exe, str(threads)], check=True, capture_output=True, text=True).stdout.split()
+    return {"bf16": threads * float(one[0]), "fp32": threads * float(one[1]),
+            "bf16 measured": float(many[0]), "fp32 measured": float(many[1])}
 
 
 def training_steps(sizes, batch):
@@ -184,10 +189,13 @@ def main():
     print(f"  fastnn bf16 / torch bf16 = {r_bf16:.2f} (target < 1: {'met' if r_bf16 < 1 else 'MISSED'})")
     print(f"  fastnn fp32 / torch fp32 = {res['fastnn fp32'] / res['torch fp32']:.2f}")
 
-    peak_bf16, peak_fp32 = measured_peaks(args.threads)
-    if peak_bf16:
-        print(f"measured peaks, {args.threads} threads: bf16 dot products {peak_bf16:.0f} GFLOP/s, "
-              f"fp32 FMA {peak_fp32:.0f} GFLOP/s")
+    peaks = measured_peaks(args.threads)
+    peak_bf16 = peak_fp32 = None
+    if peaks:
+        peak_bf16, peak_fp32 = peaks["bf16"], peaks["fp32"]
+        print(f"peaks, {args.threads} x the one-thread loop: bf16 dot products {peak_bf16:.0f} GFLOP/s, fp32 FMA "
+              f"{peak_fp32:.0f} GFLOP/s (measured on {args.threads} threads at once: {peaks['bf16 measured']:.0f} "
+              f"and {peaks['fp32 measured']:.0f})")
     print("W2 GEMMs (best of repeats): bf16 GFLOP/s (fraction of bf16 peak) | fp32 GFLOP/s (fraction of fp32 peak)")
     for name, (bf, fp) in gemm_rates(args.repeats).items():
         frac = (f" ({bf / peak_bf16:4.0%})", f" ({fp / peak_fp32:4.0%})") if peak_bf16 else ("", "")

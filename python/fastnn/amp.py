@@ -28,10 +28,9 @@ _state = _State()
 
 
 class autocast:
-    """Run float32 matrix products in bfloat16 (with float32 sums) inside a ``with`` block, as PyTorch's
-    ``torch.autocast("cpu", dtype=torch.bfloat16)``.
+    """Run float32 matrix products in bfloat16 with float32 sums inside a ``with`` block.
 
-    Inside the block the GEMMs of :class:`~fastnn.nn.Linear` layers (forward, and the backward that follows
+    PyTorch's ``torch.autocast("cpu", dtype=torch.bfloat16)`` for fastnn. Inside the block the GEMMs of :class:`~fastnn.nn.Linear` layers (forward, and the backward that follows
     such a forward, wherever it runs) round their float32 inputs to bfloat16 (round to nearest even) and
     sum the exact products in float32. Master weights, gradients, optimizer state and every layer's output
     stay float32; float64 models are not affected. On CPUs with AVX512_BF16 the products use its dot-product

@@ -4,7 +4,8 @@
      torch.autocast("cpu", dtype=torch.bfloat16), interleaved; ratios against both PyTorch figures
   GEMM: GFLOP/s of fastnn's bf16 GEMM on the W2 shapes, as a fraction of the bf16 dot-product peak that this
      script measures (a register-only vdpbf16ps loop, compiled here with cc), beside the fp32 FMA peak
-  digits: test accuracy of examples/train_digits.py in fp32 and under autocast (--no-digits skips it)
+  digits: test accuracy of examples/train_digits.py (MLP) and train_digits_cnn.py (CNN) in fp32 and under
+     autocast (--no-digits skips them)
 Run: python bench/bench_bf16.py [--threads 2] [--repeats 15] [--no-digits]
 """
 import argparse
@@ -154,12 +155,13 @@ def gemm_rates(repeats):
     return rates
 
 
-def digits_accuracy():
+def digits_accuracy(example):
+    """Test accuracy of examples/<example>.py in fp32 and under autocast (its default epochs, seed 0)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-    import train_digits
-    _, fp32 = train_digits.main(seed=0, verbose=0)
+    module = __import__(example)
+    _, fp32 = module.main(seed=0, verbose=0)
     with fnn.autocast("bfloat16"):
-        _, bf16 = train_digits.main(seed=0, verbose=0)
+        _, bf16 = module.main(seed=0, verbose=0)
     return fp32["accuracy"], bf16["accuracy"]
 
 
@@ -201,9 +203,10 @@ def main():
         frac = (f" ({bf / peak_bf16:4.0%})", f" ({fp / peak_fp32:4.0%})") if peak_bf16 else ("", "")
         print(f"  {name:<26} {bf:6.0f}{frac[0]} | {fp:6.0f}{frac[1]}")
     if not args.no_digits:
-        fp32, bf16 = digits_accuracy()
-        print(f"digits MLP (examples/train_digits.py, 80 epochs): test accuracy fp32 {fp32:.4f}, autocast bf16 "
-              f"{bf16:.4f}, difference {100 * (bf16 - fp32):+.2f} points (target within 0.5)")
+        for example, what in [("train_digits", "MLP, 80 epochs"), ("train_digits_cnn", "CNN, 50 epochs")]:
+            fp32, bf16 = digits_accuracy(example)
+            print(f"digits {what} (examples/{example}.py): test accuracy fp32 {fp32:.4f}, autocast bf16 "
+                  f"{bf16:.4f}, difference {100 * (bf16 - fp32):+.2f} points (target within 0.5)")
 
 
 if __name__ == "__main__":

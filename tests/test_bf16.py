@@ -294,3 +294,44 @@ def test_functional_linear_under_autocast_matches_the_layer():
     dx, gw, gb = op.backward(ctx, g, (True, True, True))
     np.testing.assert_allclose(dx, dx_layer, rtol=0, atol=1e-5)
     np.testing.assert_allclose(gw, gw_layer, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls,shape,kwargs", [
+    (fnn.nn.Conv2d, (3, 4, 9, 8), dict(kernel_size=3, stride=2, padding=1, dilation=1)),
+    (fnn.nn.Conv2d, (2, 3, 7, 7), dict(kernel_size=(2, 3), stride=1, padding=0, dilation=2)),
+    (fnn.nn.Conv1d, (2, 3, 11), dict(kernel_size=3, padding="same")),
+])
+def test_conv_under_autocast_equals_float32_conv_of_rounded_operands(cls, shape, kwargs):
+    fnn.manual_seed(0)
+    layer = cls(shape[1], 5, **kwargs)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y32 = layer(x)
+    with fnn.autocast("bfloat16"):
+        y = layer(x)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(g)
+    gw, gb = layer.weight.grad.copy(), layer.bias.grad.copy()
+    # Oracle: the float32 layer on bf16-rounded weights and input (dx: on rounded grad_output too, and so is dW).
+    ref = cls(shape[1], 5, **kwargs)
+    ref.weight.data[...] = bf16_round(layer.weight.data).reshape(layer.weight.shape)
+    ref.bias.data[...] = layer.bias.data
+    xr = bf16_round(x).reshape(x.shape)
+    np.testing.assert_allclose(y, ref(xr), rtol=0, atol=1e-5)
+    ref.zero_grad()
+    dx_ref = ref.backward(bf16_round(g).reshape(g.shape))
+    np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(gw, ref.weight.grad, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(gb, g.sum(axis=(0,) + tuple(range(2, g.ndim))), rtol=1e-5, atol=1e-5)
+    assert not np.array_equal(y, y32)
+    assert layer(x).tobytes() == y32.tobytes()  # autocast off: float32 again, bit for bit
+
+
+def test_cnn_digits_accuracy_with_autocast_close_to_float32():
+    from test_cnn_digits import load_example
+    example = load_example()
+    _, fp32 = example.main(seed=0, epochs=2, verbose=0)
+    with fnn.autocast("bfloat16"):
+        _, bf16 = example.main(seed=0, epochs=2, verbose=0)
+    assert bf16["accuracy"] >= 0.85
+    assert abs(bf16["accuracy"] - fp32["accuracy"]) <= 0.03, (bf16, fp32)

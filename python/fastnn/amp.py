@@ -1,5 +1,5 @@
-"""Mixed precision on the CPU: ``fnn.autocast("bfloat16")`` runs the float32 GEMMs of Linear layers with
-inputs rounded to bfloat16 and float32 sums (kernels/bf16_gemm.hpp), as ``torch.autocast("cpu",
+"""Mixed precision on the CPU: ``fnn.autocast("bfloat16")`` runs the float32 GEMMs of Linear and Conv layers
+with inputs rounded to bfloat16 and float32 sums (kernels/bf16_gemm.hpp), as ``torch.autocast("cpu",
 dtype=torch.bfloat16)`` does. Parameters, gradients, optimizer state and layer outputs stay float32.
 
 The state is per Python thread, like PyTorch's. Layers ask `gemm_in_bf16(dtype)` at forward time and keep
@@ -30,16 +30,18 @@ _state = _State()
 class autocast:
     """Run float32 matrix products in bfloat16 with float32 sums inside a ``with`` block.
 
-    PyTorch's ``torch.autocast("cpu", dtype=torch.bfloat16)`` for fastnn. Inside the block the GEMMs of :class:`~fastnn.nn.Linear` layers (forward, and the backward that follows
-    such a forward, wherever it runs) round their float32 inputs to bfloat16 (round to nearest even) and
-    sum the exact products in float32. Master weights, gradients, optimizer state and every layer's output
-    stay float32; float64 models are not affected. On CPUs with AVX512_BF16 the products use its dot-product
-    instructions (about twice the float32 rate on AMD Zen 4); elsewhere the rounded inputs go through the
-    float32 GEMM, which gives the same numbers up to the order of the sums. :func:`fastnn.show_config`
-    says which. Blocks nest (the innermost decides) and restore the previous state on exit, exceptions
-    included; the state belongs to the calling Python thread. Wrap :meth:`fastnn.Trainer.fit` in the block to
-    train a whole model this way. In eval mode inside the block, models run layer by layer (not through
-    their fused float32 plans) so that their GEMMs are bf16 too.
+    PyTorch's ``torch.autocast("cpu", dtype=torch.bfloat16)`` for fastnn. Inside the block the GEMMs of
+    :class:`~fastnn.nn.Linear` layers, of ``fastnn.nn.functional.linear`` and of convolutions with
+    ``groups=1`` (as im2col and GEMMs) — forward, and the backward that follows such a forward, wherever it
+    runs — round their float32 inputs to bfloat16 (round to nearest even) and sum the exact products in
+    float32; grouped convolutions and ``matmul`` stay float32. Master weights, gradients, optimizer state
+    and every layer's output stay float32; float64 models are not affected. On CPUs with AVX512_BF16 the
+    products use its dot-product instructions (about twice the float32 rate on AMD Zen 4); elsewhere the
+    rounded inputs go through the float32 GEMM, which gives the same numbers up to the order of the sums.
+    :func:`fastnn.show_config` says which. Blocks nest (the innermost decides) and restore the previous state
+    on exit, exceptions included; the state belongs to the calling Python thread. Wrap
+    :meth:`fastnn.Trainer.fit` in the block to train a whole model this way. In eval mode inside the block,
+    models run layer by layer (not through their fused float32 plans) so that their GEMMs are bf16 too.
 
     Parameters
     ----------

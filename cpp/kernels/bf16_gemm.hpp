@@ -133,68 +133,61 @@ inline void transpose16(__m512i v[16]) {
   }
 }
 
-// A as pairs along k: row r's pair p at a[r * rs + p * ps]; rows padded with zeros to a multiple of kMr.
-// trans_a = false: A (n, k) -> (n_pad, kp), rs = kp, ps = 1. trans_a = true: A stored (k, n) -> (kp, n_pad).
-inline void pack_a(const float* a, bool trans_a, index_t n, index_t k, index_t n_pad, index_t kp,
+// Rows [r0, r0 + rows) of A as pairs along k (rows a multiple of kMr; those past n are zeros): row r's pair p
+// at out[(r - r0) * rs + p * ps]. trans_a = false: A (n, k) -> (rows, kp), rs = kp, ps = 1. trans_a = true:
+// A stored (k, n) -> (kp, rows), rs = 1, ps = rows.
+inline void pack_a(const float* a, bool trans_a, index_t n, index_t k, index_t kp, index_t r0, index_t rows,
                    std::uint32_t* out) {
+  const index_t valid = std::max<index_t>(0, std::min(rows, n - r0));
   if (!trans_a) {
-    for_each_slice(n_pad, kMr, n_pad * kp * 8, kParallelMinMacs, [&](index_t begin, index_t count) {
-      for (index_t r = begin; r < begin + count; ++r) {
-        if (r < n)
-          row_pairs(a + r * k, k, kp, out + r * kp);
-        else
-          std::fill(out + r * kp, out + (r + 1) * kp, 0u);
-      }
-    });
+    for (index_t r = 0; r < valid; ++r) row_pairs(a + (r0 + r) * k, k, kp, out + r * kp);
+    std::fill(out + valid * kp, out + rows * kp, 0u);
     return;
   }
-  for_each_slice(kp, 1, n_pad * kp * 8, kParallelMinMacs, [&](index_t begin, index_t count) {
-    for (index_t p = begin; p < begin + count; ++p) {
-      std::uint32_t* o = out + p * n_pad;
-      const float* even = a + 2 * p * n;
-      column_pairs(even, 2 * p + 1 < k ? even + n : nullptr, n, o);
-      std::fill(o + n, o + n_pad, 0u);
-    }
-  });
+  for (index_t p = 0; p < kp; ++p) {
+    std::uint32_t* o = out + p * rows;
+    const float* even = a + 2 * p * n + r0;
+    column_pairs(even, 2 * p + 1 < k ? even + n : nullptr, valid, o);
+    std::fill(o + valid, o + rows, 0u);
+  }
 }
 
-// B as panels of kNr columns: panel j holds, for each pair p, kNr words (columns past m are zero).
-inline void pack_b(const float* b, bool trans_b, index_t k, index_t m, index_t kp, std::uint32_t* out) {
-  const index_t panels = (m + kNr - 1) / kNr;
-  for_each_slice(panels, 1, kp * m * 8, kParallelMinMacs, [&](index_t begin, index_t count) {
-    for (index_t j = begin; j < begin + count; ++j) {
-      std::uint32_t* panel = out + j * kp * kNr;
-      const index_t c0 = j * kNr, cols = std::min(kNr, m - c0);
-      if (!trans_b) {  // B (k, m): pair p from rows 2p and 2p + 1
-        for (index_t p = 0; p < kp; ++p) {
-          std::uint32_t* o = panel + p * kNr;
-          const float* even = b + 2 * p * m + c0;
-          column_pairs(even, 2 * p + 1 < k ? even + m : nullptr, cols, o);
-          std::fill(o + cols, o + kNr, 0u);
-        }
-        continue;
+// Panels [j0, j0 + count) of B, kNr columns each: panel j at out + (j - j0) * kp * kNr holds, for each pair p,
+// kNr words (columns past m are zero).
+inline void pack_b(const float* b, bool trans_b, index_t k, index_t m, index_t kp, index_t j0, index_t count,
+                   std::uint32_t* out) {
+  for (index_t j = j0; j < j0 + count; ++j) {
+    std::uint32_t* panel = out + (j - j0) * kp * kNr;
+    const index_t c0 = j * kNr, cols = std::min(kNr, m - c0);
+    if (!trans_b) {  // B (k, m): pair p from rows 2p and 2p + 1
+      for (index_t p = 0; p < kp; ++p) {
+        std::uint32_t* o = panel + p * kNr;
+        const float* even = b + 2 * p * m + c0;
+        column_pairs(even, 2 * p + 1 < k ? even + m : nullptr, cols, o);
+        std::fill(o + cols, o + kNr, 0u);
       }
-      // B stored (m, k): 16 columns' pairs p0..p0+15 (16 vectors along p), transposed to 16 vectors along columns.
-      for (index_t p0 = 0; p0 < kp; p0 += 16) {
-        const index_t left = k - 2 * p0;
-        for (index_t h = 0; h < kNr; h += 16) {
-          __m512i v[16];
-          for (int i = 0; i < 16; ++i) {
-            if (h + i >= cols) {
-              v[i] = _mm512_setzero_si512();
-              continue;
-            }
-            const float* row = b + (c0 + h + i) * k + 2 * p0;
-            v[i] = pairs_horizontal16(_mm512_maskz_loadu_ps(first(left), row),
-                                      _mm512_maskz_loadu_ps(first(left - 16), row + 16));
+      continue;
+    }
+    // B stored (m, k): 16 columns' pairs p0..p0+15 (16 vectors along p), transposed to 16 vectors along columns.
+    for (index_t p0 = 0; p0 < kp; p0 += 16) {
+      const index_t left = k - 2 * p0;
+      for (index_t h = 0; h < kNr; h += 16) {
+        __m512i v[16];
+        for (int i = 0; i < 16; ++i) {
+          if (h + i >= cols) {
+            v[i] = _mm512_setzero_si512();
+            continue;
           }
-          transpose16(v);
-          const index_t n_p = std::min<index_t>(16, kp - p0);
-          for (index_t q = 0; q < n_p; ++q) _mm512_storeu_si512(panel + (p0 + q) * kNr + h, v[q]);
+          const float* row = b + (c0 + h + i) * k + 2 * p0;
+          v[i] = pairs_horizontal16(_mm512_maskz_loadu_ps(first(left), row),
+                                    _mm512_maskz_loadu_ps(first(left - 16), row + 16));
         }
+        transpose16(v);
+        const index_t n_p = std::min<index_t>(16, kp - p0);
+        for (index_t q = 0; q < n_p; ++q) _mm512_storeu_si512(panel + (p0 + q) * kNr + h, v[q]);
       }
     }
-  });
+  }
 }
 
 // C[0:rows, 0:cols] (+)= the kMr×kNr tile of A's pairs [a, rows at rs, pairs at ps) times B's micro-panel.
@@ -234,41 +227,40 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) inline void micr
 inline void gemm_dot(const float* a, const float* b, float* c, index_t n, index_t k, index_t m, bool trans_a,
                      bool trans_b, bool accumulate) {
   const index_t kp = (k + 1) / 2, n_pad = (n + kMr - 1) / kMr * kMr, panels = (m + kNr - 1) / kNr;
-  // Packed operands live in the calling thread's scratch; the team reads them.
-  std::uint32_t* pa = detail::scratch<std::uint32_t>(0, n_pad * kp);
-  std::uint32_t* pb = detail::scratch<std::uint32_t>(1, panels * kp * kNr);
-  pack_a(a, trans_a, n, k, n_pad, kp, pa);
-  pack_b(b, trans_b, k, m, kp, pb);
-  const index_t rs = trans_a ? 1 : kp, ps = trans_a ? n_pad : 1;
   const index_t tiles = n_pad / kMr;
-  // Tiles (row block i, panel j) for panels [j0, j1) and row blocks [i0, i1), B's micro-panel reused from L1.
-  auto run = [&](index_t j0, index_t j1, index_t i0, index_t i1) {
+  // Each thread takes a range of panels (or, for narrow C, of row tiles) and packs, into its own scratch, the
+  // operands it reads: its panels of B and all of A (or its rows of A and all of B). The smaller operand is
+  // packed twice, but the product needs one parallel region and no barrier inside it.
+  const bool by_panels = panels >= 2 * runtime::max_threads() || panels >= tiles;
+  auto work = [&](index_t begin, index_t count) {
+    const index_t i0 = by_panels ? 0 : begin, i1 = by_panels ? tiles : begin + count;
+    const index_t j0 = by_panels ? begin : 0, j1 = by_panels ? begin + count : panels;
+    const index_t rows = (i1 - i0) * kMr;
+    std::uint32_t* pa = detail::scratch<std::uint32_t>(0, rows * kp);
+    std::uint32_t* pb = detail::scratch<std::uint32_t>(1, (j1 - j0) * kp * kNr);
+    pack_a(a, trans_a, n, k, kp, i0 * kMr, rows, pa);
+    pack_b(b, trans_b, k, m, kp, j0, j1 - j0, pb);
+    const index_t rs = trans_a ? 1 : kp, ps = trans_a ? rows : 1;
+    // Tiles (row block i, panel j): B's micro-panel of kKc pairs stays in L1 while it meets every row block.
     for (index_t j = j0; j < j1; ++j) {
       const index_t cols = std::min(kNr, m - j * kNr);
       for (index_t p0 = 0; p0 < kp; p0 += kKc) {
         const index_t pairs = std::min(kKc, kp - p0);
         const bool add = accumulate || p0 > 0;
-        const std::uint32_t* bp = pb + j * kp * kNr + p0 * kNr;
+        const std::uint32_t* bp = pb + (j - j0) * kp * kNr + p0 * kNr;
         for (index_t i = i0; i < i1; ++i) {
-          const std::uint32_t* ap = pa + i * kMr * rs + p0 * ps;
+          const std::uint32_t* ap = pa + (i - i0) * kMr * rs + p0 * ps;
           float* ct = c + i * kMr * m + j * kNr;
-          const index_t rows = std::min(kMr, n - i * kMr);
+          const index_t valid = std::min(kMr, n - i * kMr);
           if (trans_a)
-            micro_kernel<true>(ap, rs, ps, bp, pairs, ct, m, rows, cols, add);
+            micro_kernel<true>(ap, rs, ps, bp, pairs, ct, m, valid, cols, add);
           else
-            micro_kernel<false>(ap, rs, ps, bp, pairs, ct, m, rows, cols, add);
+            micro_kernel<false>(ap, rs, ps, bp, pairs, ct, m, valid, cols, add);
         }
       }
     }
   };
-  const index_t macs = n * k * m;
-  if (panels >= 2 * runtime::max_threads() || panels >= tiles) {
-    for_each_slice(panels, 1, macs, kParallelMinMacs,
-                   [&](index_t begin, index_t count) { run(begin, begin + count, 0, tiles); });
-  } else {
-    for_each_slice(tiles, 1, macs, kParallelMinMacs,
-                   [&](index_t begin, index_t count) { run(0, panels, begin, begin + count); });
-  }
+  for_each_slice(by_panels ? panels : tiles, 1, n * k * m, kParallelMinMacs, work);
 }
 #endif  // FASTNN_BF16_DOT
 

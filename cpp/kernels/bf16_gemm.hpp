@@ -7,8 +7,8 @@
 // - dot products (`vdpbf16ps`, AVX512_BF16): only in the avx512 library, and only when the CPU has the
 //   feature (checked with CPUID at run time: the avx512 library also runs on Skylake-X and Ice Lake, which
 //   lack it). The operands become pairs of bf16 along k in one 32-bit word; B is packed into panels of 32
-//   columns, A is read in place by broadcasts; a register-blocked micro-kernel keeps an 8×32 tile of C in 16
-//   vector registers.
+//   columns, A into tiles of 8 rows that broadcasts read; a register-blocked micro-kernel keeps an 8×32 tile
+//   of C in 16 vector registers.
 // - fallback (any CPU, or forced by the caller): the inputs rounded to bf16 values held in float32, then the
 //   ordinary float32 GEMM (kernels/batched_gemm.hpp).
 #pragma once
@@ -133,22 +133,49 @@ inline void transpose16(__m512i v[16]) {
   }
 }
 
-// Rows [r0, r0 + rows) of A as pairs along k (rows a multiple of kMr; those past n are zeros): row r's pair p
-// at out[(r - r0) * rs + p * ps]. trans_a = false: A (n, k) -> (rows, kp), rs = kp, ps = 1. trans_a = true:
-// A stored (k, n) -> (kp, rows), rs = 1, ps = rows.
+// Rows [r0, r0 + rows) of A as pairs along k, in tiles of kMr rows (rows a multiple of kMr; those past n are
+// zeros): tile t at out + t * kp * kMr holds, for each pair p, the kMr rows' words side by side, so the
+// micro-kernel's broadcasts read one cache line. A is (n, k), or stored (k, n) when trans_a.
 inline void pack_a(const float* a, bool trans_a, index_t n, index_t k, index_t kp, index_t r0, index_t rows,
                    std::uint32_t* out) {
   const index_t valid = std::max<index_t>(0, std::min(rows, n - r0));
-  if (!trans_a) {
-    for (index_t r = 0; r < valid; ++r) row_pairs(a + (r0 + r) * k, k, kp, out + r * kp);
-    std::fill(out + valid * kp, out + rows * kp, 0u);
+  if (trans_a) {  // pair p of a tile from rows 2p and 2p + 1 of the stored matrix
+    for (index_t t = 0; t < rows; t += kMr) {
+      std::uint32_t* tile = out + t / kMr * kp * kMr;
+      const index_t count = std::max<index_t>(0, std::min(kMr, valid - t));
+      for (index_t p = 0; p < kp; ++p) {
+        const float* even = a + 2 * p * n + r0 + t;
+        std::uint32_t* o = tile + p * kMr;
+        column_pairs(even, 2 * p + 1 < k ? even + n : nullptr, count, o);
+        std::fill(o + count, o + kMr, 0u);
+      }
+    }
     return;
   }
-  for (index_t p = 0; p < kp; ++p) {
-    std::uint32_t* o = out + p * rows;
-    const float* even = a + 2 * p * n + r0;
-    column_pairs(even, 2 * p + 1 < k ? even + n : nullptr, valid, o);
-    std::fill(o + valid, o + rows, 0u);
+  // A (n, k): 16 rows' pairs p0..p0+15 (vectors along p), transposed to vectors along rows: two tiles' words.
+  for (index_t t0 = 0; t0 < rows; t0 += 2 * kMr) {
+    for (index_t p0 = 0; p0 < kp; p0 += 16) {
+      const index_t left = k - 2 * p0;
+      __m512i v[16];
+      for (int i = 0; i < 16; ++i) {
+        if (t0 + i >= valid) {
+          v[i] = _mm512_setzero_si512();
+          continue;
+        }
+        const float* row = a + (r0 + t0 + i) * k + 2 * p0;
+        v[i] = pairs_horizontal16(_mm512_maskz_loadu_ps(first(left), row),
+                                  _mm512_maskz_loadu_ps(first(left - 16), row + 16));
+      }
+      transpose16(v);
+      const index_t n_p = std::min<index_t>(16, kp - p0);
+      std::uint32_t* tile = out + t0 / kMr * kp * kMr;
+      for (index_t q = 0; q < n_p; ++q) {
+        std::uint32_t* o = tile + (p0 + q) * kMr;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_castsi512_si256(v[q]));
+        if (t0 + kMr < rows)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + kp * kMr), _mm512_extracti64x4_epi64(v[q], 1));
+      }
+    }
   }
 }
 
@@ -190,20 +217,20 @@ inline void pack_b(const float* b, bool trans_b, index_t k, index_t m, index_t k
   }
 }
 
-// C[0:rows, 0:cols] (+)= the kMr×kNr tile of A's pairs [a, rows at rs, pairs at ps) times B's micro-panel.
-template <bool kRowsContiguous>
+// C[0:rows, 0:cols] (+)= the kMr×kNr product of A's tile (pairs p of its kMr rows at a[p * kMr + r]) and B's
+// micro-panel (pair p of its kNr columns at bp[p * kNr + c]).
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) inline void micro_kernel(
-    const std::uint32_t* a, index_t rs, index_t ps, const std::uint32_t* bp, index_t pairs, float* c,
-    index_t ldc, index_t rows, index_t cols, bool add) {
+    const std::uint32_t* a, const std::uint32_t* bp, index_t pairs, float* c, index_t ldc, index_t rows,
+    index_t cols, bool add) {
   __m512 acc[kMr][2];
   for (int r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (index_t p = 0; p < pairs; ++p) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * kNr);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * kNr + 16);
-    const std::uint32_t* ap = a + p * ps;
+    const std::uint32_t* ap = a + p * kMr;
 #pragma GCC unroll 8
     for (int r = 0; r < kMr; ++r) {
-      const std::uint32_t w = kRowsContiguous ? ap[r] : ap[r * rs];
+      const std::uint32_t w = ap[r];
       const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(w));
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
@@ -240,7 +267,6 @@ inline void gemm_dot(const float* a, const float* b, float* c, index_t n, index_
     std::uint32_t* pb = detail::scratch<std::uint32_t>(1, (j1 - j0) * kp * kNr);
     pack_a(a, trans_a, n, k, kp, i0 * kMr, rows, pa);
     pack_b(b, trans_b, k, m, kp, j0, j1 - j0, pb);
-    const index_t rs = trans_a ? 1 : kp, ps = trans_a ? rows : 1;
     // Tiles (row block i, panel j): B's micro-panel of kKc pairs stays in L1 while it meets every row block.
     for (index_t j = j0; j < j1; ++j) {
       const index_t cols = std::min(kNr, m - j * kNr);
@@ -249,13 +275,9 @@ inline void gemm_dot(const float* a, const float* b, float* c, index_t n, index_
         const bool add = accumulate || p0 > 0;
         const std::uint32_t* bp = pb + (j - j0) * kp * kNr + p0 * kNr;
         for (index_t i = i0; i < i1; ++i) {
-          const std::uint32_t* ap = pa + (i - i0) * kMr * rs + p0 * ps;
+          const std::uint32_t* ap = pa + (i - i0) * kp * kMr + p0 * kMr;
           float* ct = c + i * kMr * m + j * kNr;
-          const index_t valid = std::min(kMr, n - i * kMr);
-          if (trans_a)
-            micro_kernel<true>(ap, rs, ps, bp, pairs, ct, m, valid, cols, add);
-          else
-            micro_kernel<false>(ap, rs, ps, bp, pairs, ct, m, valid, cols, add);
+          micro_kernel(ap, bp, pairs, ct, m, std::min(kMr, n - i * kMr), cols, add);
         }
       }
     }

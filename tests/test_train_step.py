@@ -333,3 +333,22 @@ def test_trainer_metrics_get_their_own_outputs(fused_runs):
     preds = trainer.metrics[0].preds
     assert len(preds) == 4 and len({id(p) for p in preds}) == 4
     assert not any(np.array_equal(preds[0], p) for p in preds[1:])
+
+
+def test_autocast_runs_the_layers_bf16_gemms(fused_runs):
+    """Under fnn.autocast the one-call (float32) kernel must not run: each Linear's bf16 GEMMs do, as in the
+    step-by-step path (same bits), and the float32 step gives other numbers."""
+    x, labels, _ = _data(np.float32, n=32)
+    a, b, c = _model(np.float32), _model(np.float32), _model(np.float32)
+    opts = [fnn.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (a, b, c)]
+    with fnn.autocast("bfloat16"):
+        for _ in range(3):
+            va = a.train_step(x, labels, fnn.nn.CrossEntropyLoss(), opts[0])
+            vb = _step_by_step(b, x, labels, fnn.nn.CrossEntropyLoss(), opts[1])[0]
+            assert va == vb
+    assert fused_runs[0] == 0
+    _assert_same(a, opts[0], b, opts[1])
+    for _ in range(3):
+        c.train_step(x, labels, fnn.nn.CrossEntropyLoss(), opts[2])
+    assert fused_runs[0] == 3
+    assert not np.array_equal(a[0].weight.data, c[0].weight.data)

@@ -19,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
   fastnn::bind::register_attention_sdpa(m);
   fastnn::bind::register_train_step(m);
   fastnn::bind::register_dropout(m);
+  fastnn::bind::register_bf16_gemm(m);
 }

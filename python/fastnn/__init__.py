@@ -9,6 +9,7 @@ from . import pretraining
 from . import distributed  # fnn.distributed.rank() etc.; it imports mpi4py only in distributed.init()
 from . import onnx  # imports the onnx package only when export/load run
 from ._config import show_config
+from .amp import autocast, is_autocast_enabled
 
 __version__ = "0.1.0"
 
@@ -91,4 +92,5 @@ def build_info():
 __all__ = ["nn", "init", "ops", "optim", "data", "callbacks", "schedules", "regularizers", "utils", "pretraining", "tune",
            "distributed", "onnx", "Trainer",
            "Perceptron", "save", "load", "save_state_dict", "load_state_dict", "register_module", "manual_seed",
-           "set_num_threads", "get_num_threads", "build_info", "show_config", "__version__"]
+           "set_num_threads", "get_num_threads", "build_info", "show_config", "autocast", "is_autocast_enabled",
+           "__version__"]

@@ -20,6 +20,16 @@ def _distributed():
     return info or {"state": "not initialised (fastnn.distributed.init() under mpiexec)"}
 
 
+def _bf16_note():
+    """How fnn.autocast("bfloat16") runs its GEMMs here (kernels/bf16_gemm.hpp)."""
+    from . import amp, ops
+    if amp.dot_products():
+        return "AVX512_BF16 dot products (vdpbf16ps)"
+    why = ("FASTNN_BF16_DOT=0" if ops.bf16_dot_supported() else
+           "this CPU has no AVX512_BF16" if ops.cpu_level == "avx512" else f"kernel level {ops.cpu_level}")
+    return f"fallback: inputs rounded to bf16, float32 GEMM ({why})"
+
+
 def config():
     import numpy
 
@@ -37,7 +47,8 @@ def config():
         "cpu": {"architecture": build["architecture"], "features": list(ops.cpu_features()),
                 "levels supported": list(ops.supported_levels())},
         "kernels": {"level": ops.cpu_level, "chosen by": ops.cpu_level_chosen_by, "library": runtime["library"],
-                    "simd": runtime["eigen_simd"], "eigen": runtime["eigen"]},
+                    "simd": runtime["eigen_simd"], "eigen": runtime["eigen"],
+                    "bf16 autocast": _bf16_note()},
         "openmp": {"runtime": os.path.realpath(runtime["openmp_library"]) if runtime["openmp_library"] else "?",
                    "version": runtime["openmp_version"]},
         "threads": {"count": ops.get_num_threads(), "processors": runtime["processors"],

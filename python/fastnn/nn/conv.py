@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from .. import init, ops
+from .. import amp, init, ops
+from . import conv_bf16
 from ._checks import as_float_array, check_grad_shape, require_forward
 from .module import LayerSpec, Module, Parameter
 
@@ -127,10 +128,14 @@ class _ConvNd(Module):
         if any(self._extra):
             x = np.pad(x, [(0, 0), (0, 0)] + [(0, e) for e in self._extra])
         x4 = x if n == 2 else x[:, :, None, :]
+        w4, bias = w if n == 2 else w.reshape(w.shape[:2] + self._k2), None if self.bias is None else self.bias.data
+        self._bf16 = None  # under autocast: im2col and bf16 GEMMs (nn/conv_bf16.py), and what their backward needs
         try:
-            y = ops.conv2d_forward(x4, w if n == 2 else w.reshape(w.shape[:2] + self._k2),
-                                     None if self.bias is None else self.bias.data, self._s2, self._p2, self._d2,
-                                     self.groups, True)
+            if amp.gemm_in_bf16(w.dtype) and self.groups == 1:
+                x4 = np.ascontiguousarray(x4)
+                y, self._bf16 = conv_bf16.forward(x4, w4, bias, self._s2, self._p2, self._d2)
+            else:
+                y = ops.conv2d_forward(x4, w4, bias, self._s2, self._p2, self._d2, self.groups, True)
         except ValueError as e:
             raise ValueError(f"{self!r}: {e} (input shape {x.shape})") from None
         self._input, self._unbatched = x4, unbatched
@@ -154,8 +159,12 @@ class _ConvNd(Module):
             gw = None if gw is None else gw.reshape(w.shape[:2] + ks)
         else:
             wd = w.data
-        dx = ops.conv2d_backward(g, x, wd, gw, gb, self._s2, self._p2, self._d2, self.groups, need_input_grad,
-                                   acc_w, acc_b)
+        if getattr(self, "_bf16", None) is not None:  # the forward ran under autocast: so does the backward
+            dx = conv_bf16.backward(self._bf16, np.ascontiguousarray(g), wd, gw, gb, self._s2, self._p2, self._d2,
+                                    need_input_grad, acc_w, acc_b)
+        else:
+            dx = ops.conv2d_backward(g, x, wd, gw, gb, self._s2, self._p2, self._d2, self.groups,
+                                       need_input_grad, acc_w, acc_b)
         if dx is None:
             return None
         if self._dims == 1:

@@ -31,6 +31,7 @@ from threading import get_ident
 
 import numpy as np
 
+from .. import amp
 from .function_ops import OPS, add_arrays
 from .graph_def import DimRef, Ref
 from .inference_plan import FusedSequencePlan, InferencePlan
@@ -431,7 +432,8 @@ class Executor:
         if self._bound != structure_version[0]:
             self._bind()
         steps = steps_all = self._steps
-        if not self.owner.training and _fusion.enabled and not keep_values:
+        # Under autocast an eval-mode forward runs layer by layer: the fused plans are float32 only.
+        if not self.owner.training and _fusion.enabled and not keep_values and not amp.is_autocast_enabled():
             whole = self._eval_whole
             if whole is not None and whole.valid():
                 out = whole.forward(inputs[0])

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .. import ops
+from .. import amp, ops
 from ..random import generator
 
 __all__ = ["OPS", "Op"]
@@ -427,15 +427,28 @@ class Linear(Op):
         b = None if bias is None else np.ascontiguousarray(bias, dtype=w.dtype)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, w.shape[1])
-        y = ops.linear_forward(x2, w, b, False)
-        return y.reshape(lead + (w.shape[0],)), (x2, w, b is not None, lead)
+        bf16 = amp.gemm_in_bf16(w.dtype)  # autocast: the GEMMs in bf16, this call's backward too
+        if bf16:
+            y = amp.matmul(x2, w, trans_b=True)
+            if b is not None:
+                y += b
+        else:
+            y = ops.linear_forward(x2, w, b, False)
+        return y.reshape(lead + (w.shape[0],)), (x2, w, b is not None, lead, bf16)
 
     def backward(self, ctx, g, needs):
-        x2, w, has_bias, lead = ctx
+        x2, w, has_bias, lead, bf16 = ctx
         g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
         gw = np.empty_like(w) if needs[1] else None
         gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
-        dx = ops.linear_backward(g2, x2, w, gw, gb, bool(needs[0]), False, False)
+        if bf16:
+            if gw is not None:
+                amp.matmul(g2, x2, gw, trans_a=True)
+            if gb is not None:
+                ops.linear_backward(g2, x2, w, None, gb, False, False, False)
+            dx = amp.matmul(g2, w) if needs[0] else None
+        else:
+            dx = ops.linear_backward(g2, x2, w, gw, gb, bool(needs[0]), False, False)
         return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb)
 
 

@@ -10,17 +10,17 @@ gradients and optimizer state come out the same bit for bit (tests/test_train_st
   MSELoss, reduction 'mean' or 'sum' ('half_sum' for MSELoss);
 * optimizers: SGD (momentum, dampening, Nesterov, weight decay, maximize), Adam and AdamW (amsgrad included),
   through Optimizer.fused_plan().
-For anything else there is no plan (TrainPlanCache.get returns None) or FusedTrainStep.run returns None,
-and the caller runs the step layer by layer. So does a step whose input, labels or logits the kernels
-reject (non-finite values, a label out of range): the layer-by-layer path then raises the error that names
-the layer.
+Under fnn.autocast it does not run (each Linear runs its bf16 GEMMs). For anything else there is no plan
+(TrainPlanCache.get returns None) or FusedTrainStep.run returns None, and the caller runs the step layer
+by layer. So does a step whose input, labels or logits the kernels reject (non-finite values, a label out of
+range): the layer-by-layer path then raises the error that names the layer.
 
 The plan is built once per model structure and parameter arrays (the Sequential keeps it), the optimizer's
 arrays are bound once per optimizer plan, and the C++ side keeps one set of buffers per batch size.
 """
 import numpy as np
 
-from .. import ops
+from .. import amp, ops
 from ._checks import as_float_array
 from .module import data_version, requires_grad_version, structure_version
 
@@ -120,6 +120,8 @@ class FusedTrainStep:
     def run(self, x, y, loss, optimizer):
         """(loss value, output) of one fused step, or None when the layer-by-layer path must run it (the loss
         or optimizer is not one the kernel runs, or the kernels rejected the batch): nothing changed then."""
+        if amp.is_autocast_enabled():
+            return None  # the kernel computes in float32; under autocast each Linear runs its bf16 GEMMs
         loss_args = _loss_args(loss, y, self._dtype)
         if loss_args is None or not (type(x) is np.ndarray and x.dtype.kind == "f"):
             return None

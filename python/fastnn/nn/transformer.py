@@ -102,7 +102,8 @@ class MultiheadAttention(Module):
     ------
     ValueError
         For ``embed_dim`` not divisible by ``num_heads``, dropout outside [0, 1], or (forward) inputs of other
-        ranks or feature sizes (the message names the layer and the shapes).
+        ranks or feature sizes, or key and value of another batch size or of two lengths (the message names
+        the layer and the shapes).
 
     See Also
     --------
@@ -197,6 +198,10 @@ class MultiheadAttention(Module):
             key = query if same_qkv else key.transpose(0, 1)
             value = key if same_kv else value.transpose(0, 1)
         N, L, S = query.shape[0], query.shape[1], key.shape[1]
+        if key.shape[0] != N or value.shape[0] != N or value.shape[1] != S:
+            raise ValueError(f"{where}: query, key and value must have one batch size and key and value one "
+                             f"sequence length, got shapes {tuple(query.shape)}, {tuple(key.shape)}, "
+                             f"{tuple(value.shape)} (batch first)")
         H, D = self.num_heads, self.head_dim
         q, k, v = self._project(query, key, value)
         # The kernel's causal path needs no mask array. With a key_padding_mask it cannot serve; an attn_mask given

@@ -352,3 +352,22 @@ def test_weights_after_dropout_are_the_ones_applied():
     mha.eval()
     _, w3 = mha(x, x, x)
     np.testing.assert_allclose(w3.sum(-1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_mismatched_batch_or_key_value_lengths_raise(batch_first, need_weights):
+    """Key and value of another batch size than the query, or of two lengths: a clear error, not a read past
+    the arrays (the kernel takes the query's batch size)."""
+    mha = nn.MultiheadAttention(16, 2, batch_first=batch_first)
+    q = np.ones((3, 5, 16), np.float32)                 # batch 3 (batch first) or 5
+    same, other = (3, 4) if batch_first else (5, 4)
+
+    def seq(length, batch):
+        return np.ones((batch, length, 16) if batch_first else (length, batch, 16), np.float32)
+    for k, v in ((seq(7, same), seq(6, same)), (seq(7, other), seq(7, other))):
+        with pytest.raises(ValueError, match=r"MultiheadAttention\(.*one batch size"):
+            mha(q, k, v, need_weights=need_weights)
+    layer = nn.TransformerDecoderLayer(16, 2, 32, batch_first=True)
+    with pytest.raises(ValueError, match="one batch size"):
+        layer(np.ones((3, 5, 16), np.float32), np.ones((4, 6, 16), np.float32))

@@ -413,6 +413,36 @@ class Dropout(Op):
         return (ops.dropout_apply(_float(g), p, seed), None, None)
 
 
+@_register
+class DropoutAdd(Op):
+    """residual + dropout(x, p): a residual connection after a dropout (a Transformer layer's) in one C++ pass,
+    ops.dropout_apply's `add` (the same values as the dropout then the add). No dropout when p == 0."""
+    name = "dropout_add"
+
+    def forward(self, residual, x, p=0.5):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout_add: p must be in [0, 1], got {p}")
+        shapes = (np.shape(residual), np.shape(x))
+        if p == 0.0:
+            return _arith("add", np.add, residual, x), (None, 0.0) + shapes
+        x = _float(x)
+        if shapes[0] != x.shape or np.asarray(residual).dtype != x.dtype:  # broadcast or mixed: two passes
+            y, seed = dropout_forward(x, p)
+            return _arith("add", np.add, residual, y), (seed, float(p)) + shapes
+        seed = draw_seed()
+        return ops.dropout_apply(x, float(p), seed, _float(residual)), (seed, float(p)) + shapes
+
+    def backward(self, ctx, g, needs):
+        seed, p, residual_shape, x_shape = ctx
+        gr = sum_to_shape(g, residual_shape) if needs[0] else None
+        gx = None
+        if needs[1]:
+            gx = sum_to_shape(g, x_shape)
+            if seed is not None:
+                gx = ops.dropout_apply(_float(gx), p, seed)
+        return (gr, gx, None)
+
+
 # -- linear algebra ------------------------------------------------------------------------------------------
 @_register
 class Linear(Op):

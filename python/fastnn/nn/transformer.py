@@ -31,6 +31,16 @@ __all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
+def _residual(x, y, dropout, training):
+    """x + dropout(y), the residual connection after a block: in training one dropout_add node (a single C++
+    pass, the same values as the dropout then the add), in eval a plain add (no dropout node at all)."""
+    if not training:
+        return x + y
+    if type(dropout) is not Dropout:  # a replaced sub-module: call it
+        return x + dropout(y)
+    return record_call("dropout_add", (x, y), {"p": dropout.p})
+
+
 def _activation(owner, activation):
     if callable(activation):
         return activation
@@ -92,7 +102,8 @@ class MultiheadAttention(Module):
     ------
     ValueError
         For ``embed_dim`` not divisible by ``num_heads``, dropout outside [0, 1], or (forward) inputs of other
-        ranks or feature sizes (the message names the layer and the shapes).
+        ranks or feature sizes, or key and value of another batch size or of two lengths (the message names
+        the layer and the shapes).
 
     See Also
     --------
@@ -187,6 +198,10 @@ class MultiheadAttention(Module):
             key = query if same_qkv else key.transpose(0, 1)
             value = key if same_kv else value.transpose(0, 1)
         N, L, S = query.shape[0], query.shape[1], key.shape[1]
+        if key.shape[0] != N or value.shape[0] != N or value.shape[1] != S:
+            raise ValueError(f"{where}: query, key and value must have one batch size and key and value one "
+                             f"sequence length, got shapes {tuple(query.shape)}, {tuple(key.shape)}, "
+                             f"{tuple(value.shape)} (batch first)")
         H, D = self.num_heads, self.head_dim
         q, k, v = self._project(query, key, value)
         # The kernel's causal path needs no mask array. With a key_padding_mask it cannot serve; an attn_mask given
@@ -305,25 +320,25 @@ class TransformerEncoderLayer(Module):
         self.dropout2 = Dropout(dropout)
         self.activation = _activation("TransformerEncoderLayer", activation)
 
+    # The blocks end before their last dropout: _residual adds it with the residual in one pass.
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
-                           is_causal=is_causal)[0]
-        return self.dropout1(x) if self.training else x   # eval: no dropout nodes at all
+        return self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                              is_causal=is_causal)[0]
 
     def _ff_block(self, x):
         h = self.activation(self.linear1(x))
-        if not self.training:
-            return self.linear2(h)
-        return self.dropout2(self.linear2(self.dropout(h)))
+        return self.linear2(self.dropout(h) if self.training else h)   # eval: no dropout nodes at all
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
-        x = src
+        x, t = src, self.training
         if self.norm_first:
-            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
-            x = x + self._ff_block(self.norm2(x))
+            x = _residual(x, self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal),
+                          self.dropout1, t)
+            x = _residual(x, self._ff_block(self.norm2(x)), self.dropout2, t)
         else:
-            x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
-            x = self.norm2(x + self._ff_block(x))
+            x = self.norm1(_residual(x, self._sa_block(x, src_mask, src_key_padding_mask, is_causal),
+                                     self.dropout1, t))
+            x = self.norm2(_residual(x, self._ff_block(x), self.dropout2, t))
         return x
 
 
@@ -406,33 +421,34 @@ class TransformerDecoderLayer(Module):
         self.dropout3 = Dropout(dropout)
         self.activation = _activation("TransformerDecoderLayer", activation)
 
+    # The blocks end before their last dropout: _residual adds it with the residual in one pass.
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
-                           is_causal=is_causal)[0]
-        return self.dropout1(x) if self.training else x   # eval: no dropout nodes at all
+        return self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                              is_causal=is_causal)[0]
 
     def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal):
-        x = self.multihead_attn(x, mem, mem, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                                need_weights=False, is_causal=is_causal)[0]
-        return self.dropout2(x) if self.training else x
+        return self.multihead_attn(x, mem, mem, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                                   need_weights=False, is_causal=is_causal)[0]
 
     def _ff_block(self, x):
         h = self.activation(self.linear1(x))
-        if not self.training:
-            return self.linear2(h)
-        return self.dropout3(self.linear2(self.dropout(h)))
+        return self.linear2(self.dropout(h) if self.training else h)   # eval: no dropout nodes at all
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
-        x = tgt
+        x, t = tgt, self.training
         if self.norm_first:
-            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
-            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal)
-            x = x + self._ff_block(self.norm3(x))
+            x = _residual(x, self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal),
+                          self.dropout1, t)
+            x = _residual(x, self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask,
+                                             memory_is_causal), self.dropout2, t)
+            x = _residual(x, self._ff_block(self.norm3(x)), self.dropout3, t)
         else:
-            x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
-            x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal))
-            x = self.norm3(x + self._ff_block(x))
+            x = self.norm1(_residual(x, self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal),
+                                     self.dropout1, t))
+            x = self.norm2(_residual(x, self._mha_block(x, memory, memory_mask, memory_key_padding_mask,
+                                                        memory_is_causal), self.dropout2, t))
+            x = self.norm3(_residual(x, self._ff_block(x), self.dropout3, t))
         return x
 
 

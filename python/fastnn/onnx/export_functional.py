@@ -204,6 +204,10 @@ def _dropout(b, node, args, kwargs, out):
     return b.op("Identity", [args[0].name], node.name)  # eval semantics: dropout is the identity
 
 
+def _dropout_add(b, node, args, kwargs, out):
+    return _binary("Add")(b, node, args[:2], kwargs, out)  # eval semantics: residual + x
+
+
 def _linear(b, node, args, kwargs, out):
     x, w = args[0], args[1]
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
@@ -274,6 +278,7 @@ FUNCTIONAL = {
     "gt": _binary("Greater"), "ge": _binary("GreaterOrEqual"), "lt": _binary("Less"), "le": _binary("LessOrEqual"),
     "eq": _binary("Equal"),
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"), "dropout": _dropout,
+    "dropout_add": _dropout_add,
     "linear": _linear, "matmul": _binary("MatMul"), "bmm": _binary("MatMul"),
     "reshape": _reshape, "flatten": _flatten, "permute": _permute, "transpose": _transpose,
     "unsqueeze": _unsqueeze, "squeeze": _squeeze, "expand": _expand, "cat": _cat, "stack": _stack,

@@ -87,3 +87,13 @@ def test_scan_with_unsupported_attributes_is_refused_naming_the_node(attr, value
     onnx.save(proto, str(bad))
     with pytest.raises(ValueError, match=rf"Scan node '{scan.name}' has {attr}"):
         fnn.onnx.load(bad)
+
+
+def test_loaded_scan_graph_saves_and_loads(tmp_path):
+    _, path = exported("lstm", 0, tmp_path)
+    g = fnn.onnx.load(path)
+    fnn.save(g, tmp_path / "g.fnn")
+    h = fnn.load(tmp_path / "g.fnn")
+    src, tgt = rng(8).integers(1, 11, (4, 6)), rng(9).integers(0, 9, (4, 3))
+    np.testing.assert_array_equal(h(src, tgt), g(src, tgt))
+    assert [n for n, _ in h.named_parameters()] == [n for n, _ in g.named_parameters()]

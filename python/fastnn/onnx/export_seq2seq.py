@@ -11,7 +11,7 @@ length is dynamic (as are the batch size and, with dynamic_axes, the source leng
     logits = MatMul(features (N, T, H + K), out.weightᵀ) + out.bias
 
 The body reads the keys, the mask and the initializers from the outer graph (ONNX subgraph scoping).
-fastnn.onnx.load does not import Scan (it says so, naming the node).
+fastnn.onnx.load imports the Scan back as a loop over its body (import_scan.py), keeping the parameter names.
 """
 import numpy as np
 

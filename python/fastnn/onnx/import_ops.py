@@ -7,6 +7,7 @@ from .. import nn
 from ..nn.graph_def import DimRef, Ref
 from .builder import INT64_MAX, INT64_MIN
 from .import_recurrent import recurrent_stack, y_of
+from .import_scan import make_scan
 from .import_graph import Sym, V, Zeros, as_tensor, const_input, get_value, node_attrs, set_param
 
 
@@ -48,8 +49,15 @@ def conv(b, node):
 
 
 def gemm(b, node):
-    x, w, c = _get(b, node.input[0]), _get(b, node.input[1]), _const(b, node, 2, "bias")
+    x, w = _get(b, node.input[0]), _get(b, node.input[1])
     a = _attrs(node)
+    if isinstance(x, V) and isinstance(w, V) and a.get("transB", 0) and not a.get("transA", 0) and \
+            a.get("alpha", 1.0) == 1.0 and a.get("beta", 1.0) == 1.0:  # a weight passed in (a Scan body's)
+        c = _get(b, node.input[2]) if len(node.input) > 2 else None
+        b.env[node.output[0]] = b.call("linear", [x, w, None if c is None else _matmul_operand(b, node, c, 2)],
+                                       hint=node.name)
+        return
+    c = _const(b, node, 2, "bias")
     if isinstance(x, V) and a.get("transB", 0) and not a.get("transA", 0) and a.get("alpha", 1.0) == 1.0 and \
             a.get("beta", 1.0) == 1.0 and (c is None or c.ndim == 1):
         free = _free_weight(b, _weight_name(b, node, 1), True)
@@ -705,6 +713,7 @@ IMPORTERS = {
 }
 IMPORTERS = {k: (fn if k == "Constant" else _consume_lazy(fn)) for k, fn in IMPORTERS.items()}
 IMPORTERS["LSTM"] = IMPORTERS["GRU"] = IMPORTERS["RNN"] = _consume_lazy(recurrent_stack)
+IMPORTERS["Scan"] = _consume_lazy(make_scan(IMPORTERS))
 
 
 def check_supported(proto, path):

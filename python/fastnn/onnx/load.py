@@ -9,7 +9,8 @@ at load time into reshapes whose sizes are read from the input when the graph ru
 size stays free. Layers take the names of their weights ("fc.weight" makes layer "fc"), so a model exported by
 fastnn or torch keeps its parameter names (fastnn's multi-layer recurrent exports come back as one layer);
 other float initializers the graph computes with (MultiheadAttention's in_proj_weight) become parameters at
-their own dotted names.
+their own dotted names. A Scan's body is imported the same way into a sub-graph called once per step
+(import_scan.py).
 The Graph is returned in eval mode; call .train() to train it.
 """
 import numpy as np
@@ -65,7 +66,10 @@ def load(path):
     Softmax, MatMul, Reshape/Transpose/Concat/Slice/Gather/Squeeze/Unsqueeze/Expand, ReduceSum/Mean/Max,
     Where, Max, Not, Cast, comparisons and Range (no gradient for the last four kinds). Shape computations
     on Shape(x) are folded into sizes read when the graph runs, so the batch size (and sequence lengths)
-    stay free. Not imported: Scan/Loop (Seq2Seq's exported decoder) and any op not listed here.
+    stay free. Scan (Seq2Seq's exported decoder) becomes a loop over the scan axis calling its body, imported
+    the same way as one sub-graph shared by every step; values the body reads from the outer graph are passed
+    in, named float initializers as parameters at their own names (a Seq2Seq keeps its parameter names).
+    Forward scans on non-negative axes only. Not imported: Loop and any op not listed here.
 
     Parameters
     ----------
@@ -80,7 +84,8 @@ def load(path):
     Raises
     ------
     ValueError
-        For a corrupt or truncated file, or ops fastnn cannot import (every such op type and node named).
+        For a corrupt or truncated file, or ops fastnn cannot import (every such op type and node named; a
+        Scan with a reverse direction or a negative axis, naming the node).
     ImportError
         When the ``onnx`` package is missing (``pip install "fastnn[onnx]"``).
 
@@ -112,6 +117,8 @@ def load(path):
         dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
         rng = np.random.default_rng(k)
         value = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
+        if dtype.kind in "iu" and value.ndim > 1:  # token ids 0, 1, 0, ...: a padding id (0 or 1) leaves a
+            value[..., 1::2] = 1                  # kept position in every row, so no all-masked row (NaN)
         if dtype.kind == "b" and value.ndim:  # a mask of either convention (True = keep, True = hide) then
             value[...] = True                 # leaves every row a kept and a hidden position, so the
             value[..., 0] = False             # example run sees no all-masked row (NaN)

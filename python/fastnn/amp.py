@@ -137,3 +137,26 @@ def dot_products():
 def matmul(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
     """out (+)= op(a) @ op(b) in bf16 with float32 sums (2-D float32, C-contiguous)."""
     return ops.bf16_matmul(a, b, out, trans_a, trans_b, accumulate, _use_dot)
+
+
+def linear_forward(x, w, b, check_finite):
+    """y = x·Wᵀ + b with the GEMM in bf16, with ops.linear_forward's arguments (x (N, in), W (out, in), b (out,)
+    or None; float32, C-contiguous): the bias written first and the product summed onto it; check_finite: NaN
+    or inf in x raise ValueError."""
+    if check_finite and not ops.all_finite(x):
+        raise ValueError("input contains NaN or infinity")
+    if b is None:
+        return matmul(x, w, trans_b=True)
+    y = np.empty((x.shape[0], w.shape[0]), np.float32)
+    y[...] = b
+    return matmul(x, w, y, trans_b=True, accumulate=True)
+
+
+def linear_backward(g, x, w, gw, gb, need_input_grad, acc_w, acc_b):
+    """The backward of linear_forward, with ops.linear_backward's arguments: gW (+)= gᵀ·x and dx = g·W in bf16,
+    the bias gradient by the float32 kernel; returns dx or None."""
+    if gw is not None:
+        matmul(g, x, gw, trans_a=True, accumulate=acc_w)
+    if gb is not None:
+        ops.linear_backward(g, x, w, None, gb, False, acc_w, acc_b)
+    return matmul(g, w) if need_input_grad else None

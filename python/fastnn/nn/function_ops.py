@@ -458,12 +458,7 @@ class Linear(Op):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, w.shape[1])
         bf16 = amp.gemm_in_bf16(w.dtype)  # autocast: the GEMMs in bf16, this call's backward too
-        if bf16:
-            y = amp.matmul(x2, w, trans_b=True)
-            if b is not None:
-                y += b
-        else:
-            y = ops.linear_forward(x2, w, b, False)
+        y = (amp.linear_forward if bf16 else ops.linear_forward)(x2, w, b, False)
         return y.reshape(lead + (w.shape[0],)), (x2, w, b is not None, lead, bf16)
 
     def backward(self, ctx, g, needs):
@@ -471,14 +466,8 @@ class Linear(Op):
         g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
         gw = np.empty_like(w) if needs[1] else None
         gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
-        if bf16:
-            if gw is not None:
-                amp.matmul(g2, x2, gw, trans_a=True)
-            if gb is not None:
-                ops.linear_backward(g2, x2, w, None, gb, False, False, False)
-            dx = amp.matmul(g2, w) if needs[0] else None
-        else:
-            dx = ops.linear_backward(g2, x2, w, gw, gb, bool(needs[0]), False, False)
+        backward = amp.linear_backward if bf16 else ops.linear_backward
+        dx = backward(g2, x2, w, gw, gb, bool(needs[0]), False, False)
         return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb)
 
 

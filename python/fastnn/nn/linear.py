@@ -83,22 +83,12 @@ class Linear(Module):
             x = x.reshape(-1, self.in_features)
         bf16 = amp.gemm_in_bf16(w.dtype)
         try:
-            y = self._forward_bf16(x, w) if bf16 else \
-                ops.linear_forward(x, w, None if self.bias is None else self.bias.data, True)
+            forward = amp.linear_forward if bf16 else ops.linear_forward  # autocast: the GEMMs in bf16
+            y = forward(x, w, None if self.bias is None else self.bias.data, True)
         except ValueError as e:
             raise ValueError(f"{self!r}: {e} (input shape {x.shape})") from None
         self._input, self._lead, self._bf16 = x, lead, bf16
         return y if len(lead) == 1 else y.reshape(lead + (self.out_features,))
-
-    def _forward_bf16(self, x, w):
-        """y = x·Wᵀ + b with the GEMM in bf16 (autocast): the bias first, the product summed onto it."""
-        if not ops.all_finite(x):
-            raise ValueError("input contains NaN or infinity")
-        if self.bias is None:
-            return amp.matmul(x, w, trans_b=True)
-        y = np.empty((x.shape[0], self.out_features), np.float32)
-        y[...] = self.bias.data
-        return amp.matmul(x, w, y, trans_b=True, accumulate=True)
 
     def backward(self, grad_output, need_input_grad=True):
         x = self._input
@@ -112,14 +102,9 @@ class Linear(Module):
         # Frozen parameters get no gradient: the kernel is given None and skips that GEMM.
         gw, acc_w = w.grad_for_kernel() if w.requires_grad else (None, True)
         gb, acc_b = b.grad_for_kernel() if b is not None and b.requires_grad else (None, True)
-        if getattr(self, "_bf16", False):  # the forward ran under autocast: so do the backward's GEMMs
-            if gw is not None:
-                amp.matmul(g, x, gw, trans_a=True, accumulate=acc_w)
-            if gb is not None:
-                ops.linear_backward(g, x, w.data, None, gb, False, acc_w, acc_b)
-            dx = amp.matmul(g, w.data) if need_input_grad else None
-        else:
-            dx = ops.linear_backward(g, x, w.data, gw, gb, need_input_grad, acc_w, acc_b)
+        # The forward ran under autocast: so do the backward's GEMMs.
+        backward = amp.linear_backward if getattr(self, "_bf16", False) else ops.linear_backward
+        dx = backward(g, x, w.data, gw, gb, need_input_grad, acc_w, acc_b)
         if dx is not None and len(lead) != 1:
             dx = dx.reshape(lead + (self.in_features,))
         return dx

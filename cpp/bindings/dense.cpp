@@ -61,6 +61,75 @@ py::object linear_backward(const py::array& grad_y, const py::array& x, const py
   });
 }
 
+// The fused dense + activation + dropout (kernels/dense.hpp): relu or gelu only.
+void require_fusable(Activation kind, const char* what) {
+  require(kind == Activation::relu || kind == Activation::gelu,
+          std::string(what) + ": activation must be Activation.relu or Activation.gelu");
+}
+
+// x [N, I], weight [O, I], bias [O] or None -> (y [N, O], derivative [N, O] or None).
+py::tuple linear_activation_forward(const py::array& x, const py::array& weight, const py::object& bias,
+                                    Activation activation, bool tanh_form, double dropout_p, std::uint64_t seed,
+                                    bool need_derivative) {
+  require_fusable(activation, "linear_activation_forward");
+  require(dropout_p >= 0.0 && dropout_p <= 1.0, "linear_activation_forward: dropout_p must be in [0, 1]");
+  require(weight.ndim() == 2, "linear_activation_forward: weight must be 2-D, got " + shape_str(weight));
+  const index_t O = weight.shape(0), I = weight.shape(1);
+  require(x.ndim() == 2 && x.shape(1) == I, "linear_activation_forward: input " + shape_str(x) +
+                                                " does not match weight " + shape_str(weight));
+  const index_t N = x.shape(0);
+  return dispatch(float_dtype(weight, "linear_activation_forward weight"), [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const T* px = in_ptr<T>(x, "linear_activation_forward input");
+    const T* pw = in_ptr<T>(weight, "linear_activation_forward weight");
+    const T* pb = optional_in<T>(bias, {O}, "linear_activation_forward bias");
+    auto y = empty_array<T>({N, O});
+    T* pd;
+    py::object derivative = optional_output<T>(need_derivative, {N, O}, pd);
+    T* py_ = y.mutable_data();
+    {
+      py::gil_scoped_release release;
+      dense_activation_forward(px, pw, pb, py_, need_derivative ? pd : nullptr, N, I, O, activation, tanh_form,
+                               dropout_p, seed);
+    }
+    return py::make_tuple(y, derivative);
+  });
+}
+
+// Gradients of linear_activation_forward; parameter gradients written in place (overwritten); returns dx or None.
+py::object linear_activation_backward(const py::array& grad_output, const py::array& x, const py::array& weight,
+                                      const py::array& derivative, const py::object& grad_weight,
+                                      const py::object& grad_bias, double dropout_p, std::uint64_t seed,
+                                      bool need_input_grad) {
+  require(dropout_p >= 0.0 && dropout_p <= 1.0, "linear_activation_backward: dropout_p must be in [0, 1]");
+  require(weight.ndim() == 2, "linear_activation_backward: weight must be 2-D, got " + shape_str(weight));
+  const index_t O = weight.shape(0), I = weight.shape(1);
+  require(x.ndim() == 2 && x.shape(1) == I, "linear_activation_backward: input " + shape_str(x) +
+                                                " does not match weight " + shape_str(weight));
+  const index_t N = x.shape(0);
+  require_shape(grad_output, {N, O}, "linear_activation_backward grad_output");
+  require_shape(derivative, {N, O}, "linear_activation_backward derivative");
+  return dispatch(float_dtype(weight, "linear_activation_backward weight"), [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    const T* pdy = in_ptr<T>(grad_output, "linear_activation_backward grad_output");
+    const T* px = in_ptr<T>(x, "linear_activation_backward input");
+    const T* pw = in_ptr<T>(weight, "linear_activation_backward weight");
+    const T* pd = in_ptr<T>(derivative, "linear_activation_backward derivative");
+    T* pdw = optional_out<T>(grad_weight, {O, I}, "linear_activation_backward grad_weight");
+    T* pdb = optional_out<T>(grad_bias, {O}, "linear_activation_backward grad_bias");
+    T* pdx;
+    py::object result = optional_output<T>(need_input_grad, {N, I}, pdx);
+    auto pre = empty_array<T>({N, O});
+    T* pg = pre.mutable_data();
+    py::gil_scoped_release release;
+    dense_activation_backward(pdy, pd, pg, N * O, dropout_p, seed);
+    if (pdw) dense_backward_weight(pg, px, pdw, N, I, O, false);
+    if (pdb) dense_backward_bias(pg, pdb, N, O, false);
+    if (pdx) dense_backward_input(pg, pw, pdx, N, I, O);
+    return result;
+  });
+}
+
 }  // namespace
 
 void register_dense(py::module_& m) {
@@ -107,6 +176,78 @@ void register_dense(py::module_& m) {
         "    False skips dx.\n"
         "accumulate_weight, accumulate_bias : bool, default True\n"
         "    Add into the gradient arrays (True) or overwrite them (False).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "ndarray (N, in) or None\n"
+        "    dx, or None when need_input_grad is false.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
+  m.def("linear_activation_forward", &linear_activation_forward, py::arg("x"), py::arg("weight"),
+        py::arg("bias"), py::arg("activation"), py::arg("tanh_form") = false, py::arg("dropout_p") = 0.0,
+        py::arg("seed") = 0, py::arg("need_derivative") = true,
+        "Dense layer, activation and dropout in one call: y = dropout(act(x @ weight.T + bias)).\n"
+        "\n"
+        "The same bits as linear_forward, activation_forward and dropout_apply in turn; the activation's\n"
+        "derivative at x @ weight.T + bias is returned for linear_activation_backward.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : ndarray (N, in), float32 or float64\n"
+        "weight : ndarray (out, in), x's dtype\n"
+        "bias : ndarray (out,) or None\n"
+        "activation : Activation\n"
+        "    Activation.relu (plain) or Activation.gelu.\n"
+        "tanh_form : bool, default False\n"
+        "    GELU's tanh approximation.\n"
+        "dropout_p : float, default 0.0\n"
+        "    Dropout probability; 0 applies none.\n"
+        "seed : int, default 0\n"
+        "    The dropout mask's seed (as dropout_apply's).\n"
+        "need_derivative : bool, default True\n"
+        "    Return the derivative (False: None, as for inference).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "tuple\n"
+        "    (y (N, out), derivative (N, out) or None).\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "ValueError\n"
+        "    For shapes that do not match, another activation, dropout_p outside [0, 1], or a non-C-contiguous\n"
+        "    array.\n"
+        "TypeError\n"
+        "    For a dtype other than float32/float64, or arrays of different dtypes.");
+  m.def("linear_activation_backward", &linear_activation_backward, py::arg("grad_output"), py::arg("x"),
+        py::arg("weight"), py::arg("derivative"), py::arg("grad_weight"), py::arg("grad_bias"),
+        py::arg("dropout_p") = 0.0, py::arg("seed") = 0, py::arg("need_input_grad") = true,
+        "Gradients of linear_activation_forward; parameter gradients are written in place (overwritten).\n"
+        "\n"
+        "With g = dropout(dy) * derivative: grad_weight = g.T @ x, grad_bias = sum of g over rows, dx = g @ weight.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "grad_output : ndarray (N, out)\n"
+        "    dy.\n"
+        "x, weight : ndarray\n"
+        "    As given to linear_activation_forward.\n"
+        "derivative : ndarray (N, out)\n"
+        "    What linear_activation_forward returned.\n"
+        "grad_weight : ndarray (out, in) or None\n"
+        "    Receives dweight; None skips it.\n"
+        "grad_bias : ndarray (out,) or None\n"
+        "    Receives dbias; None skips it.\n"
+        "dropout_p : float, default 0.0\n"
+        "seed : int, default 0\n"
+        "    The forward's dropout probability and seed.\n"
+        "need_input_grad : bool, default True\n"
+        "    False skips dx.\n"
         "\n"
         "Returns\n"
         "-------\n"

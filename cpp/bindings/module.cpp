@@ -4,8 +4,8 @@
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastnn C++ kernels (Eigen + OpenMP). Private: use fastnn.ops or fastnn.nn.";
   fastnn::bind::register_threads(m);
+  fastnn::bind::register_activations(m);  // first: the Activation enum names the dense bindings' argument type
   fastnn::bind::register_dense(m);
-  fastnn::bind::register_activations(m);
   fastnn::bind::register_dense_stack(m);
   fastnn::bind::register_losses(m);
   fastnn::bind::register_optimizers(m);

@@ -224,7 +224,7 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* o
   const DropoutMask mask(d.seed, d.dropout_p);
   const index_t macs = 2 * L * S * (E + Ev);
   parallel_for(d.batch, d.batch * macs >= kParallelMinMacs, [&](index_t b) {
-    static thread_local RowMatrix<T> bq, bk, bv, bo, bg, sq, sk, sv, p, dp, pd;
+    static thread_local RowMatrix<T> bq, bk, bv, bo, bg, sq, sk, sv, p, dp, pd, dm;
     const T* qb = read_rows(q, d.q, H, b, L, E, bq);
     const T* kb = read_rows(k, d.k, H, b, S, E, bk);
     const T* vb = read_rows(v, d.v, H, b, S, Ev, bv);
@@ -254,11 +254,12 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* o
         const T* dO = gob + i0 * Ev;
         dp.resize(rows, cols);
         gemm(dO, vb + j0 * Ev, dp.data(), rows, Ev, cols, false, true, false);  // dO·Vⱼᵀ
-        if (mask.active()) {
-          pd = p;
-          apply_dropout(pd, mask, b, i0, j0, L, S);
+        if (mask.active()) {  // D (0 or 1/(1−p)) hashed once for the block, applied to P and to dP
+          dm.setOnes(rows, cols);
+          apply_dropout(dm, mask, b, i0, j0, L, S);
+          pd = p.cwiseProduct(dm);
           gemm(pd.data(), dO, dvb + j0 * Ev, cols, rows, Ev, true, false, true);  // dVⱼ += (P∘D)ᵀ·dO
-          apply_dropout(dp, mask, b, i0, j0, L, S);
+          dp.array() *= dm.array();
         } else {
           gemm(p.data(), dO, dvb + j0 * Ev, cols, rows, Ev, true, false, true);   // dVⱼ += Pᵀ·dO
         }

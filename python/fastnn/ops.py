@@ -4,6 +4,7 @@ _loader opens the kernel library for this CPU first: _core's kernel entry points
 from ._loader import cpu_level, cpu_level_chosen_by, cpu_features, supported_levels, build  # noqa: F401
 from . import _core
 from ._core import linear_forward, linear_backward, all_finite  # noqa: F401
+from ._core import linear_activation_forward, linear_activation_backward  # noqa: F401
 from ._core import (cross_entropy, nll_loss, mse_loss, binary_cross_entropy,  # noqa: F401  (losses: (loss, grad))
                     binary_cross_entropy_with_logits)
 from ._core import sgd_step, adam_step, rmsprop_step, adagrad_step, rprop_step  # noqa: F401  (optimizers)

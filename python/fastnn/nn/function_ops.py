@@ -471,6 +471,65 @@ class Linear(Op):
         return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb)
 
 
+_FUSABLE = {"relu": (_Kind.relu, False), "gelu": (_Kind.gelu, False), "gelu_tanh": (_Kind.gelu, True)}
+
+
+@_register
+class LinearActivation(Op):
+    """dropout(act(x·Wᵀ + b), p), act "relu", "gelu" or "gelu_tanh": a Transformer's feed-forward first half in
+    one C++ call (ops.linear_activation_forward), the same bits as the linear, activation and dropout ops in
+    turn (which it runs instead under bf16 autocast). training=False: no dropout and no derivative kept."""
+    name = "linear_activation"
+
+    def forward(self, x, weight, bias=None, activation="relu", p=0.0, training=True):
+        if activation not in _FUSABLE:
+            raise ValueError(f"linear_activation: activation must be one of {sorted(_FUSABLE)}, got {activation!r}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"linear_activation: p must be in [0, 1], got {p}")
+        w = _float(weight)
+        if amp.gemm_in_bf16(w.dtype):  # autocast: the three ops, the linear's GEMMs in bf16
+            return self._unfused(x, weight, bias, activation, p, training)
+        x = np.ascontiguousarray(x, dtype=w.dtype)
+        if x.shape[-1] != w.shape[1]:
+            raise ValueError(f"linear_activation: input of shape {x.shape} does not match weight of shape {w.shape}")
+        b = None if bias is None else np.ascontiguousarray(bias, dtype=w.dtype)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, w.shape[1])
+        kind, tanh_form = _FUSABLE[activation]
+        p = float(p) if training else 0.0
+        seed = draw_seed() if p > 0.0 else 0
+        y, d = ops.linear_activation_forward(x2, w, b, kind, tanh_form, p, seed, bool(training))
+        return y.reshape(lead + (w.shape[0],)), (x2, w, b is not None, lead, d, p, seed)
+
+    def backward(self, ctx, g, needs):
+        if type(ctx[0]) is str:  # ("unfused", ...)
+            return self._unfused_backward(ctx, g, needs)
+        x2, w, has_bias, lead, d, p, seed = ctx
+        if d is None:
+            raise RuntimeError("linear_activation: backward after a forward with training=False")
+        g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
+        gw = np.empty_like(w) if needs[1] else None
+        gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
+        dx = ops.linear_activation_backward(g2, x2, w, d, gw, gb, p, seed, bool(needs[0]))
+        return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb) + (None,) * (len(needs) - 3)
+
+    @staticmethod
+    def _unfused(x, weight, bias, activation, p, training):
+        h, c1 = OPS["linear"].forward(x, weight, bias)
+        act = OPS["relu"] if activation == "relu" else OPS["gelu"]
+        h, c2 = act.forward(h, **({} if activation == "relu" else {"approximate": "tanh" if activation ==
+                                                                    "gelu_tanh" else "none"}))
+        y, c3 = OPS["dropout"].forward(h, p, bool(training))
+        return y, ("unfused", c1, act, c2, c3)
+
+    @staticmethod
+    def _unfused_backward(ctx, g, needs):
+        _, c1, act, c2, c3 = ctx
+        g = OPS["dropout"].backward(c3, g, (True, False, False))[0]
+        g = act.backward(c2, g, (True,))[0]
+        return OPS["linear"].backward(c1, g, needs[:3]) + (None,) * (len(needs) - 3)
+
+
 def _matmul(a, b, trans_a=False, trans_b=False):
     """op(a) @ op(b) through kernels/batched_gemm.hpp when both are 2-D or more with the same leading
     dimensions (or one of them 2-D), else None. trans_*: use the transpose of the last two axes."""

@@ -5,7 +5,9 @@ Each is a traced module (it writes no backward): its forward is recorded once pe
 of functional ops, and backward runs that graph in reverse. Attention itself is one fused blockwise C++ kernel
 (the multi_head_attention op over kernels/attention_sdpa.hpp, which reads the heads of the projections in
 place); self-attention projects Q, K and V with one GEMM (in_proj_weight) whose three thirds the attention reads
-directly; eval mode records no dropout at all. Dropout masks are hashes of one seed (kernels/dropout.hpp).
+directly; the feed-forward block's linear1, activation and dropout are one linear_activation node
+(kernels/dense.hpp: the GEMM, then one pass writing the activation and its derivative); eval mode records no
+dropout at all. Dropout masks are hashes of one seed (kernels/dropout.hpp).
 
 Masks follow nn.MultiheadAttention: a bool attn_mask / key_padding_mask says True = may NOT attend (the
 opposite of F.scaled_dot_product_attention's bool mask); a float mask is added to the scores. A query whose
@@ -39,6 +41,22 @@ def _residual(x, y, dropout, training):
     if type(dropout) is not Dropout:  # a replaced sub-module: call it
         return x + dropout(y)
     return record_call("dropout_add", (x, y), {"p": dropout.p})
+
+
+def _feed_forward(layer, x):
+    """linear2(dropout(activation(linear1(x)))), the feed-forward block before its last dropout. With a plain
+    Linear, Dropout and the "relu" or "gelu" activation, linear1, the activation and the dropout are one
+    linear_activation node (one C++ call each way, the same values); eval mode records no dropout at all."""
+    lin, drop, act = layer.linear1, layer.dropout, layer.activation
+    name = "gelu" if act is F.gelu else "relu" if act is F.relu else None
+    if name is not None and type(lin) is Linear and type(drop) is Dropout:
+        h = record_call("linear_activation", (x, lin.weight, lin.bias),
+                        {"activation": name, "p": drop.p, "training": layer.training})
+    else:
+        h = act(lin(x))
+        if layer.training:
+            h = drop(h)
+    return layer.linear2(h)
 
 
 def _activation(owner, activation):
@@ -326,8 +344,7 @@ class TransformerEncoderLayer(Module):
                               is_causal=is_causal)[0]
 
     def _ff_block(self, x):
-        h = self.activation(self.linear1(x))
-        return self.linear2(self.dropout(h) if self.training else h)   # eval: no dropout nodes at all
+        return _feed_forward(self, x)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         x, t = src, self.training
@@ -431,8 +448,7 @@ class TransformerDecoderLayer(Module):
                                    need_weights=False, is_causal=is_causal)[0]
 
     def _ff_block(self, x):
-        h = self.activation(self.linear1(x))
-        return self.linear2(self.dropout(h) if self.training else h)   # eval: no dropout nodes at all
+        return _feed_forward(self, x)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):

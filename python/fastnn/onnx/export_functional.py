@@ -214,6 +214,17 @@ def _linear(b, node, args, kwargs, out):
     return linear(b, x, w.name, None if bias is None else bias.name, node.name)
 
 
+def _linear_activation(b, node, args, kwargs, out):
+    """The fused feed-forward half: Gemm/MatMul, then Relu or GELU's ops (eval semantics: no dropout)."""
+    x, w = args[0], args[1]
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    y = linear(b, x, w.name, None if bias is None else bias.name, node.name + "_linear")
+    activation = kwargs.get("activation", "relu")
+    if activation == "relu":
+        return b.op("Relu", [y], node.name)
+    return gelu(b, y, "tanh" if activation == "gelu_tanh" else "none", out.dtype, node.name)
+
+
 def linear(b, x, weight, bias, hint):
     """x·Wᵀ + b: Gemm for 2-D x, else MatMul with the transposed weight (and Add)."""
     if x.value.ndim == 2:
@@ -279,7 +290,7 @@ FUNCTIONAL = {
     "eq": _binary("Equal"),
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"), "dropout": _dropout,
     "dropout_add": _dropout_add,
-    "linear": _linear, "matmul": _binary("MatMul"), "bmm": _binary("MatMul"),
+    "linear": _linear, "linear_activation": _linear_activation, "matmul": _binary("MatMul"), "bmm": _binary("MatMul"),
     "reshape": _reshape, "flatten": _flatten, "permute": _permute, "transpose": _transpose,
     "unsqueeze": _unsqueeze, "squeeze": _squeeze, "expand": _expand, "cat": _cat, "stack": _stack,
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"), "getitem": _getitem,

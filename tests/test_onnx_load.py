@@ -300,3 +300,15 @@ def test_loaded_where_max_cast_not_and_reduce_max_have_gradients():
     assert y.dtype == np.float32 and OPS["cast"].backward(ctx, y, [True, False])[0].dtype == np.float64
     assert OPS["cast"].backward(OPS["cast"].forward(cond, "float32")[1], g, [False, False])[0] is None
     np.testing.assert_array_equal(OPS["logical_not"].forward(cond)[0], ~cond)
+
+
+def test_token_ids_into_a_one_row_table_load(tmp_path):
+    """The example ids load() runs the graph on stay inside every table they index: a one-row Embedding (a
+    single learned token, a constant bias table) loaded with ids 0, 1 failed with an out-of-range index."""
+    fnn.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(1, 4), nn.Flatten(), nn.Linear(4 * 3, 2))
+    ids = np.zeros((5, 3), np.int64)
+    g = roundtrip(model, tmp_path, [ids])
+    assert [n for n, _ in g.named_parameters()] == [n for n, _ in model.named_parameters()]
+    wide = nn.Sequential(nn.Embedding(7, 4), nn.Flatten(), nn.Linear(4 * 3, 2))   # the usual ids still vary
+    roundtrip(wide, tmp_path, [np.arange(15, dtype=np.int64).reshape(5, 3) % 7])

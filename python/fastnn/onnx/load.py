@@ -54,6 +54,19 @@ def _example_shape(vi):
     return tuple(shape), tuple(spec)
 
 
+def _gathered_rows(proto, consts, name):
+    """The fewest rows of the initializer tables that Gather nodes index with graph input `name` (2 when none
+    does): the example token ids must stay inside every table they index."""
+    rows = 2
+    for node in proto.graph.node:
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name and node.input[0] in consts:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            table = consts[node.input[0]]
+            if table.ndim:
+                rows = min(rows, int(table.shape[axis]))
+    return rows
+
+
 def load(path):
     """Read an ONNX file (written by fastnn.onnx.export or torch.onnx.export) as a trainable fastnn Graph.
 
@@ -117,8 +130,9 @@ def load(path):
         dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
         rng = np.random.default_rng(k)
         value = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
-        if dtype.kind in "iu" and value.ndim > 1:  # token ids 0, 1, 0, ...: a padding id (0 or 1) leaves a
-            value[..., 1::2] = 1                  # kept position in every row, so no all-masked row (NaN)
+        if dtype.kind in "iu" and value.ndim > 1 and _gathered_rows(proto, b.consts, vi.name) > 1:
+            value[..., 1::2] = 1  # token ids 0, 1, 0, ...: a padding id (0 or 1) leaves a kept position in every
+            #                       row, so no all-masked row (NaN); ids into a one-row table stay 0
         if dtype.kind == "b" and value.ndim:  # a mask of either convention (True = keep, True = hide) then
             value[...] = True                 # leaves every row a kept and a hidden position, so the
             value[..., 0] = False             # example run sees no all-masked row (NaN)

@@ -91,8 +91,12 @@ void dense_backward_input(const T* grad_y, const T* weight, T* grad_x, index_t b
   });
 }
 
-// dW (+)= dyᵀ·x, split over output features (rows of dW): no partial sums to combine. Layers too narrow to
-// split are split over input features (columns of dW; Eigen's lhs rows in its view dWᵀ = xᵀ·dy).
+// dW (+)= dyᵀ·x, split over output features (rows of dW) or input features (its columns; Eigen's lhs rows in
+// its view dWᵀ = xᵀ·dy): no partial sums to combine either way. Each thread packs its share of the split
+// operand and all of the other, so the split goes along the wider of the two (x [batch, in] is the bigger
+// one to pack when in > out: a Transformer's second feed-forward layer packed all of it on each thread).
+// Layers too narrow to split over output features are split over input features. Eigen's depth blocking
+// depends on the batch only, so either split sums every entry in the same order.
 template <typename T>
 void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t batch, index_t in_features,
                            index_t out_features, bool accumulate) {
@@ -106,7 +110,7 @@ void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t 
       dW.noalias() = dY.transpose() * X;
   };
   const index_t macs = batch * in_features * out_features;
-  if (out_features < 2 * kRhsPanel) {
+  if (out_features < 2 * kRhsPanel || (out_features < in_features && in_features >= 2 * kLhsPanel<T>)) {
     for_each_slice(in_features, kLhsPanel<T>, macs, kParallelMinMacs,
                    [&](index_t begin, index_t count) { slice(0, out_features, begin, count); });
     return;

@@ -1,5 +1,5 @@
 """The linear_activation functional op (kernels/dense.hpp's dense_activation_forward/backward: a Transformer's
-feed-forward linear1 → ReLU/GELU → dropout in one C++ call each way) against a NumPy oracle of the product, the
+feed-forward linear1 → ReLU/GELU → dropout in one C++ call each way, one element-wise pass each way) against a NumPy oracle of the product, the
 activation and the hashed dropout mask; the same bits as the three separate ops; finite-difference gradients;
 eval mode; bad input; the bf16 autocast fallback; and the Transformer layers that use it."""
 import numpy as np
@@ -92,7 +92,7 @@ def test_gradients_by_finite_differences(activation):
         np.testing.assert_allclose(got, numeric_gradient(loss, arr), rtol=1e-6, atol=1e-8)
 
 
-def test_eval_mode_no_dropout_no_derivative_and_backward_refused():
+def test_eval_mode_no_dropout_nothing_kept_and_backward_refused():
     r = rng(4)
     x, w = r.standard_normal((9, 4)), r.standard_normal((3, 4))
     y, ctx = OP.forward(x, w, None, activation="gelu", p=0.5, training=False)
@@ -117,9 +117,11 @@ def test_bad_input_raises():
         ops.linear_activation_forward(x, w, None, ops.Activation.tanh)
     with pytest.raises(ValueError, match="bias"):
         ops.linear_activation_forward(x, w, np.ones(4), ops.Activation.relu)
-    y, d = ops.linear_activation_forward(x, w, None, ops.Activation.relu)
-    with pytest.raises(ValueError, match="derivative"):
-        ops.linear_activation_backward(y, x, w, d[:2], None, None)
+    y, z = ops.linear_activation_forward(x, w, None, ops.Activation.relu)
+    with pytest.raises(ValueError, match="pre"):
+        ops.linear_activation_backward(y, x, w, z[:2], ops.Activation.relu)
+    with pytest.raises(ValueError, match="activation must be"):
+        ops.linear_activation_backward(y, x, w, z, ops.Activation.sigmoid)
     with pytest.raises(TypeError):
         ops.linear_activation_forward(x.astype(np.float32), w, None, ops.Activation.relu)
 

@@ -67,10 +67,10 @@ void require_fusable(Activation kind, const char* what) {
           std::string(what) + ": activation must be Activation.relu or Activation.gelu");
 }
 
-// x [N, I], weight [O, I], bias [O] or None -> (y [N, O], derivative [N, O] or None).
+// x [N, I], weight [O, I], bias [O] or None -> (y [N, O], pre [N, O] or None).
 py::tuple linear_activation_forward(const py::array& x, const py::array& weight, const py::object& bias,
                                     Activation activation, bool tanh_form, double dropout_p, std::uint64_t seed,
-                                    bool need_derivative) {
+                                    bool keep_pre) {
   require_fusable(activation, "linear_activation_forward");
   require(dropout_p >= 0.0 && dropout_p <= 1.0, "linear_activation_forward: dropout_p must be in [0, 1]");
   require(weight.ndim() == 2, "linear_activation_forward: weight must be 2-D, got " + shape_str(weight));
@@ -84,23 +84,24 @@ py::tuple linear_activation_forward(const py::array& x, const py::array& weight,
     const T* pw = in_ptr<T>(weight, "linear_activation_forward weight");
     const T* pb = optional_in<T>(bias, {O}, "linear_activation_forward bias");
     auto y = empty_array<T>({N, O});
-    T* pd;
-    py::object derivative = optional_output<T>(need_derivative, {N, O}, pd);
+    T* pz;
+    py::object pre = optional_output<T>(keep_pre, {N, O}, pz);
     T* py_ = y.mutable_data();
     {
       py::gil_scoped_release release;
-      dense_activation_forward(px, pw, pb, py_, need_derivative ? pd : nullptr, N, I, O, activation, tanh_form,
+      dense_activation_forward(px, pw, pb, py_, keep_pre ? pz : nullptr, N, I, O, activation, tanh_form,
                                dropout_p, seed);
     }
-    return py::make_tuple(y, derivative);
+    return py::make_tuple(y, pre);
   });
 }
 
 // Gradients of linear_activation_forward; parameter gradients written in place (overwritten); returns dx or None.
 py::object linear_activation_backward(const py::array& grad_output, const py::array& x, const py::array& weight,
-                                      const py::array& derivative, const py::object& grad_weight,
-                                      const py::object& grad_bias, double dropout_p, std::uint64_t seed,
-                                      bool need_input_grad) {
+                                      const py::array& pre, Activation activation, bool tanh_form,
+                                      const py::object& grad_weight, const py::object& grad_bias, double dropout_p,
+                                      std::uint64_t seed, bool need_input_grad) {
+  require_fusable(activation, "linear_activation_backward");
   require(dropout_p >= 0.0 && dropout_p <= 1.0, "linear_activation_backward: dropout_p must be in [0, 1]");
   require(weight.ndim() == 2, "linear_activation_backward: weight must be 2-D, got " + shape_str(weight));
   const index_t O = weight.shape(0), I = weight.shape(1);
@@ -108,21 +109,21 @@ py::object linear_activation_backward(const py::array& grad_output, const py::ar
                                                 " does not match weight " + shape_str(weight));
   const index_t N = x.shape(0);
   require_shape(grad_output, {N, O}, "linear_activation_backward grad_output");
-  require_shape(derivative, {N, O}, "linear_activation_backward derivative");
+  require_shape(pre, {N, O}, "linear_activation_backward pre");
   return dispatch(float_dtype(weight, "linear_activation_backward weight"), [&](auto tag) -> py::object {
     using T = decltype(tag);
     const T* pdy = in_ptr<T>(grad_output, "linear_activation_backward grad_output");
     const T* px = in_ptr<T>(x, "linear_activation_backward input");
     const T* pw = in_ptr<T>(weight, "linear_activation_backward weight");
-    const T* pd = in_ptr<T>(derivative, "linear_activation_backward derivative");
+    const T* pz = in_ptr<T>(pre, "linear_activation_backward pre");
     T* pdw = optional_out<T>(grad_weight, {O, I}, "linear_activation_backward grad_weight");
     T* pdb = optional_out<T>(grad_bias, {O}, "linear_activation_backward grad_bias");
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, {N, I}, pdx);
-    auto pre = empty_array<T>({N, O});
-    T* pg = pre.mutable_data();
+    auto dz = empty_array<T>({N, O});
+    T* pg = dz.mutable_data();
     py::gil_scoped_release release;
-    dense_activation_backward(pdy, pd, pg, N * O, dropout_p, seed);
+    dense_activation_backward(pdy, pz, pg, N * O, activation, tanh_form, dropout_p, seed);
     if (pdw) dense_backward_weight(pg, px, pdw, N, I, O, false);
     if (pdb) dense_backward_bias(pg, pdb, N, O, false);
     if (pdx) dense_backward_input(pg, pw, pdx, N, I, O);
@@ -190,11 +191,11 @@ void register_dense(py::module_& m) {
         "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("linear_activation_forward", &linear_activation_forward, py::arg("x"), py::arg("weight"),
         py::arg("bias"), py::arg("activation"), py::arg("tanh_form") = false, py::arg("dropout_p") = 0.0,
-        py::arg("seed") = 0, py::arg("need_derivative") = true,
+        py::arg("seed") = 0, py::arg("keep_pre") = true,
         "Dense layer, activation and dropout in one call: y = dropout(act(x @ weight.T + bias)).\n"
         "\n"
-        "The same bits as linear_forward, activation_forward and dropout_apply in turn; the activation's\n"
-        "derivative at x @ weight.T + bias is returned for linear_activation_backward.\n"
+        "The same bits as linear_forward, activation_forward and dropout_apply in turn; z = x @ weight.T + bias\n"
+        "is returned for linear_activation_backward.\n"
         "\n"
         "Parameters\n"
         "----------\n"
@@ -209,13 +210,13 @@ void register_dense(py::module_& m) {
         "    Dropout probability; 0 applies none.\n"
         "seed : int, default 0\n"
         "    The dropout mask's seed (as dropout_apply's).\n"
-        "need_derivative : bool, default True\n"
-        "    Return the derivative (False: None, as for inference).\n"
+        "keep_pre : bool, default True\n"
+        "    Return z (False: None, as for inference).\n"
         "\n"
         "Returns\n"
         "-------\n"
         "tuple\n"
-        "    (y (N, out), derivative (N, out) or None).\n"
+        "    (y (N, out), z (N, out) or None).\n"
         "\n"
         "Raises\n"
         "------\n"
@@ -225,11 +226,12 @@ void register_dense(py::module_& m) {
         "TypeError\n"
         "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("linear_activation_backward", &linear_activation_backward, py::arg("grad_output"), py::arg("x"),
-        py::arg("weight"), py::arg("derivative"), py::arg("grad_weight"), py::arg("grad_bias"),
+        py::arg("weight"), py::arg("pre"), py::arg("activation"), py::arg("tanh_form") = false,
+        py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),
         py::arg("dropout_p") = 0.0, py::arg("seed") = 0, py::arg("need_input_grad") = true,
         "Gradients of linear_activation_forward; parameter gradients are written in place (overwritten).\n"
         "\n"
-        "With g = dropout(dy) * derivative: grad_weight = g.T @ x, grad_bias = sum of g over rows, dx = g @ weight.\n"
+        "With g = act'(z) * dropout(dy): grad_weight = g.T @ x, grad_bias = sum of g over rows, dx = g @ weight.\n"
         "\n"
         "Parameters\n"
         "----------\n"
@@ -237,11 +239,14 @@ void register_dense(py::module_& m) {
         "    dy.\n"
         "x, weight : ndarray\n"
         "    As given to linear_activation_forward.\n"
-        "derivative : ndarray (N, out)\n"
-        "    What linear_activation_forward returned.\n"
-        "grad_weight : ndarray (out, in) or None\n"
+        "pre : ndarray (N, out)\n"
+        "    z, as linear_activation_forward returned it.\n"
+        "activation : Activation\n"
+        "tanh_form : bool, default False\n"
+        "    The forward's activation.\n"
+        "grad_weight : ndarray (out, in) or None, default None\n"
         "    Receives dweight; None skips it.\n"
-        "grad_bias : ndarray (out,) or None\n"
+        "grad_bias : ndarray (out,) or None, default None\n"
         "    Receives dbias; None skips it.\n"
         "dropout_p : float, default 0.0\n"
         "seed : int, default 0\n"
@@ -257,7 +262,7 @@ void register_dense(py::module_& m) {
         "Raises\n"
         "------\n"
         "ValueError\n"
-        "    For shapes that do not match, or a non-C-contiguous array.\n"
+        "    For shapes that do not match, another activation, or a non-C-contiguous array.\n"
         "TypeError\n"
         "    For a dtype other than float32/float64, or arrays of different dtypes.");
   m.def("all_finite", [](const py::array& a) {

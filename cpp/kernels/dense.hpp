@@ -5,6 +5,9 @@
 #pragma once
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <utility>
 
 #include "kernels/activations.hpp"
 #include "kernels/dropout.hpp"
@@ -131,107 +134,53 @@ void dense_backward_bias(const T* grad_y, T* grad_bias, index_t batch, index_t o
 }
 
 // ---- A dense layer fused with its activation and dropout: y = dropout(act(x·Wᵀ + b)) ------------------------
-// The first half of a Transformer's feed-forward block, for ReLU (plain) and GELU (either form). As three ops
-// the (batch, out) activations are written and read three times, and GELU's Φ is evaluated twice (forward and
-// backward). Here one pass over the GEMM's output writes y and, in place of that output, the activation's
-// derivative d = act'(x·Wᵀ + b), so the backward's element-wise work is one product: dpre = dropout(dy) ⊙ d.
-// Every value is computed by the same operations in the same order as the three ops (kernels/activations.hpp,
-// kernels/dropout.hpp; blocks of detail::kBlock elements from the first, as activation_forward's): the results
-// are the same bits.
+// The first half of a Transformer's feed-forward block. As three ops, the activation and the dropout each make
+// a pass over the (batch, out) activations, forward and backward; here one pass forward turns the GEMM's output
+// z = x·Wᵀ + b (kept for the backward) into y, and one pass backward turns dy into dz = act'(z) ⊙ dropout(dy)
+// for the GEMMs. Each pass runs the three ops' element-wise code (kernels/activations.hpp, kernels/dropout.hpp)
+// block by block, in activation_forward's blocks: the results are the same bits.
 namespace detail {
 
-// y = act(v) and d = act'(v) on packets (or scalars), ReLU or GELU (tanh_form: PyTorch's tanh approximation).
-template <typename P>
-void activation_and_derivative(const P& v, P& y, P& d, Activation kind, bool tanh_form) {
-  namespace pk = Eigen::internal;
-  using T = typename pk::unpacket_traits<P>::type;
-  if (kind == Activation::relu) {
-    const auto positive = pk::pcmp_lt(splat(v, T(0)), v);
-    // 0·x + 0 below zero (+0, as activation_forward's relu), and a derivative of 1 or 0
-    y = pk::pselect(positive, v, pk::padd(pk::pmul(splat(v, T(0)), v), splat(v, T(0))));
-    d = pk::pselect(positive, splat(v, T(1)), splat(v, T(0)));
-  } else if (tanh_form) {  // y = x·s, d = s + 2x·s(1 − s)·u′ with s = σ(2u), 1 − s = e·s (gelu_backward's form)
-    const auto x2 = pk::pmul(v, v);
-    const auto e = gelu_tanh_exp(v);
-    const auto s = pk::pdiv(splat(v, T(1)), pk::padd(splat(v, T(1)), e));
-    const auto du2 = pk::pmul(splat(v, T(2 * kSqrt2OverPi)), pk::pmadd(splat(v, T(3 * kGeluCubic)), x2, splat(v, T(1))));
-    y = pk::pmul(v, s);
-    d = pk::pmadd(pk::pmul(v, du2), pk::pmul(s, pk::pmul(e, s)), s);
-  } else {  // y = x·Φ(x), d = Φ(x) + x·φ(x)
-    const auto cdf = normal_cdf(v);
-    const auto pdf = pk::pmul(splat(v, T(kInvSqrt2Pi)), pk::pexp(pk::pmul(splat(v, T(-0.5)), pk::pmul(v, v))));
-    y = pk::pmul(v, cdf);
-    d = pk::pmadd(v, pdf, cdf);
-  }
-}
-
-// y[i] = act(pre[i]), d[i] = act'(pre[i]) over m elements; d may be pre (overwritten in place).
-template <typename T>
-void activation_and_derivative(const T* pre, T* y, T* d, index_t m, Activation kind, bool tanh_form) {
-  namespace pk = Eigen::internal;
-  if constexpr (sizeof(T) == 8) {
-    if (kind == Activation::gelu && !tanh_form) {  // as gelu_forward/backward in double: std::erfc per element
-      for (index_t i = 0; i < m; ++i) {
-        const T v = pre[i];
-        const T erfc = std::erfc(-v * T(0.70710678118654752440));
-        y[i] = v * T(0.5) * erfc;
-        d[i] = T(0.5) * erfc + v * T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
-      }
-      return;
-    }
-  }
-  using P = typename pk::packet_traits<T>::type;
-  constexpr index_t L = pk::packet_traits<T>::size;
-  index_t i = 0;
-  for (; i + L <= m; i += L) {
-    P yv, dv;
-    activation_and_derivative(pk::ploadu<P>(pre + i), yv, dv, kind, tanh_form);
-    pk::pstoreu(y + i, yv);
-    pk::pstoreu(d + i, dv);
-  }
-  for (; i < m; ++i) activation_and_derivative(pre[i], y[i], d[i], kind, tanh_form);
+inline std::pair<double, double> fused_activation_params(Activation kind, bool tanh_form) {
+  // activation_forward's (a, b): ReLU with slope 0 and no cap; GELU with a = 1 for the tanh form
+  return kind == Activation::relu ? std::pair<double, double>(0.0, std::numeric_limits<double>::infinity())
+                                  : std::pair<double, double>(tanh_form ? 1.0 : 0.0, 0.0);
 }
 
 }  // namespace detail
 
-// y [N, O] = dropout(act(x·Wᵀ + b)), with `derivative` [N, O] = act'(x·Wᵀ + b) for the backward (nullptr: not
-// wanted, as in eval). kind: Activation::relu (plain) or Activation::gelu (tanh_form: the tanh approximation).
-// dropout_p = 0: no dropout; otherwise element i is kept as DropoutMask(seed, dropout_p) says.
+// y [N, O] = dropout(act(x·Wᵀ + b)), with z = x·Wᵀ + b in `pre` [N, O] for the backward (nullptr: not kept, as
+// in eval). kind: any element-wise Activation whose backward reads its input (ReLU and GELU are the ones the
+// layers fuse: tanh_form selects GELU's tanh approximation, ReLU is plain). dropout_p = 0: no dropout; otherwise
+// element i is kept as DropoutMask(seed, dropout_p) says.
 template <typename T>
-void dense_activation_forward(const T* x, const T* weight, const T* bias, T* y, T* derivative, index_t batch,
+void dense_activation_forward(const T* x, const T* weight, const T* bias, T* y, T* pre, index_t batch,
                               index_t in_features, index_t out_features, Activation kind, bool tanh_form,
                               double dropout_p, std::uint64_t seed) {
   const DropoutMask mask(seed, dropout_p);
-  const index_t n = batch * out_features;
-  T* pre = derivative ? derivative : y;
-  dense_forward(x, weight, bias, pre, batch, in_features, out_features);
-  detail::for_each_block(n, [&](index_t s, index_t m) {
-    if (derivative) {
-      detail::activation_and_derivative(pre + s, y + s, derivative + s, m, kind, tanh_form);
-    } else {
-      activation_forward(kind, y + s, y + s, m, T(kind == Activation::gelu && tanh_form ? 1 : 0),
-                         kind == Activation::relu ? std::numeric_limits<T>::infinity() : T(0));
-    }
+  const auto [a, b] = detail::fused_activation_params(kind, tanh_form);
+  const T* z = pre ? pre : y;
+  dense_forward(x, weight, bias, pre ? pre : y, batch, in_features, out_features);
+  detail::for_each_block(batch * out_features, [&](index_t s, index_t m) {
+    activation_forward(kind, z + s, y + s, m, T(a), T(b));
     if (mask.active()) mask.apply(y + s, static_cast<const T*>(nullptr), y + s, m, std::uint64_t(s));
   });
 }
 
-// grad_pre[i] = dropout(grad_y)[i] · derivative[i] over n elements: the gradient of x·Wᵀ + b, which
-// dense_backward_* then take (the same seed and p as the forward).
+// grad_pre[i] = act'(pre[i]) · dropout(grad_y)[i] over n elements: the gradient of z = x·Wᵀ + b, which
+// dense_backward_* then take (the forward's kind, seed and p).
 template <typename T>
-void dense_activation_backward(const T* grad_y, const T* derivative, T* grad_pre, index_t n, double dropout_p,
-                               std::uint64_t seed) {
+void dense_activation_backward(const T* grad_y, const T* pre, T* grad_pre, index_t n, Activation kind,
+                               bool tanh_form, double dropout_p, std::uint64_t seed) {
   const DropoutMask mask(seed, dropout_p);
+  const auto [a, b] = detail::fused_activation_params(kind, tanh_form);
   detail::for_each_block(n, [&](index_t s, index_t m) {
-    T* g = grad_pre + s;
-    const T* d = derivative + s;
+    const T* g = grad_y + s;
     if (mask.active()) {
-      mask.apply(grad_y + s, static_cast<const T*>(nullptr), g, m, std::uint64_t(s));
-      for (index_t i = 0; i < m; ++i) g[i] *= d[i];
-    } else {
-      const T* gy = grad_y + s;
-      for (index_t i = 0; i < m; ++i) g[i] = gy[i] * d[i];
+      mask.apply(g, static_cast<const T*>(nullptr), grad_pre + s, m, std::uint64_t(s));
+      g = grad_pre + s;
     }
+    activation_backward(kind, pre + s, g, grad_pre + s, m, T(a), T(b));
   });
 }
 

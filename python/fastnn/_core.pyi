@@ -91,9 +91,9 @@ def layer_norm_backward(grad_output: np.ndarray, x: np.ndarray, normalized_ndim:
     """Gradients of layer_norm_forward; parameter gradients are written in place."""
 def layer_norm_forward(x: np.ndarray, normalized_ndim: typing.SupportsInt | typing.SupportsIndex, weight: object = None, bias: object = None, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-05, check_finite: bool = False) -> tuple:
     """Layer normalisation over the trailing normalized_ndim axes of each sample."""
-def linear_activation_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, derivative: np.ndarray, grad_weight: object, grad_bias: object, dropout_p: typing.SupportsFloat | typing.SupportsIndex = 0.0, seed: typing.SupportsInt | typing.SupportsIndex = 0, need_input_grad: bool = True) -> object:
+def linear_activation_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, pre: np.ndarray, activation: Activation, tanh_form: bool = False, grad_weight: object = None, grad_bias: object = None, dropout_p: typing.SupportsFloat | typing.SupportsIndex = 0.0, seed: typing.SupportsInt | typing.SupportsIndex = 0, need_input_grad: bool = True) -> object:
     """Gradients of linear_activation_forward; parameter gradients are written in place (overwritten)."""
-def linear_activation_forward(x: np.ndarray, weight: np.ndarray, bias: object, activation: Activation, tanh_form: bool = False, dropout_p: typing.SupportsFloat | typing.SupportsIndex = 0.0, seed: typing.SupportsInt | typing.SupportsIndex = 0, need_derivative: bool = True) -> tuple:
+def linear_activation_forward(x: np.ndarray, weight: np.ndarray, bias: object, activation: Activation, tanh_form: bool = False, dropout_p: typing.SupportsFloat | typing.SupportsIndex = 0.0, seed: typing.SupportsInt | typing.SupportsIndex = 0, keep_pre: bool = True) -> tuple:
     """Dense layer, activation and dropout in one call: y = dropout(act(x @ weight.T + bias))."""
 def linear_backward(grad_output: np.ndarray, x: np.ndarray, weight: np.ndarray, grad_weight: object, grad_bias: object = None, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True) -> object:
     """Gradients of linear_forward; parameter gradients are written in place."""

@@ -477,8 +477,9 @@ _FUSABLE = {"relu": (_Kind.relu, False), "gelu": (_Kind.gelu, False), "gelu_tanh
 @_register
 class LinearActivation(Op):
     """dropout(act(x·Wᵀ + b), p), act "relu", "gelu" or "gelu_tanh": a Transformer's feed-forward first half in
-    one C++ call (ops.linear_activation_forward), the same bits as the linear, activation and dropout ops in
-    turn (which it runs instead under bf16 autocast). training=False: no dropout and no derivative kept."""
+    one C++ call each way (ops.linear_activation_forward/backward), the same bits as the linear, activation and
+    dropout ops in turn (which it runs instead under bf16 autocast). training=False: no dropout, and x·Wᵀ + b is
+    not kept."""
     name = "linear_activation"
 
     def forward(self, x, weight, bias=None, activation="relu", p=0.0, training=True):
@@ -498,19 +499,19 @@ class LinearActivation(Op):
         kind, tanh_form = _FUSABLE[activation]
         p = float(p) if training else 0.0
         seed = draw_seed() if p > 0.0 else 0
-        y, d = ops.linear_activation_forward(x2, w, b, kind, tanh_form, p, seed, bool(training))
-        return y.reshape(lead + (w.shape[0],)), (x2, w, b is not None, lead, d, p, seed)
+        y, z = ops.linear_activation_forward(x2, w, b, kind, tanh_form, p, seed, bool(training))
+        return y.reshape(lead + (w.shape[0],)), (x2, w, b is not None, lead, z, kind, tanh_form, p, seed)
 
     def backward(self, ctx, g, needs):
         if type(ctx[0]) is str:  # ("unfused", ...)
             return self._unfused_backward(ctx, g, needs)
-        x2, w, has_bias, lead, d, p, seed = ctx
-        if d is None:
+        x2, w, has_bias, lead, z, kind, tanh_form, p, seed = ctx
+        if z is None:
             raise RuntimeError("linear_activation: backward after a forward with training=False")
         g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
         gw = np.empty_like(w) if needs[1] else None
         gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
-        dx = ops.linear_activation_backward(g2, x2, w, d, gw, gb, p, seed, bool(needs[0]))
+        dx = ops.linear_activation_backward(g2, x2, w, z, kind, tanh_form, gw, gb, p, seed, bool(needs[0]))
         return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb) + (None,) * (len(needs) - 3)
 
     @staticmethod

@@ -6,7 +6,7 @@ of functional ops, and backward runs that graph in reverse. Attention itself is 
 (the multi_head_attention op over kernels/attention_sdpa.hpp, which reads the heads of the projections in
 place); self-attention projects Q, K and V with one GEMM (in_proj_weight) whose three thirds the attention reads
 directly; the feed-forward block's linear1, activation and dropout are one linear_activation node
-(kernels/dense.hpp: the GEMM, then one pass writing the activation and its derivative); eval mode records no
+(kernels/dense.hpp: one element-wise pass each way after the GEMM, not two); eval mode records no
 dropout at all. Dropout masks are hashes of one seed (kernels/dropout.hpp).
 
 Masks follow nn.MultiheadAttention: a bool attn_mask / key_padding_mask says True = may NOT attend (the

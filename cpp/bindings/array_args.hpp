@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/buffer_pool.hpp"
 #include "kernels/parallel.hpp"
 
 namespace fastnn::bind {
@@ -80,9 +81,15 @@ inline void require_shape(const py::array& a, std::initializer_list<index_t> sha
   require(ok, std::string(what) + ": expected shape " + want + ", got " + shape_str(a));
 }
 
+// A new C-contiguous array for a kernel to fill; large ones come from the buffer pool (bindings/buffer_pool.hpp).
 template <typename T>
 py::array_t<T> empty_array(std::vector<py::ssize_t> shape) {
-  return py::array_t<T>(std::move(shape));
+  std::size_t count = 1;
+  for (py::ssize_t d : shape) count *= static_cast<std::size_t>(d);
+  if (count * sizeof(T) < pool::kMinBytes) return py::array_t<T>(std::move(shape));
+  void* data = pool::acquire(count * sizeof(T));
+  py::capsule owner(data, [](void* p) { pool::release(p); });
+  return py::array_t<T>(std::move(shape), static_cast<T*>(data), owner);
 }
 
 // A backward's input gradient, allocated only when the caller wants it (the first layer of a model does

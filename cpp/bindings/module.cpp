@@ -20,4 +20,5 @@ PYBIND11_MODULE(_core, m) {
   fastnn::bind::register_train_step(m);
   fastnn::bind::register_dropout(m);
   fastnn::bind::register_bf16_gemm(m);
+  fastnn::bind::register_buffer_pool(m);
 }

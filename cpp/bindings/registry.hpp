@@ -21,4 +21,5 @@ void register_attention_sdpa(pybind11::module_& m);
 void register_train_step(pybind11::module_& m);
 void register_dropout(pybind11::module_& m);
 void register_bf16_gemm(pybind11::module_& m);
+void register_buffer_pool(pybind11::module_& m);
 }  // namespace fastnn::bind

@@ -65,6 +65,8 @@ def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, weig
     """Sigmoid plus binary cross-entropy in one stable formula, with its gradient."""
 def broadcast_binary(op: str, a: np.ndarray, b: np.ndarray, O: typing.SupportsInt | typing.SupportsIndex, M: typing.SupportsInt | typing.SupportsIndex, I: typing.SupportsInt | typing.SupportsIndex, b_first: bool = False) -> np.ndarray:
     """a op b with b (M,) broadcast along a's outer and inner axes."""
+def buffer_pool_info() -> dict:
+    """How the pool of recycled buffers behind fastnn's large output arrays stands."""
 def col2im(col: np.ndarray, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], kernel_size: object, stride: object = 1, padding: object = 0, dilation: object = 1) -> np.ndarray:
     """The adjoint of im2col: sum columns back into images (overlapping patches add up)."""
 def concat(arrays: collections.abc.Sequence[np.ndarray], axis: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
@@ -79,6 +81,8 @@ def cross_entropy(logits: np.ndarray, target: np.ndarray, weight: object = None,
     """Softmax cross-entropy on logits, fused and stable, with its gradient."""
 def dropout_apply(x: np.ndarray, p: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, add: object = None) -> np.ndarray:
     """add + dropout(x) as a new array, the mask a hash of the seed (kernels/dropout.hpp)."""
+def empty(shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], dtype: object) -> np.ndarray:
+    """A new uninitialised C-contiguous float array, from the buffer pool when large (as kernels' outputs)."""
 def get_num_threads() -> int:
     """The number of OpenMP threads the kernels use."""
 def group_norm_backward(grad_output: np.ndarray, x: np.ndarray, num_groups: typing.SupportsInt | typing.SupportsIndex, mean: np.ndarray, invstd: np.ndarray, weight: object = None, grad_weight: object = None, grad_bias: object = None, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True) -> object:
@@ -125,6 +129,8 @@ def prelu_forward(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """PReLU: y = x where x > 0, else weight * x."""
 def reduce_broadcast(g: np.ndarray, O: typing.SupportsInt | typing.SupportsIndex, M: typing.SupportsInt | typing.SupportsIndex, I: typing.SupportsInt | typing.SupportsIndex) -> np.ndarray:
     """Sum of g seen as (O, M, I) over O and I: the gradient of an operand broadcast by broadcast_binary."""
+def release_buffers() -> int:
+    """Hands every free buffer the pool keeps back to the system (arrays in use keep theirs)."""
 def rmsprop_step(params: object, grads: object, square_avgs: object, momentum_buffers: object, grad_avgs: object, steps: object, lr: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, centered: bool, maximize: bool) -> None:
     """torch.optim.RMSprop's update of every tensor in place."""
 def rnn_backward(mode: str, x: np.ndarray, weight_ih: np.ndarray, weight_hh: np.ndarray, saved: tuple, grad_output: object, grad_offset: typing.SupportsInt | typing.SupportsIndex = 0, grad_hn: object = None, grad_cn: object = None, grad_weight_ih: object = None, grad_weight_hh: object = None, grad_bias_ih: object = None, grad_bias_hh: object = None, accumulate_weight_ih: bool = True, accumulate_weight_hh: bool = True, accumulate_bias_ih: bool = True, accumulate_bias_hh: bool = True, reverse: bool = False, grad_input: object = None, accumulate_input: bool = False) -> tuple:

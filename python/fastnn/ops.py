@@ -28,3 +28,4 @@ from ._core import batched_matmul, broadcast_binary, reduce_broadcast, concat  #
 from ._core import sdpa_forward, sdpa_backward  # noqa: F401  (fused scaled dot-product attention)
 from ._core import dropout_apply  # noqa: F401  (hashed dropout masks: y = add + dropout(x))
 from ._core import bf16_matmul, bf16_dot_supported  # noqa: F401  (bf16 GEMM for autocast)
+from ._core import empty, buffer_pool_info, release_buffers  # noqa: F401  (recycled buffers for large arrays)

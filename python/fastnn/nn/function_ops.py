@@ -464,7 +464,7 @@ class Linear(Op):
     def backward(self, ctx, g, needs):
         x2, w, has_bias, lead, bf16 = ctx
         g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
-        gw = np.empty_like(w) if needs[1] else None
+        gw = ops.empty(w.shape, w.dtype) if needs[1] else None
         gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
         backward = amp.linear_backward if bf16 else ops.linear_backward
         dx = backward(g2, x2, w, gw, gb, bool(needs[0]), False, False)
@@ -509,7 +509,7 @@ class LinearActivation(Op):
         if z is None:
             raise RuntimeError("linear_activation: backward after a forward with training=False")
         g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
-        gw = np.empty_like(w) if needs[1] else None
+        gw = ops.empty(w.shape, w.dtype) if needs[1] else None
         gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
         dx = ops.linear_activation_backward(g2, x2, w, z, kind, tanh_form, gw, gb, p, seed, bool(needs[0]))
         return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb) + (None,) * (len(needs) - 3)
@@ -935,7 +935,7 @@ def _run_attention(q, k, v, sizes, layouts, out_shape, bias, div, count, causal,
     """The forward kernel: (out, lse, seed). q, k, v: C-contiguous arrays of one float dtype (possibly the same
     array, read at the layouts' offsets)."""
     seed = draw_seed() if dropout_p > 0.0 else 0
-    out = np.empty(out_shape, q.dtype)
+    out = ops.empty(out_shape, q.dtype)
     lse = ops.sdpa_forward(q, k, v, bias, out, sizes, layouts, div, count, causal, scale, dropout_p, seed)
     return out, lse, seed
 
@@ -1000,10 +1000,10 @@ class ScaledDotProductAttention(Op):
     def backward(self, ctx, g, needs):
         q3, k3, v3, bias, out, lse, div, count, causal, sc, p, seed, sizes, layouts, qs, ks, vs, fmask = ctx
         g3 = np.ascontiguousarray(g, dtype=q3.dtype).reshape(out.shape)
-        dq, dk, dv = np.empty_like(q3), np.empty_like(k3), np.empty_like(v3)
+        dq, dk, dv = (ops.empty(a.shape, a.dtype) for a in (q3, k3, v3))
         want_mask = fmask is not None and len(needs) > 3 and bool(needs[3])
         B, _, L, S = sizes[:4]
-        dbias = np.empty((B, L, S), q3.dtype) if want_mask else None
+        dbias = ops.empty((B, L, S), q3.dtype) if want_mask else None
         ops.sdpa_backward(q3, k3, v3, bias, out, g3, lse, dq, dk, dv, dbias, sizes, layouts, div, count, causal, sc,
                           p, seed)
         lead = np.broadcast_shapes(qs[:-2], ks[:-2], vs[:-2])
@@ -1052,7 +1052,7 @@ class MultiHeadAttention(Op):
         sc = 1.0 / math.sqrt(D)
         p = float(dropout_p)
         drawn = draw_seed() if p > 0.0 and seed is None else (0 if seed is None else int(seed))
-        out = np.empty((N, L, Ev), dtype)
+        out = ops.empty((N, L, Ev), dtype)
         lse = ops.sdpa_forward(q, k, v, bias, out, sizes, lay, div, count, bool(is_causal), sc, p, drawn)
         ctx = (q, k, v, packed, bias, out, lse, div, count, bool(is_causal), sc, p, drawn, sizes, lay,
                mask if _float_mask(mask) else None)
@@ -1062,12 +1062,12 @@ class MultiHeadAttention(Op):
         q, k, v, packed, bias, out, lse, div, count, causal, sc, p, seed, sizes, lay, fmask = ctx
         g = np.ascontiguousarray(g, dtype=q.dtype)
         if packed:
-            dq = dk = dv = np.empty_like(q)
+            dq = dk = dv = ops.empty(q.shape, q.dtype)
         else:
-            dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+            dq, dk, dv = (ops.empty(a.shape, a.dtype) for a in (q, k, v))
         want_mask = fmask is not None and len(needs) > 3 and bool(needs[3])
         B, H, L, S = sizes[:4]
-        dbias = np.empty((B, L, S), q.dtype) if want_mask else None
+        dbias = ops.empty((B, L, S), q.dtype) if want_mask else None
         ops.sdpa_backward(q, k, v, bias, out, g, lse, dq, dk, dv, dbias, sizes, lay, div, count, causal, sc, p, seed)
         dmask = _mask_gradient(dbias, fmask, (B // H, H), L, S) if want_mask else None
         if packed:

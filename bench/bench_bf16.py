@@ -6,7 +6,9 @@
      script measures (a register-only vdpbf16ps loop, compiled here with cc), beside the fp32 FMA peak
   digits: test accuracy of examples/train_digits.py (MLP) and train_digits_cnn.py (CNN) in fp32 and under
      autocast (--no-digits skips them)
-Run: python bench/bench_bf16.py [--threads 2] [--repeats 15] [--no-digits]
+  --profile: where the W2 autocast step's time goes, layer by layer (median ms of each piece over the steps),
+     the pieces' sum beside the whole step
+Run: python bench/bench_bf16.py [--threads 2] [--repeats 15] [--no-digits] [--profile]
 """
 import argparse
 import os
@@ -155,6 +157,58 @@ def gemm_rates(repeats):
     return rates
 
 
+def step_profile(sizes, batch, steps):
+    """{piece: median seconds} of the W2 training step under autocast, run layer by layer as Sequential does
+    (each Linear's forward is one bf16 GEMM with the bias; its backward the dW GEMM, the bias gradient and,
+    but for the first layer, the dX GEMM), then "step" for the whole step run the ordinary way."""
+    model, _ = build(sizes)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], batch)
+    loss_fn = fnn.nn.CrossEntropyLoss()
+    opt = fnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    layers = list(model)
+    names = [f"{i} {type(layer).__name__}" for i, layer in enumerate(layers)]
+    times = {}
+
+    def timed(name, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        times.setdefault(name, []).append(time.perf_counter() - start)
+        return result
+
+    for i in range(steps + 3):
+        with fnn.autocast("bfloat16"):
+            h = x
+            for name, layer in zip(names, layers):
+                h = timed(f"forward  {name}", layer, h)
+            timed("loss forward+backward", lambda: loss_fn(h, y))
+            g = loss_fn.backward()
+            for j in reversed(range(len(layers))):
+                layer = layers[j]
+                args = (g, j > 0) if isinstance(layer, fnn.nn.Linear) else (g,)
+                g = timed(f"backward {names[j]}", layer.backward, *args)
+            timed("optimizer step + zero_grad", lambda: (opt.step(), opt.zero_grad()))
+        if i < 3:
+            times.clear()  # warm-up
+    pieces = {name: float(np.median(t)) for name, t in times.items()}
+
+    def whole():
+        with fnn.autocast("bfloat16"):
+            loss_fn(model(x), y)
+            model.backward_parameters(loss_fn.backward())
+            opt.step()
+            opt.zero_grad()
+
+    whole_times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        whole()
+        whole_times.append(time.perf_counter() - start)
+    pieces["step"] = float(np.median(whole_times))
+    return pieces
+
+
 def digits_accuracy(example):
     """Test accuracy of examples/<example>.py in fp32 and under autocast (its default epochs, seed 0)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
@@ -170,6 +224,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-digits", action="store_true")
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     fnn.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -202,6 +257,13 @@ def main():
     for name, (bf, fp) in gemm_rates(args.repeats).items():
         frac = (f" ({bf / peak_bf16:4.0%})", f" ({fp / peak_fp32:4.0%})") if peak_bf16 else ("", "")
         print(f"  {name:<26} {bf:6.0f}{frac[0]} | {fp:6.0f}{frac[1]}")
+    if args.profile:
+        pieces = step_profile(big, 256, 10 * args.repeats)
+        step = pieces.pop("step")
+        print(f"W2 autocast step by pieces (median over {10 * args.repeats} steps, ms):")
+        for name, t in pieces.items():
+            print(f"  {name:<30} {t * 1e3:7.3f}")
+        print(f"  {'sum of the pieces':<30} {sum(pieces.values()) * 1e3:7.3f}   whole step {step * 1e3:.3f}")
     if not args.no_digits:
         for example, what in [("train_digits", "MLP, 80 epochs"), ("train_digits_cnn", "CNN, 50 epochs")]:
             fp32, bf16 = digits_accuracy(example)

@@ -79,6 +79,54 @@ def test_accumulate_and_out():
         np.testing.assert_allclose(out, oracle(a, b, False, False), rtol=0, atol=tol(50, 10))
 
 
+@pytest.mark.parametrize("use_dot", [True, False])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, True), (True, False)])
+@pytest.mark.parametrize("n,k,m", [(256, 784, 1024), (37, 33, 45), (9, 2, 70), (5, 0, 3), (17, 129, 33)])
+def test_bias_is_added_as_if_stored_first(n, k, m, trans_a, trans_b, use_dot):
+    rng = np.random.default_rng(n + k + m)
+    a, b = operands(rng, n, k, m, trans_a, trans_b)
+    bias = rng.standard_normal(m).astype(np.float32)
+    got = ops.bf16_matmul(a, b, None, trans_a, trans_b, False, use_dot, bias, True)
+    # the bias is not rounded: the tight oracle on rounded operands plus the exact bias
+    np.testing.assert_allclose(got, oracle(a, b, trans_a, trans_b) + bias, rtol=0, atol=tol(k, np.sqrt(k) + 2))
+    # bit for bit what writing the bias first and accumulating the product onto it gives (amp's former way)
+    stored = np.empty((n, m), np.float32)
+    stored[...] = bias
+    ops.bf16_matmul(a, b, stored, trans_a, trans_b, True, use_dot)
+    assert got.tobytes() == stored.tobytes()
+    out = np.full((n, m), np.nan, np.float32)  # into a given out, its old values ignored
+    ops.bf16_matmul(a, b, out, trans_a, trans_b, False, use_dot, bias)
+    assert out.tobytes() == got.tobytes()
+
+
+@pytest.mark.parametrize("use_dot", [True, False])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_check_finite_raises_for_nan_or_inf_in_a(bad, trans_a, use_dot):
+    rng = np.random.default_rng(4)
+    for n, k, m in [(40, 50, 60), (3, 1, 5), (256, 784, 64)]:
+        a, b = operands(rng, n, k, m, trans_a, False)
+        c = ops.bf16_matmul(a, b, None, trans_a, False, False, use_dot, None, True)  # finite: no error
+        np.testing.assert_allclose(c, oracle(a, b, trans_a, False), rtol=0, atol=tol(k, np.sqrt(k) + 1))
+        for index in [(0, 0), (a.shape[0] - 1, a.shape[1] - 1), (a.shape[0] // 2, a.shape[1] // 3)]:
+            a_bad = a.copy()
+            a_bad[index] = bad
+            with pytest.raises(ValueError, match="NaN or infinity"):
+                ops.bf16_matmul(a_bad, b, None, trans_a, False, False, use_dot, None, True)
+            ops.bf16_matmul(a_bad, b, None, trans_a, False, False, use_dot)  # unchecked: no error
+    b_bad = np.full((50, 60), np.nan, np.float32)  # only a is checked (Linear's input; the weight is not)
+    ops.bf16_matmul(rng.standard_normal((40, 50)).astype(np.float32), b_bad, None, False, False, False, use_dot,
+                    None, True)
+
+
+def test_bias_shape_and_accumulate_raise():
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 6), np.float32)
+    with pytest.raises(ValueError, match="bias"):
+        ops.bf16_matmul(a, b, None, bias=np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        ops.bf16_matmul(a, b, np.zeros((3, 6), np.float32), accumulate=True, bias=np.ones(6, np.float32))
+
+
 def test_rounding_ties_to_even_and_special_values():
     one_plus_half_ulp = np.float32(1 + 2.0 ** -8)  # exactly half a bf16 ulp above 1: rounds to 1 (even)
     three_halves_ulp = np.float32(1 + 3 * 2.0 ** -8)  # rounds up to 1 + 2^-6

@@ -57,8 +57,8 @@ def batched_matmul(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b:
     """Matrix product op(a) @ op(b) of 2-D or 3-D operands; a 2-D one is repeated over the other's batch."""
 def bf16_dot_supported() -> bool:
     """Whether bf16_matmul(use_dot=True) runs with AVX512_BF16 dot products (vdpbf16ps) here."""
-def bf16_matmul(a: np.ndarray, b: np.ndarray, out: object = None, trans_a: bool = False, trans_b: bool = False, accumulate: bool = False, use_dot: bool = True) -> np.ndarray:
-    """out (+)= op(a) @ op(b) with the inputs rounded to bf16 and float32 sums (fnn.autocast's GEMM)."""
+def bf16_matmul(a: np.ndarray, b: np.ndarray, out: object = None, trans_a: bool = False, trans_b: bool = False, accumulate: bool = False, use_dot: bool = True, bias: object = None, check_finite: bool = False) -> np.ndarray:
+    """out (+)= op(a) @ op(b) (+ bias) with the inputs rounded to bf16 and float32 sums (fnn.autocast's GEMM)."""
 def binary_cross_entropy(input: np.ndarray, target: np.ndarray, weight: object = None, reduction: str = 'mean') -> tuple:
     """Binary cross-entropy on probabilities, with its gradient."""
 def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, weight: object = None, pos_weight: object = None, reduction: str = 'mean') -> tuple:

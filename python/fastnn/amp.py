@@ -134,22 +134,18 @@ def dot_products():
     return _use_dot and ops.bf16_dot_supported()
 
 
-def matmul(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
-    """out (+)= op(a) @ op(b) in bf16 with float32 sums (2-D float32, C-contiguous)."""
-    return ops.bf16_matmul(a, b, out, trans_a, trans_b, accumulate, _use_dot)
+def matmul(a, b, out=None, trans_a=False, trans_b=False, accumulate=False, bias=None, check_finite=False):
+    """out (+)= op(a) @ op(b) (+ bias per column) in bf16 with float32 sums (2-D float32, C-contiguous);
+    check_finite: NaN or inf in a raise ValueError."""
+    return ops.bf16_matmul(a, b, out, trans_a, trans_b, accumulate, _use_dot, bias, check_finite)
 
 
 def linear_forward(x, w, b, check_finite):
     """y = x·Wᵀ + b with the GEMM in bf16, with ops.linear_forward's arguments (x (N, in), W (out, in), b (out,)
-    or None; float32, C-contiguous): the bias written first and the product summed onto it; check_finite: NaN
-    or inf in x raise ValueError."""
-    if check_finite and not ops.all_finite(x):
-        raise ValueError("input contains NaN or infinity")
-    if b is None:
-        return matmul(x, w, trans_b=True)
-    y = np.empty((x.shape[0], w.shape[0]), np.float32)
-    y[...] = b
-    return matmul(x, w, y, trans_b=True, accumulate=True)
+    or None; float32, C-contiguous): one kernel call, which adds the bias as it stores y (the sum of the bias
+    stored first and the product added to it) and, with check_finite, raises ValueError for NaN or inf in x
+    (found while x is packed)."""
+    return matmul(x, w, trans_b=True, bias=b, check_finite=check_finite)
 
 
 def linear_backward(g, x, w, gw, gb, need_input_grad, acc_w, acc_b):

@@ -40,6 +40,23 @@ CASES = [
     (2, 4, 7, 18, 8, (3, 3), 1, 1, 1, 4),           # depthwise with two outputs per channel, direct
 ]
 
+# Stride 1 with output rows of 16 or 32 (whole packets at every CPU level): the weight gradient straight from x
+# and dy (kernels/conv_weight_grad.hpp). Tiles of 8, 2 and 1 output channels; flattened kernels of 3k, 3k + 1
+# and 3k + 2 taps; padding, none, asymmetric, a 1×1 kernel with padding; dilation; more images than chunks;
+# images summed over several cache passes of one chunk.
+DIRECT_DW = [
+    (2, 3, 16, 16, 5, (3, 3), 1, 1, 1, 1),
+    (3, 2, 5, 32, 10, (3, 3), 1, 1, 1, 1),
+    (2, 3, 6, 18, 9, (3, 3), 1, 0, 1, 1),
+    (2, 2, 8, 20, 4, (3, 3), 1, 0, 2, 1),
+    (2, 5, 4, 17, 3, (1, 2), 1, 0, 1, 1),
+    (2, 4, 3, 17, 6, (1, 2), 1, 0, 1, 1),
+    (2, 3, 7, 16, 4, (3, 3), 1, (2, 1), (1, 1), 1),
+    (2, 3, 4, 14, 4, (1, 1), 1, 1, 1, 1),
+    (9, 2, 3, 16, 3, (3, 3), 1, 1, 1, 1),
+    (32, 16, 12, 32, 64, (3, 3), 1, 1, 1, 1),
+]
+
 
 def _run(case, dtype, seed=0):
     N, C, H, W, O, k, s, p, d, g = case
@@ -58,7 +75,7 @@ def _run(case, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASES + DIRECT_DW)
 def test_conv2d_kernels_match_oracle(case, dtype):
     got, want = _run(case, dtype)
     depth = case[1] * np.prod(case[5]) + case[0] * 100  # longest sums (forward, dW/db over the batch)
@@ -69,7 +86,7 @@ def test_conv2d_kernels_match_oracle(case, dtype):
         np.testing.assert_allclose(a, e, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale * 10, err_msg=name)
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5]])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5], DIRECT_DW[0], DIRECT_DW[-1]])
 def test_overwrite_and_skip_modes(case):
     """accumulate=False overwrites stale gradients; None skips dW/db; need_input_grad=False returns None."""
     N, C, H, W, O, k, s, p, d, g = case
@@ -184,6 +201,8 @@ def _shifted(a, offset):
     (3, 16, 30, 12, 30, (3, 3), 1, 1, 1, 1),         # dW and dx over bands of output rows
     (20, 8, 6, 6, 8, (3, 3), 1, 1, 1, 1),            # 20 blocks over 16 chunks, unevenly
     (8, 16, 20, 20, 32, (3, 3), 1, 1, 1, 16),        # depthwise (×2), stride 1: direct per (image, group)
+    (9, 4, 6, 32, 10, (3, 3), 1, 1, 1, 1),           # direct weight gradient: 9 images in 8 chunks
+    (32, 16, 12, 32, 64, (3, 3), 1, 1, 1, 1),        # direct weight gradient: two cache passes per chunk
 ])
 def test_conv_bits_do_not_depend_on_alignment_or_thread_count(case, dtype):
     N, C, H, W, O, k, s, p, d, g = case

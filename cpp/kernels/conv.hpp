@@ -20,6 +20,7 @@
 
 #include "kernels/entry.hpp"
 #include "kernels/conv_direct.hpp"
+#include "kernels/conv_weight_grad.hpp"
 #include "kernels/dense.hpp"
 #include "kernels/im2col.hpp"
 #include "kernels/parallel.hpp"
@@ -204,6 +205,13 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   }
 
   if (!grad_weight && !grad_x) return;
+  // The weight gradient straight from x and dy (kernels/conv_weight_grad.hpp) where output rows are whole
+  // packets; the blocked im2col path below then runs for dx only, if at all.
+  if (grad_weight && !col && detail::weight_grad_direct_applies<T>(g, groups)) {
+    detail::conv_weight_grad_direct(x, grad_y, grad_weight, g, O, accumulate_weight);
+    grad_weight = nullptr;
+    if (!grad_x) return;
+  }
   // dx of a stride-1 convolution is itself a stride-1 convolution: of dy, padded by d·(k − 1) − pad, with the
   // weights' channel axes swapped and their taps flipped. When that one is shallow enough for the direct
   // kernel, it beats dcol = Wᵀ·dY (a GEMM only O deep) followed by col2im.

@@ -4,7 +4,8 @@
 // megabytes of fresh pages per layer, which cost more than the arithmetic. Here a few images' conv output
 // stays in a per-thread buffer (L2-sized) between the three steps; only the block's final output goes to
 // memory. Images are independent, so groups of them are spread over threads, and each step is the kernel the
-// layer-by-layer path runs.
+// layer-by-layer path runs. The commonest block, a direct-kernel Conv → ReLU → 2×2/2 max pool, goes further:
+// the pooling happens in registers and the conv output is never stored (kernels/conv_infer.hpp), same bits.
 #pragma once
 #include <vector>
 

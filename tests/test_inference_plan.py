@@ -290,9 +290,10 @@ def test_cnn_plan_follows_dtype_mode_and_weight_changes():
     assert model(x).tobytes() == layer_by_layer(model, x).tobytes()  # training mode: layer by layer
 
 
-# Conv → ReLU-like activations → 2×2/2 max pooling with the pooling in registers (kernels/conv_infer.hpp):
-# LeNet's shapes, odd sizes, 5×5 kernels, channel counts off the register blocks, rows narrower and wider than
-# a packet. Shapes it does not take (strides, other pools, other activations) are the cases above.
+# Conv → ReLU-like activations → 2×2/2 max pooling with the pooling in registers (kernels/conv_infer.hpp, float32
+# 3×3): LeNet's shapes, odd sizes, channel counts off the register blocks, rows narrower and wider than a packet;
+# float64 and the 5×5 kernel take the general path, with the same results. Shapes it does not take (strides,
+# other pools, other activations) are the cases above.
 POOLED = [(256, 1, 8, 28, 28, 3, 1), (256, 8, 16, 14, 14, 3, 1), (2, 3, 5, 11, 9, 3, 1), (3, 2, 7, 7, 13, 3, 0),
           (2, 4, 9, 17, 6, 5, 2), (1, 1, 3, 4, 4, 3, 1), (2, 3, 6, 30, 41, 3, 1), (1, 32, 32, 32, 32, 3, 1),
           (3, 2, 2, 3, 3, 3, 2), (2, 16, 4, 9, 35, 3, 1)]

@@ -16,6 +16,7 @@
 #pragma once
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -143,12 +144,13 @@ struct PooledStrip {
 // Output channels per register block: B channels × 4 packets of accumulators.
 constexpr int kPooledBlockO = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 4 : 2;
 
-// Whether conv_relu_maxpool_image runs a block: stride 1, no dilation, no groups, a 3×3 or 5×5 kernel, where the
+// Whether conv_relu_maxpool_image runs a block: float32, stride 1, no dilation, no groups, a 3×3 kernel, where the
 // direct kernel runs (so the bits are the direct path's); ReLU steps that are non-decreasing; a 2×2/2 max pool.
+// (float64 and other kernels take the general path: the wheel has room for one variant of this code per level.)
 template <typename T>
 bool pooled_conv_applies(const ConvGeometry& g, index_t groups, const std::vector<ActivationStep>& activations,
                          const ConvGeometry& pool) {
-  const bool kernel = (g.kernel_h == 3 && g.kernel_w == 3) || (g.kernel_h == 5 && g.kernel_w == 5);
+  const bool kernel = std::is_same_v<T, float> && g.kernel_h == 3 && g.kernel_w == 3;
   const bool pool_2x2 = pool.kernel_h == 2 && pool.kernel_w == 2 && pool.stride_h == 2 && pool.stride_w == 2 &&
                         pool.pad_h == 0 && pool.pad_w == 0 && pool.out_h == g.out_h / 2 &&
                         pool.out_w == g.out_w / 2 && pool.out_h > 0 && pool.out_w > 0;
@@ -234,8 +236,7 @@ void conv_relu_maxpool_image(const T* x, const T* weight, const T* bias, T* out,
   auto run = [&](auto pk_tag) {
     using Pk = decltype(pk_tag);
     auto rows_of = [&](bool exact) {
-      return g.kernel_h == 3 ? pooled_rows<T, Pk, 3, 3>(in, g, weight, bias, out, pool, o_begin, o_end, activations, exact)
-                             : pooled_rows<T, Pk, 5, 5>(in, g, weight, bias, out, pool, o_begin, o_end, activations, exact);
+      return pooled_rows<T, Pk, 3, 3>(in, g, weight, bias, out, pool, o_begin, o_end, activations, exact);
     };
     if (!rows_of(false)) rows_of(true);
   };

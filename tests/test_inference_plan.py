@@ -288,3 +288,101 @@ def test_cnn_plan_follows_dtype_mode_and_weight_changes():
     assert model(x).tobytes() == layer_by_layer(model, x).tobytes()
     model.train()
     assert model(x).tobytes() == layer_by_layer(model, x).tobytes()  # training mode: layer by layer
+
+
+# Conv → ReLU-like activations → 2×2/2 max pooling with the pooling in registers (kernels/conv_infer.hpp, float32
+# 3×3): LeNet's shapes, odd sizes, channel counts off the register blocks, rows narrower and wider than a packet;
+# float64 and the 5×5 kernel take the general path, with the same results. Shapes it does not take (strides,
+# other pools, other activations) are the cases above.
+POOLED = [(256, 1, 8, 28, 28, 3, 1), (256, 8, 16, 14, 14, 3, 1), (2, 3, 5, 11, 9, 3, 1), (3, 2, 7, 7, 13, 3, 0),
+          (2, 4, 9, 17, 6, 5, 2), (1, 1, 3, 4, 4, 3, 1), (2, 3, 6, 30, 41, 3, 1), (1, 32, 32, 32, 32, 3, 1),
+          (3, 2, 2, 3, 3, 3, 2), (2, 16, 4, 9, 35, 3, 1)]
+RELUS = {"none": [], "relu": [(fnn.ops.Activation.relu, 0.0, np.inf)],
+         "relu6-leaky": [(fnn.ops.Activation.relu, 0.0, 6.0), (fnn.ops.Activation.relu, 0.1, np.inf)]}
+
+
+def conv_relu_pool_oracle(x, w, b, pad, steps):
+    """NumPy, in float64: the convolution tap by tap, the activations, 2×2/2 max pooling (floor)."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    n, c, h, wd = x.shape
+    o, _, k, _ = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = h + 2 * pad - k + 1, wd + 2 * pad - k + 1
+    y = np.zeros((n, o, ho, wo)) + (0 if b is None else b.astype(np.float64)[:, None, None])
+    for i in range(k):
+        for j in range(k):
+            y += np.einsum("nchw,oc->nohw", xp[:, :, i:i + ho, j:j + wo], w[:, :, i, j])
+    for _, a, cap in steps:
+        y = np.where(y > 0, np.minimum(y, cap), a * y)
+    y = y[:, :, :ho // 2 * 2, :wo // 2 * 2].reshape(n, o, ho // 2, 2, wo // 2, 2)
+    return y.max(axis=(3, 5))
+
+
+def conv_relu_pool_layers(x, w, b, pad, steps):
+    """The same computation op by op, as the layers run it."""
+    y = fnn.ops.conv2d_forward(x, w, b, 1, pad)
+    for kind, a, cap in steps:
+        y = fnn.ops.activation_forward(kind, y, a, cap)
+    return fnn.ops.max_pool2d_forward(y, 2, 2, 0, False)[0]
+
+
+@pytest.mark.parametrize("shape", POOLED)
+@pytest.mark.parametrize("steps", sorted(RELUS))
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_pooled_conv_block_is_the_layers_bit_for_bit(shape, steps, dtype, tol):
+    n, c, o, h, wd, k, pad = shape
+    g = rng(sum(shape))
+    x = g.standard_normal((n, c, h, wd)).astype(dtype)
+    w = g.standard_normal((o, c, k, k)).astype(dtype)
+    b = g.standard_normal(o).astype(dtype)
+    threads = fnn.get_num_threads()
+    try:
+        for bias in (b, None):
+            results = []
+            for t in (1, 2):
+                fnn.set_num_threads(t)
+                results.append(fnn.ops.conv_block_forward(x, w, bias, 1, pad, 1, 1, RELUS[steps], ("max", 2, 2, 0)))
+            expected = conv_relu_pool_layers(x, w, bias, pad, RELUS[steps])
+            assert results[0].tobytes() == results[1].tobytes() == expected.tobytes()
+            scale = np.sqrt(c * k * k)  # the size of the sums
+            np.testing.assert_allclose(results[0], conv_relu_pool_oracle(x, w, bias, pad, RELUS[steps]),
+                                       rtol=tol, atol=tol * scale)
+    finally:
+        fnn.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooled_conv_block_with_infinities_and_nan_is_the_layers(dtype):
+    """relu(−inf) is 0·(−inf) = NaN and NaN wins the pooling: the register path must rerun such images the
+    layers' way (and keep the others on the fast path)."""
+    g = rng(30)
+    for trial in range(24):
+        x = g.standard_normal((4, 2, 12, 12)).astype(dtype)
+        w = g.standard_normal((5, 2, 3, 3)).astype(dtype)
+        b = g.standard_normal(5).astype(dtype)
+        for _ in range(3):
+            x.flat[g.integers(x.size)] = g.choice([np.nan, np.inf, -np.inf, 1e38, -1e38])
+        if trial % 3 == 0:
+            w.flat[g.integers(w.size)] = g.choice([np.inf, -np.inf, np.nan])
+        for steps in RELUS.values():
+            y = fnn.ops.conv_block_forward(x, w, b, 1, 1, 1, 1, steps, ("max", 2, 2, 0))
+            expected = conv_relu_pool_layers(x, w, b, 1, steps)
+            # NaN where the layers give NaN (its sign and payload may differ: compilers commute the operands
+            # of a multiply or add, which picks the NaN that propagates), every other value bit for bit.
+            nan = np.isnan(expected)
+            assert np.array_equal(np.isnan(y), nan) and y[~nan].tobytes() == expected[~nan].tobytes()
+
+
+def test_lenet_eval_plan_with_batch_norm_matches_the_layers():
+    fnn.manual_seed(40)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(16 * 7 * 7, 32), nn.ReLU(), nn.Linear(32, 10))
+    x = rng(41).standard_normal((20, 1, 28, 28)).astype(np.float32)
+    trained_a_little(model, x)
+    y = model(x)
+    assert step_kinds(model) == ["_ConvBlock", "_ConvBlock", "_FlattenedTail"]
+    np.testing.assert_allclose(y, layer_by_layer(model, x), rtol=2e-5, atol=2e-5)
+    model.double()
+    np.testing.assert_allclose(model(x.astype(np.float64)), layer_by_layer(model, x.astype(np.float64)),
+                               rtol=1e-12, atol=1e-12)

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/entry.hpp"
@@ -206,11 +207,14 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
 
   if (!grad_weight && !grad_x) return;
   // The weight gradient straight from x and dy (kernels/conv_weight_grad.hpp) where output rows are whole
-  // packets; the blocked im2col path below then runs for dx only, if at all.
-  if (grad_weight && !col && detail::weight_grad_direct_applies<T>(g, groups)) {
-    detail::conv_weight_grad_direct(x, grad_y, grad_weight, g, O, accumulate_weight);
-    grad_weight = nullptr;
-    if (!grad_x) return;
+  // packets; the blocked im2col path below then runs for dx only, if at all. float32 only: a float64 copy of
+  // the kernel in every CPU level's library would not fit SPEC P10's 2 MB wheel (float64 takes im2col).
+  if constexpr (std::is_same_v<T, float>) {
+    if (grad_weight && !col && detail::weight_grad_direct_applies<T>(g, groups)) {
+      detail::conv_weight_grad_direct(x, grad_y, grad_weight, g, O, accumulate_weight);
+      grad_weight = nullptr;
+      if (!grad_x) return;
+    }
   }
   // dx of a stride-1 convolution is itself a stride-1 convolution: of dy, padded by d·(k − 1) − pad, with the
   // weights' channel axes swapped and their taps flipped. When that one is shallow enough for the direct

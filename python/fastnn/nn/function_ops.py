@@ -444,28 +444,38 @@ class DropoutAdd(Op):
 
 
 # -- linear algebra ------------------------------------------------------------------------------------------
+def _linear_operands(name, x, weight, bias):
+    """(x2, w, b, lead): x as (rows, in) rows of the weight's float dtype, W and b contiguous, x's leading shape."""
+    w = _float(weight)
+    x = np.ascontiguousarray(x, dtype=w.dtype)
+    if x.shape[-1] != w.shape[1]:
+        raise ValueError(f"{name}: input of shape {x.shape} does not match weight of shape {w.shape}")
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=w.dtype)
+    return x.reshape(-1, w.shape[1]), w, b, x.shape[:-1]
+
+
+def _linear_gradients(g, w, has_bias, needs):
+    """(g2, gw, gb): the output gradient as (rows, out), and the parameter gradient buffers the kernel fills."""
+    g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
+    gw = ops.empty(w.shape, w.dtype) if needs[1] else None
+    gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
+    return g2, gw, gb
+
+
 @_register
 class Linear(Op):
     """y = x·Wᵀ + b over the dense kernels; x (..., in), W (out, in), b (out,) or None."""
     name = "linear"
 
     def forward(self, x, weight, bias=None):
-        w = _float(weight)
-        x = np.ascontiguousarray(x, dtype=w.dtype)
-        if x.shape[-1] != w.shape[1]:
-            raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape {w.shape}")
-        b = None if bias is None else np.ascontiguousarray(bias, dtype=w.dtype)
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, w.shape[1])
+        x2, w, b, lead = _linear_operands("linear", x, weight, bias)
         bf16 = amp.gemm_in_bf16(w.dtype)  # autocast: the GEMMs in bf16, this call's backward too
         y = (amp.linear_forward if bf16 else ops.linear_forward)(x2, w, b, False)
         return y.reshape(lead + (w.shape[0],)), (x2, w, b is not None, lead, bf16)
 
     def backward(self, ctx, g, needs):
         x2, w, has_bias, lead, bf16 = ctx
-        g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
-        gw = ops.empty(w.shape, w.dtype) if needs[1] else None
-        gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
+        g2, gw, gb = _linear_gradients(g, w, has_bias, needs)
         backward = amp.linear_backward if bf16 else ops.linear_backward
         dx = backward(g2, x2, w, gw, gb, bool(needs[0]), False, False)
         return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb)
@@ -487,15 +497,9 @@ class LinearActivation(Op):
             raise ValueError(f"linear_activation: activation must be one of {sorted(_FUSABLE)}, got {activation!r}")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"linear_activation: p must be in [0, 1], got {p}")
-        w = _float(weight)
-        if amp.gemm_in_bf16(w.dtype):  # autocast: the three ops, the linear's GEMMs in bf16
+        if amp.gemm_in_bf16(_float(weight).dtype):  # autocast: the three ops, the linear's GEMMs in bf16
             return self._unfused(x, weight, bias, activation, p, training)
-        x = np.ascontiguousarray(x, dtype=w.dtype)
-        if x.shape[-1] != w.shape[1]:
-            raise ValueError(f"linear_activation: input of shape {x.shape} does not match weight of shape {w.shape}")
-        b = None if bias is None else np.ascontiguousarray(bias, dtype=w.dtype)
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, w.shape[1])
+        x2, w, b, lead = _linear_operands("linear_activation", x, weight, bias)
         kind, tanh_form = _FUSABLE[activation]
         p = float(p) if training else 0.0
         seed = draw_seed() if p > 0.0 else 0
@@ -508,9 +512,7 @@ class LinearActivation(Op):
         x2, w, has_bias, lead, z, kind, tanh_form, p, seed = ctx
         if z is None:
             raise RuntimeError("linear_activation: backward after a forward with training=False")
-        g2 = np.ascontiguousarray(g, dtype=w.dtype).reshape(-1, w.shape[0])
-        gw = ops.empty(w.shape, w.dtype) if needs[1] else None
-        gb = np.empty(w.shape[0], w.dtype) if has_bias and needs[2] else None
+        g2, gw, gb = _linear_gradients(g, w, has_bias, needs)
         dx = ops.linear_activation_backward(g2, x2, w, z, kind, tanh_form, gw, gb, p, seed, bool(needs[0]))
         return (None if dx is None else dx.reshape(lead + (w.shape[1],)), gw, gb) + (None,) * (len(needs) - 3)
 

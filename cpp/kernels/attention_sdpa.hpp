@@ -5,8 +5,8 @@
 // Operands are raw pointers with a layout each (SdpaLayout): b = n·heads + h, and row r of b in an operand
 // starts at n·batch_stride + h·head_stride + r·row_stride. So (B, L, E) arrays (heads 1, row_stride E) and
 // the heads of a (N, L, H·D) projection — even the q, k and v thirds of one (N, L, 3E) self-attention
-// projection (row_stride 3E) — are read in place, with no (N, L, H, D) -> (N·H, L, D) copies: a b whose rows
-// are not contiguous is gathered into a small per-thread buffer (and its output rows scattered back).
+// projection (row_stride 3E) — are read in place, with no (N, L, H, D) -> (N·H, L, D) copies: the GEMMs
+// read (and the gradients accumulate into) the strided rows directly.
 // dq, dk, dv and dout share the layouts of q, k, v and out; lse (batch, L) and dbias (batch, L, S) are
 // contiguous.
 //
@@ -29,8 +29,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+#include <utility>
 
-#include "kernels/batched_gemm.hpp"
 #include "kernels/dense.hpp"
 #include "kernels/dropout.hpp"
 #include "kernels/entry.hpp"
@@ -59,51 +60,66 @@ struct SdpaDims {
 
 namespace sdpa_detail {
 
-// C (n, m) (+)= op(A)·op(B) through batched_gemm's one product (the same Eigen GEMM code as F.matmul: no
-// product of our own is compiled, which keeps each level's library small). A is (n, k) or stored (k, n) when
-// trans_a; B (k, m) or stored (m, k) when trans_b; all contiguous row-major.
+// A row-major operand block: its first element and the distance between its rows.
 template <typename T>
-void gemm(const T* a, const T* b, T* c, index_t n, index_t k, index_t m, bool trans_a, bool trans_b,
+struct Rows {
+  T* p;
+  index_t stride;
+  Rows at(index_t row) const { return {p + row * stride, stride}; }
+  auto map(index_t rows, index_t width) const {
+    using Map = std::conditional_t<std::is_const_v<T>, ConstStridedMatrixMap<std::remove_const_t<T>>,
+                                   StridedMatrixMap<T>>;
+    return Map(p, rows, width, Eigen::OuterStride<>(stride));
+  }
+};
+
+// The rows of batch·head b in an operand, read and written in place (the heads of a (N, L, H·D) projection
+// included: a GEMM's packing reads the strided rows directly, so no gather into a buffer and no scatter back).
+template <typename T>
+Rows<T> rows_of(T* base, const SdpaLayout& lay, index_t heads, index_t b) {
+  return {base + (b / heads) * lay.batch_stride + (b % heads) * lay.head_stride, lay.row_stride};
+}
+
+// C (n, m) (+)= op(A)·op(B), one single-threaded Eigen GEMM (the same product code F.matmul's batched_gemm
+// compiles: every operand is a strided row-major map, a transposed one a column-major view of it). A is (n, k),
+// or stored (k, n) when trans_a; B is (k, m), or stored (m, k) when trans_b.
+template <typename T>
+void gemm(Rows<const T> a, Rows<const T> b, Rows<T> c, index_t n, index_t k, index_t m, bool trans_a, bool trans_b,
           bool accumulate) {
-  batched_gemm(a, b, c, index_t(1), n, k, m, trans_a, trans_b, index_t(0), index_t(0), accumulate);
-}
-
-inline index_t offset(const SdpaLayout& lay, index_t heads, index_t b) {
-  return (b / heads) * lay.batch_stride + (b % heads) * lay.head_stride;
-}
-
-// The rows (rows × width) of b as a contiguous block: in place when they are, else gathered into `scratch`.
-template <typename T>
-const T* read_rows(const T* base, const SdpaLayout& lay, index_t heads, index_t b, index_t rows, index_t width,
-                   RowMatrix<T>& scratch) {
-  const T* p = base + offset(lay, heads, b);
-  if (lay.row_stride == width) return p;
-  scratch = ConstStridedMatrixMap<T>(p, rows, width, Eigen::OuterStride<>(lay.row_stride));
-  return scratch.data();
-}
-
-// Where to write the rows of b: in place when contiguous, else `scratch` (then write_back).
-template <typename T>
-T* write_rows(T* base, const SdpaLayout& lay, index_t heads, index_t b, index_t rows, index_t width,
-              RowMatrix<T>& scratch) {
-  if (lay.row_stride == width) return base + offset(lay, heads, b);
-  scratch.resize(rows, width);
-  return scratch.data();
+  auto C = c.map(n, m);
+  auto finish = [&](const auto& A, const auto& B) {
+    if (accumulate)
+      C.noalias() += A * B;
+    else
+      C.noalias() = A * B;
+  };
+  auto with_b = [&](const auto& A) {
+    if (trans_b)
+      finish(A, b.map(m, k).transpose());
+    else
+      finish(A, b.map(k, m));
+  };
+  if (trans_a)
+    with_b(a.map(k, n).transpose());
+  else
+    with_b(a.map(n, k));
 }
 
 template <typename T>
-void write_back(T* base, const SdpaLayout& lay, index_t heads, index_t b, index_t rows, index_t width,
-                const RowMatrix<T>& scratch) {
-  if (lay.row_stride == width) return;
-  StridedMatrixMap<T>(base + offset(lay, heads, b), rows, width, Eigen::OuterStride<>(lay.row_stride)) = scratch;
+Rows<const T> rows_in(const RowMatrix<T>& x) {
+  return {x.data(), x.cols()};
+}
+template <typename T>
+Rows<T> rows_in(RowMatrix<T>& x) {
+  return {x.data(), x.cols()};
 }
 
 // Scores of rows [i0, i0 + rows) against keys [j0, j0 + cols): scale · qᵢ·kⱼ + bias, −∞ where masked.
 template <typename T>
-void scores(RowMatrix<T>& s, const T* qb, const T* kb, const T* bias_b, index_t i0, index_t rows, index_t j0,
-            index_t cols, index_t S, index_t E, bool causal, T scale) {
+void scores(RowMatrix<T>& s, Rows<const T> qb, Rows<const T> kb, const T* bias_b, index_t i0, index_t rows,
+            index_t j0, index_t cols, index_t S, index_t E, bool causal, T scale) {
   s.resize(rows, cols);
-  gemm(qb + i0 * E, kb + j0 * E, s.data(), rows, E, cols, false, true, false);
+  gemm(qb.at(i0), kb.at(j0), rows_in(s), rows, E, cols, false, true, false);
   s *= scale;
   if (bias_b != nullptr)
     s += ConstStridedMatrixMap<T>(bias_b + i0 * S + j0, rows, cols, Eigen::OuterStride<>(S));
@@ -156,11 +172,9 @@ void sdpa_forward(const T* q, const T* k, const T* v, const T* bias, T* out, T* 
   const index_t macs = L * S * (E + Ev);
   parallel_for(d.batch, d.batch * macs >= kParallelMinMacs, [&](index_t b) {
     // per-thread buffers, kept from one b (and one call) to the next: no allocation per batch·head
-    static thread_local RowMatrix<T> s, acc, bq, bk, bv, bo;
-    const T* qb = read_rows(q, d.q, H, b, L, E, bq);
-    const T* kb = read_rows(k, d.k, H, b, S, E, bk);
-    const T* vb = read_rows(v, d.v, H, b, S, Ev, bv);
-    T* ob = write_rows(out, d.out, H, b, L, Ev, bo);
+    static thread_local RowMatrix<T> s, acc;
+    const Rows<const T> qb = rows_of(q, d.q, H, b), kb = rows_of(k, d.k, H, b), vb = rows_of(v, d.v, H, b);
+    const Rows<T> ob = rows_of(out, d.out, H, b);
     const T* bias_b = bias ? bias + ((b / d.bias_div) % d.bias_count) * L * S : nullptr;
     static thread_local Eigen::Matrix<T, Eigen::Dynamic, 1> m, l, bmax, shift, alpha;
     for (index_t i0 = 0; i0 < L; i0 += kSdpaBlockRows) {
@@ -193,9 +207,9 @@ void sdpa_forward(const T* q, const T* k, const T* v, const T* bias, T* out, T* 
         l = l.cwiseProduct(alpha) + s.rowwise().sum();
         acc.array().colwise() *= alpha.array();
         if (mask.active()) apply_dropout(s, mask, b, i0, j0, L, S);
-        gemm(s.data(), vb + j0 * Ev, acc.data(), rows, cols, Ev, false, false, true);
+        gemm(rows_in(std::as_const(s)), vb.at(j0), rows_in(acc), rows, cols, Ev, false, false, true);
       }
-      MatrixMap<T> o(ob + i0 * Ev, rows, Ev);
+      auto o = ob.at(i0).map(rows, Ev);
       for (index_t r = 0; r < rows; ++r) {
         if (l[r] > T(0)) {
           o.row(r) = acc.row(r) / l[r];
@@ -206,7 +220,6 @@ void sdpa_forward(const T* q, const T* k, const T* v, const T* bias, T* out, T* 
         }
       }
     }
-    write_back(out, d.out, H, b, L, Ev, bo);
   });
 }
 
@@ -224,24 +237,19 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* o
   const DropoutMask mask(d.seed, d.dropout_p);
   const index_t macs = 2 * L * S * (E + Ev);
   parallel_for(d.batch, d.batch * macs >= kParallelMinMacs, [&](index_t b) {
-    static thread_local RowMatrix<T> bq, bk, bv, bo, bg, sq, sk, sv, p, dp, pd, dm;
-    const T* qb = read_rows(q, d.q, H, b, L, E, bq);
-    const T* kb = read_rows(k, d.k, H, b, S, E, bk);
-    const T* vb = read_rows(v, d.v, H, b, S, Ev, bv);
-    const T* ob = read_rows(out, d.out, H, b, L, Ev, bo);
-    const T* gob = read_rows(dout, d.out, H, b, L, Ev, bg);
+    static thread_local RowMatrix<T> p, dp, pd, dm;
+    const Rows<const T> qb = rows_of(q, d.q, H, b), kb = rows_of(k, d.k, H, b), vb = rows_of(v, d.v, H, b);
+    const Rows<const T> ob = rows_of(out, d.out, H, b), gob = rows_of(dout, d.out, H, b);
     const T* lb = lse + b * L;
     const T* bias_b = bias ? bias + ((b / d.bias_div) % d.bias_count) * L * S : nullptr;
-    T* dqb = write_rows(dq, d.q, H, b, L, E, sq);
-    T* dkb = write_rows(dk, d.k, H, b, S, E, sk);
-    T* dvb = write_rows(dv, d.v, H, b, S, Ev, sv);
+    const Rows<T> dqb = rows_of(dq, d.q, H, b), dkb = rows_of(dk, d.k, H, b), dvb = rows_of(dv, d.v, H, b);
     T* dbias_b = dbias ? dbias + b * L * S : nullptr;
-    MatrixMap<T>(dqb, L, E).setZero();
-    MatrixMap<T>(dkb, S, E).setZero();
-    MatrixMap<T>(dvb, S, Ev).setZero();
+    dqb.map(L, E).setZero();
+    dkb.map(S, E).setZero();
+    dvb.map(S, Ev).setZero();
     if (dbias_b != nullptr) MatrixMap<T>(dbias_b, L, S).setZero();
     Eigen::Matrix<T, Eigen::Dynamic, 1> delta =
-        (ConstMatrixMap<T>(ob, L, Ev).array() * ConstMatrixMap<T>(gob, L, Ev).array()).rowwise().sum();
+        (ob.map(L, Ev).array() * gob.map(L, Ev).array()).rowwise().sum();
     for (index_t j0 = 0; j0 < S; j0 += kSdpaBlockCols) {
       const index_t cols = std::min(kSdpaBlockCols, S - j0);
       const index_t istart = causal ? std::min(L, j0) / kSdpaBlockRows * kSdpaBlockRows : 0;
@@ -251,30 +259,27 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* o
         scores(p, qb, kb, bias_b, i0, rows, j0, cols, S, E, causal, scale);
         p.array().colwise() -= ConstMatrixMap<T>(lb + i0, rows, 1).array().col(0);
         exp_block(p, bias_b != nullptr || (causal && j0 + cols - 1 > i0));
-        const T* dO = gob + i0 * Ev;
+        const Rows<const T> dO = gob.at(i0);
         dp.resize(rows, cols);
-        gemm(dO, vb + j0 * Ev, dp.data(), rows, Ev, cols, false, true, false);  // dO·Vⱼᵀ
+        gemm(dO, vb.at(j0), rows_in(dp), rows, Ev, cols, false, true, false);  // dO·Vⱼᵀ
         if (mask.active()) {  // D (0 or 1/(1−p)) hashed once for the block, applied to P and to dP
           dm.setOnes(rows, cols);
           apply_dropout(dm, mask, b, i0, j0, L, S);
           pd = p.cwiseProduct(dm);
-          gemm(pd.data(), dO, dvb + j0 * Ev, cols, rows, Ev, true, false, true);  // dVⱼ += (P∘D)ᵀ·dO
+          gemm(rows_in(std::as_const(pd)), dO, dvb.at(j0), cols, rows, Ev, true, false, true);  // dVⱼ += (P∘D)ᵀ·dO
           dp.array() *= dm.array();
         } else {
-          gemm(p.data(), dO, dvb + j0 * Ev, cols, rows, Ev, true, false, true);   // dVⱼ += Pᵀ·dO
+          gemm(rows_in(std::as_const(p)), dO, dvb.at(j0), cols, rows, Ev, true, false, true);  // dVⱼ += Pᵀ·dO
         }
         // dS = P∘(dP − δ): the gradient of the scores (of an additive mask); scaled, that of q·kᵀ
         p.array() *= (dp.colwise() - delta.segment(i0, rows)).array();
         if (dbias_b != nullptr)
           StridedMatrixMap<T>(dbias_b + i0 * S + j0, rows, cols, Eigen::OuterStride<>(S)) = p;
         p *= scale;
-        gemm(p.data(), kb + j0 * E, dqb + i0 * E, rows, cols, E, false, false, true);  // dQᵢ += dS·Kⱼ
-        gemm(p.data(), qb + i0 * E, dkb + j0 * E, cols, rows, E, true, false, true);   // dKⱼ += dSᵀ·Qᵢ
+        gemm(rows_in(std::as_const(p)), kb.at(j0), dqb.at(i0), rows, cols, E, false, false, true);  // dQᵢ += dS·Kⱼ
+        gemm(rows_in(std::as_const(p)), qb.at(i0), dkb.at(j0), cols, rows, E, true, false, true);   // dKⱼ += dSᵀ·Qᵢ
       }
     }
-    write_back(dq, d.q, H, b, L, E, sq);
-    write_back(dk, d.k, H, b, S, E, sk);
-    write_back(dv, d.v, H, b, S, Ev, sv);
   });
 }
 

@@ -582,3 +582,36 @@ def test_save_load_round_trip_with_batch_norm(tmp_path):
     assert loaded.state_dict()["1.num_batches_tracked"] == 5
     assert set(loaded.state_dict()) == set(model.state_dict())
     assert loaded(x).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_backward_many_rows_one_pass(dtype, affine):
+    # 301 rows: the one-pass kernel's blocks of rows (the last one partial) and a split over threads; the
+    # parameter sums combine the blocks in a fixed order, so the bits do not depend on the thread count.
+    r = rng(301)
+    x = (r.standard_normal((301, 37)) * 2 + 1).astype(dtype)
+    dy = r.standard_normal((301, 37)).astype(dtype)
+    w = r.standard_normal(37).astype(dtype) if affine else None
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    s = F32_SCALE[dtype]
+    _, mean, invstd = ops.layer_norm_forward(x, 1, w, None, 1e-5)
+    xhat, _, _ = normalize_oracle(x64, (1,), 1e-5)
+    results, before = [], fnn.get_num_threads()
+    for threads in (1, 2):
+        fnn.set_num_threads(threads)
+        try:
+            gw, gb = np.full(37, 0.5, dtype), np.full(37, -1.0, dtype)
+            dx = ops.layer_norm_backward(dy, x, 1, mean, invstd, w, gw, gb)
+            only_params = ops.layer_norm_backward(dy, x, 1, mean, invstd, w, gw2 := np.ones(37, dtype), None,
+                                                  need_input_grad=False, accumulate_weight=False)
+        finally:
+            fnn.set_num_threads(before)
+        results.append((dx, gw, gb, gw2))
+        assert only_params is None
+        close(dx, normalize_backward_oracle(x64, (1,), 1e-5, dy64 * (w if affine else 1.0)), dtype, s)
+        close(gw, 0.5 + np.sum(dy64 * xhat, axis=0), dtype, s)
+        close(gb, -1.0 + np.sum(dy64, axis=0), dtype, s)
+        close(gw2, np.sum(dy64 * xhat, axis=0), dtype, s)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -6,7 +6,8 @@ eval-mode forward), plus the fused attention kernel's GFLOP/s.
     -> mean over tokens -> Linear(128, 10); SGD lr 0.01 momentum 0.9, cross-entropy, fixed seed.
 
 Both libraries start from the same weights (torch's state_dict loaded strictly into fastnn); the losses are
-checked equal in eval mode before timing, then both train with dropout.
+checked equal in eval mode before timing, then both train with dropout. The eval forward also runs in
+onnxruntime (the model exported with fnn.onnx.export) when that is installed.
 
     python bench/bench_transformer.py [--threads 2] [--repeats 9]
 """
@@ -91,6 +92,30 @@ def attention_gflops(threads, repeats=5):
               f"{bwd_flops / best['bwd'] / 1e9 / peak:.0%} of peak)")
 
 
+def onnxruntime_session(model, ids, threads):
+    """The eval-mode model exported with fnn.onnx.export and loaded in onnxruntime on `threads` threads (its
+    outputs checked against fastnn's), or None when onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime not installed: the eval forward is compared with PyTorch only")
+        return None
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "w9.onnx")
+        fnn.onnx.export(model, path, example_inputs=[ids])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # no spinning between runs: its idle threads would take the cores from the runs interleaved with it
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: ids})[0]
+    assert np.allclose(out, model(ids), rtol=1e-4, atol=1e-4), "onnxruntime and fastnn disagree"
+    return session
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
@@ -125,9 +150,16 @@ def main():
         with torch.no_grad():
             tmodel(tids)
     evals = {"fastnn": lambda: model(ids), "torch": torch_eval}
+    session = onnxruntime_session(model, ids, args.threads)
+    if session is not None:
+        feed = {session.get_inputs()[0].name: ids}
+        evals["onnxruntime"] = lambda: session.run(None, feed)
     warm_up(evals, 3)
     res = interleaved(evals, 10, args.repeats)
     report("W9 eval-mode forward (batch 32 x 64 tokens)", "ms", 1e3, res)
+    if session is not None:
+        print(f"{'W9 eval-mode forward against onnxruntime':<58} fastnn {res['fastnn'] * 1e3:9.1f} ms   "
+              f"onnxruntime {res['onnxruntime'] * 1e3:6.1f} ms   ratio {res['fastnn'] / res['onnxruntime']:5.2f}")
     attention_gflops(args.threads)
 
 

@@ -32,6 +32,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/batched_gemm.hpp"
 #include "kernels/dense.hpp"
 #include "kernels/dropout.hpp"
 #include "kernels/entry.hpp"
@@ -80,29 +81,11 @@ Rows<T> rows_of(T* base, const SdpaLayout& lay, index_t heads, index_t b) {
   return {base + (b / heads) * lay.batch_stride + (b % heads) * lay.head_stride, lay.row_stride};
 }
 
-// C (n, m) (+)= op(A)·op(B), one single-threaded Eigen GEMM (the same product code F.matmul's batched_gemm
-// compiles: every operand is a strided row-major map, a transposed one a column-major view of it). A is (n, k),
-// or stored (k, n) when trans_a; B is (k, m), or stored (m, k) when trans_b.
+// C (n, m) (+)= op(A)·op(B) on strided operands (batched_gemm.hpp's product, as F.matmul runs it).
 template <typename T>
 void gemm(Rows<const T> a, Rows<const T> b, Rows<T> c, index_t n, index_t k, index_t m, bool trans_a, bool trans_b,
           bool accumulate) {
-  auto C = c.map(n, m);
-  auto finish = [&](const auto& A, const auto& B) {
-    if (accumulate)
-      C.noalias() += A * B;
-    else
-      C.noalias() = A * B;
-  };
-  auto with_b = [&](const auto& A) {
-    if (trans_b)
-      finish(A, b.map(m, k).transpose());
-    else
-      finish(A, b.map(k, m));
-  };
-  if (trans_a)
-    with_b(a.map(k, n).transpose());
-  else
-    with_b(a.map(n, k));
+  gemm_strided(a.p, a.stride, b.p, b.stride, c.p, c.stride, n, k, m, trans_a, trans_b, accumulate);
 }
 
 template <typename T>

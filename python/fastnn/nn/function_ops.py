@@ -1043,6 +1043,11 @@ class MultiHeadAttention(Op):
             k, v = np.ascontiguousarray(k, dtype=q.dtype), np.ascontiguousarray(v, dtype=q.dtype)
             N, L, E = q.shape
             S, Ev = k.shape[1], v.shape[2]
+            # a graph traced once runs for any sizes: the module's own checks saw only the traced example's
+            if k.shape[0] != N or v.shape[0] != N or v.shape[1] != S or k.shape[2] != E:
+                raise ValueError(f"multi_head_attention: query, key and value must have one batch size and key and "
+                                 f"value one sequence length, got projections of shapes {q.shape}, {k.shape}, "
+                                 f"{v.shape} (batch first)")
             base = (0, 0, 0)
             row = (E, E, Ev)
         D, Dv = E // H, Ev // H

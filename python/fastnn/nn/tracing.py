@@ -31,7 +31,7 @@ from .function_ops import OPS
 from .graph_def import DimRef, GraphDef, InputSpec, Node, Ref
 from .module import Module, Parameter, Symbolic, tracing_state
 
-__all__ = ["Value", "Dim", "TraceError", "Session", "record_call", "build_graph", "no_side_effects"]
+__all__ = ["Value", "Dim", "TraceError", "Session", "record_call", "build_graph", "no_side_effects", "checked_shape"]
 
 _FASTNN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _order = itertools.count()
@@ -198,6 +198,13 @@ class Dim:
 
     def __float__(self):
         return float(self.consume())
+
+
+def checked_shape(x):
+    """x's shape as plain ints, for a module's input checks: a traced Value gives its example's shape without
+    tying the graph to those sizes (reading Dims as numbers would). Only for checks that hold for every input
+    the graph can take once they hold for the example (feature sizes; sizes two inputs of one call share)."""
+    return tuple(np.shape(x.example)) if isinstance(x, Value) else tuple(np.shape(x))
 
 
 def _plain(o):

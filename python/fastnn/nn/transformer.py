@@ -25,7 +25,7 @@ from .dropout import Dropout
 from .linear import Linear
 from .module import Module, Parameter
 from .normalization import LayerNorm
-from .tracing import record_call
+from .tracing import checked_shape, record_call
 
 __all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer"]
@@ -199,7 +199,7 @@ class MultiheadAttention(Module):
             raise ValueError(f"{where}: query, key and value must all be 3-D (batched) or 2-D (unbatched), got "
                              f"shapes {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
         for name, x, d in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
-            if int(x.shape[-1]) != d:
+            if checked_shape(x)[-1] != d:
                 raise ValueError(f"{where}: {name} must end in {d} features, got shape {tuple(x.shape)}")
         unbatched = query.ndim == 2
         same_kv = key is value
@@ -215,8 +215,9 @@ class MultiheadAttention(Module):
             query = query.transpose(0, 1)
             key = query if same_qkv else key.transpose(0, 1)
             value = key if same_kv else value.transpose(0, 1)
-        N, L, S = query.shape[0], query.shape[1], key.shape[1]
-        if key.shape[0] != N or value.shape[0] != N or value.shape[1] != S:
+        N, L, S = query.shape[0], query.shape[1], key.shape[1]  # Dims when traced: the graph takes any N, L, S
+        qs, ks, vs = checked_shape(query), checked_shape(key), checked_shape(value)
+        if ks[0] != qs[0] or vs[0] != qs[0] or vs[1] != ks[1]:
             raise ValueError(f"{where}: query, key and value must have one batch size and key and value one "
                              f"sequence length, got shapes {tuple(query.shape)}, {tuple(key.shape)}, "
                              f"{tuple(value.shape)} (batch first)")

@@ -136,8 +136,57 @@ def test_specialised_trace_saves_for_its_shapes_only(tmp_path):
     fnn.save(model, tmp_path / "p.fnn")
     loaded = fnn.load(tmp_path / "p.fnn")
     np.testing.assert_array_equal(loaded(x), y)
-    with pytest.raises(ValueError, match=r"traced for inputs of shapes \[\[4, 3\]\] only"):
+    with pytest.raises(ValueError, match=r"traced for inputs with size 4 on axis 0 of input 0"):
         loaded(np.ones((5, 3), np.float32))
+
+
+class CellLoop(nn.Module):
+    """An LSTMCell unrolled over x.shape[1] in Python: the trace fixes the sequence length, not the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell, self.fc = nn.LSTMCell(3, 5), nn.Linear(5, 2)
+
+    def forward(self, x):
+        state = None
+        for t in range(x.shape[1]):
+            state = self.cell(x[:, t], state)
+        return self.fc(state[0])
+
+
+class FromHidden(nn.Module):
+    """A size read from an intermediate value (not an input): the trace holds for its input shapes only."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return h * (1.0 / h.shape[0])
+
+
+def test_a_trace_fixes_only_the_input_sizes_it_used(tmp_path):
+    r = np.random.default_rng(3)
+    model = CellLoop()
+    model(r.standard_normal((4, 6, 3)).astype(np.float32))          # traced at batch 4, 6 steps
+    fnn.save(model, tmp_path / "cells.fnn")
+    loaded = fnn.load(tmp_path / "cells.fnn")
+    for batch in (1, 4, 9):
+        x = r.standard_normal((batch, 6, 3)).astype(np.float32)
+        fresh = CellLoop()
+        fresh.load_state_dict(model.state_dict())
+        want = fresh(x)                                              # a trace of its own at this batch size
+        np.testing.assert_allclose(model(x), want, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(loaded(x), want, rtol=1e-6, atol=1e-7)
+    assert model(np.ones((2, 8, 3), np.float32)).shape == (2, 2)  # 8 steps: traced anew in memory
+    with pytest.raises(ValueError, match=r"must have shape \(N, 6, 3\)"):  # a saved graph: its own length
+        loaded(np.ones((2, 8, 3), np.float32))
+    other = FromHidden()
+    other(np.ones((4, 3), np.float32))
+    fnn.save(other, tmp_path / "hidden.fnn")
+    with pytest.raises(ValueError, match=r"traced for inputs of shapes \[\[4, 3\]\] only"):
+        fnn.load(tmp_path / "hidden.fnn")(np.ones((5, 3), np.float32))
 
 
 def _arch(path):

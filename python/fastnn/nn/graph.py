@@ -273,10 +273,9 @@ class Graph(Module):
                     s is not None and s != t for s, t in zip(spec.shape, x.shape[1:]))):
                 want = "(N, " + ", ".join("?" if s is None else str(s) for s in spec.shape) + ")"
                 raise ValueError(f"Graph: input '{spec.name}' must have shape {want}, got {x.shape}")
-        special = ex.graph.specialized
-        if special is not None and [list(x.shape) for x in inputs] != special["shapes"]:
-            raise ValueError(f"Graph: this graph was traced for inputs of shapes {special['shapes']} only (its "
-                             f"forward used a size as a number at {special['where']}); got "
+        if not ex.graph.holds_for([x.shape for x in inputs]):
+            raise ValueError(f"Graph: this graph was traced for {ex.graph.fixed_sizes()} (its forward used a size "
+                             f"as a number at {ex.graph.specialized['where']}); got "
                              f"{[list(x.shape) for x in inputs]}")
         out, run = ex.forward(inputs)
         self._run = (ex, run)

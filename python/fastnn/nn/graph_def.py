@@ -72,8 +72,11 @@ def _collect_refs(value, found):
 
 
 class GraphDef:
-    """See the module docstring. `specialized`, when not None, records why the trace holds for its input
-    shapes only: {"shapes": [...], "where": "file.py:12"}."""
+    """See the module docstring. `specialized`, when not None, records that the trace used input sizes as
+    numbers: {"shapes": [...] (the traced inputs' shapes), "where": "file.py:12", "axes": [[input, axis,
+    size], ...]}. With "axes" the graph holds for any input with those sizes on those axes (a loop over
+    x.shape[1] fixes the sequence length, not the batch size); without it (a size read from an intermediate
+    value, or a file saved before "axes" existed) for the traced shapes only."""
 
     __slots__ = ("inputs", "nodes", "outputs", "constants", "specialized")
 
@@ -84,6 +87,24 @@ class GraphDef:
         self.constants = dict(constants or {})
         self.specialized = specialized
         self.validate()
+
+    def holds_for(self, shapes):
+        """Whether this graph computes the model's forward for inputs of these shapes."""
+        special = self.specialized
+        if special is None:
+            return True
+        axes = special.get("axes")
+        if axes is None:
+            return [list(s) for s in shapes] == special["shapes"]
+        return all(len(shapes[k]) > axis and shapes[k][axis] == size for k, axis, size in axes)
+
+    def fixed_sizes(self):
+        """The input sizes this graph holds for, in words (for errors)."""
+        special = self.specialized
+        axes = special.get("axes")
+        if axes is None:
+            return f"inputs of shapes {special['shapes']} only"
+        return "inputs with " + ", ".join(f"size {size} on axis {axis} of input {k}" for k, axis, size in axes)
 
     def validate(self):
         """Checks references point backwards, inputs are numbered in order and targets are well formed."""

@@ -4,7 +4,8 @@ The first call for a kind of input (the structure of the arguments, each array's
 training mode) records the forward (fastnn.nn.tracing) on the real input, with side effects undone
 (random stream, batch-norm statistics), and plans an Executor for it; that call and every later one of the
 same kind run the executor. A trace that used a size as a number (x.shape[0] * 2, len(x), if x.shape[1]
-== 3) holds for its input shapes only, and is kept per shape.
+== 3) holds only for inputs with the sizes it read (GraphDef.holds_for: those axes of those inputs, or the
+whole input shapes when it read a size of an intermediate value), and is kept beside the traces of other sizes.
 
 Traced modules inside a traced forward are recorded into the same graph (inlined), so a model of blocks
 is one flat graph; modules with a backward of their own are single nodes. fastnn.nn installs a
@@ -172,7 +173,8 @@ def _trace(module, user_forward, arrays, skeleton):
     graph = build_graph(session.records, values, out, lambda r: paths[id(r.target)], lambda r: r.name, names)
     if session.specialized_at is not None:
         graph.specialized = {"where": session.specialized_at,
-                             "shapes": [list(np.shape(a)) for a in arrays]}
+                             "shapes": [list(np.shape(a)) for a in arrays],
+                             "axes": None if session.fixed_other else session.fixed_axes}
     inlined_paths = [paths[id(m)] for m, _ in session.inlined]
     return TracedTrace(graph, Executor(graph, module), session.inlined, inlined_paths, skeleton)
 
@@ -200,8 +202,9 @@ class GraphRuntime:
             traces = d["_traces"] = OrderedDict()
         key = (module.training, skeleton, tuple([(a.ndim, a.dtype) for a in arrays]))
         entry = traces.get(key)
-        if isinstance(entry, dict):  # specialised per shape
-            entry = entry.get(tuple(a.shape for a in arrays))
+        if isinstance(entry, dict):  # traces that fixed some input sizes: one that holds for these inputs
+            shapes = [a.shape for a in arrays]
+            entry = next((e for e in entry.values() if e.graph.holds_for(shapes)), None)
         if entry is None or not entry.valid(module):
             entry = _trace(module, user_forward, arrays, skeleton)
             if entry.graph.specialized is not None:

@@ -104,6 +104,8 @@ class Session:
                 self.buffer_names.setdefault(id(b), name)
         self.inlined = []             # traced sub-modules whose forward was recorded into this graph
         self.specialized_at = None    # where the trace first used a size as a number
+        self.fixed_axes = []          # [input, axis, size] of each input size it used so
+        self.fixed_other = False      # whether it used a size of a value other than an input
         self._leaves = {}             # id(Parameter or array) -> Value of its attr/constant record
 
     def where(self):
@@ -129,9 +131,17 @@ class Session:
         self._leaves[id(obj)] = (v, obj)  # holding obj keeps its id unique while recording
         return v
 
-    def specialize(self):
+    def specialize(self, dim):
+        """The trace used `dim` as a number: the graph holds only for inputs with that size there."""
         if self.specialized_at is None:
             self.specialized_at = user_location() or "?"
+        rec = dim.value._rec
+        if rec.op == "input" and dim.value._path == ():
+            fixed = [rec.target, dim.axis, dim.size]
+            if fixed not in self.fixed_axes:
+                self.fixed_axes.append(fixed)
+        else:
+            self.fixed_other = True
 
     @contextlib.contextmanager
     def active(self):
@@ -170,7 +180,7 @@ class Dim:
     def consume(self):
         session = self.value._rec.session
         if session is not None:
-            session.specialize()
+            session.specialize(self)
         elif self.is_dynamic():
             raise TraceError(f"a Keras-style graph used the batch-dependent size {self.size} (axis "
                              f"{self.axis} of a value of shape {_shape_str(self.value)}) as a number "

@@ -38,6 +38,24 @@ template <typename T>
 constexpr index_t kLhsPanel = Eigen::internal::gebp_traits<T, T>::mr;
 constexpr index_t kRhsPanel = 8;
 
+// Which way to split a GEMM over the threads, in Eigen's column-major view C [m, n] = A [m, k] · B [k, n]:
+// by rows of A (kLhsPanel panels) or by columns of B (kRhsPanel panels). Each thread computes its share of the
+// multiply-adds and packs its share of the split operand and all of the other; the split with the smaller
+// cost on the slowest thread wins (dW of a 256 -> 128 layer: its 256 inputs split 144 : 112 on 48-row panels, its
+// 128 outputs 64 : 64 on 8-column ones). Either split sums every entry as the unsplit product does, so the
+// choice changes no bit.
+constexpr double kPackCost = 16;  // packing one element, in multiply-adds (fitted on Zen 4 to Eigen's GEMMs)
+template <typename T>
+bool split_columns(index_t m, index_t n, index_t k) {
+  const int threads = runtime::max_threads();
+  const index_t macs = m * n * k;
+  const double by_rows = largest_share(m, kLhsPanel<T>, macs, kParallelMinMacs, threads);
+  const double by_cols = largest_share(n, kRhsPanel, macs, kParallelMinMacs, threads);
+  const double rows_cost = by_rows * double(macs) + kPackCost * (by_rows * double(m * k) + double(k * n));
+  const double cols_cost = by_cols * double(macs) + kPackCost * (double(m * k) + by_cols * double(k * n));
+  return cols_cost < rows_cost;
+}
+
 // y = x·Wᵀ + b, split over output features: each thread reads only its rows of W. At batch 1 this is a
 // GEMV bound by reading W, and each core's slice of W stays in its own L2 cache from one call to the next.
 // Layers too narrow to split (a classifier's last layer) are split over the batch instead.
@@ -57,11 +75,13 @@ void dense_forward(const T* x, const T* weight, const T* bias, T* y, index_t bat
     }
   };
   const index_t macs = batch * in_features * out_features;
+  // Eigen's view yᵀ = W·xᵀ: output features are its lhs rows, the batch its rhs columns.
   // A long batch through a small W (a Transformer's projections over batch × tokens rows) is split over the
-  // batch too, evenly: 128 outputs split on 48-row panels would be 96 : 32, and each thread packing all of a
-  // small W costs little. (Chosen by shapes only, so the bits still do not depend on the thread count.)
+  // batch too, evenly: each thread packing all of a small W costs little. Otherwise each thread keeps to its
+  // own rows of W, which the optimizer update then writes on that same core (split over the batch at batch 64,
+  // both cores read all of W and the update pays for every line the other core holds).
   const bool long_batch = batch >= 512 && out_features * in_features * index_t(sizeof(T)) <= (index_t(1) << 20);
-  if (out_features < 2 * kLhsPanel<T> || long_batch) {  // Eigen's view yᵀ = W·xᵀ: the batch is its rhs columns
+  if (out_features < 2 * kLhsPanel<T> || long_batch) {
     for_each_slice(batch, kRhsPanel, macs, kParallelMinMacs,
                    [&](index_t begin, index_t count) { slice(begin, count, 0, out_features); });
     return;
@@ -76,8 +96,9 @@ template <typename T>
 void dense_backward_input(const T* grad_y, const T* weight, T* grad_x, index_t batch, index_t in_features,
                           index_t out_features) {
   const index_t macs = batch * in_features * out_features;
+  // Eigen runs row-major products transposed (dxᵀ = Wᵀ·dyᵀ): input features are its lhs rows, the batch its
+  // rhs columns (split on 8-column panels: batch 64 goes 32 : 32).
   if (in_features > batch && out_features * in_features * index_t(sizeof(T)) > (index_t(512) << 10)) {
-    // Eigen runs row-major products transposed (dxᵀ = Wᵀ·dyᵀ): input features are its lhs rows.
     for_each_slice(in_features, kLhsPanel<T>, macs, kParallelMinMacs, [&](index_t begin, index_t count) {
       ConstMatrixMap<T> dY(grad_y, batch, out_features);
       ConstStridedMatrixMap<T> W(weight + begin, out_features, count, Eigen::OuterStride<>(in_features));
@@ -86,7 +107,7 @@ void dense_backward_input(const T* grad_y, const T* weight, T* grad_x, index_t b
     });
     return;
   }
-  for_each_slice(batch, kLhsPanel<T>, macs, kParallelMinMacs, [&](index_t begin, index_t count) {
+  for_each_slice(batch, kRhsPanel, macs, kParallelMinMacs, [&](index_t begin, index_t count) {
     ConstMatrixMap<T> dY(grad_y + begin * out_features, count, out_features);
     ConstMatrixMap<T> W(weight, out_features, in_features);
     MatrixMap<T> dX(grad_x + begin * in_features, count, in_features);
@@ -96,10 +117,8 @@ void dense_backward_input(const T* grad_y, const T* weight, T* grad_x, index_t b
 
 // dW (+)= dyᵀ·x, split over output features (rows of dW) or input features (its columns; Eigen's lhs rows in
 // its view dWᵀ = xᵀ·dy): no partial sums to combine either way. Each thread packs its share of the split
-// operand and all of the other, so the split goes along the wider of the two (x [batch, in] is the bigger
-// one to pack when in > out: a Transformer's second feed-forward layer packed all of it on each thread).
-// Layers too narrow to split over output features are split over input features. Eigen's depth blocking
-// depends on the batch only, so either split sums every entry in the same order.
+// operand and all of the other; split_columns weighs that against how evenly each split shares the work.
+// Eigen's depth blocking depends on the batch only, so either split sums every entry in the same order.
 template <typename T>
 void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t batch, index_t in_features,
                            index_t out_features, bool accumulate) {
@@ -113,7 +132,7 @@ void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t 
       dW.noalias() = dY.transpose() * X;
   };
   const index_t macs = batch * in_features * out_features;
-  if (out_features < 2 * kRhsPanel || (out_features < in_features && in_features >= 2 * kLhsPanel<T>)) {
+  if (!split_columns<T>(in_features, out_features, batch)) {  // Eigen's view dWᵀ = xᵀ·dy
     for_each_slice(in_features, kLhsPanel<T>, macs, kParallelMinMacs,
                    [&](index_t begin, index_t count) { slice(0, out_features, begin, count); });
     return;

@@ -45,25 +45,53 @@ void run_team(int threads, Body& body) {
 
 }  // namespace detail
 
-// Calls fn(begin, count) on contiguous slices of [0, n), one per thread, each a multiple of `granule`
-// (SIMD width or GEMM panel) except the last, which is never shorter than a granule: a tail that would be joins
-// the slice before it (a GEMM slice of one row would take Eigen's GEMV path and sum in another order than the
-// whole product does). Runs inline on one thread when `work` is below `min_work`.
+// Slice t of `slices` cut from [0, n) on whole granules: the boundaries are t·panels/slices rounded to the
+// nearest panel (panels = n / granule, at least `slices`), and the last slice also takes the remainder of under
+// a granule. Every slice is at least one granule, and the largest is as small as whole panels allow: 128 rows
+// on 48-row panels split 48 : 80, not 96 : 32. (Out of line: for_each_slice is inlined into every kernel.)
+struct Slice {
+  index_t begin, count;
+};
+[[gnu::noinline]] inline Slice slice_of(index_t n, index_t granule, index_t t, index_t slices) {
+  if (t >= slices) return {n, 0};
+  const index_t panels = n / granule;
+  const index_t begin = (panels * t + slices / 2) / slices * granule;
+  const index_t end = t + 1 == slices ? n : (panels * (t + 1) + slices / 2) / slices * granule;
+  return {begin, end - begin};
+}
+
+// How many slices for_each_slice cuts n into on `threads` threads (1: it runs inline).
+[[gnu::noinline]] inline index_t slice_count(index_t n, index_t granule, index_t work, index_t min_work,
+                                             int threads) {
+  if (threads <= 1 || work < min_work || n < 2 * granule || runtime::in_parallel()) return 1;
+  return std::min<index_t>(threads, n / granule);
+}
+
+// The largest of those slices, as a fraction of n: what the slowest thread computes.
+[[gnu::noinline]] inline double largest_share(index_t n, index_t granule, index_t work, index_t min_work,
+                                              int threads) {
+  const index_t slices = slice_count(n, granule, work, min_work, threads);
+  index_t largest = 0;
+  for (index_t t = 0; t < slices; ++t) largest = std::max(largest, slice_of(n, granule, t, slices).count);
+  return double(largest) / double(n);
+}
+
+// Calls fn(begin, count) on contiguous slices of [0, n), one per thread (slice_of), each a multiple of
+// `granule` (SIMD width or GEMM panel) except the last, which is never shorter than a granule (a GEMM slice of
+// one row would take Eigen's GEMV path and sum in another order than the whole product does). Runs inline on
+// one thread when `work` is below `min_work`.
 template <typename Fn>
 void for_each_slice(index_t n, index_t granule, index_t work, index_t min_work, Fn&& fn) {
-  const int threads = runtime::max_threads();
-  if (threads <= 1 || work < min_work || n < 2 * granule || runtime::in_parallel()) {
+  const index_t slices = slice_count(n, granule, work, min_work, runtime::max_threads());
+  if (slices <= 1) {
     if (n > 0) fn(index_t(0), n);
     return;
   }
-  auto body = [&](index_t t, index_t nt) {
-    const index_t chunk = ((n + nt - 1) / nt + granule - 1) / granule * granule;
-    const index_t begin = t * chunk;
-    if (begin >= n || (begin > 0 && n - begin < granule)) return;  // nothing left, or a tail joined to t - 1
-    const index_t end = n - (begin + chunk) < granule ? n : begin + chunk;
-    fn(begin, end - begin);
+  auto body = [&](index_t t, index_t nt) {  // nt < slices if the runtime gave fewer threads than asked
+    const Slice s = slice_of(n, granule, t, std::min(slices, nt));
+    if (s.count > 0) fn(s.begin, s.count);
   };
-  detail::run_team(threads, body);
+  detail::run_team(static_cast<int>(slices), body);
 }
 
 // fn(i) for i in [0, n), spread over the threads in contiguous ranges when `parallel` holds (and there are

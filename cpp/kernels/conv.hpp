@@ -216,6 +216,12 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
       if (!grad_x) return;
     }
   }
+  // dx of a stride-2 convolution: per phase of dx, a stride-1 direct convolution of dy (kernels/conv_direct.hpp).
+  if (grad_x && detail::strided_input_grad_applies<T>(g, O, groups)) {
+    detail::strided_input_grad(grad_y, weight, grad_x, g, O);
+    grad_x = nullptr;
+    if (!grad_weight) return;
+  }
   // dx of a stride-1 convolution is itself a stride-1 convolution: of dy, padded by d·(k − 1) − pad, with the
   // weights' channel axes swapped and their taps flipped. When that one is shallow enough for the direct
   // kernel, it beats dcol = Wᵀ·dY (a GEMM only O deep) followed by col2im.
@@ -224,7 +230,8 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   transposed.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
   transposed.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
   transposed.out_h = g.height, transposed.out_w = g.width;
-  if (grad_x && transposed.pad_h >= 0 && transposed.pad_w >= 0 && detail::direct_applies<T>(transposed, groups)) {
+  if (grad_x && g.stride_h == 1 && g.stride_w == 1 && transposed.pad_h >= 0 && transposed.pad_w >= 0 &&
+      detail::direct_applies<T>(transposed, groups)) {
     // Group gi's flipped weights are [Cg, Og, kh, kw]: output channel gi·Cg + c of the transposed convolution.
     const index_t kk = g.kernel_h * g.kernel_w, C = g.channels;
     auto flipped = detail::uninitialized<T>(C * Og * kk);

@@ -38,8 +38,8 @@ CASES = [
     (2, 16, 30, 12, 30, (3, 3), 1, 1, 1, 1),        # dW and dcol/col2im over bands (22 + 8 rows)
     (2, 6, 9, 17, 12, (3, 3), 1, 1, 1, 3),          # grouped, stride 1: the direct kernel per group, both ways
     (2, 4, 7, 18, 8, (3, 3), 1, 1, 1, 4),           # depthwise with two outputs per channel, direct
-    (2, 5, 7, 7, 9, (3, 3), 1, 1, 1, 1),            # rows narrower than a packet: the direct kernel's flat layout,
-    (2, 3, 9, 9, 4, (3, 3), 1, 1, 2, 1),            # 49 outputs (a strip overlaps), dilated
+    (2, 5, 7, 7, 9, (3, 3), 1, 1, 1, 1),            # rows narrower than a packet (direct), 49 outputs,
+    (2, 3, 9, 9, 4, (3, 3), 1, 1, 2, 1),            # dilated
     (2, 64, 8, 8, 12, (3, 3), 1, 1, 1, 1),          # ResNet's last stage
 ]
 
@@ -60,12 +60,11 @@ DIRECT_DW = [
     (32, 16, 12, 32, 64, (3, 3), 1, 1, 1, 1),
 ]
 
-# Stride 2 (kernels/conv_direct.hpp): the forward as a direct convolution over phase planes of the input, dx as one
-# stride-1 direct convolution of dy per phase of dx. ResNet's shapes (rows of 16 and 8: full and half packets on
+# Stride 2 (kernels/conv_direct.hpp): the forward as a direct convolution over phase planes of the input (dx
+# through Wᵀ·dY and col2im). ResNet's shapes (rows of 16 and 8: full and half packets on
 # AVX-512), its 1×1 projection (phases no tap reaches), odd planes, no padding with a tail strip, stride 2 on one
 # axis, 5×5 and 4×4 kernels with padding up to 3, a kernel as large as the stride, one output pixel; dilation
-# and groups (direct forward, dx through col2im), stride 3 (im2col both ways). Planes of 8 × 8 and less run the
-# flat layout of the direct kernel (rows narrower than a packet).
+# and groups, stride 3 (im2col both ways).
 STRIDED = [
     (2, 16, 32, 32, 32, (3, 3), 2, 1, 1, 1),
     (2, 32, 16, 16, 64, (3, 3), 2, 1, 1, 1),
@@ -81,7 +80,7 @@ STRIDED = [
     (2, 3, 11, 12, 4, (3, 3), 2, 1, 2, 1),
     (2, 4, 8, 18, 4, (3, 3), 2, 1, 1, 2),
     (2, 3, 10, 10, 4, (3, 3), 3, 1, 1, 1),
-    # phase rows of 16 or more (dx per phase at every CPU level): odd widths, 5×5 and 4×4, one strided axis
+    # wider rows: odd widths, 5×5 and 4×4, one strided axis
     (2, 3, 9, 37, 5, (3, 3), 2, 1, 1, 1),
     (2, 4, 9, 36, 3, (5, 5), 2, 2, 1, 1),
     (2, 4, 7, 34, 3, (4, 4), 2, 3, 1, 1),
@@ -238,8 +237,8 @@ def _shifted(a, offset):
     (8, 16, 20, 20, 32, (3, 3), 1, 1, 1, 16),        # depthwise (×2), stride 1: direct per (image, group)
     (9, 4, 6, 32, 10, (3, 3), 1, 1, 1, 1),           # direct weight gradient: 9 images in 8 chunks
     (32, 16, 12, 32, 64, (3, 3), 1, 1, 1, 1),        # direct weight gradient: two cache passes per chunk
-    (6, 64, 8, 8, 64, (3, 3), 1, 1, 1, 1),           # flat layout of the direct kernel, both ways
-    (8, 16, 32, 32, 32, (3, 3), 2, 1, 1, 1),         # stride 2: direct forward, dx per phase
+    (6, 64, 8, 8, 64, (3, 3), 1, 1, 1, 1),           # ResNet's last stage
+    (8, 16, 32, 32, 32, (3, 3), 2, 1, 1, 1),         # stride 2: direct forward over phase planes
     (6, 32, 16, 16, 64, (3, 3), 2, 1, 1, 1),
     (8, 16, 32, 32, 32, (1, 1), 2, 0, 1, 1),
     (1, 40, 17, 33, 24, (3, 3), 2, 1, 1, 1),         # one image: output channels split over threads

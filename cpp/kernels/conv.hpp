@@ -216,12 +216,6 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
       if (!grad_x) return;
     }
   }
-  // dx of a stride-2 convolution: per phase of dx, a stride-1 direct convolution of dy (kernels/conv_direct.hpp).
-  if (grad_x && detail::strided_input_grad_applies<T>(g, O, groups)) {
-    detail::strided_input_grad(grad_y, weight, grad_x, g, O);
-    grad_x = nullptr;
-    if (!grad_weight) return;
-  }
   // dx of a stride-1 convolution is itself a stride-1 convolution: of dy, padded by d·(k − 1) − pad, with the
   // weights' channel axes swapped and their taps flipped. When that one is shallow enough for the direct
   // kernel, it beats dcol = Wᵀ·dY (a GEMM only O deep) followed by col2im.

@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/im2col.hpp"
@@ -95,20 +96,14 @@ struct DirectRows {
     if constexpr (kBlockO == 8) store(4, e0, e1), store(5, f0, f1), store(6, g0, g1), store(7, h0, h1);
   }
 
-  // Every output row of channels o0 .. o0 + kBlockO. Wp == 0: the scratch is in the flat layout (FlatLayout
-  // below), where the plane is one run of P ≥ 2L outputs: strips of 2L along it, the last moved left to end at P.
+  // Every output row of channels o0 .. o0 + kBlockO.
   static void rows(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
                    const ConvGeometry& g, index_t o0) {
     const index_t Wo = g.out_w, Ho = g.out_h;
     auto run = [&](index_t ha, index_t ca, index_t hb, index_t cb, index_t n_out) {
       strip(padded, Wp, taps, weight, bias, y, g, o0, ha, ca, hb, cb, n_out);
     };
-    if (Wp == 0) {
-      const index_t P = g.plane();
-      index_t p = 0;
-      for (; p + 2 * L <= P; p += 2 * L) run(0, p, 0, p + L, 0);
-      if (p < P) run(0, P - 2 * L, 0, P - L, 0);
-    } else if (Wo < L) {
+    if (Wo < L) {
       for (index_t oh = 0; oh < Ho; ++oh) run(oh, 0, oh, L, Wo);
     } else if (Wo == L) {  // one packet per row: two rows per strip
       for (index_t oh = 0; oh < Ho; oh += 2) run(oh, 0, std::min(oh + 1, Ho - 1), 0, 0);
@@ -159,59 +154,9 @@ inline SplitLayout split_layout(const ConvGeometry& g, index_t L) {
           Wo_padded + g.dilation_w * (g.kernel_w - 1) / g.stride_w, g.stride_h * g.stride_w};
 }
 
-// Planes narrower than a full packet (on AVX-512: 8×8 and smaller rows; ResNet's last stage) in full packets: the
-// flat layout holds kw·sh copies of the input, copy (j, p) channel c row r column t = padded input
-// (r·sh + p, t·sw + j·dw), rows Wo wide: then tap (c, i, j) reads, for the whole output plane, one contiguous run
-// of P values from row ⌊i·dh / sh⌋ of copy (j, (i·dh) mod sh), and strips run along the plane, not along rows.
-struct FlatLayout {
-  index_t rows, cols, channels;
-  index_t plane() const { return rows * cols; }
-};
-
-template <typename T>
-bool flat_applies(const ConvGeometry& g) {
-  constexpr index_t L = DirectPacket<T>::full;
-  return g.out_w < L && g.plane() >= 2 * L;
-}
-
-template <typename T>
-void direct_conv_image_flat(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
-  const index_t sh = g.stride_h, sw = g.stride_w, kk = g.kernel_h * g.kernel_w, C = g.channels;
-  const FlatLayout F{g.out_h + g.dilation_h * (g.kernel_h - 1) / sh, g.out_w, C};
-  T* copies = scratch<T>(0, g.kernel_w * sh * C * F.plane());
-  for (index_t j = 0; j < g.kernel_w; ++j) {
-    // Columns t read input w = t·sw + j·dw − pad_w: t in [lo, hi) fall inside the row.
-    index_t lo, hi;
-    valid_range(j * g.dilation_w - g.pad_w, sw, g.width, F.cols, lo, hi);
-    for (index_t p = 0; p < sh; ++p)
-      for (index_t c = 0; c < C; ++c)
-        for (index_t r = 0; r < F.rows; ++r) {
-          T* dst = copies + ((j * sh + p) * C + c) * F.plane() + r * F.cols;
-          const index_t h = r * sh + p - g.pad_h;
-          if (h < 0 || h >= g.height) {
-            std::fill(dst, dst + F.cols, T(0));
-            continue;
-          }
-          const T* src = x + (c * g.height + h) * g.width + j * g.dilation_w - g.pad_w;
-          std::fill(dst, dst + lo, T(0));
-          for (index_t t = lo; t < hi; ++t) dst[t] = src[t * sw];
-          std::fill(dst + hi, dst + F.cols, T(0));
-        }
-  }
-  auto taps = std::make_unique<index_t[]>(C * kk);
-  for (index_t c = 0; c < C; ++c)
-    for (index_t i = 0; i < g.kernel_h; ++i)
-      for (index_t j = 0; j < g.kernel_w; ++j) {
-        const index_t di = i * g.dilation_h;
-        taps[c * kk + i * g.kernel_w + j] = ((j * sh + di % sh) * C + c) * F.plane() + di / sh * F.cols;
-      }
-  direct_conv_channels<T, typename DirectPacket<T>::Full>(copies, 0, taps.get(), weight, bias, y, g, O);
-}
-
 template <typename T>
 void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
   using P = DirectPacket<T>;
-  if (flat_applies<T>(g)) return direct_conv_image_flat(x, weight, bias, y, g, O);
   const index_t sh = g.stride_h, sw = g.stride_w, kk = g.kernel_h * g.kernel_w, K = g.channels * kk;
   const SplitLayout S = split_layout(g, P::width(g.out_w));
   T* padded = scratch<T>(0, g.channels * S.channel());
@@ -268,101 +213,6 @@ bool direct_applies(const ConvGeometry& g, index_t groups) {
   const bool strides = (g.stride_h == 1 || (g.stride_h == 2 && g.kernel_h >= 2)) &&
                        (g.stride_w == 1 || (g.stride_w == 2 && g.kernel_w >= 2));
   return strides && row_bytes <= kDirectMaxRowBytes && (whole_strips || K <= kDirectMaxDepth);
-}
-
-// dx of a strided convolution (stride 2 on one axis or both, no dilation, no groups) as one stride-1 direct
-// convolution of dy per phase of dx, instead of dcol = Wᵀ·dY (a GEMM only O deep) and a scattering col2im. In
-// padded coordinates, dx row sh·a + p only receives taps i ≡ p (mod sh), i = p + sh·m, from dy row a − m (and
-// the same for columns), so phase (p, q) of dx is a correlation of dy with those taps flipped:
-//   dx[c, sh·a + p − pad_h, sw·b + q − pad_w] = Σ_o Σ_{m, n} w[o, c, p + sh·m, q + sw·n] · dy[o, a − m, b − n].
-// A phase that no tap reaches (a kernel narrower than the stride) is zero.
-struct InputGradPhase {
-  index_t p, q, a0, b0;  // phase, and its first row a and column b inside the image
-  ConvGeometry g;        // the stride-1 convolution of dy (C = O input channels) that gives it
-};
-
-inline std::vector<InputGradPhase> input_grad_phases(const ConvGeometry& g, index_t O) {
-  std::vector<InputGradPhase> phases;
-  const index_t sh = g.stride_h, sw = g.stride_w;
-  for (index_t p = 0; p < sh; ++p)
-    for (index_t q = 0; q < sw; ++q) {
-      InputGradPhase ph{p, q, 0, 0, g};
-      ConvGeometry& t = ph.g;
-      // Taps of the phase, and the dx rows sh·a + p − pad_h inside [0, H): a in [a0, a1).
-      t.kernel_h = p < g.kernel_h ? (g.kernel_h - p + sh - 1) / sh : 0;
-      t.kernel_w = q < g.kernel_w ? (g.kernel_w - q + sw - 1) / sw : 0;
-      ph.a0 = g.pad_h > p ? div_ceil(g.pad_h - p, sh) : 0;
-      ph.b0 = g.pad_w > q ? div_ceil(g.pad_w - q, sw) : 0;
-      t.out_h = std::max<index_t>(0, div_ceil(g.pad_h + g.height - p, sh) - ph.a0);
-      t.out_w = std::max<index_t>(0, div_ceil(g.pad_w + g.width - q, sw) - ph.b0);
-      t.channels = O, t.height = g.out_h, t.width = g.out_w;
-      t.stride_h = t.stride_w = t.dilation_h = t.dilation_w = 1;
-      // Output row a − a0 reads dy rows a − (kernel_h − 1) + m'.
-      t.pad_h = t.kernel_h - 1 - ph.a0, t.pad_w = t.kernel_w - 1 - ph.b0;
-      phases.push_back(ph);
-    }
-  return phases;
-}
-
-template <typename T>
-bool strided_input_grad_applies(const ConvGeometry& g, index_t O, index_t groups) {
-  // Strides of 2 with kernels that reach every phase (else most of dx is zeros, cheaper through col2im).
-  auto axis = [](index_t stride, index_t kernel) { return stride == 1 || (stride == 2 && kernel >= 2); };
-  if (groups != 1 || g.dilation_h != 1 || g.dilation_w != 1 || (g.stride_h == 1 && g.stride_w == 1) ||
-      !axis(g.stride_h, g.kernel_h) || !axis(g.stride_w, g.kernel_w))
-    return false;
-  // Phase rows of at least a full packet: on smaller planes (ResNet's 16×16 → 8×8 on AVX-512, 1 thread, loaded
-  // machine: 1.42–1.46 ms against col2im's 1.22–1.28) four small convolutions cost more than one GEMM.
-  for (const InputGradPhase& ph : input_grad_phases(g, O))
-    if (ph.g.kernel_h > 0 && ph.g.kernel_w > 0 && ph.g.plane() > 0 &&
-        (ph.g.out_w < DirectPacket<T>::full || !direct_applies<T>(ph.g, 1)))
-      return false;
-  return true;
-}
-
-// grad_x [N, C, H, W] of the convolution g (strided_input_grad_applies must hold).
-template <typename T>
-void strided_input_grad(const T* grad_y, const T* weight, T* grad_x, const ConvGeometry& g, index_t O) {
-  const std::vector<InputGradPhase> phases = input_grad_phases(g, O);
-  const index_t C = g.channels, kk = g.kernel_h * g.kernel_w, HW = g.height * g.width;
-  // Each phase's flipped taps as weights [C, O, kh', kw'], phase after phase.
-  std::vector<index_t> first(phases.size() + 1, 0);
-  for (size_t f = 0; f < phases.size(); ++f)
-    first[f + 1] = first[f] + C * O * phases[f].g.kernel_h * phases[f].g.kernel_w;
-  auto flipped = uninitialized<T>(first.back());
-  for (size_t f = 0; f < phases.size(); ++f) {
-    const InputGradPhase& ph = phases[f];
-    const index_t mh = ph.g.kernel_h, mw = ph.g.kernel_w;
-    T* wf = flipped.get() + first[f];
-    for (index_t c = 0; c < C; ++c)
-      for (index_t o = 0; o < O; ++o)
-        for (index_t m = 0; m < mh; ++m)
-          for (index_t n = 0; n < mw; ++n) {
-            const index_t i = ph.p + g.stride_h * (mh - 1 - m), j = ph.q + g.stride_w * (mw - 1 - n);
-            wf[((c * O + o) * mh + m) * mw + n] = weight[(o * C + c) * kk + i * g.kernel_w + j];
-          }
-  }
-  const index_t work = O * C * kk * g.columns();
-  parallel_for(g.batch, work >= kParallelMinMacs, [&](index_t n) {
-    T* dx = grad_x + n * C * HW;
-    for (size_t f = 0; f < phases.size(); ++f) {
-      const InputGradPhase& ph = phases[f];
-      const index_t A = ph.g.out_h, B = ph.g.out_w;
-      if (A == 0 || B == 0) continue;
-      const bool reached = ph.g.kernel_h > 0 && ph.g.kernel_w > 0;
-      T* out = scratch<T>(1, C * A * B);
-      if (reached)
-        direct_conv_image(grad_y + n * O * g.plane(), flipped.get() + first[f], static_cast<const T*>(nullptr),
-                          out, ph.g, C);
-      for (index_t c = 0; c < C; ++c)
-        for (index_t a = 0; a < A; ++a) {
-          const T* src = out + (c * A + a) * B;
-          T* row = dx + c * HW + (g.stride_h * (ph.a0 + a) + ph.p - g.pad_h) * g.width;
-          const index_t col0 = g.stride_w * ph.b0 + ph.q - g.pad_w;
-          for (index_t b = 0; b < B; ++b) row[col0 + g.stride_w * b] = reached ? src[b] : T(0);
-        }
-    }
-  });
 }
 
 }  // namespace fastnn::detail

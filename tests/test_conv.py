@@ -38,6 +38,9 @@ CASES = [
     (2, 16, 30, 12, 30, (3, 3), 1, 1, 1, 1),        # dW and dcol/col2im over bands (22 + 8 rows)
     (2, 6, 9, 17, 12, (3, 3), 1, 1, 1, 3),          # grouped, stride 1: the direct kernel per group, both ways
     (2, 4, 7, 18, 8, (3, 3), 1, 1, 1, 4),           # depthwise with two outputs per channel, direct
+    (2, 5, 7, 7, 9, (3, 3), 1, 1, 1, 1),            # rows narrower than a packet (direct), 49 outputs,
+    (2, 3, 9, 9, 4, (3, 3), 1, 1, 2, 1),            # dilated
+    (2, 64, 8, 8, 12, (3, 3), 1, 1, 1, 1),          # ResNet's last stage
 ]
 
 # Stride 1 with output rows of 16 or 32 (whole packets at every CPU level): the weight gradient straight from x
@@ -55,6 +58,34 @@ DIRECT_DW = [
     (2, 3, 4, 14, 4, (1, 1), 1, 1, 1, 1),
     (9, 2, 3, 16, 3, (3, 3), 1, 1, 1, 1),
     (32, 16, 12, 32, 64, (3, 3), 1, 1, 1, 1),
+]
+
+# Stride 2 (kernels/conv_direct.hpp): the forward as a direct convolution over phase planes of the input (dx
+# through Wᵀ·dY and col2im). ResNet's shapes (rows of 16 and 8: full and half packets on
+# AVX-512), its 1×1 projection (phases no tap reaches), odd planes, no padding with a tail strip, stride 2 on one
+# axis, 5×5 and 4×4 kernels with padding up to 3, a kernel as large as the stride, one output pixel; dilation
+# and groups, stride 3 (im2col both ways).
+STRIDED = [
+    (2, 16, 32, 32, 32, (3, 3), 2, 1, 1, 1),
+    (2, 32, 16, 16, 64, (3, 3), 2, 1, 1, 1),
+    (2, 16, 32, 32, 32, (1, 1), 2, 0, 1, 1),
+    (2, 3, 9, 11, 5, (3, 3), 2, 1, 1, 1),
+    (2, 3, 7, 36, 4, (3, 3), 2, 0, 1, 1),
+    (2, 4, 10, 13, 6, (3, 3), (2, 1), 1, 1, 1),
+    (2, 4, 11, 10, 6, (3, 3), (1, 2), (0, 1), 1, 1),
+    (2, 4, 9, 8, 3, (5, 5), 2, 2, 1, 1),
+    (2, 4, 8, 9, 3, (4, 4), 2, 3, 1, 1),
+    (2, 3, 6, 6, 4, (2, 2), 2, 0, 1, 1),
+    (1, 2, 3, 3, 2, (3, 3), 2, 1, 1, 1),
+    (2, 3, 11, 12, 4, (3, 3), 2, 1, 2, 1),
+    (2, 4, 8, 18, 4, (3, 3), 2, 1, 1, 2),
+    (2, 3, 10, 10, 4, (3, 3), 3, 1, 1, 1),
+    # wider rows: odd widths, 5×5 and 4×4, one strided axis
+    (2, 3, 9, 37, 5, (3, 3), 2, 1, 1, 1),
+    (2, 4, 9, 36, 3, (5, 5), 2, 2, 1, 1),
+    (2, 4, 7, 34, 3, (4, 4), 2, 3, 1, 1),
+    (2, 4, 10, 17, 6, (3, 3), (2, 1), 1, 1, 1),
+    (2, 4, 6, 40, 6, (3, 3), (1, 2), (0, 1), 1, 1),
 ]
 
 
@@ -75,7 +106,7 @@ def _run(case, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", CASES + DIRECT_DW)
+@pytest.mark.parametrize("case", CASES + DIRECT_DW + STRIDED)
 def test_conv2d_kernels_match_oracle(case, dtype):
     got, want = _run(case, dtype)
     depth = case[1] * np.prod(case[5]) + case[0] * 100  # longest sums (forward, dW/db over the batch)
@@ -86,7 +117,7 @@ def test_conv2d_kernels_match_oracle(case, dtype):
         np.testing.assert_allclose(a, e, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale * 10, err_msg=name)
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5], DIRECT_DW[0], DIRECT_DW[-1]])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5], DIRECT_DW[0], DIRECT_DW[-1], STRIDED[0], STRIDED[2]])
 def test_overwrite_and_skip_modes(case):
     """accumulate=False overwrites stale gradients; None skips dW/db; need_input_grad=False returns None."""
     N, C, H, W, O, k, s, p, d, g = case
@@ -155,6 +186,9 @@ def test_conv1d_matches_oracle():
     (lambda: fnn.nn.Conv1d(4, 6, 3, padding="same", groups=2), (2, 4, 7)),
     (lambda: fnn.nn.Conv1d(3, 2, 4, stride=3, padding=2), (2, 3, 9)),
     (lambda: fnn.nn.Conv2d(2, 3, 3, padding=1), (2, 5, 4)),   # unbatched (C, H, W)
+    (lambda: fnn.nn.Conv2d(3, 4, 3, stride=(2, 1), padding=1, bias=False), (2, 3, 7, 6)),
+    (lambda: fnn.nn.Conv2d(3, 4, 1, stride=2, bias=False), (2, 3, 5, 6)),
+    (lambda: fnn.nn.Conv2d(2, 3, 5, stride=2, padding=2), (2, 2, 7, 8)),
 ])
 def test_conv_gradients_finite_differences(make, x_shape):
     fnn.manual_seed(0)
@@ -203,6 +237,11 @@ def _shifted(a, offset):
     (8, 16, 20, 20, 32, (3, 3), 1, 1, 1, 16),        # depthwise (×2), stride 1: direct per (image, group)
     (9, 4, 6, 32, 10, (3, 3), 1, 1, 1, 1),           # direct weight gradient: 9 images in 8 chunks
     (32, 16, 12, 32, 64, (3, 3), 1, 1, 1, 1),        # direct weight gradient: two cache passes per chunk
+    (6, 64, 8, 8, 64, (3, 3), 1, 1, 1, 1),           # ResNet's last stage
+    (8, 16, 32, 32, 32, (3, 3), 2, 1, 1, 1),         # stride 2: direct forward over phase planes
+    (6, 32, 16, 16, 64, (3, 3), 2, 1, 1, 1),
+    (8, 16, 32, 32, 32, (1, 1), 2, 0, 1, 1),
+    (1, 40, 17, 33, 24, (3, 3), 2, 1, 1, 1),         # one image: output channels split over threads
 ])
 def test_conv_bits_do_not_depend_on_alignment_or_thread_count(case, dtype):
     N, C, H, W, O, k, s, p, d, g = case

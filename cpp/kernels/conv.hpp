@@ -224,7 +224,8 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   transposed.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
   transposed.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
   transposed.out_h = g.height, transposed.out_w = g.width;
-  if (grad_x && transposed.pad_h >= 0 && transposed.pad_w >= 0 && detail::direct_applies<T>(transposed, groups)) {
+  if (grad_x && g.stride_h == 1 && g.stride_w == 1 && transposed.pad_h >= 0 && transposed.pad_w >= 0 &&
+      detail::direct_applies<T>(transposed, groups)) {
     // Group gi's flipped weights are [Cg, Og, kh, kw]: output channel gi·Cg + c of the transposed convolution.
     const index_t kk = g.kernel_h * g.kernel_w, C = g.channels;
     auto flipped = detail::uninitialized<T>(C * Og * kk);

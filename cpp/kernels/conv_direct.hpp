@@ -1,8 +1,11 @@
-// Direct (im2col-free) convolution of one image (or one group of it), stride 1, any dilation: for shallow
+// Direct (im2col-free) convolution of one image (or one group of it), stride 1 or 2, any dilation: for shallow
 // layers (and inference), where building a column matrix would cost more than the arithmetic.
 #pragma once
 #include <Eigen/Core>
 #include <algorithm>
+#include <memory>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/im2col.hpp"
 #include "kernels/parallel.hpp"
@@ -22,10 +25,13 @@ struct DirectPacket {
   static index_t width(index_t Wo) { return use_half(Wo) ? half : full; }
 };
 
-// Direct convolution of output rows for stride 1 (any dilation), one group (inference and first layers: no
+// Direct convolution of output rows for stride 1 or 2 (any dilation), one group (inference and first layers: no
 // column matrix at all), on packets Pk of L lanes. The input planes were copied once into a zero-padded scratch
-// whose rows are long enough for whole packets. A strip is two packets of outputs, accumulated in registers
-// for kBlockO output channels, summing taps in (c, i, j) order with FMA: normally two packets of one row (at
+// (SplitLayout below): for stride s, each channel as s×s phase planes, phase (p, q) holding
+// the padded input's rows p, p + s, ... and columns q, q + s, ..., so that every kernel tap reads a contiguous run
+// of one phase plane for a run of outputs; rows are long enough for whole packets. `taps[k]` is tap k's offset
+// from an output position's own, k = (c·kh + i)·kw + j. A strip is two packets of outputs, accumulated in
+// registers for kBlockO output channels, summing taps in k order with FMA: normally two packets of one row (at
 // columns first and second, normally first + L); when rows are exactly one packet wide, the same columns of
 // two rows. Rows are covered with full packets only: the last strip moves left to end at Wo, overlapping its
 // neighbour (those columns are computed twice, the same way, so the same bits). Only rows narrower than one
@@ -36,48 +42,43 @@ struct DirectRows {
 
   // Packet a at (row ha, column ca), packet b at (hb, cb); n_out > 0: only the first n_out columns of row ha
   // are outputs (rows narrower than a packet; then hb == ha and cb == L).
-  static void strip(const T* padded, index_t Wp, index_t plane_p, const T* weight, const T* bias, T* y,
+  static void strip(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
                     const ConvGeometry& g, index_t o0, index_t ha, index_t ca, index_t hb, index_t cb,
                     index_t n_out) {
     namespace pk = Eigen::internal;
-    const index_t C = g.channels, kh = g.kernel_h, kw = g.kernel_w, Wo = g.out_w, K = C * kh * kw;
-    const index_t dh = g.dilation_h, dw = g.dilation_w;
+    const index_t Wo = g.out_w, K = g.channels * g.kernel_h * g.kernel_w;
     auto init = [&](int q) { return pk::pset1<Pk>(bias ? bias[o0 + q] : T(0)); };
     // Named accumulators (an array would live on the stack across the tap loops).
     Pk a0 = init(0), a1 = a0, b0, b1, c0, c1, d0, d1, e0, e1, f0, f1, g0, g1, h0, h1;
     if constexpr (kBlockO >= 4) b0 = b1 = init(1), c0 = c1 = init(2), d0 = d1 = init(3);
     if constexpr (kBlockO == 8) e0 = e1 = init(4), f0 = f1 = init(5), g0 = g1 = init(6), h0 = h1 = init(7);
     const T* w0 = weight + o0 * K;
-    for (index_t c = 0; c < C; ++c)
-      for (index_t i = 0; i < kh; ++i) {
-        const T* row_a = padded + c * plane_p + (ha + i * dh) * Wp + ca;
-        const T* row_b = padded + c * plane_p + (hb + i * dh) * Wp + cb;
-        const index_t tap0 = (c * kh + i) * kw;
-        for (index_t j = 0; j < kw; ++j) {
-          const Pk x0 = pk::ploadu<Pk>(row_a + j * dw), x1 = pk::ploadu<Pk>(row_b + j * dw);
-          const T* wt = w0 + tap0 + j;
-          Pk wq = pk::pset1<Pk>(wt[0]);
-          a0 = pk::pmadd(wq, x0, a0), a1 = pk::pmadd(wq, x1, a1);
-          if constexpr (kBlockO >= 4) {
-            wq = pk::pset1<Pk>(wt[K]);
-            b0 = pk::pmadd(wq, x0, b0), b1 = pk::pmadd(wq, x1, b1);
-            wq = pk::pset1<Pk>(wt[2 * K]);
-            c0 = pk::pmadd(wq, x0, c0), c1 = pk::pmadd(wq, x1, c1);
-            wq = pk::pset1<Pk>(wt[3 * K]);
-            d0 = pk::pmadd(wq, x0, d0), d1 = pk::pmadd(wq, x1, d1);
-          }
-          if constexpr (kBlockO == 8) {
-            wq = pk::pset1<Pk>(wt[4 * K]);
-            e0 = pk::pmadd(wq, x0, e0), e1 = pk::pmadd(wq, x1, e1);
-            wq = pk::pset1<Pk>(wt[5 * K]);
-            f0 = pk::pmadd(wq, x0, f0), f1 = pk::pmadd(wq, x1, f1);
-            wq = pk::pset1<Pk>(wt[6 * K]);
-            g0 = pk::pmadd(wq, x0, g0), g1 = pk::pmadd(wq, x1, g1);
-            wq = pk::pset1<Pk>(wt[7 * K]);
-            h0 = pk::pmadd(wq, x0, h0), h1 = pk::pmadd(wq, x1, h1);
-          }
-        }
+    const T* base_a = padded + ha * Wp + ca;
+    const T* base_b = padded + hb * Wp + cb;
+    for (index_t k = 0; k < K; ++k) {
+      const Pk x0 = pk::ploadu<Pk>(base_a + taps[k]), x1 = pk::ploadu<Pk>(base_b + taps[k]);
+      const T* wt = w0 + k;
+      Pk wq = pk::pset1<Pk>(wt[0]);
+      a0 = pk::pmadd(wq, x0, a0), a1 = pk::pmadd(wq, x1, a1);
+      if constexpr (kBlockO >= 4) {
+        wq = pk::pset1<Pk>(wt[K]);
+        b0 = pk::pmadd(wq, x0, b0), b1 = pk::pmadd(wq, x1, b1);
+        wq = pk::pset1<Pk>(wt[2 * K]);
+        c0 = pk::pmadd(wq, x0, c0), c1 = pk::pmadd(wq, x1, c1);
+        wq = pk::pset1<Pk>(wt[3 * K]);
+        d0 = pk::pmadd(wq, x0, d0), d1 = pk::pmadd(wq, x1, d1);
       }
+      if constexpr (kBlockO == 8) {
+        wq = pk::pset1<Pk>(wt[4 * K]);
+        e0 = pk::pmadd(wq, x0, e0), e1 = pk::pmadd(wq, x1, e1);
+        wq = pk::pset1<Pk>(wt[5 * K]);
+        f0 = pk::pmadd(wq, x0, f0), f1 = pk::pmadd(wq, x1, f1);
+        wq = pk::pset1<Pk>(wt[6 * K]);
+        g0 = pk::pmadd(wq, x0, g0), g1 = pk::pmadd(wq, x1, g1);
+        wq = pk::pset1<Pk>(wt[7 * K]);
+        h0 = pk::pmadd(wq, x0, h0), h1 = pk::pmadd(wq, x1, h1);
+      }
+    }
     auto store = [&](int q, const Pk& v0, const Pk& v1) {
       T* plane = y + (o0 + q) * g.out_h * Wo;
       if (n_out == 0) {  // full packets
@@ -96,11 +97,11 @@ struct DirectRows {
   }
 
   // Every output row of channels o0 .. o0 + kBlockO.
-  static void rows(const T* padded, index_t Wp, index_t plane_p, const T* weight, const T* bias, T* y,
+  static void rows(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
                    const ConvGeometry& g, index_t o0) {
     const index_t Wo = g.out_w, Ho = g.out_h;
     auto run = [&](index_t ha, index_t ca, index_t hb, index_t cb, index_t n_out) {
-      strip(padded, Wp, plane_p, weight, bias, y, g, o0, ha, ca, hb, cb, n_out);
+      strip(padded, Wp, taps, weight, bias, y, g, o0, ha, ca, hb, cb, n_out);
     };
     if (Wo < L) {
       for (index_t oh = 0; oh < Ho; ++oh) run(oh, 0, oh, L, Wo);
@@ -122,7 +123,7 @@ struct DirectRows {
 constexpr int kDirectBlockO = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
 
 template <typename T, typename Pk>
-void direct_conv_channels(const T* padded, index_t Wp, index_t plane_p, const T* weight, const T* bias, T* y,
+void direct_conv_channels(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
                           const ConvGeometry& g, index_t O) {
   // Output channels split over threads in register blocks when this image is all the work there is (batch 1:
   // otherwise the caller's loop over images is the parallel one, and this runs inline).
@@ -130,36 +131,69 @@ void direct_conv_channels(const T* padded, index_t Wp, index_t plane_p, const T*
   for_each_slice(O, kDirectBlockO, O * K * g.plane(), kParallelMinMacs, [&](index_t begin, index_t count) {
     index_t o = begin;
     for (; o + kDirectBlockO <= begin + count; o += kDirectBlockO)
-      DirectRows<T, Pk, kDirectBlockO>::rows(padded, Wp, plane_p, weight, bias, y, g, o);
+      DirectRows<T, Pk, kDirectBlockO>::rows(padded, Wp, taps, weight, bias, y, g, o);
     if constexpr (kDirectBlockO == 8)
-      for (; o + 4 <= begin + count; o += 4) DirectRows<T, Pk, 4>::rows(padded, Wp, plane_p, weight, bias, y, g, o);
-    for (; o < begin + count; ++o) DirectRows<T, Pk, 1>::rows(padded, Wp, plane_p, weight, bias, y, g, o);
+      for (; o + 4 <= begin + count; o += 4) DirectRows<T, Pk, 4>::rows(padded, Wp, taps, weight, bias, y, g, o);
+    for (; o < begin + count; ++o) DirectRows<T, Pk, 1>::rows(padded, Wp, taps, weight, bias, y, g, o);
   });
+}
+
+// The padded scratch of one image for stride s = (sh, sw): per channel, sh·sw phase planes of rows × cols,
+// phase (p, q) row r column t = padded input (r·sh + p, t·sw + q). Output (oh, ow) reads tap (i, j) at phase
+// ((i·dh) mod sh, (j·dw) mod sw), row oh + ⌊i·dh / sh⌋, column ow + ⌊j·dw / sw⌋. Stride 1: one plane, the
+// padded input itself. Columns: Wo rounded up to whole strips, plus the taps' reach.
+struct SplitLayout {
+  index_t rows, cols, phases;
+  index_t phase_plane() const { return rows * cols; }
+  index_t channel() const { return phases * phase_plane(); }
+};
+
+inline SplitLayout split_layout(const ConvGeometry& g, index_t L) {
+  const index_t Wo_padded = (g.out_w + 2 * L - 1) / (2 * L) * (2 * L);
+  return {g.out_h + g.dilation_h * (g.kernel_h - 1) / g.stride_h,
+          Wo_padded + g.dilation_w * (g.kernel_w - 1) / g.stride_w, g.stride_h * g.stride_w};
 }
 
 template <typename T>
 void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
   using P = DirectPacket<T>;
-  const index_t L = P::width(g.out_w), Wo = g.out_w, Wo_padded = (Wo + 2 * L - 1) / (2 * L) * (2 * L);
-  const index_t Wp = Wo_padded + g.dilation_w * (g.kernel_w - 1), Hp = g.out_h + g.dilation_h * (g.kernel_h - 1);
-  const index_t plane_p = Hp * Wp;
-  T* padded = scratch<T>(0, g.channels * plane_p);
-  std::fill(padded, padded + g.channels * plane_p, T(0));
+  const index_t sh = g.stride_h, sw = g.stride_w, kk = g.kernel_h * g.kernel_w, K = g.channels * kk;
+  const SplitLayout S = split_layout(g, P::width(g.out_w));
+  T* padded = scratch<T>(0, g.channels * S.channel());
+  std::fill(padded, padded + g.channels * S.channel(), T(0));
   for (index_t c = 0; c < g.channels; ++c)
-    for (index_t h = 0; h < g.height; ++h) {
-      const index_t ph = h + g.pad_h;
-      if (ph >= Hp) break;
-      const index_t w_count = std::min(g.width, Wp - g.pad_w);
-      std::copy(x + (c * g.height + h) * g.width, x + (c * g.height + h) * g.width + w_count,
-                padded + c * plane_p + ph * Wp + g.pad_w);
-    }
-  if (P::use_half(Wo))
-    direct_conv_channels<T, typename P::Half>(padded, Wp, plane_p, weight, bias, y, g, O);
+    for (index_t p = 0; p < sh; ++p)
+      for (index_t q = 0; q < sw; ++q) {
+        // Columns t read input w = t·sw + q − pad_w: t in [lo, hi) fall inside the row.
+        T* phase = padded + c * S.channel() + (p * sw + q) * S.phase_plane();
+        index_t lo, hi;
+        valid_range(q - g.pad_w, sw, g.width, S.cols, lo, hi);
+        for (index_t r = 0; r < S.rows; ++r) {
+          const index_t h = r * sh + p - g.pad_h;
+          if (h < 0 || h >= g.height) continue;
+          const T* src = x + (c * g.height + h) * g.width + q - g.pad_w;
+          T* dst = phase + r * S.cols;
+          if (sw == 1)
+            std::copy(src + lo, src + hi, dst + lo);
+          else
+            for (index_t t = lo; t < hi; ++t) dst[t] = src[t * sw];
+        }
+      }
+  auto taps = std::make_unique<index_t[]>(K);
+  for (index_t c = 0; c < g.channels; ++c)
+    for (index_t i = 0; i < g.kernel_h; ++i)
+      for (index_t j = 0; j < g.kernel_w; ++j) {
+        const index_t di = i * g.dilation_h, dj = j * g.dilation_w;
+        taps[c * kk + i * g.kernel_w + j] = c * S.channel() + (di % sh * sw + dj % sw) * S.phase_plane() +
+                                            di / sh * S.cols + dj / sw;
+      }
+  if (P::use_half(g.out_w))
+    direct_conv_channels<T, typename P::Half>(padded, S.cols, taps.get(), weight, bias, y, g, O);
   else
-    direct_conv_channels<T, typename P::Full>(padded, Wp, plane_p, weight, bias, y, g, O);
+    direct_conv_channels<T, typename P::Full>(padded, S.cols, taps.get(), weight, bias, y, g, O);
 }
 
-// Direct (im2col-free) forward for stride-1, undilated, ungrouped convolutions. It wins while the input rows
+// Direct (im2col-free) forward for stride-1 or stride-2 convolutions. It wins while the input rows
 // one output row reads (C·kh of them, padded width) stay in L1 (≤ kDirectMaxRowBytes), and while its strips
 // are whole packets (rows at least two packets wide, or exactly one: then a strip takes two rows) or the depth
 // K = C·kh·kw is small (≤ kDirectMaxDepth: the column matrix would cost more than the arithmetic). Measured
@@ -173,11 +207,12 @@ template <typename T>
 bool direct_applies(const ConvGeometry& g, index_t groups) {
   const index_t L = DirectPacket<T>::width(g.out_w);
   const index_t group_channels = g.channels / groups, K = group_channels * g.kernel_h * g.kernel_w;
-  const index_t padded_width = (g.out_w + 2 * L - 1) / (2 * L) * (2 * L) + g.dilation_w * (g.kernel_w - 1);
-  const index_t row_bytes = group_channels * g.kernel_h * padded_width * index_t(sizeof(T));
+  const index_t row_bytes = group_channels * g.kernel_h * split_layout(g, L).cols * index_t(sizeof(T));
   const bool whole_strips = g.out_w >= 2 * L || g.out_w == L;
-  return g.stride_h == 1 && g.stride_w == 1 && row_bytes <= kDirectMaxRowBytes &&
-         (whole_strips || K <= kDirectMaxDepth);
+  // Strided: only kernels that reach every phase (a 1×1 stride-2 kernel would copy 4 phases to read one).
+  const bool strides = (g.stride_h == 1 || (g.stride_h == 2 && g.kernel_h >= 2)) &&
+                       (g.stride_w == 1 || (g.stride_w == 2 && g.kernel_w >= 2));
+  return strides && row_bytes <= kDirectMaxRowBytes && (whole_strips || K <= kDirectMaxDepth);
 }
 
 }  // namespace fastnn::detail

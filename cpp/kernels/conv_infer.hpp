@@ -156,8 +156,8 @@ bool pooled_conv_applies(const ConvGeometry& g, index_t groups, const std::vecto
                         pool.out_w == g.out_w / 2 && pool.out_h > 0 && pool.out_w > 0;
   for (const ActivationStep& act : activations)
     if (act.kind != Activation::relu || !(act.a >= 0) || !(act.b > 0)) return false;
-  return kernel && pool_2x2 && groups == 1 && g.dilation_h == 1 && g.dilation_w == 1 && g.pad_h < g.kernel_h &&
-         g.pad_w < g.kernel_w && direct_applies<T>(g, groups);
+  return kernel && pool_2x2 && groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 &&
+         g.dilation_w == 1 && g.pad_h < g.kernel_h && g.pad_w < g.kernel_w && direct_applies<T>(g, groups);
 }
 
 // Pooled packet width: of the full and half packets, the one that covers a row of Wq pooled

@@ -257,59 +257,6 @@ void group_norm_forward(const T* x, const T* weight, const T* bias, T* y, T* mea
   });
 }
 
-// Layer norm backward (group norm with G = 1, S = 1: rows of C values): one pass over each row of x and dy
-// gives its dx and its share of dγ, dβ, so each array is read once (three passes read them from memory before).
-// The parameter sums are taken over fixed blocks of kNormRowBlock rows, then the blocks are added in order: the
-// same bits on any thread count.
-constexpr index_t kNormRowBlock = 32;
-
-template <typename T>
-void layer_norm_backward(const T* grad_y, const T* x, const T* mean, const T* invstd, const T* weight, T* grad_x,
-                         T* grad_weight, T* grad_bias, index_t N, index_t C, bool accumulate_weight,
-                         bool accumulate_bias) {
-  using namespace norm_detail;
-  const index_t blocks = (N + kNormRowBlock - 1) / kNormRowBlock;
-  const bool sums = grad_weight != nullptr || grad_bias != nullptr;
-  std::vector<T> part(sums ? blocks * 2 * C : 0);  // per block: Σ dy·x̂, then Σ dy
-  for_each_slice(blocks, 1, N * C, kParallelMinElements, [&](index_t b0, index_t bn) {
-    std::vector<T> gdy_buffer(weight ? C : 0);
-    for (index_t blk = b0; blk < b0 + bn; ++blk) {
-      T* pw = sums ? part.data() + blk * 2 * C : nullptr;
-      T* pb = pw + C;
-      if (sums) std::fill(pw, pw + 2 * C, T(0));
-      for (index_t r = blk * kNormRowBlock; r < std::min(N, (blk + 1) * kNormRowBlock); ++r) {
-        const T* xr = x + r * C;
-        const T* dy = grad_y + r * C;
-        const T mu = mean[r], is = invstd[r];
-        if (sums)
-          for (index_t i = 0; i < C; ++i) {
-            pw[i] += dy[i] * ((xr[i] - mu) * is);
-            pb[i] += dy[i];
-          }
-        if (!grad_x) continue;
-        const T* gdy = dy;  // γ·dy
-        if (weight) {
-          for (index_t i = 0; i < C; ++i) gdy_buffer[i] = weight[i] * dy[i];
-          gdy = gdy_buffer.data();
-        }
-        Lanes<T> sd, sdx;
-        sd.add(C, [&](index_t i) { return gdy[i]; });
-        sdx.add(C, [&](index_t i) { return gdy[i] * ((xr[i] - mu) * is); });
-        const T md = sd.total() / T(C), mdx = sdx.total() / T(C);
-        T* dx = grad_x + r * C;
-        for (index_t i = 0; i < C; ++i) dx[i] = is * (gdy[i] - md - (xr[i] - mu) * is * mdx);
-      }
-    }
-  });
-  if (!sums) return;
-  for (index_t blk = 1; blk < blocks; ++blk)  // the blocks added in order, into block 0's sums
-    for (index_t i = 0; i < 2 * C; ++i) part[i] += part[blk * 2 * C + i];
-  for (index_t c = 0; c < C; ++c) {
-    if (grad_weight) grad_weight[c] = (accumulate_weight ? grad_weight[c] : T(0)) + part[c];
-    if (grad_bias) grad_bias[c] = (accumulate_bias ? grad_bias[c] : T(0)) + part[C + c];
-  }
-}
-
 // Group norm backward: dγ[c] = Σ dy·x̂, dβ[c] = Σ dy over samples and positions; per (sample, group) block,
 // with d = γ·dy: dx = invstd·(d − mean(d) − x̂·mean(d·x̂)).
 template <typename T>
@@ -318,11 +265,6 @@ void group_norm_backward(const T* grad_y, const T* x, const T* mean, const T* in
                          bool accumulate_weight, bool accumulate_bias) {
   using namespace norm_detail;
   const index_t Cg = C / G, M = Cg * S;
-  if (G == 1 && S == 1) {
-    layer_norm_backward(grad_y, x, mean, invstd, weight, grad_x, grad_weight, grad_bias, N, C, accumulate_weight,
-                        accumulate_bias);
-    return;
-  }
   std::vector<T> sums(C);
   if (grad_weight) {
     if (G == 1)  // layer norm: the statistics row is the sample (no division per element)

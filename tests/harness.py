@@ -1,8 +1,12 @@
-"""One harness for every layer and loss: finite-difference gradient checks and dtype tolerances.
+"""One harness for every layer and loss: finite-difference gradient checks and dtype tolerances (and the
+loader of the examples that end-to-end tests run).
 
 Central differences in float64 on a scalar objective L = Σ r ⊙ y with a fixed random r, so every output
 element contributes with a distinct weight.
 """
+import importlib.util
+import os
+
 import numpy as np
 
 import fastnn as fnn
@@ -12,6 +16,15 @@ TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, ato
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+def load_example(name):
+    """examples/<name>.py as a module (its main() not run)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", name + ".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def numeric_gradient(f, x, eps=1e-6):

@@ -2,11 +2,11 @@
 for the MLP and the CNN examples (bench/bench_bf16.py compares them at their full epoch counts). Apart from
 tests/test_bf16.py so that the per-level kernel runs (tests/test_dispatch.py) do not train them three times."""
 import fastnn as fnn
+from harness import load_example
 
 
 def test_digits_accuracy_with_autocast_close_to_float32():
-    from test_digits import load_example
-    example = load_example()
+    example = load_example("train_digits")
     _, fp32 = example.main(seed=0, epochs=25, verbose=0)
     with fnn.autocast("bfloat16"):
         _, bf16 = example.main(seed=0, epochs=25, verbose=0)
@@ -15,8 +15,7 @@ def test_digits_accuracy_with_autocast_close_to_float32():
 
 
 def test_cnn_digits_accuracy_with_autocast_close_to_float32():
-    from test_cnn_digits import load_example
-    example = load_example()
+    example = load_example("train_digits_cnn")
     _, fp32 = example.main(seed=0, epochs=2, verbose=0)
     with fnn.autocast("bfloat16"):
         _, bf16 = example.main(seed=0, epochs=2, verbose=0)

@@ -7,6 +7,7 @@ import pytest
 
 import fastnn as fnn
 from fastnn import cli
+from harness import load_example
 
 
 @pytest.fixture(autouse=True)
@@ -97,13 +98,8 @@ def test_digits_toolkit_example(tmp_path, capsys):
     """examples/train_digits_toolkit.py: schedule + L2 + early stopping + checkpoint reach >= 97% on the
     fixed split, and the checkpoint reloads with fastnn.load to the restored best weights."""
     pytest.importorskip("sklearn")
-    import importlib.util
-
     import numpy as np
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "train_digits_toolkit.py")
-    spec = importlib.util.spec_from_file_location("train_digits_toolkit", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example("train_digits_toolkit")
 
     result = example.main(seed=0, verbose=1, checkpoint_dir=str(tmp_path))
     out = capsys.readouterr().out

@@ -1,21 +1,11 @@
 """End to end on real data: a CNN on scikit-learn's digits (1×8×8 images, pixels /16, fixed stratified 80/20
 split) through examples/train_digits_cnn.py reaches >= 98% test accuracy (0.983-0.989 over seeds 0-4 when
 tuned), reproducibly, and survives save/load bit for bit."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
 import fastnn as fnn
-
-
-def load_example():
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "train_digits_cnn.py")
-    spec = importlib.util.spec_from_file_location("train_digits_cnn", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from harness import load_example
 
 
 @pytest.fixture
@@ -28,7 +18,7 @@ def one_thread():
 
 
 def test_cnn_on_digits_reaches_98_percent(tmp_path, one_thread):
-    model, test = load_example().main(seed=0, verbose=0)
+    model, test = load_example("train_digits_cnn").main(seed=0, verbose=0)
     assert test["accuracy"] >= 0.98, test
     path = str(tmp_path / "digits_cnn.fnn")
     fnn.save(model, path)
@@ -39,7 +29,7 @@ def test_cnn_on_digits_reaches_98_percent(tmp_path, one_thread):
 
 
 def test_cnn_training_is_reproducible_across_thread_counts():
-    example = load_example()
+    example = load_example("train_digits_cnn")
     before = fnn.get_num_threads()
     try:
         fnn.set_num_threads(1)

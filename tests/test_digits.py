@@ -1,23 +1,13 @@
 """End to end on real data: an MLP on scikit-learn's digits (fixed 80/20 split, StandardScaler) through
 examples/train_digits.py, the README's main job."""
-import importlib.util
-import os
-
 import numpy as np
 
 import fastnn as fnn
-
-
-def load_example():
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "train_digits.py")
-    spec = importlib.util.spec_from_file_location("train_digits", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from harness import load_example
 
 
 def test_mlp_on_digits_reaches_97_percent(tmp_path):
-    model, test = load_example().main(seed=0, verbose=0)
+    model, test = load_example("train_digits").main(seed=0, verbose=0)
     assert test["accuracy"] >= 0.97, test
     # The trained model survives a save/load round trip bit for bit.
     path = tmp_path / "digits.fnn"
@@ -28,7 +18,7 @@ def test_mlp_on_digits_reaches_97_percent(tmp_path):
 
 
 def test_digits_training_is_reproducible():
-    example = load_example()
+    example = load_example("train_digits")
     a, _ = example.main(seed=3, epochs=3, verbose=0)
     b, _ = example.main(seed=3, epochs=3, verbose=0)
     for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):

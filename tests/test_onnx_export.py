@@ -13,6 +13,7 @@ from fastnn.nn import functional as F
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from harness import load_example  # noqa: E402
 from test_graph import Net, RecurrentHead, TwoTower  # noqa: E402
 
 
@@ -332,13 +333,8 @@ def test_import_fastnn_does_not_import_onnx_and_missing_onnx_says_how_to_install
 
 
 def test_digits_example_exports_and_onnxruntime_agrees(tmp_path):
-    import importlib.util
-    import os
     pytest.importorskip("sklearn")
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "onnx_digits.py")
-    spec = importlib.util.spec_from_file_location("onnx_digits", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("onnx_digits")
     res = module.main(epochs=1, out=str(tmp_path / "digits.onnx"), repeats=1, verbose=0)
     assert res["max_diff"] < 1e-4 and res["agree"] == 1.0
     assert res["accuracy_fastnn"] == res["accuracy_onnxruntime"] > 0.5

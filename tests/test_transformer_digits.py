@@ -1,24 +1,14 @@
 """End to end on real data: examples/train_transformer_digits.py (scikit-learn's digits as 8 row tokens of 8
 pixels, a 2-layer pre-norm Transformer encoder with a learned positional table, AdamW and a cosine schedule)
 reaches the >= 97% test accuracy issue 16 asks of it, and the trained model survives save/load bit for bit."""
-import importlib.util
-import os
-
 import numpy as np
 
 import fastnn as fnn
-
-
-def load_example():
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "train_transformer_digits.py")
-    spec = importlib.util.spec_from_file_location("train_transformer_digits", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from harness import load_example
 
 
 def test_transformer_on_digits_reaches_97_percent(tmp_path):
-    model, test = load_example().main(seed=0, verbose=0)
+    model, test = load_example("train_transformer_digits").main(seed=0, verbose=0)
     assert test["accuracy"] >= 0.97, test
     path = str(tmp_path / "digits_transformer.fnn")
     fnn.save(model, path)

@@ -30,7 +30,6 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
-#include <utility>
 
 #include "kernels/batched_gemm.hpp"
 #include "kernels/dense.hpp"
@@ -88,12 +87,13 @@ void gemm(Rows<const T> a, Rows<const T> b, Rows<T> c, index_t n, index_t k, ind
   gemm_strided(a.p, a.stride, b.p, b.stride, c.p, c.stride, n, k, m, trans_a, trans_b, accumulate);
 }
 
+// A per-thread block as a GEMM operand (rows_in) or result (rows_out).
 template <typename T>
 Rows<const T> rows_in(const RowMatrix<T>& x) {
   return {x.data(), x.cols()};
 }
 template <typename T>
-Rows<T> rows_in(RowMatrix<T>& x) {
+Rows<T> rows_out(RowMatrix<T>& x) {
   return {x.data(), x.cols()};
 }
 
@@ -102,7 +102,7 @@ template <typename T>
 void scores(RowMatrix<T>& s, Rows<const T> qb, Rows<const T> kb, const T* bias_b, index_t i0, index_t rows,
             index_t j0, index_t cols, index_t S, index_t E, bool causal, T scale) {
   s.resize(rows, cols);
-  gemm(qb.at(i0), kb.at(j0), rows_in(s), rows, E, cols, false, true, false);
+  gemm(qb.at(i0), kb.at(j0), rows_out(s), rows, E, cols, false, true, false);
   s *= scale;
   if (bias_b != nullptr)
     s += ConstStridedMatrixMap<T>(bias_b + i0 * S + j0, rows, cols, Eigen::OuterStride<>(S));
@@ -190,7 +190,7 @@ void sdpa_forward(const T* q, const T* k, const T* v, const T* bias, T* out, T* 
         l = l.cwiseProduct(alpha) + s.rowwise().sum();
         acc.array().colwise() *= alpha.array();
         if (mask.active()) apply_dropout(s, mask, b, i0, j0, L, S);
-        gemm(rows_in(std::as_const(s)), vb.at(j0), rows_in(acc), rows, cols, Ev, false, false, true);
+        gemm(rows_in(s), vb.at(j0), rows_out(acc), rows, cols, Ev, false, false, true);
       }
       auto o = ob.at(i0).map(rows, Ev);
       for (index_t r = 0; r < rows; ++r) {
@@ -244,23 +244,23 @@ void sdpa_backward(const T* q, const T* k, const T* v, const T* bias, const T* o
         exp_block(p, bias_b != nullptr || (causal && j0 + cols - 1 > i0));
         const Rows<const T> dO = gob.at(i0);
         dp.resize(rows, cols);
-        gemm(dO, vb.at(j0), rows_in(dp), rows, Ev, cols, false, true, false);  // dO·Vⱼᵀ
+        gemm(dO, vb.at(j0), rows_out(dp), rows, Ev, cols, false, true, false);  // dO·Vⱼᵀ
         if (mask.active()) {  // D (0 or 1/(1−p)) hashed once for the block, applied to P and to dP
           dm.setOnes(rows, cols);
           apply_dropout(dm, mask, b, i0, j0, L, S);
           pd = p.cwiseProduct(dm);
-          gemm(rows_in(std::as_const(pd)), dO, dvb.at(j0), cols, rows, Ev, true, false, true);  // dVⱼ += (P∘D)ᵀ·dO
+          gemm(rows_in(pd), dO, dvb.at(j0), cols, rows, Ev, true, false, true);  // dVⱼ += (P∘D)ᵀ·dO
           dp.array() *= dm.array();
         } else {
-          gemm(rows_in(std::as_const(p)), dO, dvb.at(j0), cols, rows, Ev, true, false, true);  // dVⱼ += Pᵀ·dO
+          gemm(rows_in(p), dO, dvb.at(j0), cols, rows, Ev, true, false, true);  // dVⱼ += Pᵀ·dO
         }
         // dS = P∘(dP − δ): the gradient of the scores (of an additive mask); scaled, that of q·kᵀ
         p.array() *= (dp.colwise() - delta.segment(i0, rows)).array();
         if (dbias_b != nullptr)
           StridedMatrixMap<T>(dbias_b + i0 * S + j0, rows, cols, Eigen::OuterStride<>(S)) = p;
         p *= scale;
-        gemm(rows_in(std::as_const(p)), kb.at(j0), dqb.at(i0), rows, cols, E, false, false, true);  // dQᵢ += dS·Kⱼ
-        gemm(rows_in(std::as_const(p)), qb.at(i0), dkb.at(j0), cols, rows, E, true, false, true);   // dKⱼ += dSᵀ·Qᵢ
+        gemm(rows_in(p), kb.at(j0), dqb.at(i0), rows, cols, E, false, false, true);  // dQᵢ += dS·Kⱼ
+        gemm(rows_in(p), qb.at(i0), dkb.at(j0), cols, rows, E, true, false, true);   // dKⱼ += dSᵀ·Qᵢ
       }
     }
   });

@@ -4,8 +4,6 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <memory>
-#include <type_traits>
-#include <vector>
 
 #include "kernels/im2col.hpp"
 #include "kernels/parallel.hpp"

@@ -53,6 +53,7 @@ def two_threads():
 
 def _threaded_forward_in_parent():
     model, x = _model_and_input()
+    fnn.ops._simulate_contention(False)  # no back-off to one thread left from earlier work on a busy machine
     before = fnn.ops.runtime_info()["parallel_regions"]
     y = model(x)
     assert fnn.ops.runtime_info()["parallel_regions"] > before  # the parent really ran threads
@@ -102,7 +103,7 @@ def test_os_fork_after_threaded_forward(two_threads):
     expected = _threaded_forward_in_parent()
     report = _fork_and_collect(_child_report)
     assert report["runtime"]["fork_child"] is True
-    assert report["note"] == "forked child: it started its own OpenMP threads"
+    assert report["note"].startswith("forked child: it started its own OpenMP threads")
     _assert_same_forward_on_threads(report, expected, 2)
     # The parent's own team was released for the fork; its next region builds a new one.
     np.testing.assert_array_equal(_threaded_forward_in_parent(), expected)

@@ -1,5 +1,6 @@
-"""fastnn beside other threads and thread pools: two Python threads training two models at once, and
-threadpoolctl, which finds fastnn's OpenMP runtime and limits its threads like any other library's."""
+"""fastnn beside other threads and thread pools: two Python threads training two models at once,
+threadpoolctl, which finds fastnn's OpenMP runtime and limits its threads like any other library's, and the
+back-off to one thread when another process takes a core (cpp/runtime/runtime.cpp)."""
 import os
 import threading
 
@@ -74,5 +75,57 @@ def test_threadpoolctl_sees_and_limits_fastnn():
             np.testing.assert_array_equal(model(x), expected)
             assert fnn.ops.runtime_info()["parallel_regions"] == regions  # no region ran on two threads
         assert fnn.get_num_threads() == 2
+    finally:
+        fnn.set_num_threads(before)
+
+
+def _regions():
+    info = fnn.ops.runtime_info()
+    return info["parallel_regions"], info["contended_regions"], info["yielded_regions"]
+
+
+def test_contended_regions_back_off_to_one_thread_with_the_same_bits():
+    """A region that waited long for a thread another process had taken makes the next ones run on one thread
+    (simulated here: every region counts as contended, and the back-off lasts until the test ends it; a real
+    busy machine may add regions of its own to the counts, so only the simulated ones are pinned down)."""
+    before = fnn.get_num_threads()
+    fnn.set_num_threads(2)
+    try:
+        model, (x, y) = _model(0), _data(0)
+        for _ in range(5):  # past a new team's first regions, which are not judged
+            model(x)
+        fnn.ops._simulate_contention(False)  # no back-off left from earlier work
+        start = _regions()
+        expected = model(x)
+        after = _regions()
+        regions = (after[0] - start[0]) + (after[2] - start[2])  # on the team or, backing off, on one thread
+        assert after[0] > start[0] and regions >= 2
+
+        fnn.ops._simulate_contention(True)
+        try:
+            got = model(x)
+            during = _regions()
+            # the first region ran on the team and counted as contended; the rest ran on one thread
+            assert during[0] - after[0] == 1 and during[1] - after[1] == 1
+            assert during[2] - after[2] == regions - 1
+            np.testing.assert_array_equal(got, expected)
+            note = fnn.show_config(mode="dicts")["threads"]["note"]
+            assert "waited for a thread another process" in note and "ran on one thread" in note
+            assert fnn.ops.runtime_info()["backoff_left_s"] > 0
+            # a whole training step backs off the same way and computes what it computes on the team
+            trained = _train(model, x, y, steps=2)
+            assert _regions()[0] == during[0]
+        finally:
+            fnn.ops._simulate_contention(False)
+
+        assert fnn.ops.runtime_info()["backoff_left_s"] == 0
+        reference = _model(0)
+        for got_p, want_p in zip(trained, _train(reference, x, y, steps=2)):
+            np.testing.assert_array_equal(got_p, want_p)
+        want = reference(x)
+        fnn.ops._simulate_contention(False)
+        again = _regions()
+        np.testing.assert_array_equal(model(x), want)
+        assert _regions()[0] > again[0]  # the team is back
     finally:
         fnn.set_num_threads(before)

@@ -46,6 +46,9 @@ void register_threads(pybind11::module_& m) {
     info["fork_serial"] = r.fork_serial;
     info["parallel_regions"] = r.parallel_regions;
     info["last_team_size"] = r.last_team_size;
+    info["contended_regions"] = r.contended_regions;
+    info["yielded_regions"] = r.yielded_regions;
+    info["backoff_left_s"] = r.backoff_left_s;
     info["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
                     std::to_string(EIGEN_MINOR_VERSION);
     return info;
@@ -56,9 +59,13 @@ void register_threads(pybind11::module_& m) {
         "-------\n"
         "dict\n"
         "    level, library, eigen, eigen_simd, openmp_library, openmp_version, processors, fork_child,\n"
-        "    fork_serial, parallel_regions, last_team_size.");
+        "    fork_serial, parallel_regions, last_team_size, contended_regions (regions that waited long for a\n"
+        "    thread another process had taken), yielded_regions (regions then run on one thread) and\n"
+        "    backoff_left_s (seconds of that back-off left).");
   m.def("_simulate_unreleasable_team", &runtime::simulate_unreleasable_team,
         "For tests: the next fork behaves as if OpenMP could not release the forking thread's team.");
+  m.def("_simulate_contention", &runtime::simulate_contention,
+        "For tests: ends any back-off; while on, every region counts as contended and backs off for good.");
 }
 
 }  // namespace fastnn::bind

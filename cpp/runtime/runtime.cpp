@@ -13,6 +13,18 @@
 //    thread runs kernels on one thread from then on: slower, never stuck. fnn.show_config() says so.
 // Threads other than the forking one do not exist in the child; threads it creates later build their own
 // teams. Results do not depend on the thread count, so a child computes exactly what its parent would.
+//
+// Contention. A region ends when its last thread does. When another busy process (or another thread pool)
+// takes a core, a member of the team waits for the scheduler to give it a turn (milliseconds) while the
+// others wait for it, and every region pays that: a small MLP's training step, 0.5 ms alone, took 23 ms on
+// average with one busy process beside it. So run_parallel times its regions: when the thread that opened a
+// region waited more than kLostMin for the rest of its team, and longer than its own share of the work took
+// (no uneven split of ours is that uneven), the region counts as contended. A lone one is forgiven (threads
+// starting up look the same); the next within four back-off periods makes regions run on one thread for a
+// back-off period: 50 ms, doubled for each contended region that follows within four periods (up to 1.6 s),
+// started afresh after a quiet spell. Then the next region tries the team again. On one thread the
+// kernels compute the same bits (results never depend on the thread count), at one core's speed, which is
+// what a busy machine has to give.
 #include "runtime/runtime.hpp"
 
 #include <dlfcn.h>
@@ -20,7 +32,10 @@
 #include <pthread.h>
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <limits>
 #include <string>
 #include <utility>
 #include <thread>
@@ -40,8 +55,51 @@ std::atomic<bool> g_simulate_unreleasable{false};
 std::atomic<long> g_teams{0};     // parallel regions run on more than one thread by this process
 std::atomic<int> g_last_team{1};  // threads in the latest one
 
+std::atomic<long> g_contended{0};                // regions found contended
+std::atomic<long> g_yielded{0};                  // regions run on one thread in a back-off period
+std::atomic<long long> g_serial_until{0};        // steady clock, ns: regions before this run on one thread
+std::atomic<long long> g_backoff{0};             // the current back-off period (ns)
+std::atomic<long long> g_last_contended{0};      // when the latest contended region ended
+std::atomic<bool> g_simulate_contention{false};  // tests: every region counts as contended, backs off for good
+
+constexpr long long kLostMin = 250'000;              // ns the opening thread may wait for its team
+constexpr int kTeamWarmUp = 8;                        // regions of a new team that are not judged
+constexpr long long kFirstBackoff = 50'000'000;      // ns
+constexpr long long kLongestBackoff = 1'600'000'000;  // ns
+
+long long now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// A region that began at `start` ended at `end`; its opening thread worked from begin to finish.
+void note_region(long long start, long long begin, long long finish, long long end) {
+  const long long lost = (begin - start) + (end - finish), busy = finish - begin;
+  if (!g_simulate_contention.load(std::memory_order_relaxed) && (lost <= kLostMin || lost <= busy)) return;
+  g_contended.fetch_add(1, std::memory_order_relaxed);
+  long long backoff = g_backoff.load(std::memory_order_relaxed);
+  const long long previous = g_last_contended.exchange(end, std::memory_order_relaxed);
+  const bool simulated = g_simulate_contention.load(std::memory_order_relaxed);
+  if (!simulated && (previous == 0 || end - previous > 4 * std::max(backoff, kFirstBackoff))) {
+    g_backoff.store(0, std::memory_order_relaxed);  // a first one after a quiet spell: a thread starting, say
+    return;
+  }
+  backoff = backoff > 0 ? std::min(2 * backoff, kLongestBackoff) : kFirstBackoff;
+  g_backoff.store(backoff, std::memory_order_relaxed);
+  // simulated: backing off until the test ends it (so that what it counts does not depend on timing)
+  g_serial_until.store(simulated ? std::numeric_limits<long long>::max() : end + backoff, std::memory_order_relaxed);
+}
+
+void clear_contention() {
+  g_serial_until.store(0);
+  g_backoff.store(0);
+  g_last_contended.store(0);
+}
+
 thread_local int tl_serial_depth = 0;
 thread_local bool tl_leads_team = false;   // the OpenMP runtime keeps a team for this thread
+thread_local int tl_team_built = 0;        // ... of this many threads (0: none yet, or released)
+thread_local int tl_team_age = 0;          // regions it has run since it was built
 thread_local bool tl_fork_serial = false;  // forked child whose team could not be released: one thread
 
 bool release_team() {
@@ -56,7 +114,10 @@ bool release_team() {
 void before_fork() {
   g_forking.store(true);
   while (g_regions.load() != 0) std::this_thread::yield();
-  if (tl_leads_team && release_team()) tl_leads_team = false;
+  if (tl_leads_team && release_team()) {
+    tl_leads_team = false;
+    tl_team_built = 0;
+  }
 }
 
 void after_fork_in_parent() { g_forking.store(false); }
@@ -67,9 +128,13 @@ void after_fork_in_child() {
   g_last_team.store(1);
   g_forking.store(false);
   g_fork_child.store(true);
+  g_contended.store(0);
+  g_yielded.store(0);
+  clear_contention();  // contention the parent met says nothing about the child's first regions
   if (tl_leads_team) {  // its team is a ghost: never open a region on this thread again
     tl_fork_serial = true;
     tl_leads_team = false;
+    tl_team_built = 0;
   }
 }
 
@@ -94,13 +159,33 @@ void run_parallel(int threads, void (*body)(void*, int, int), void* ctx) {
     g_regions.fetch_sub(1);
     while (g_forking.load()) std::this_thread::yield();
   }
+  const long long start = now_ns();
+  if (start < g_serial_until.load(std::memory_order_relaxed)) {  // backing off from contention
+    g_regions.fetch_sub(1);
+    g_yielded.fetch_add(1, std::memory_order_relaxed);
+    body(ctx, 0, 1);
+    return;
+  }
   tl_leads_team = true;
+  // The first regions of a new team (the first on this thread, or a larger team) wait for threads to be
+  // created and for their first allocations and page faults: that is not contention.
+  if (threads > tl_team_built) {
+    tl_team_built = threads;
+    tl_team_age = 0;
+  }
+  const bool warm = ++tl_team_age > kTeamWarmUp;
+  long long begin = 0, finish = 0;
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    if (t == 0) g_last_team.store(nt, std::memory_order_relaxed);
+    if (t == 0) {
+      g_last_team.store(nt, std::memory_order_relaxed);
+      begin = now_ns();
+    }
     body(ctx, t, nt);
+    if (t == 0) finish = now_ns();
   }
+  if (warm) note_region(start, begin, finish, now_ns());
   g_regions.fetch_sub(1);
   g_teams.fetch_add(1, std::memory_order_relaxed);
 }
@@ -171,9 +256,17 @@ Info info() {
   out.fork_serial = tl_fork_serial;
   out.parallel_regions = g_teams.load();
   out.last_team_size = g_last_team.load();
+  out.contended_regions = g_contended.load();
+  out.yielded_regions = g_yielded.load();
+  out.backoff_left_s = std::clamp(g_serial_until.load() - now_ns(), 0LL, kLongestBackoff) * 1e-9;
   return out;
 }
 
 void simulate_unreleasable_team(bool on) { g_simulate_unreleasable.store(on); }
+
+void simulate_contention(bool on) {
+  clear_contention();
+  g_simulate_contention.store(on);
+}
 
 }  // namespace fastnn::runtime

@@ -15,7 +15,8 @@ int max_threads();
 // Whether this thread is already inside a parallel region (kernels then run inline).
 bool in_parallel();
 
-// Runs body(ctx, thread, team_size) on a team of `threads` threads (body is run by every member).
+// Runs body(ctx, thread, team_size) on a team of `threads` threads (body is run by every member), or on the
+// calling thread alone (team_size 1) while backing off from contention (runtime.cpp).
 void run_parallel(int threads, void (*body)(void* ctx, int thread, int team_size), void* ctx);
 
 // While a SerialScope lives, max_threads() is 1 on this thread (a small call's GEMMs stay on one thread).
@@ -45,11 +46,18 @@ struct Info {
   bool fork_serial;             // ... and this thread could not keep its threads there (kernels run on one)
   long parallel_regions;        // regions this process has run on more than one thread (since its fork)
   int last_team_size;           // threads in the latest of them
+  long contended_regions;       // regions whose opening thread waited long for its team (runtime.cpp)
+  long yielded_regions;         // regions run on one thread while backing off from contention
+  double backoff_left_s;        // how long regions still run on one thread (0: they use the team)
 };
 FASTNN_EXPORT Info info();
 
 // For tests: makes the next fork behave as if the OpenMP runtime could not release the forking thread's team
 // (the fallback of runtime.cpp: the child's forking thread then runs kernels on one thread).
 FASTNN_EXPORT void simulate_unreleasable_team(bool on);
+
+// For tests: ends any back-off (the next region uses the team); then, while on, every parallel region counts
+// as contended and the regions after it run on one thread until it is turned off.
+FASTNN_EXPORT void simulate_contention(bool on);
 
 }  // namespace fastnn::runtime

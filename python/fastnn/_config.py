@@ -5,12 +5,18 @@ import sys
 
 
 def _threads_note(runtime):
+    notes = []
     if runtime["fork_serial"]:
-        return ("forked child whose parent's OpenMP threads could not be released before the fork: kernels called "
-                "from the forking thread run on one thread")
-    if runtime["fork_child"]:
-        return "forked child: it started its own OpenMP threads"
-    return ""
+        notes.append("forked child whose parent's OpenMP threads could not be released before the fork: kernels "
+                     "called from the forking thread run on one thread")
+    elif runtime["fork_child"]:
+        notes.append("forked child: it started its own OpenMP threads")
+    if runtime["contended_regions"]:
+        left = runtime["backoff_left_s"]
+        notes.append(f"{runtime['contended_regions']} parallel regions waited for a thread another process (or thread "
+                     f"pool) had taken; {runtime['yielded_regions']} regions ran on one thread after them"
+                     + (f" ({left:.2f} s of that back-off left)" if left > 0 else ""))
+    return "; ".join(notes)
 
 
 def _distributed():

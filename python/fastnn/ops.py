@@ -24,6 +24,7 @@ from ._core import DenseStackPlan  # noqa: F401  (eval-mode Linear/activation st
 from ._core import DenseTrainStep  # noqa: F401  (a Linear/activation training step in one call)
 from ._core import set_num_threads, get_num_threads, runtime_info  # noqa: F401  (threads, build)
 from ._core import _simulate_unreleasable_team  # noqa: F401  (tests: the fork fallback)
+from ._core import _simulate_contention  # noqa: F401  (tests: backing off to one thread)
 from ._core import batched_matmul, broadcast_binary, reduce_broadcast, concat  # noqa: F401  (functional ops)
 from ._core import sdpa_forward, sdpa_backward  # noqa: F401  (fused scaled dot-product attention)
 from ._core import dropout_apply  # noqa: F401  (hashed dropout masks: y = add + dropout(x))

@@ -335,20 +335,37 @@ def test_trainer_metrics_get_their_own_outputs(fused_runs):
     assert not any(np.array_equal(preds[0], p) for p in preds[1:])
 
 
-def test_autocast_runs_the_layers_bf16_gemms(fused_runs):
-    """Under fnn.autocast the one-call (float32) kernel must not run: each Linear's bf16 GEMMs do, as in the
-    step-by-step path (same bits), and the float32 step gives other numbers."""
-    x, labels, _ = _data(np.float32, n=32)
-    a, b, c = _model(np.float32), _model(np.float32), _model(np.float32)
+@pytest.mark.parametrize("use_dot", [True, False])
+@pytest.mark.parametrize("stack", ["default", "wide"])
+def test_autocast_runs_bf16_gemms_in_one_call(use_dot, stack, fused_runs, monkeypatch):
+    """Under fnn.autocast the one-call step runs each Linear's GEMMs in bf16 as the layers do (same kernel,
+    same operands: the same bits as the step-by-step path, with AVX512_BF16 dot products or the fallback),
+    and the float32 step gives other numbers."""
+    monkeypatch.setattr(fnn.amp, "_use_dot", use_dot)
+    layers = ACTIVATION_STACKS["wide"] if stack == "wide" else None
+    x, labels, _ = _data(np.float32, n=200 if stack == "wide" else 32)
+    a, b, c = (_model(np.float32, layers) for _ in range(3))
     opts = [fnn.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (a, b, c)]
     with fnn.autocast("bfloat16"):
         for _ in range(3):
-            va = a.train_step(x, labels, fnn.nn.CrossEntropyLoss(), opts[0])
-            vb = _step_by_step(b, x, labels, fnn.nn.CrossEntropyLoss(), opts[1])[0]
+            va, out_a = a.train_step(x, labels, fnn.nn.CrossEntropyLoss(), opts[0], return_output=True)
+            vb, out_b = _step_by_step(b, x, labels, fnn.nn.CrossEntropyLoss(), opts[1])
             assert va == vb
-    assert fused_runs[0] == 0
-    _assert_same(a, opts[0], b, opts[1])
+            np.testing.assert_array_equal(out_a, out_b)
+            _assert_same(a, opts[0], b, opts[1])
+    assert fused_runs[0] == 3
     for _ in range(3):
         c.train_step(x, labels, fnn.nn.CrossEntropyLoss(), opts[2])
-    assert fused_runs[0] == 3
+    assert fused_runs[0] == 6
     assert not np.array_equal(a[0].weight.data, c[0].weight.data)
+
+
+def test_autocast_leaves_float64_models_in_float64(fused_runs):
+    x, labels, _ = _data(np.float64, n=32)
+    a, b = _model(np.float64), _model(np.float64)
+    opts = [fnn.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (a, b)]
+    with fnn.autocast("bfloat16"):
+        a.train_step(x, labels, fnn.nn.CrossEntropyLoss(), opts[0])
+    b.train_step(x, labels, fnn.nn.CrossEntropyLoss(), opts[1])
+    assert fused_runs[0] == 2
+    _assert_same(a, opts[0], b, opts[1])

@@ -128,10 +128,11 @@ class DenseTrainStep {
   // One step. target: int64 labels [N] (cross_entropy) or a [N, out] array of the model's dtype (mse).
   // options: per bound group, sgd (lr, momentum, dampening, weight_decay, nesterov, maximize) or adam (lr,
   // beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled). Returns (status, loss, index, output):
-  // output [N, out] is this batch size's buffer (overwritten by the next step of that size).
+  // output [N, out] is this batch size's buffer (overwritten by the next step of that size). bf16: the GEMMs
+  // as under fnn.autocast (float32 models only), use_dot as amp passes it.
   py::tuple step(const py::array& x, const py::array& target, const std::string& loss_kind,
                  const std::string& reduction, const py::object& class_weight, std::int64_t ignore_index,
-                 double smoothing, const std::vector<std::vector<double>>& options) {
+                 double smoothing, const std::vector<std::vector<double>>& options, bool bf16, bool use_dot) {
     return dispatch(dtype_, [&](auto tag) -> py::tuple {
       using T = decltype(tag);
       auto& m = model<T>();
@@ -175,12 +176,13 @@ class DenseTrainStep {
           u.adam = AdamOptions{o[0], o[1], o[2], o[3], o[4], o[5] != 0, o[6] != 0, o[7] != 0};
         }
       }
+      require(!bf16 || std::is_same_v<T, float>, "DenseTrainStep: bf16 GEMMs are for float32 models");
       const T* px = in_ptr<T>(x, "DenseTrainStep input");
       std::shared_ptr<TrainBuffers<T>>& slot = m.buffers[batch];
       if (!slot) {
         if (m.buffers.size() > 8) {  // many batch sizes: start afresh (outputs handed out keep theirs alive)
           m.buffers.clear();
-          return step(x, target, loss_kind, reduction, class_weight, ignore_index, smoothing, options);
+          return step(x, target, loss_kind, reduction, class_weight, ignore_index, smoothing, options, bf16, use_dot);
         }
         slot = std::make_shared<TrainBuffers<T>>();
         slot->resize(batch, layers);
@@ -189,7 +191,7 @@ class DenseTrainStep {
       TrainResult r;
       {
         py::gil_scoped_release release;
-        r = dense_train_step(px, batch, layers, loss, *buf, m.updates);
+        r = dense_train_step(px, batch, layers, loss, *buf, m.updates, bf16, use_dot);
       }
       py::object output = py::none();
       if (r.status == 0) {
@@ -226,7 +228,8 @@ void register_train_step(py::module_& m) {
            py::arg("activations"))
       .def("bind_optimizer", &DenseTrainStep::bind_optimizer, py::arg("groups"))
       .def("step", &DenseTrainStep::step, py::arg("x"), py::arg("target"), py::arg("loss"), py::arg("reduction"),
-           py::arg("class_weight"), py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("options"));
+           py::arg("class_weight"), py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("options"),
+           py::arg("bf16") = false, py::arg("use_dot") = true);
 }
 
 }  // namespace fastnn::bind

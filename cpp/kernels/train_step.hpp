@@ -9,6 +9,8 @@
 //             dense_backward_weight, dense_backward_bias (overwriting the gradients: a fresh zero_grad) and,
 //             except for the first layer, dense_backward_input;
 //   update    sgd_update / adam_update over each parameter group.
+// Under fnn.autocast("bfloat16") (bf16 = true) the three GEMMs of each layer are the ones amp.linear_forward /
+// amp.linear_backward run: bf16_gemm with the same operands, bias and use_dot; the rest stays float32.
 // Nothing is written to a parameter or gradient before the loss has been computed: a non-finite layer input,
 // a bad label or non-finite logits return a status instead, and the caller reruns the step layer by layer,
 // whose error names the layer.
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "kernels/activations.hpp"
+#include "kernels/bf16_gemm.hpp"
 #include "kernels/checks.hpp"
 #include "kernels/dense.hpp"
 #include "kernels/entry.hpp"
@@ -99,7 +102,8 @@ struct TrainResult {
 
 template <typename T>
 TrainResult dense_train_step(const T* x, index_t batch, const std::vector<TrainLayer<T>>& layers,
-                             const TrainLoss<T>& loss, TrainBuffers<T>& buf, std::vector<TrainUpdate<T>>& updates) {
+                             const TrainLoss<T>& loss, TrainBuffers<T>& buf, std::vector<TrainUpdate<T>>& updates,
+                             bool bf16, bool use_dot) {
   const std::size_t L = layers.size();
   // forward
   const T* input = x;
@@ -107,7 +111,11 @@ TrainResult dense_train_step(const T* x, index_t batch, const std::vector<TrainL
     const TrainLayer<T>& layer = layers[l];
     if (!all_finite(input, batch * layer.in_features)) return {1, 0.0, static_cast<index_t>(l)};
     T* out = buf.value(l, 0, layer.out_features);
-    dense_forward(input, layer.weight, layer.bias, out, batch, layer.in_features, layer.out_features);
+    if (bf16)
+      bf16_gemm(input, layer.weight, out, batch, layer.in_features, layer.out_features, false, true, false, layer.bias,
+                false, use_dot);
+    else
+      dense_forward(input, layer.weight, layer.bias, out, batch, layer.in_features, layer.out_features);
     for (std::size_t k = 0; k < layer.activations.size(); ++k) {
       const ActivationStep& act = layer.activations[k];
       T* next = buf.value(l, k + 1, layer.out_features);
@@ -156,12 +164,20 @@ TrainResult dense_train_step(const T* x, index_t batch, const std::vector<TrainL
       g = dx;
     }
     const T* in = l == 0 ? x : buf.output(l - 1, layers[l - 1]);
-    dense_backward_weight(g, in, layer.grad_weight, batch, layer.in_features, layer.out_features, false);
+    if (bf16)
+      bf16_gemm(g, in, layer.grad_weight, layer.out_features, batch, layer.in_features, true, false, false,
+                static_cast<const T*>(nullptr), false, use_dot);
+    else
+      dense_backward_weight(g, in, layer.grad_weight, batch, layer.in_features, layer.out_features, false);
     if (layer.grad_bias) dense_backward_bias(g, layer.grad_bias, batch, layer.out_features, false);
     if (l > 0) {
       T* dx = spare[next];
       next ^= 1;
-      dense_backward_input(g, layer.weight, dx, batch, layer.in_features, layer.out_features);
+      if (bf16)
+        bf16_gemm(g, layer.weight, dx, batch, layer.out_features, layer.in_features, false, false, false,
+                  static_cast<const T*>(nullptr), false, use_dot);
+      else
+        dense_backward_input(g, layer.weight, dx, batch, layer.in_features, layer.out_features);
       g = dx;
     }
   }

@@ -10,7 +10,8 @@ gradients and optimizer state come out the same bit for bit (tests/test_train_st
   MSELoss, reduction 'mean' or 'sum' ('half_sum' for MSELoss);
 * optimizers: SGD (momentum, dampening, Nesterov, weight decay, maximize), Adam and AdamW (amsgrad included),
   through Optimizer.fused_plan().
-Under fnn.autocast it does not run (each Linear runs its bf16 GEMMs). For anything else there is no plan
+Under fnn.autocast a float32 model's GEMMs run in bf16, as each Linear's would (amp.linear_forward /
+linear_backward: the same kernel on the same operands). For anything else there is no plan
 (TrainPlanCache.get returns None) or FusedTrainStep.run returns None, and the caller runs the step layer
 by layer. So does a step whose input, labels or logits the kernels reject (non-finite values, a label out of
 range): the layer-by-layer path then raises the error that names the layer.
@@ -120,8 +121,6 @@ class FusedTrainStep:
     def run(self, x, y, loss, optimizer):
         """(loss value, output) of one fused step, or None when the layer-by-layer path must run it (the loss
         or optimizer is not one the kernel runs, or the kernels rejected the batch): nothing changed then."""
-        if amp.is_autocast_enabled():
-            return None  # the kernel computes in float32; under autocast each Linear runs its bf16 GEMMs
         loss_args = _loss_args(loss, y, self._dtype)
         if loss_args is None or not (type(x) is np.ndarray and x.dtype.kind == "f"):
             return None
@@ -165,7 +164,7 @@ class FusedTrainStep:
             self._bound = token
         target, kind, reduction, weight, ignore_index, smoothing = loss_args
         status, value, _, out = self._core.step(x, target, kind, reduction, weight, ignore_index, smoothing,
-                                                options)
+                                                options, amp.gemm_in_bf16(self._dtype), amp.dot_products())
         return (value, out) if status == 0 else None
 
 

@@ -143,13 +143,17 @@ void dense_backward_weight(const T* grad_y, const T* x, T* grad_weight, index_t 
 
 // Row by row, each output summed in batch order: vectorised across features, and (unlike Eigen's colwise
 // reduction, whose order follows the buffer's alignment) the same bits wherever the arrays sit in memory.
+// Threads take slices of the features: each output is still summed in batch order.
 template <typename T>
 void dense_backward_bias(const T* grad_y, T* grad_bias, index_t batch, index_t out_features, bool accumulate) {
-  if (!accumulate) std::fill(grad_bias, grad_bias + out_features, T(0));
-  for (index_t n = 0; n < batch; ++n) {
-    const T* row = grad_y + n * out_features;
-    for (index_t o = 0; o < out_features; ++o) grad_bias[o] += row[o];
-  }
+  for_each_slice(out_features, 16, batch * out_features, kParallelMinElements, [&](index_t begin, index_t count) {
+    T* sums = grad_bias + begin;
+    if (!accumulate) std::fill(sums, sums + count, T(0));
+    for (index_t n = 0; n < batch; ++n) {
+      const T* row = grad_y + n * out_features + begin;
+      for (index_t o = 0; o < count; ++o) sums[o] += row[o];
+    }
+  });
 }
 
 // ---- A dense layer fused with its activation and dropout: y = dropout(act(x·Wᵀ + b)) ------------------------

@@ -132,6 +132,7 @@ class Sequential(Module):
         between layers, reuses buffers allocated once per batch size, and gives the same parameters,
         gradients and optimizer state as the step-by-step path, bit for bit. A batch its kernels reject
         (NaN input, a label out of range) changes nothing there and runs step by step, which raises the error.
+        Under :class:`fastnn.autocast` the one call runs the Linear GEMMs in bf16, as the layers would.
 
         After the step ``.grad`` holds this batch's gradient (earlier gradients are discarded, as after
         ``zero_grad``). A fused step leaves no layer caches: call ``backward`` only after a forward.

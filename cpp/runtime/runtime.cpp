@@ -18,11 +18,13 @@
 // takes a core, a member of the team waits for the scheduler to give it a turn (milliseconds) while the
 // others wait for it, and every region pays that: a small MLP's training step, 0.5 ms alone, took 23 ms on
 // average with one busy process beside it. So run_parallel times its regions: when the thread that opened a
-// region waited more than kLostMin for the rest of its team, and longer than its own share of the work took
-// (no uneven split of ours is that uneven), the region counts as contended. A lone one is forgiven (threads
-// starting up look the same); the next within four back-off periods makes regions run on one thread for a
-// back-off period: 50 ms, doubled for each contended region that follows within four periods (up to 1.6 s),
-// started afresh after a quiet spell. Then the next region tries the team again. On one thread the
+// region waited more than kLostMin for the rest of its team, and more than twice as long as its own share of
+// the work took (no split of ours is that uneven: a slice holds whole panels, at least one, the counts
+// differ by at most one, and the last also takes a remainder of under one panel, so no slice is three times
+// another), the region counts as contended. A lone one is forgiven (threads starting up look the same); the
+// next within four back-off periods makes regions run on one thread for a back-off period: 50 ms, doubled
+// for each contended region that follows within four periods (up to 1.6 s), started afresh after a quiet
+// spell. Then the next region tries the team again. On one thread the
 // kernels compute the same bits (results never depend on the thread count), at one core's speed, which is
 // what a busy machine has to give.
 #include "runtime/runtime.hpp"
@@ -75,7 +77,7 @@ long long now_ns() {
 // A region that began at `start` ended at `end`; its opening thread worked from begin to finish.
 void note_region(long long start, long long begin, long long finish, long long end) {
   const long long lost = (begin - start) + (end - finish), busy = finish - begin;
-  if (!g_simulate_contention.load(std::memory_order_relaxed) && (lost <= kLostMin || lost <= busy)) return;
+  if (!g_simulate_contention.load(std::memory_order_relaxed) && (lost <= kLostMin || lost <= 2 * busy)) return;
   g_contended.fetch_add(1, std::memory_order_relaxed);
   long long backoff = g_backoff.load(std::memory_order_relaxed);
   const long long previous = g_last_contended.exchange(end, std::memory_order_relaxed);

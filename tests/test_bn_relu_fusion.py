@@ -372,3 +372,20 @@ def test_forward_relu_layer_api():
     bn(x)
     ref(x)
     assert bits(bn.backward(g)) == bits(ref.backward(g))  # a plain forward after a fused one: plain backward
+
+
+@pytest.mark.parametrize("shape", [(9, 5), (4, 5, 3), (1, 5, 6)])
+def test_batchnorm1d_relu_sequential(shape, monkeypatch):
+    """BatchNorm1d + ReLU module in a Sequential, (N, C) and (N, C, L) input: fused, the same bits."""
+    calls = []
+    original = fnn.nn.BatchNorm1d.forward_relu
+    monkeypatch.setattr(fnn.nn.BatchNorm1d, "forward_relu", lambda self, x, residual=None: calls.append(1) or
+                        original(self, x, residual))
+    fnn.manual_seed(6)
+    model = fnn.nn.Sequential(fnn.nn.BatchNorm1d(5), fnn.nn.ReLU()).double()
+    model[0].weight.data[:] = rng(14).normal(1.0, 0.5, 5)
+    ref = copy.deepcopy(model)
+    r = rng(15)
+    x, gy = r.normal(size=shape), r.normal(size=shape)
+    _same(_run(model, x, gy, True), _run(ref, x, gy, False))
+    assert len(calls) == 1

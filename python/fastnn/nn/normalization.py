@@ -113,9 +113,9 @@ class _BatchNorm(Module):
         -------
         ndarray or None
             The ReLU's output; None (and nothing done) for a residual that is not a C-contiguous array of the
-            output's shape and dtype (the sum would broadcast or change dtype). Without a residual, ``backward`` then takes the gradient of this output (the
-            ReLU's mask is applied inside the batch norm backward); with one, it takes the gradient of the
-            batch norm's output, as after ``forward``.
+            output's shape and dtype (the sum would broadcast or change dtype). Without a residual,
+            ``backward`` then takes the gradient of this output (the ReLU's mask is applied inside the batch
+            norm backward); with one, it takes the gradient of the batch norm's output, as after ``forward``.
 
         Examples
         --------

@@ -30,7 +30,7 @@ KERNEL_TESTS = ["test_linear.py", "test_activations.py", "test_conv.py", "test_p
                 "test_losses.py", "test_optim.py", "test_embedding.py", "test_recurrent.py", "test_inference_plan.py",
                 "test_attention.py", "test_interaction.py", "test_center_loss.py", "test_dropout_flatten.py",
                 "test_lbfgs.py", "test_functional_kernels.py", "test_sdpa.py", "test_train_step.py",
-                "test_bf16.py", "test_linear_activation.py"]
+                "test_bf16.py", "test_linear_activation.py", "test_bn_relu_fusion.py"]
 
 
 def _run(args, level=None, **kwargs):

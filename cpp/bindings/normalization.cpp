@@ -27,8 +27,10 @@ void require_finite(bool finite) { require(finite, "input contains NaN or infini
 // -> (y, mean[C], invstd[C]). Training statistics update running_mean/running_var in place when given.
 py::tuple batch_norm_forward(const py::array& x, const py::object& weight, const py::object& bias,
                              const py::object& running_mean, const py::object& running_var, bool use_batch_stats,
-                             double momentum, double eps, bool check_finite) {
+                             double momentum, double eps, bool check_finite, const py::object& residual,
+                             bool relu) {
   const NCS d = ncs(x, "batch_norm_forward");
+  require(residual.is_none() || relu, "batch_norm_forward: a residual needs relu=True");
   require(use_batch_stats || (!running_mean.is_none() && !running_var.is_none()),
           "batch_norm_forward: eval mode needs running_mean and running_var");
   require(!use_batch_stats || d.N * d.S > 1 || (running_mean.is_none() && running_var.is_none()),
@@ -40,6 +42,13 @@ py::tuple batch_norm_forward(const py::array& x, const py::object& weight, const
     const T* pb = optional_in<T>(bias, {d.C}, "batch_norm_forward bias");
     T* prm = optional_out<T>(running_mean, {d.C}, "batch_norm_forward running_mean");
     T* prv = optional_out<T>(running_var, {d.C}, "batch_norm_forward running_var");
+    const T* pr = nullptr;
+    if (!residual.is_none()) {
+      const py::array r = residual.cast<py::array>();
+      require(shape_of(r) == shape_of(x), "batch_norm_forward: residual " + shape_str(r) +
+                                              " does not match input " + shape_str(x));
+      pr = in_ptr<T>(r, "batch_norm_forward residual");
+    }
     auto y = empty_array<T>(shape_of(x));
     auto mean = empty_array<T>({d.C}), invstd = empty_array<T>({d.C});
     T *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pi = invstd.mutable_data();
@@ -49,7 +58,7 @@ py::tuple batch_norm_forward(const py::array& x, const py::object& weight, const
       if (check_finite) finite = all_finite(px, d.N * d.C * d.S);
       if (finite)
         fastnn::batch_norm_forward(px, pw, pb, prm, prv, py_, pm, pi, d.N, d.C, d.S, use_batch_stats, T(momentum),
-                                   T(eps));
+                                   T(eps), pr, relu);
     }
     require_finite(finite);
     return py::make_tuple(y, mean, invstd);
@@ -59,7 +68,7 @@ py::tuple batch_norm_forward(const py::array& x, const py::object& weight, const
 py::object batch_norm_backward(const py::array& grad_y, const py::array& x, const py::array& mean,
                                const py::array& invstd, const py::object& weight, const py::object& grad_weight,
                                const py::object& grad_bias, bool training, bool need_input_grad,
-                               bool accumulate_weight, bool accumulate_bias) {
+                               bool accumulate_weight, bool accumulate_bias, const py::object& relu_out) {
   const NCS d = ncs(x, "batch_norm_backward");
   require(grad_y.ndim() == x.ndim() && shape_of(grad_y) == shape_of(x),
           "batch_norm_backward: grad_output " + shape_str(grad_y) + " does not match input " + shape_str(x));
@@ -74,11 +83,18 @@ py::object batch_norm_backward(const py::array& grad_y, const py::array& x, cons
     const T* pw = optional_in<T>(weight, {d.C}, "batch_norm_backward weight");
     T* pdw = optional_out<T>(grad_weight, {d.C}, "batch_norm_backward grad_weight");
     T* pdb = optional_out<T>(grad_bias, {d.C}, "batch_norm_backward grad_bias");
+    const T* pro = nullptr;
+    if (!relu_out.is_none()) {
+      const py::array r = relu_out.cast<py::array>();
+      require(shape_of(r) == shape_of(x), "batch_norm_backward: relu_out " + shape_str(r) +
+                                              " does not match input " + shape_str(x));
+      pro = in_ptr<T>(r, "batch_norm_backward relu_out");
+    }
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
     py::gil_scoped_release release;
     fastnn::batch_norm_backward(pdy, px, pm, pi, pw, pdx, pdw, pdb, d.N, d.C, d.S, training, accumulate_weight,
-                                accumulate_bias);
+                                accumulate_bias, pro);
     return result;
   });
 }
@@ -161,7 +177,8 @@ NCS lrn_dims(const py::array& x, index_t size, const char* what) {
 void register_normalization(py::module_& m) {
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
         py::arg("running_mean"), py::arg("running_var"), py::arg("use_batch_stats"), py::arg("momentum") = 0.1,
-        py::arg("eps") = 1e-5, py::arg("check_finite") = false,
+        py::arg("eps") = 1e-5, py::arg("check_finite") = false, py::arg("residual") = py::none(),
+        py::arg("relu") = false,
         "Batch normalisation per channel: y = (x - mean) * invstd * weight + bias.\n"
         "\n"
         "Parameters\n"
@@ -179,6 +196,10 @@ void register_normalization(py::module_& m) {
         "    Added to the variance.\n"
         "check_finite : bool, default False\n"
         "    Raise ValueError when x holds NaN or infinity.\n"
+        "residual : ndarray of x's shape or None, default None\n"
+        "    Added before the ReLU (needs relu=True): y = relu(bn(x) + residual), a residual block's tail.\n"
+        "relu : bool, default False\n"
+        "    y = relu(bn(x)) in the same pass, bit for bit the separate ops' result.\n"
         "\n"
         "Returns\n"
         "-------\n"
@@ -195,7 +216,7 @@ void register_normalization(py::module_& m) {
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("grad_output"), py::arg("x"), py::arg("mean"),
         py::arg("invstd"), py::arg("weight"), py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),
         py::arg("training") = true, py::arg("need_input_grad") = true, py::arg("accumulate_weight") = true,
-        py::arg("accumulate_bias") = true,
+        py::arg("accumulate_bias") = true, py::arg("relu_out") = py::none(),
         "Gradients of batch_norm_forward; parameter gradients are written in place.\n"
         "\n"
         "grad_weight (+)= sum(dy * xhat), grad_bias (+)= sum(dy) per channel.\n"
@@ -215,6 +236,9 @@ void register_normalization(py::module_& m) {
         "    False skips dx.\n"
         "accumulate_weight, accumulate_bias : bool, default True\n"
         "    Add into the gradient arrays (True) or overwrite them (False).\n"
+        "relu_out : ndarray of x's shape or None, default None\n"
+        "    The output of a forward with relu=True (no residual): grad_output is then the gradient of the ReLU's\n"
+        "    output, masked here as the ReLU backward would.\n"
         "\n"
         "Returns\n"
         "-------\n"

@@ -14,6 +14,7 @@
 #include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
+#include "kernels/scratch.hpp"
 
 namespace fastnn {
 
@@ -63,16 +64,53 @@ void for_each_row(index_t N, index_t C, index_t S, F&& fn) {
   });
 }
 
+// One row of batch norm's output: y = x·scale + shift; with relu, then max(·, 0); with a residual r (relu
+// too), relu(x·scale + shift + r). Each element's arithmetic is the separate ops' (the add kernel's v + r,
+// the relu kernel's v > 0 ? v : 0·v + 0, here v·[v > 0] + 0: the same bits, NaN and -inf included, in a
+// form GCC vectorises, which it does not for ?: over floats), so a fused forward gives the unfused bits.
+template <typename T>
+void normalise_row(const T* x, const T* r, T* y, index_t n, T scale, T shift, bool relu) {
+  if (r) {
+    for (index_t s = 0; s < n; ++s) {
+      T v = x[s] * scale + shift;
+      v = v + r[s];
+      y[s] = v * T(v > T(0)) + T(0);
+    }
+  } else if (relu) {
+    for (index_t s = 0; s < n; ++s) {
+      const T v = x[s] * scale + shift;
+      y[s] = v * T(v > T(0)) + T(0);
+    }
+  } else {
+    for (index_t s = 0; s < n; ++s) y[s] = x[s] * scale + shift;
+  }
+}
+
+// Asks for the n values at p in cache ahead of their use.
+template <typename T>
+void prefetch_row(const T* p, index_t n) {
+  for (index_t s = 0; s < n; s += index_t(64 / sizeof(T))) __builtin_prefetch(p + s);
+}
+
+// The relu backward's gradient (kernels/activations.hpp: y > 0 ? dy : 0·dy, the same bits as dy·[y > 0])
+// from relu's output y.
+template <typename T>
+void relu_mask(const T* y, const T* dy, T* out, index_t n) {
+  for (index_t s = 0; s < n; ++s) out[s] = dy[s] * T(y[s] > T(0));
+}
+
 }  // namespace norm_detail
 
 // Batch norm forward. Training (or no running statistics): per-channel batch mean and biased variance;
 // running statistics, when given, become (1 − m)·r + m·batch with the unbiased variance M/(M − 1)·σ²
 // (M = N·S), as PyTorch. Otherwise the running statistics normalise. Writes the statistics used to
 // mean_out[C] and invstd_out[C] = 1/√(var + eps) for backward. weight/bias may be null (affine=False).
+// relu: y = relu(batch norm) (a network's BN-ReLU in one pass); residual (x's shape, relu required):
+// y = relu(batch norm + residual) (a residual block's tail).
 template <typename T>
 void batch_norm_forward(const T* x, const T* weight, const T* bias, T* running_mean, T* running_var, T* y,
                         T* mean_out, T* invstd_out, index_t N, index_t C, index_t S, bool use_batch_stats,
-                        T momentum, T eps) {
+                        T momentum, T eps, const T* residual, bool relu) {
   using namespace norm_detail;
   const index_t M = N * S;
   if (use_batch_stats && S > 1) {
@@ -103,9 +141,8 @@ void batch_norm_forward(const T* x, const T* weight, const T* bias, T* running_m
         const T scale = weight ? weight[c] * invstd_out[c] : invstd_out[c];
         const T shift = (bias ? bias[c] : T(0)) - mean * scale;
         for (index_t n = 0; n < N; ++n) {
-          const T* xr = x + (n * C + c) * S;
-          T* yr = y + (n * C + c) * S;
-          for (index_t s = 0; s < S; ++s) yr[s] = xr[s] * scale + shift;
+          const index_t row = (n * C + c) * S;
+          normalise_row(x + row, residual ? residual + row : nullptr, y + row, S, scale, shift, relu);
         }
       }
     });
@@ -135,9 +172,8 @@ void batch_norm_forward(const T* x, const T* weight, const T* bias, T* running_m
   for_each_row(N, C, S, [&](index_t, index_t c, index_t begin, index_t count) {
     const T scale = weight ? weight[c] * invstd_out[c] : invstd_out[c];
     const T shift = (bias ? bias[c] : T(0)) - mean_out[c] * scale;
-    const T* xr = x + begin;
-    T* yr = y + begin;
-    for (index_t s = 0; s < count; ++s) yr[s] = xr[s] * scale + shift;
+    norm_detail::normalise_row(x + begin, residual ? residual + begin : nullptr, y + begin, count, scale, shift,
+                               relu);
   });
 }
 
@@ -145,26 +181,43 @@ void batch_norm_forward(const T* x, const T* weight, const T* bias, T* running_m
 // x̂ = (x − mean)·invstd. Training: the full derivative through the batch statistics,
 // dx = γ·invstd·(dy − dβ/M − x̂·dγ/M); eval: dx = γ·invstd·dy. Parameter gradients are added
 // (accumulate) or overwrite; null pointers skip them (frozen parameters, no input gradient).
+// relu_out (a forward with relu and no residual): grad_y is the gradient of relu's output, masked here
+// (y > 0 ? dy : 0·dy, the relu backward's arithmetic) with no array handed back in between.
 template <typename T>
 void batch_norm_backward(const T* grad_y, const T* x, const T* mean, const T* invstd, const T* weight,
                          T* grad_x, T* grad_weight, T* grad_bias, index_t N, index_t C, index_t S,
-                         bool training, bool accumulate_weight, bool accumulate_bias) {
+                         bool training, bool accumulate_weight, bool accumulate_bias, const T* relu_out) {
   using namespace norm_detail;
   const index_t M = N * S;
   const bool need_sums = grad_weight || grad_bias || (grad_x && training);
+  // relu_out: the masked gradient goes to a kept buffer, written by the thread that then reads it
+  const T* dy_in = grad_y;
+  T* masked = relu_out ? detail::scratch<T>(2, N * C * S) : nullptr;
+  if (relu_out) grad_y = masked;
   if (need_sums && S > 1) {
     // Channel by channel while its values are in cache: the same sums and dx as the sweeps below, one region.
     for_each_slice(C, 1, N * C * S, kParallelMinElements, [&](index_t c0, index_t cn) {
+      if (relu_out)  // this thread's channels first: a pass in a row's order, the next row asked for ahead
+        for (index_t n = 0; n < N; ++n) {
+          const index_t row = (n * C + c0) * S;
+          if (n + 1 < N) {
+            prefetch_row(relu_out + row + C * S, cn * S);
+            prefetch_row(dy_in + row + C * S, cn * S);
+          }
+          relu_mask(relu_out + row, dy_in + row, masked + row, cn * S);
+        }
       for (index_t c = c0; c < c0 + cn; ++c) {
         const T mu = mean[c], is = invstd[c];
+        // Both sums row by row while the row is in L1 (each in its own fixed order, as two sweeps would).
         Lanes<T> dy_sum, dy_xhat_sum;
         for (index_t n = 0; n < N; ++n) {
-          const T* dy = grad_y + (n * C + c) * S;
+          const index_t row = (n * C + c) * S;
+          if (n + 1 < N) {  // rows lie a channel stride apart, and the hardware prefetchers stop at each page
+            prefetch_row(x + row + C * S, S);
+            prefetch_row(grad_y + row + C * S, S);
+          }
+          const T *dy = grad_y + row, *xr = x + row;
           dy_sum.add(S, [&](index_t s) { return dy[s]; });
-        }
-        for (index_t n = 0; n < N; ++n) {
-          const T* dy = grad_y + (n * C + c) * S;
-          const T* xr = x + (n * C + c) * S;
           dy_xhat_sum.add(S, [&](index_t s) { return dy[s] * (xr[s] - mu); });
         }
         const T sdy = dy_sum.total(), sdx = dy_xhat_sum.total() * is;
@@ -185,6 +238,7 @@ void batch_norm_backward(const T* grad_y, const T* x, const T* mean, const T* in
     });
     return;
   }
+  if (relu_out) relu_mask(relu_out, dy_in, masked, N * C * S);
   std::vector<T> sum_dy(C), sum_dy_xhat(C);
   if (need_sums) {
     channel_sums(N, C, S, sum_dy.data(), [&](index_t, index_t, index_t i) { return grad_y[i]; });

@@ -49,9 +49,9 @@ def avg_pool2d_backward(grad_output: np.ndarray, input_shape: collections.abc.Se
     """Gradient dx of avg_pool2d_forward."""
 def avg_pool2d_forward(x: np.ndarray, kernel_size: object, stride: object = None, padding: object = 0, ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: object = None) -> np.ndarray:
     """2-D average pooling over NCHW images with PyTorch's options and divisors."""
-def batch_norm_backward(grad_output: np.ndarray, x: np.ndarray, mean: np.ndarray, invstd: np.ndarray, weight: object, grad_weight: object = None, grad_bias: object = None, training: bool = True, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True) -> object:
+def batch_norm_backward(grad_output: np.ndarray, x: np.ndarray, mean: np.ndarray, invstd: np.ndarray, weight: object, grad_weight: object = None, grad_bias: object = None, training: bool = True, need_input_grad: bool = True, accumulate_weight: bool = True, accumulate_bias: bool = True, relu_out: object = None) -> object:
     """Gradients of batch_norm_forward; parameter gradients are written in place."""
-def batch_norm_forward(x: np.ndarray, weight: object, bias: object, running_mean: object, running_var: object, use_batch_stats: bool, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.1, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-05, check_finite: bool = False) -> tuple:
+def batch_norm_forward(x: np.ndarray, weight: object, bias: object, running_mean: object, running_var: object, use_batch_stats: bool, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.1, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-05, check_finite: bool = False, residual: object = None, relu: bool = False) -> tuple:
     """Batch normalisation per channel: y = (x - mean) * invstd * weight + bias."""
 def batched_matmul(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
     """Matrix product op(a) @ op(b) of 2-D or 3-D operands; a 2-D one is repeated over the other's batch."""

@@ -16,6 +16,11 @@ Planned once (and again only when the model's structure or a parameter's require
   a fused plan of fastnn.nn.inference_plan runs in one C++ call (Linear/activation stacks, Conv-BN-
   activation-pooling blocks): the planned forward runs those instead, and a backward after it replays the
   forward layer by layer first (rare: saliency maps in eval mode).
+* in training mode, a BatchNorm whose output only a ReLU uses runs it in the same pass (BatchNorm.forward_relu):
+  the ReLU's backward step hands its gradient to the batch norm's, which masks it as it reads it; and a
+  BatchNorm whose output only an add uses, whose output only a relu uses (relu(bn(x) + s), a residual block's
+  tail), runs all three at the add, leaving the add and relu the contexts their own backward steps need. The
+  same bits as the separate layers (not under autocast, unfused(), or when every node's value is kept).
 
 Gradient readiness (gradient_ready): a listener registered for one model hears, during that model's backward,
 each trainable parameter as soon as its gradient is final: after the backward of the last node (in the backward
@@ -32,14 +37,17 @@ from threading import get_ident
 import numpy as np
 
 from .. import amp
+from .activations import ReLU
 from .function_ops import OPS, add_arrays
 from .graph_def import DimRef, Ref
 from .inference_plan import FusedSequencePlan, InferencePlan
 from .module import Module, requires_grad_version, structure_version
+from .normalization import BatchNorm1d, BatchNorm2d
 
 __all__ = ["Executor", "GraphRunError", "unfused", "fused_plans", "gradient_ready"]
 
-_INPUT, _MODULE, _CALL, _PARAM, _BUFFER, _CONST, _FUSED = range(7)
+_INPUT, _MODULE, _CALL, _PARAM, _BUFFER, _CONST, _FUSED, _BN_RELU, _BN_ADD_RELU, _PASS = range(10)
+_RELU, _ADD = OPS["relu"], OPS["add"]
 
 
 class _Fusion(threading.local):
@@ -208,7 +216,7 @@ def _leaf_paths(out, path=()):
 class _Run:
     """What one forward leaves for its backward."""
 
-    __slots__ = ("ctxs", "states", "leaves", "input_float", "values", "replay", "thread")
+    __slots__ = ("ctxs", "states", "leaves", "input_float", "values", "replay", "thread", "fused")
 
     def __init__(self, n):
         self.ctxs = [None] * n
@@ -217,12 +225,13 @@ class _Run:
         self.values = None
         self.replay = None  # the inputs, when a fused forward left no layer caches behind
         self.thread = get_ident()
+        self.fused = False  # whether the training-mode fusions ran (their ReLUs' backward steps pass through)
 
     @classmethod
     def replayed(cls, inputs):
         """The run of a forward that one fused plan did whole: backward replays it first."""
         run = cls.__new__(cls)
-        run.replay, run.input_float, run.thread = inputs, (True,), get_ident()
+        run.replay, run.input_float, run.thread, run.fused = inputs, (True,), get_ident(), False
         return run
 
 
@@ -333,10 +342,11 @@ class Executor:
         self._out_single = g.outputs.node if isinstance(g.outputs, Ref) and not g.outputs.path else None
         self._grad_plans = {}
         self._eval = self._eval_whole = None
+        self._train = self._passes = None
         self._bound = structure_version[0]
 
-    def _grad_plan(self, need_input_grad, input_float):
-        key = (need_input_grad, input_float, requires_grad_version[0])
+    def _grad_plan(self, need_input_grad, input_float, fused=False):
+        key = (need_input_grad, input_float, requires_grad_version[0], fused)
         plan = self._grad_plans.get(key)
         if plan is not None:
             return plan
@@ -373,8 +383,11 @@ class Executor:
         plan = _GradPlan()
         plan.rg = rg
         plan.ready = None
+        passes = self._passes if fused else {}
         plan.steps = [(i, self._steps[i][1], self._steps[i][2], self._simple_args[i], self._direct[i],
-                       self._positional[i], nig[i], needs[i]) for i in range(n - 1, -1, -1) if rg[i]]
+                       self._positional[i], nig[i], needs[i]) if i not in passes else
+                      (i, _PASS, None, (passes[i],), 0, None, nig[i], needs[i])
+                      for i in range(n - 1, -1, -1) if rg[i]]
         if len(self._grad_plans) > 8:
             self._grad_plans.clear()
         self._grad_plans[key] = plan
@@ -425,6 +438,52 @@ class Executor:
             result[1][1] == _FUSED and self._out_single == result[1][0] else None
         return result
 
+    def _train_steps(self):
+        """The steps of a training-mode forward with its BatchNorm fusions (None when there are none):
+        (bn, _BN_RELU, module, bn's input node, relu node) for a BatchNorm whose output only a ReLU (the relu
+        op or a ReLU module without cap) uses, the relu's step dropped, self._passes[relu] = bn; and
+        (add, _BN_ADD_RELU, module, (bn's input, shortcut, bn, add's inputs), relu) for relu(bn(x) + s), the
+        bn and relu steps dropped (the shortcut may be computed after the bn: the step runs at the add).
+        A BatchNorm called at several places (state saved per call) does not fuse."""
+        if self._train is not None:
+            return self._train or None
+        steps, nodes = self._steps, self.graph.nodes
+        users = [[] for _ in steps]
+        for k, node in enumerate(nodes):
+            for r in node.refs():
+                users[r.node].append(k)
+        for r in self._out_refs:
+            users[r.node].append(-1)  # a graph output is used outside
+
+        def only_relu(j, src):  # whether node j is a plain relu of node src, src's value used by it alone
+            kind, fn, simple = steps[j][1], steps[j][2], steps[j][3]
+            return simple == (src,) and (fn is _RELU if kind == _CALL else
+                                         kind == _MODULE and type(fn) is ReLU and fn.max_value is None)
+
+        replace, passes = {}, {}
+        for i, kind, fn, simple, _ in steps:
+            if kind != _MODULE or type(fn) not in (BatchNorm1d, BatchNorm2d) or simple is None or \
+                    len(simple) != 1 or len(users[i]) != 1 or users[i][0] < 0 or i in self._shared:
+                continue
+            j = users[i][0]
+            if only_relu(j, i):
+                replace[i], replace[j] = (i, _BN_RELU, fn, simple[0], j), None
+                passes[j] = i
+                continue
+            add = steps[j][3]
+            if j in replace or steps[j][1] != _CALL or steps[j][2] is not _ADD or add is None or len(users[j]) != 1 or \
+                    users[j][0] < 0 or steps[users[j][0]][1] != _CALL or not only_relu(users[j][0], j):
+                continue
+            if any(steps[k][1] == _BUFFER for k in range(i + 1, j)):
+                continue  # something between the two reads the batch norm's buffers: keep its place
+            other = add[1] if add[0] == i else add[0]
+            replace[i], replace[users[j][0]] = None, None
+            replace[j] = (j, _BN_ADD_RELU, fn, (simple[0], other, i, add), users[j][0])
+        self._passes = passes
+        self._train = [replace.get(s[0], s) for s in steps if replace.get(s[0], s) is not None] if replace \
+            else []
+        return self._train or None
+
     # -- forward ---------------------------------------------------------------------------------------
     def forward(self, inputs, keep_values=False):
         """(outputs, run) for a list of input arrays, one per graph input. keep_values: run.values holds
@@ -432,8 +491,14 @@ class Executor:
         if self._bound != structure_version[0]:
             self._bind()
         steps = steps_all = self._steps
+        fused = False
+        if self.owner.training:
+            if _fusion.enabled and not keep_values and not amp.is_autocast_enabled():
+                train = self._train_steps() if self._train is None else (self._train or None)
+                if train is not None:
+                    steps, fused = train, True
         # Under autocast an eval-mode forward runs layer by layer: the fused plans are float32 only.
-        if not self.owner.training and _fusion.enabled and not keep_values and not amp.is_autocast_enabled():
+        elif _fusion.enabled and not keep_values and not amp.is_autocast_enabled():
             whole = self._eval_whole
             if whole is not None and whole.valid():
                 out = whole.forward(inputs[0])
@@ -443,6 +508,7 @@ class Executor:
                 steps = self._eval_steps()
         vals = [None] * len(self._steps)
         run = _Run(len(vals))
+        run.fused = fused
         ctxs, shared, leaves = run.ctxs, self._shared, run.leaves
         for i, kind, fn, simple, getter in steps:
             if kind == _MODULE:
@@ -470,6 +536,18 @@ class Executor:
                 vals[i] = getattr(*fn)
             elif kind == _CONST:
                 vals[i] = fn
+            elif kind == _BN_RELU:  # simple: the batch norm's input node, getter: the relu node
+                vals[getter] = fn.forward_relu(vals[simple])
+            elif kind == _BN_ADD_RELU:  # i: the add node, simple: (bn input, shortcut, bn, add's inputs)
+                s = vals[simple[1]]
+                y = fn.forward_relu(vals[simple[0]], s)
+                if y is None:  # a sum that broadcasts or changes dtype: the three ops
+                    vals[simple[2]] = fn.forward(vals[simple[0]])
+                    vals[i], ctxs[i] = _ADD.forward(*[vals[j] for j in simple[3]])
+                    vals[getter], ctxs[getter] = _RELU.forward(vals[i])
+                else:
+                    ctxs[i] = _ADD.context_of(s, s)
+                    vals[getter], ctxs[getter] = y, _RELU.context_from_output(y)
             else:  # _FUSED: simple is the chain's input node, getter its nodes
                 out = fn.forward(vals[simple])
                 if out is None:  # not for this input: layer by layer (which raises the layer's own errors)
@@ -504,7 +582,7 @@ class Executor:
             run.__init__(0)
             for name in _Run.__slots__:
                 setattr(run, name, getattr(replayed, name))
-        plan = self._grad_plan(bool(need_input_grad), run.input_float)
+        plan = self._grad_plan(bool(need_input_grad), run.input_float, run.fused)
         rg = plan.rg
         n = len(self._steps)
         grads = [None] * n     # gradient of each node's output (path ())
@@ -557,6 +635,12 @@ class Executor:
                     continue
                 grads[i] = None
                 res = fn.backward(ctxs[i], g, need)
+            elif kind == _PASS:  # a ReLU run by the batch norm before it, whose backward masks the gradient
+                g = grads[i]
+                if g is not None:
+                    j = simple[0]
+                    grads[i], grads[j], owned[j] = None, g, owned[i]
+                continue
             elif kind == _PARAM:
                 g = grads[i]
                 if g is not None:

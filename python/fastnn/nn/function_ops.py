@@ -135,6 +135,10 @@ class Add(_Binary):
     name = "add"
     _f = staticmethod(np.add)
 
+    def context_of(self, a, b):
+        """The ctx backward needs for a + b computed elsewhere (a batch norm fused with it)."""
+        return a, b
+
     def backward(self, ctx, g, needs):
         a, b = ctx
         return (sum_to_shape(g, np.shape(a)) if needs[0] else None,
@@ -242,6 +246,11 @@ class _Activation(Op):
 @_register
 class Relu(_Activation):
     name, kind, a, b = "relu", _Kind.relu, 0.0, _INF
+
+    def context_from_output(self, y):
+        """The ctx backward needs, from the output y of a relu computed elsewhere (a batch norm fused with it):
+        the kernel's backward tests only saved > 0, true of y exactly where it is of the input."""
+        return y, self.a, self.b
 
 
 @_register

@@ -67,7 +67,7 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", np.array(0, np.int64))
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
-        self._input = None
+        self._input = self._relu_out = None
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -96,7 +96,44 @@ class _BatchNorm(Module):
         raise NotImplementedError
 
     def forward(self, x):
+        return self._forward(x, None, False)
+
+    def forward_relu(self, x, residual=None):
+        """relu(self(x)), or relu(self(x) + residual), in one pass: the graph executor's fusion of a
+        training-mode BatchNorm with the ReLU (and residual add) after it. The same bits as the separate ops.
+
+        Parameters
+        ----------
+        x : ndarray
+            The layer's input, as for ``forward``.
+        residual : ndarray or None, default None
+            An array of the output's shape and dtype (C-contiguous) added before the ReLU.
+
+        Returns
+        -------
+        ndarray or None
+            The ReLU's output; None (and nothing done) for a residual that is not a C-contiguous array of the
+            output's shape and dtype (the sum would broadcast or change dtype). Without a residual,
+            ``backward`` then takes the gradient of this output (the ReLU's mask is applied inside the batch
+            norm backward); with one, it takes the gradient of the batch norm's output, as after ``forward``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastnn as fnn
+        >>> bn = fnn.nn.BatchNorm2d(3)
+        >>> x = np.random.default_rng(0).normal(size=(4, 3, 5, 5)).astype(np.float32)
+        >>> y = bn.forward_relu(x)
+        >>> bool((y >= 0).all()), y.shape
+        (True, (4, 3, 5, 5))
+        >>> dx = bn.backward(np.ones_like(y))                # through the ReLU and the batch norm
+        """
+        return self._forward(x, residual, True)
+
+    def _forward(self, x, residual, relu):
         x = as_float_array(self, x, self._dtype(x))
+        if residual is not None and (type(residual) is not np.ndarray or residual.shape != x.shape or
+                                     residual.dtype != x.dtype or not residual.flags.c_contiguous):
+            return None  # y + residual would broadcast or change dtype: the caller runs the separate ops
         self._check_ndim(x)
         if x.shape[1] != self.num_features:
             raise ValueError(f"{self!r}: expected input with {self.num_features} channels (dimension 1), "
@@ -112,8 +149,10 @@ class _BatchNorm(Module):
             momentum = 1.0 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
         stats = (self.running_mean, self.running_var) if (update or not use_batch_stats) else (None, None)
         y, self._mean, self._invstd = _kernel(self, ops.batch_norm_forward, x, _data(self.weight),
-                                              _data(self.bias), *stats, use_batch_stats, momentum, self.eps, True)
+                                              _data(self.bias), *stats, use_batch_stats, momentum, self.eps, True,
+                                              residual, relu)
         self._input, self._batch_stats = x, use_batch_stats
+        self._relu_out = y if relu and residual is None else None
         return y
 
     def backward(self, grad_output, need_input_grad=True):
@@ -122,7 +161,7 @@ class _BatchNorm(Module):
         g = _grad_output(self, grad_output, x)
         gw, aw, gb, ab = _param_grads(self.weight, self.bias)
         return ops.batch_norm_backward(g, x, self._mean, self._invstd, _data(self.weight), gw, gb,
-                                         self._batch_stats, need_input_grad, aw, ab)
+                                         self._batch_stats, need_input_grad, aw, ab, self._relu_out)
 
 
 

@@ -21,12 +21,12 @@
 // region waited more than kLostMin for the rest of its team, and more than twice as long as its own share of
 // the work took (no split of ours is that uneven: a slice holds whole panels, at least one, the counts
 // differ by at most one, and the last also takes a remainder of under one panel, so no slice is three times
-// another), the region counts as contended. A lone one is forgiven (threads starting up look the same); the
-// next within four back-off periods makes regions run on one thread for a back-off period: 50 ms, doubled
-// for each contended region that follows within four periods (up to 1.6 s), started afresh after a quiet
-// spell. Then the next region tries the team again. On one thread the
-// kernels compute the same bits (results never depend on the thread count), at one core's speed, which is
-// what a busy machine has to give.
+// another), the region counts as contended. Once contended regions have lost a fifth of the time in a window
+// of 100 ms (a lone wait, a thread starting or the host taking a virtual core for a moment, costs far less),
+// regions run on one thread for a back-off period: 50 ms, doubled each time the next back-off follows within
+// four periods (up to 1.6 s), started afresh after a quiet spell. Then the next region tries the team again.
+// On one thread the kernels compute the same bits (results never depend on the thread count), at one core's
+// speed, which is what a busy machine has to give.
 #include "runtime/runtime.hpp"
 
 #include <dlfcn.h>
@@ -61,12 +61,16 @@ std::atomic<long> g_contended{0};                // regions found contended
 std::atomic<long> g_yielded{0};                  // regions run on one thread in a back-off period
 std::atomic<long long> g_serial_until{0};        // steady clock, ns: regions before this run on one thread
 std::atomic<long long> g_backoff{0};             // the current back-off period (ns)
-std::atomic<long long> g_last_contended{0};      // when the latest contended region ended
+std::atomic<long long> g_last_backoff{0};        // when the latest back-off began
+std::atomic<long long> g_window_start{0};        // the current window of kWindow ns ...
+std::atomic<long long> g_window_lost{0};         // ... and the time contended regions lost in it
 std::atomic<bool> g_simulate_contention{false};  // tests: every region counts as contended, backs off for good
 
-constexpr long long kLostMin = 250'000;              // ns the opening thread may wait for its team
+constexpr long long kLostMin = 250'000;               // ns the opening thread may wait for its team
 constexpr int kTeamWarmUp = 8;                        // regions of a new team that are not judged
-constexpr long long kFirstBackoff = 50'000'000;      // ns
+constexpr long long kWindow = 100'000'000;            // ns
+constexpr long long kLostBudget = 20'000'000;         // ns lost in a window before backing off (a fifth)
+constexpr long long kFirstBackoff = 50'000'000;       // ns
 constexpr long long kLongestBackoff = 1'600'000'000;  // ns
 
 long long now_ns() {
@@ -77,16 +81,21 @@ long long now_ns() {
 // A region that began at `start` ended at `end`; its opening thread worked from begin to finish.
 void note_region(long long start, long long begin, long long finish, long long end) {
   const long long lost = (begin - start) + (end - finish), busy = finish - begin;
-  if (!g_simulate_contention.load(std::memory_order_relaxed) && (lost <= kLostMin || lost <= 2 * busy)) return;
-  g_contended.fetch_add(1, std::memory_order_relaxed);
-  long long backoff = g_backoff.load(std::memory_order_relaxed);
-  const long long previous = g_last_contended.exchange(end, std::memory_order_relaxed);
   const bool simulated = g_simulate_contention.load(std::memory_order_relaxed);
-  if (!simulated && (previous == 0 || end - previous > 4 * std::max(backoff, kFirstBackoff))) {
-    g_backoff.store(0, std::memory_order_relaxed);  // a first one after a quiet spell: a thread starting, say
-    return;
+  if (!simulated && (lost <= kLostMin || lost <= 2 * busy)) return;
+  g_contended.fetch_add(1, std::memory_order_relaxed);
+  if (!simulated) {  // back off once contention has cost a fifth of the time in this window
+    if (end - g_window_start.load(std::memory_order_relaxed) > kWindow) {
+      g_window_start.store(end, std::memory_order_relaxed);
+      g_window_lost.store(0, std::memory_order_relaxed);
+    }
+    if (g_window_lost.fetch_add(lost, std::memory_order_relaxed) + lost <= kLostBudget) return;
+    g_window_lost.store(0, std::memory_order_relaxed);
   }
-  backoff = backoff > 0 ? std::min(2 * backoff, kLongestBackoff) : kFirstBackoff;
+  // doubled when it follows the previous back-off within four of its periods
+  long long backoff = g_backoff.load(std::memory_order_relaxed);
+  const long long previous = g_last_backoff.exchange(end, std::memory_order_relaxed);
+  backoff = backoff > 0 && end - previous <= 5 * backoff ? std::min(2 * backoff, kLongestBackoff) : kFirstBackoff;
   g_backoff.store(backoff, std::memory_order_relaxed);
   // simulated: backing off until the test ends it (so that what it counts does not depend on timing)
   g_serial_until.store(simulated ? std::numeric_limits<long long>::max() : end + backoff, std::memory_order_relaxed);
@@ -95,7 +104,9 @@ void note_region(long long start, long long begin, long long finish, long long e
 void clear_contention() {
   g_serial_until.store(0);
   g_backoff.store(0);
-  g_last_contended.store(0);
+  g_last_backoff.store(0);
+  g_window_start.store(0);
+  g_window_lost.store(0);
 }
 
 thread_local int tl_serial_depth = 0;

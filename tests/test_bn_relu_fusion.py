@@ -10,7 +10,7 @@ import pytest
 import fastnn as fnn
 from fastnn.nn.executor import unfused
 from fastnn.nn.function_ops import OPS
-from harness import TOL, check_module_gradients, rng
+from harness import TOL, check_module_gradients, load_example, rng
 
 ops = fnn.ops
 F = fnn.nn.functional
@@ -137,24 +137,8 @@ def test_kernel_rejects_bad_residual():
 
 
 # -- graphs: fused against layer by layer ----------------------------------------------------------------------
-class Block(fnn.nn.Module):
-    """relu(bn1(conv1(x))) -> conv2 -> bn2, + shortcut (identity or 1x1 conv + bn), relu: a ResNet basic block."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        nn = fnn.nn
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = None
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + (x if self.shortcut is None else self.shortcut(x)))
+# relu(bn1(conv1(x))) -> conv2 -> bn2, + shortcut (identity or 1x1 conv + bn), relu: a ResNet basic block
+Block = load_example("train_resnet_digits").BasicBlock
 
 
 class Net(fnn.nn.Module):

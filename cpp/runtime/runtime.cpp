@@ -186,7 +186,8 @@ void run_parallel(int threads, void (*body)(void*, int, int), void* ctx) {
     tl_team_built = threads;
     tl_team_age = 0;
   }
-  const bool warm = ++tl_team_age > kTeamWarmUp;
+  if (tl_team_age <= kTeamWarmUp) ++tl_team_age;  // counts up to the warm-up only: never wraps
+  const bool warm = tl_team_age > kTeamWarmUp;
   long long begin = 0, finish = 0;
 #pragma omp parallel num_threads(threads)
   {

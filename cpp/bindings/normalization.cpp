@@ -22,6 +22,15 @@ NCS ncs(const py::array& x, const char* what) {
 
 std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
 
+// An optional array of x's shape (None: nullptr), named in the error as "<op>: <name> (shape) does not match".
+template <typename T>
+const T* optional_like(const py::object& obj, const py::array& x, const std::string& op, const std::string& name) {
+  if (obj.is_none()) return nullptr;
+  const py::array a = obj.cast<py::array>();
+  require(shape_of(a) == shape_of(x), op + ": " + name + " " + shape_str(a) + " does not match input " + shape_str(x));
+  return in_ptr<T>(a, (op + " " + name).c_str());
+}
+
 void require_finite(bool finite) { require(finite, "input contains NaN or infinity"); }
 
 // -> (y, mean[C], invstd[C]). Training statistics update running_mean/running_var in place when given.
@@ -42,13 +51,7 @@ py::tuple batch_norm_forward(const py::array& x, const py::object& weight, const
     const T* pb = optional_in<T>(bias, {d.C}, "batch_norm_forward bias");
     T* prm = optional_out<T>(running_mean, {d.C}, "batch_norm_forward running_mean");
     T* prv = optional_out<T>(running_var, {d.C}, "batch_norm_forward running_var");
-    const T* pr = nullptr;
-    if (!residual.is_none()) {
-      const py::array r = residual.cast<py::array>();
-      require(shape_of(r) == shape_of(x), "batch_norm_forward: residual " + shape_str(r) +
-                                              " does not match input " + shape_str(x));
-      pr = in_ptr<T>(r, "batch_norm_forward residual");
-    }
+    const T* pr = optional_like<T>(residual, x, "batch_norm_forward", "residual");
     auto y = empty_array<T>(shape_of(x));
     auto mean = empty_array<T>({d.C}), invstd = empty_array<T>({d.C});
     T *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pi = invstd.mutable_data();
@@ -83,13 +86,7 @@ py::object batch_norm_backward(const py::array& grad_y, const py::array& x, cons
     const T* pw = optional_in<T>(weight, {d.C}, "batch_norm_backward weight");
     T* pdw = optional_out<T>(grad_weight, {d.C}, "batch_norm_backward grad_weight");
     T* pdb = optional_out<T>(grad_bias, {d.C}, "batch_norm_backward grad_bias");
-    const T* pro = nullptr;
-    if (!relu_out.is_none()) {
-      const py::array r = relu_out.cast<py::array>();
-      require(shape_of(r) == shape_of(x), "batch_norm_backward: relu_out " + shape_str(r) +
-                                              " does not match input " + shape_str(x));
-      pro = in_ptr<T>(r, "batch_norm_backward relu_out");
-    }
+    const T* pro = optional_like<T>(relu_out, x, "batch_norm_backward", "relu_out");
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
     py::gil_scoped_release release;

@@ -152,3 +152,55 @@ def test_casting_keeps_state_dict_order():
     m.double()
     assert list(m.state_dict()) == keys == ["weight", "running", "count"]
     assert m.running.dtype == np.float64 and m.count.dtype == np.int64
+
+
+def _shared_chain():
+    fnn.manual_seed(0)
+    lin = fnn.nn.Linear(5, 5).double()
+    return lin, fnn.nn.Sequential(lin, fnn.nn.Tanh(), lin, fnn.nn.Linear(5, 3).double())
+
+
+def test_a_layer_used_twice_is_listed_once_as_in_pytorch():
+    lin, model = _shared_chain()
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias", "3.weight", "3.bias"]
+    assert [p for p in model.parameters()][:2] == [lin.weight, lin.bias]
+    assert model.num_parameters() == 5 * 5 + 5 + 5 * 3 + 3
+    assert [n for n, _ in model.named_modules()] == ["", "0", "1", "3"]
+    assert [n for n, _ in model.named_modules(remove_duplicate=False)] == ["", "0", "1", "2", "3"]
+    assert [n for n, _ in model.named_parameters(remove_duplicate=False)][:4] == \
+        ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert [n for n, _ in model.named_parameters(recurse=False)] == []
+    # state_dict keeps every path (as PyTorch's does), so a state dict of either library loads with strict=True
+    sd = model.state_dict()
+    assert list(sd) == ["0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias"]
+    sd["0.weight"] = sd["2.weight"] = np.full((5, 5), 0.5)
+    model.load_state_dict(sd)
+    assert np.all(lin.weight.data == 0.5)
+    # buffers: two BatchNorms' equal integer counters are not taken for one buffer
+    bns = fnn.nn.Sequential(fnn.nn.BatchNorm1d(2), fnn.nn.BatchNorm1d(2))
+    assert len(list(bns.named_buffers())) == len(list(bns.named_buffers(remove_duplicate=False)))
+
+
+def test_an_optimizer_steps_a_shared_layer_once_with_its_summed_gradient():
+    lin, model = _shared_chain()
+    x = rng(1).standard_normal((4, 5))
+    y = np.array([0, 2, 1, 2])
+    loss = fnn.nn.CrossEntropyLoss()
+
+    def value():
+        return float(loss(model(x), y))
+
+    numeric = np.zeros((5, 5))
+    w = lin.weight.data
+    for i in range(5):
+        for j in range(5):
+            keep = w[i, j]
+            w[i, j] = keep + 1e-6
+            up = value()
+            w[i, j] = keep - 1e-6
+            numeric[i, j] = (up - value()) / 2e-6
+            w[i, j] = keep
+    before = w.copy()
+    opt = fnn.optim.SGD(model.parameters(), lr=0.1)  # raised "the same parameter twice" before
+    model.train_step(x, y, loss, opt)                # the one-call step leaves a shared layer to the layer path
+    np.testing.assert_allclose(lin.weight.data, before - 0.1 * numeric, rtol=0, atol=1e-8)

@@ -597,6 +597,11 @@ def test_arrays_missing_or_unexpected_versus_architecture(saved):
     ("fastnn.format_version", "2", "format version 2"),
     ("fastnn.format_version", "one", "invalid 'fastnn.format_version'"),
     ("fastnn.dtype", "int8", "invalid dtype"),
+    ("fastnn.architecture", '{"class": "Sequential", "args": {"modules": [{"__module__": {"__same_as__": 0}}]}}',
+     "bad shared-module reference"),
+    ("fastnn.architecture", '{"class": "Sequential", "args": {"modules": [{"__module__": {"__same_as__": 7}}]}}',
+     "bad shared-module reference"),
+    ("fastnn.architecture", '{"__same_as__": 0}', "bad shared-module reference"),
     ("fastnn.frozen", '["nope"]', "unknown parameter 'nope'"),
     ("fastnn.eval_modules", '{"a": 1}', "JSON list of names"),
 ])
@@ -619,3 +624,23 @@ def test_deeply_nested_architecture_is_a_valueerror(saved):
 def test_missing_file_is_filenotfounderror(tmp_path):
     with pytest.raises(FileNotFoundError):
         fnn.load(tmp_path / "nope.fnn")
+
+
+def test_a_layer_used_twice_is_still_one_layer_after_loading(tmp_path):
+    fnn.manual_seed(0)
+    shared = Linear(4, 4)
+    model = Sequential(shared, fnn.nn.Tanh(), shared, Sequential(shared, Linear(4, 2)))
+    path = tmp_path / "shared.fnn"
+    fnn.save(model, path)
+    arch = json.loads(st.read(path)[1]["fastnn.architecture"])
+    assert json.dumps(arch).count('"Linear"') == 2  # written once, referred to twice
+    loaded = fnn.load(path)
+    assert loaded[0] is loaded[2] is loaded[3][0] and loaded[3][1] is not loaded[0]
+    assert [n for n, _ in loaded.named_parameters()] == [n for n, _ in model.named_parameters()]
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(loaded(x), model(x))
+    # trained the same way, both stay the same: the loaded copy's layer still gets both uses' gradients
+    for m in (model, loaded):
+        opt = fnn.optim.SGD(m.parameters(), lr=0.5)
+        m.train_step(x, np.array([0, 1, 1]), fnn.nn.CrossEntropyLoss(), opt)
+    np.testing.assert_array_equal(loaded[0].weight.data, model[0].weight.data)

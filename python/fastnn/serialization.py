@@ -34,6 +34,7 @@ Saves are atomic (temporary file, fsync, rename): a failed save leaves an existi
 Corrupted, truncated or foreign files raise ValueError naming the file.
 """
 import contextlib
+import contextvars
 import functools
 import inspect
 import json
@@ -345,7 +346,37 @@ def _resolvable(cls):
     return name if name is not None and _resolve(name) is cls else None
 
 
+# A module registered at several places (a layer used twice in a Sequential) is written in full where it comes
+# first and as {"__same_as__": n} after, n counting the modules _encode_module met in order; _build counts the
+# modules it builds in the same order, so the loaded model shares that layer too.
+_module_table = contextvars.ContextVar("fastnn_module_table", default=None)
+
+
+@contextlib.contextmanager
+def _numbering_modules():
+    token = _module_table.set({})
+    try:
+        yield
+    finally:
+        _module_table.reset(token)
+
+
+def _encode_root(model):
+    with _numbering_modules():
+        return _encode_module(model, "")
+
+
+def _build_root(node):
+    with _numbering_modules():
+        return _build(node)
+
+
 def _encode_module(module, path):
+    table = _module_table.get()
+    if table is not None:
+        if id(module) in table:
+            return {"__same_as__": table[id(module)][0]}
+        table[id(module)] = (len(table), module)  # the module itself: its id stays its own while encoding
     where = _describe(path, module)
     if isinstance(module, Graph) or (type(module).traced and _resolvable(type(module)) is None):
         return _encode_graph(module, path)
@@ -458,6 +489,21 @@ def _build_graph(node):
 
 
 def _build(node):
+    table = _module_table.get()
+    if isinstance(node, dict) and "__same_as__" in node:
+        n = node["__same_as__"]
+        if table is None or len(node) != 1 or type(n) is not int or not 0 <= n < len(table) or table[n] is None:
+            raise _Corrupt(f"bad shared-module reference {json.dumps(node)[:80]}")
+        return table[n]
+    if table is None:
+        return _build_node(node)
+    n = len(table)
+    table[n] = None  # numbered before its children, as _encode_module numbers them
+    table[n] = _build_node(node)
+    return table[n]
+
+
+def _build_node(node):
     if isinstance(node, dict) and node.get("class") == "Graph" and "graph" in node:
         return _build_graph(node)
     if not (isinstance(node, dict) and isinstance(node.get("class"), str) and isinstance(node.get("args"), dict)):
@@ -569,13 +615,13 @@ def _save(model, path, check):
     dtype = np.dtype(model.dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"fastnn.save: the model's dtype is {dtype}; only float32 and float64 models are saved")
-    arch = _encode_module(model, "")
+    arch = _encode_root(model)
     arch_json = json.dumps(arch, separators=(",", ":"), allow_nan=False)
     state = model.state_dict()
     if check:
         try:
             with _scratch_random_state():
-                rebuilt = _build(json.loads(arch_json))
+                rebuilt = _build_root(json.loads(arch_json))
         except _Corrupt as e:
             raise ValueError(f"fastnn.save: the model cannot be rebuilt from its constructor arguments: "
                              f"{e}") from e.__cause__
@@ -682,7 +728,7 @@ def _load(path):
 
     try:
         with _scratch_random_state():
-            model = _build(arch)
+            model = _build_root(arch)
     except _Corrupt as e:
         fail(f"invalid architecture: {e}", e.__cause__)
     except RecursionError as e:
@@ -845,7 +891,7 @@ def architecture_json(model):
     """The JSON architecture fastnn.save writes for `model`, for formats that store a model inside
     (TypeError if the model cannot be saved)."""
     with _builtins_cached():
-        return json.dumps(_encode_module(model, ""), separators=(",", ":"), allow_nan=False)
+        return json.dumps(_encode_root(model), separators=(",", ":"), allow_nan=False)
 
 
 def module_from_architecture(text):
@@ -853,7 +899,7 @@ def module_from_architecture(text):
     the caller's random streams untouched); ValueError on bad content."""
     try:
         with _builtins_cached(), _scratch_random_state():
-            model = _build(json.loads(text))
+            model = _build_root(json.loads(text))
     except (_Corrupt, ValueError, RecursionError) as e:
         raise ValueError(f"invalid architecture: {e}") from e
     if not isinstance(model, Module):

@@ -528,10 +528,20 @@ class Module:
     def named_children(self):
         return iter(self._modules.items())
 
-    def named_modules(self, prefix=""):
-        yield prefix, self
-        for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+    def named_modules(self, prefix="", remove_duplicate=True):
+        """(path, module) pairs, this module first. A module registered at several places (a layer used twice
+        in a Sequential) comes once, at its first path, unless remove_duplicate=False (PyTorch's rule)."""
+        seen = set() if remove_duplicate else None
+        stack = [(prefix, self)]
+        while stack:
+            path, m = stack.pop()
+            if seen is not None:
+                if id(m) in seen:
+                    continue
+                seen.add(id(m))
+            yield path, m
+            stack.extend(reversed([(f"{path}.{name}" if path else name, child)
+                                   for name, child in m._modules.items()]))
 
     def modules(self):
         for _, m in self.named_modules():
@@ -549,18 +559,29 @@ class Module:
             m = child
         return m
 
-    def named_parameters(self, prefix=""):
-        for mod_name, m in self.named_modules(prefix):
-            for name, p in m._parameters.items():
-                yield (f"{mod_name}.{name}" if mod_name else name), p
+    def _named_members(self, table, prefix, recurse, remove_duplicate):
+        """(name, value) pairs of one table (_parameters or _buffers) of this module and, with recurse, of its
+        sub-modules. remove_duplicate: an array reached twice comes once, under its first name."""
+        modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
+        seen = set()
+        for mod_name, m in modules:
+            for name, value in getattr(m, table).items():
+                if remove_duplicate and isinstance(value, (Parameter, np.ndarray)):  # not ints or None: those repeat
+                    if id(value) in seen:
+                        continue
+                    seen.add(id(value))
+                yield (f"{mod_name}.{name}" if mod_name else name), value
 
-    def parameters(self):
-        return [p for _, p in self.named_parameters()]
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        """(name, Parameter) pairs. A parameter of a module used at several places comes once, under its first
+        name (the optimizer steps it once; its gradient adds up every use), unless remove_duplicate=False."""
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
-    def named_buffers(self, prefix=""):
-        for mod_name, m in self.named_modules(prefix):
-            for name, b in m._buffers.items():
-                yield (f"{mod_name}.{name}" if mod_name else name), b
+    def parameters(self, recurse=True):
+        return [p for _, p in self.named_parameters(recurse=recurse)]
+
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def zero_grad(self):
         for p in self.parameters():
@@ -598,10 +619,10 @@ class Module:
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self):
         """name -> copy of each parameter and buffer (copies: later training never changes a saved dict)."""
-        sd = OrderedDict()
-        for name, p in self.named_parameters():
+        sd = OrderedDict()  # every path of a shared module, as PyTorch's state_dict
+        for name, p in self.named_parameters(remove_duplicate=False):
             sd[name] = p.data.copy()
-        for name, b in self.named_buffers():
+        for name, b in self.named_buffers(remove_duplicate=False):
             sd[name] = np.array(b, copy=True)
         return sd
 
@@ -610,9 +631,9 @@ class Module:
         each target's dtype. strict=True: missing or unexpected keys raise KeyError. Shapes must match.
         Returns (missing_keys, unexpected_keys)."""
         targets = OrderedDict()
-        for name, p in self.named_parameters():
+        for name, p in self.named_parameters(remove_duplicate=False):
             targets[name] = ("param", p)
-        for mod_name, m in self.named_modules():
+        for mod_name, m in self.named_modules(remove_duplicate=False):
             for name in m._buffers:
                 targets[f"{mod_name}.{name}" if mod_name else name] = ("buffer", (m, name))
         missing = [k for k in targets if k not in state_dict]

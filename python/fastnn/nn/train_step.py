@@ -50,8 +50,8 @@ def _layers(modules):
             flatten_first = True
         else:
             return None
-    if not linears:
-        return None
+    if not linears or len({id(m) for m in linears}) != len(linears):
+        return None  # a Linear used twice adds up two gradients: the layer-by-layer path does that
     return linears, activations, flatten_first
 
 

@@ -118,13 +118,15 @@ ACTIVATION_STACKS = {
                                                    fnn.nn.Linear(10, 10), fnn.nn.Hardsigmoid(),
                                                    fnn.nn.Linear(10, 4)],
     "wide": lambda: [fnn.nn.Linear(6, 300), fnn.nn.SiLU(), fnn.nn.Linear(300, 4)],  # threaded kernels
+    # dW split over input features: each thread updates a block of columns of the weight, row by row
+    "columns_of_w": lambda: [fnn.nn.Linear(400, 12), fnn.nn.Tanh(), fnn.nn.Linear(12, 4)],
 }
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stack", sorted(ACTIVATION_STACKS))
 def test_bit_for_bit_layers(dtype, stack, fused_runs):
-    x, labels, _ = _data(dtype, n=200)
+    x, labels, _ = _data(dtype, n=200, features=400 if stack == "columns_of_w" else 6)
     a, b = _model(dtype, ACTIVATION_STACKS[stack]), _model(dtype, ACTIVATION_STACKS[stack])
     opt_a = fnn.optim.SGD(a.parameters(), lr=0.1, momentum=0.9)
     opt_b = fnn.optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
@@ -369,3 +371,31 @@ def test_autocast_leaves_float64_models_in_float64(fused_runs):
     b.train_step(x, labels, fnn.nn.CrossEntropyLoss(), opts[1])
     assert fused_runs[0] == 2
     _assert_same(a, opts[0], b, opts[1])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("make", [
+    lambda m: fnn.optim.SGD([{"params": m[0].parameters(), "lr": 0.2, "momentum": 0.5},
+                             {"params": m[2].parameters(), "nesterov": True},
+                             {"params": m[4].parameters(), "weight_decay": 0.01}], lr=0.05, momentum=0.9),
+    lambda m: fnn.optim.Adam([{"params": [m[4].bias, m[0].weight]}, {"params": [m[2].weight, m[4].weight],
+                              "amsgrad": True}, {"params": [m[0].bias, m[2].bias], "lr": 0.1}], lr=1e-2),
+], ids=["sgd_groups", "adam_groups_out_of_order"])
+def test_parameter_groups_are_updated_in_the_backward(make, threads, fused_runs):
+    # Each weight is updated by the threads that computed its gradient, each bias after its gradient: whatever
+    # group (and order within it) holds them, the result is one optimizer step after the backward.
+    layers = lambda: [fnn.nn.Linear(200, 160), fnn.nn.ReLU(), fnn.nn.Linear(160, 24), fnn.nn.Tanh(),
+                      fnn.nn.Linear(24, 5)]
+    x, labels, _ = _data(np.float32, n=96, features=200, classes=5)
+    a, b = _model(np.float32, layers), _model(np.float32, layers)
+    opt_a, opt_b = make(a), make(b)
+    loss = fnn.nn.CrossEntropyLoss()
+    before = fnn.get_num_threads()
+    fnn.set_num_threads(threads)
+    try:
+        for _ in range(3):
+            assert a.train_step(x, labels, loss, opt_a) == _step_by_step(b, x, labels, loss, opt_b)[0]
+            _assert_same(a, opt_a, b, opt_b)
+    finally:
+        fnn.set_num_threads(before)
+    assert fused_runs[0] == 3

@@ -111,7 +111,9 @@ def test_frozen_linear_gets_no_gradient():
 @pytest.mark.parametrize("n,i,o", [(33, 70, 257), (64, 784, 256), (129, 129, 129), (3, 784, 256), (70, 300, 10),
                                    (40, 1024, 300), (49, 40, 128), (97, 40, 128),  # last two: 1-row tail slices
                                    (600, 512, 128), (700, 128, 384),  # long batches: split over the batch
-                                   (4, 7, 4), (3, 5, 9), (6, 6, 6), (2, 3, 5)])  # tiny: under Eigen's GEMM cutoff
+                                   (4, 7, 4), (3, 5, 9), (6, 6, 6), (2, 3, 5),  # tiny: under Eigen's GEMM cutoff
+                                   # batch 1 (Eigen's GEMV): rows in blocks of 8, of 4 when rows are long
+                                   (1, 784, 256), (1, 100, 300), (1, 37, 4000), (1, 9000, 20)])
 def test_linear_bits_do_not_depend_on_alignment_or_thread_count(dtype, n, i, o):
     """Bit-for-bit reproducibility (pytorch#88718): the same values at any address and with any
     number of threads give the same bits, forward and backward."""

@@ -42,8 +42,10 @@ py::array activation_forward(Activation kind, const py::array& x, double a, doub
     auto y = empty_array<T>(shape_of(x));
     T* py_ = y.mutable_data();
     const index_t n = x.size();
-    py::gil_scoped_release release;
-    fastnn::activation_forward<T>(kind, px, py_, n, T(pa), T(pb));
+    {
+      py::gil_scoped_release release;
+      fastnn::activation_forward<T>(kind, px, py_, n, T(pa), T(pb));
+    }
     return y;
   });
 }
@@ -60,8 +62,10 @@ py::array activation_backward(Activation kind, const py::array& saved, const py:
     auto dx = empty_array<T>(shape_of(saved));
     T* pdx = dx.mutable_data();
     const index_t n = saved.size();
-    py::gil_scoped_release release;
-    fastnn::activation_backward<T>(kind, ps, pdy, pdx, n, T(pa), T(pb));
+    {
+      py::gil_scoped_release release;
+      fastnn::activation_backward<T>(kind, ps, pdy, pdx, n, T(pa), T(pb));
+    }
     return dx;
   });
 }
@@ -97,8 +101,10 @@ py::array softmax_forward(const py::array& x, index_t dim, bool log) {
     const T* px = in_ptr<T>(x, what);
     auto y = empty_array<T>(shape_of(x));
     T* py_ = y.mutable_data();
-    py::gil_scoped_release release;
-    fastnn::softmax_forward<T>(px, py_, s.outer, s.dim, s.inner, log);
+    {
+      py::gil_scoped_release release;
+      fastnn::softmax_forward<T>(px, py_, s.outer, s.dim, s.inner, log);
+    }
     return y;
   });
 }
@@ -113,8 +119,10 @@ py::array softmax_backward(const py::array& y, const py::array& grad_y, index_t 
     const T* pdy = in_ptr<T>(grad_y, what);
     auto dx = empty_array<T>(shape_of(y));
     T* pdx = dx.mutable_data();
-    py::gil_scoped_release release;
-    fastnn::softmax_backward<T>(py_, pdy, pdx, s.outer, s.dim, s.inner, log);
+    {
+      py::gil_scoped_release release;
+      fastnn::softmax_backward<T>(py_, pdy, pdx, s.outer, s.dim, s.inner, log);
+    }
     return dx;
   });
 }
@@ -142,8 +150,10 @@ py::array prelu_forward(const py::array& x, const py::array& weight) {
     const T* pw = in_ptr<T>(weight, "prelu_forward weight");
     auto y = empty_array<T>(shape_of(x));
     T* py_ = y.mutable_data();
-    py::gil_scoped_release release;
-    fastnn::prelu_forward<T>(px, pw, py_, s.outer, s.dim, s.inner);
+    {
+      py::gil_scoped_release release;
+      fastnn::prelu_forward<T>(px, pw, py_, s.outer, s.dim, s.inner);
+    }
     return y;
   });
 }
@@ -165,8 +175,10 @@ py::object prelu_backward(const py::array& x, const py::array& weight, const py:
     }
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
-    py::gil_scoped_release release;
-    fastnn::prelu_backward<T>(px, pw, pdy, pdx, pdw, s.outer, s.dim, s.inner);
+    {
+      py::gil_scoped_release release;
+      fastnn::prelu_backward<T>(px, pw, pdy, pdx, pdw, s.outer, s.dim, s.inner);
+    }
     return result;
   });
 }
@@ -213,8 +225,10 @@ py::array maxout_backward(const py::array& grad_y, const py::array& argmax, inde
     const T* pdy = in_ptr<T>(grad_y, "maxout_backward grad_output");
     auto dz = empty_array<T>(shape);
     T* pdz = dz.mutable_data();
-    py::gil_scoped_release release;
-    fastnn::maxout_backward<T>(pdy, pa, pdz, rows, pieces);
+    {
+      py::gil_scoped_release release;
+      fastnn::maxout_backward<T>(pdy, pa, pdz, rows, pieces);
+    }
     return dz;
   });
 }

@@ -1,6 +1,9 @@
 // Turning NumPy arrays into kernel arguments. Every binding checks dtype, contiguity and shapes here and
 // raises a Python exception on mismatch: a kernel only ever sees valid, C-contiguous buffers.
 // (The Python layer converts user input first; these checks guard fastnn.ops callers and our own bugs.)
+// A binding releases the GIL (py::gil_scoped_release) around the kernel call only, in a block of its own that
+// closes before it returns: handing back an array_t as a py::array copies the handle, a reference count change
+// that needs the GIL (the sanitizer build, tools/sanitize, has pybind11 check it).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>

@@ -63,9 +63,11 @@ py::object conv2d_backward_py(const py::array& grad_y, const py::array& x, const
     }
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, {g.batch, g.channels, g.height, g.width}, pdx);
-    py::gil_scoped_release release;
-    conv2d_backward(pdy, px, pw, pdw, pdb, pdx, g, c.out_channels, c.groups, pcol, accumulate_weight,
-                    accumulate_bias);
+    {
+      py::gil_scoped_release release;
+      conv2d_backward(pdy, px, pw, pdw, pdb, pdx, g, c.out_channels, c.groups, pcol, accumulate_weight,
+                      accumulate_bias);
+    }
     return result;
   });
 }
@@ -94,8 +96,10 @@ py::array im2col_py(const py::array& x, const py::object& kernel_size, const py:
     const T* px = in_ptr<T>(x, "im2col input");
     auto col = empty_array<T>({g.rows(), g.columns()});
     T* pc = col.mutable_data();
-    py::gil_scoped_release release;
-    im2col_batch(px, pc, g);
+    {
+      py::gil_scoped_release release;
+      im2col_batch(px, pc, g);
+    }
     return col;
   });
 }
@@ -109,8 +113,10 @@ py::array col2im_py(const py::array& col, const std::vector<index_t>& input_shap
     const T* pc = in_ptr<T>(col, "col2im col");
     auto x = empty_array<T>({g.batch, g.channels, g.height, g.width});
     T* px = x.mutable_data();
-    py::gil_scoped_release release;
-    col2im_batch(pc, px, g);
+    {
+      py::gil_scoped_release release;
+      col2im_batch(pc, px, g);
+    }
     return x;
   });
 }

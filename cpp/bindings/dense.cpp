@@ -53,10 +53,12 @@ py::object linear_backward(const py::array& grad_y, const py::array& x, const py
     T* pdb = optional_out<T>(grad_bias, {O}, "linear_backward grad_bias");
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, {N, I}, pdx);
-    py::gil_scoped_release release;
-    if (pdw) dense_backward_weight(pdy, px, pdw, N, I, O, accumulate_weight);
-    if (pdb) dense_backward_bias(pdy, pdb, N, O, accumulate_bias);
-    if (pdx) dense_backward_input(pdy, pw, pdx, N, I, O);
+    {
+      py::gil_scoped_release release;
+      if (pdw) dense_backward_weight(pdy, px, pdw, N, I, O, accumulate_weight);
+      if (pdb) dense_backward_bias(pdy, pdb, N, O, accumulate_bias);
+      if (pdx) dense_backward_input(pdy, pw, pdx, N, I, O);
+    }
     return result;
   });
 }
@@ -122,11 +124,13 @@ py::object linear_activation_backward(const py::array& grad_output, const py::ar
     py::object result = optional_output<T>(need_input_grad, {N, I}, pdx);
     auto dz = empty_array<T>({N, O});
     T* pg = dz.mutable_data();
-    py::gil_scoped_release release;
-    dense_activation_backward(pdy, pz, pg, N * O, activation, tanh_form, dropout_p, seed);
-    if (pdw) dense_backward_weight(pg, px, pdw, N, I, O, false);
-    if (pdb) dense_backward_bias(pg, pdb, N, O, false);
-    if (pdx) dense_backward_input(pg, pw, pdx, N, I, O);
+    {
+      py::gil_scoped_release release;
+      dense_activation_backward(pdy, pz, pg, N * O, activation, tanh_form, dropout_p, seed);
+      if (pdw) dense_backward_weight(pg, px, pdw, N, I, O, false);
+      if (pdb) dense_backward_bias(pg, pdb, N, O, false);
+      if (pdx) dense_backward_input(pg, pw, pdx, N, I, O);
+    }
     return result;
   });
 }

@@ -36,9 +36,11 @@ py::array batched_matmul(const py::array& a, const py::array& b, bool trans_a, b
     if (a.ndim() == 3 || b.ndim() == 3) shape.insert(shape.begin(), batch);
     auto c = empty_array<T>(shape);
     T* pc = c.mutable_data();
-    py::gil_scoped_release release;
-    batched_gemm(pa, pb, pc, batch, n, k, m, trans_a, trans_b, a.ndim() == 3 ? n * k : 0,
-                 b.ndim() == 3 ? k * m : 0, false);
+    {
+      py::gil_scoped_release release;
+      batched_gemm(pa, pb, pc, batch, n, k, m, trans_a, trans_b, a.ndim() == 3 ? n * k : 0,
+                   b.ndim() == 3 ? k * m : 0, false);
+    }
     return c;
   });
 }
@@ -67,8 +69,10 @@ py::array broadcast_binary_(const std::string& op, const py::array& a, const py:
     std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
     auto y = empty_array<T>(shape);
     T* py_ = y.mutable_data();
-    py::gil_scoped_release release;
-    broadcast_binary(kind, pa, pb, py_, O, M, I, b_first);
+    {
+      py::gil_scoped_release release;
+      broadcast_binary(kind, pa, pb, py_, O, M, I, b_first);
+    }
     return y;
   });
 }
@@ -82,8 +86,10 @@ py::array reduce_broadcast_(const py::array& g, index_t O, index_t M, index_t I)
     const T* pg = in_ptr<T>(g, "reduce_broadcast g");
     auto out = empty_array<T>({M});
     T* po = out.mutable_data();
-    py::gil_scoped_release release;
-    reduce_broadcast(pg, po, O, M, I);
+    {
+      py::gil_scoped_release release;
+      reduce_broadcast(pg, po, O, M, I);
+    }
     return out;
   });
 }
@@ -116,8 +122,10 @@ py::array concat(const std::vector<py::array>& arrays, int axis) {
     shape[axis] = total;
     auto y = empty_array<T>(shape);
     T* py_ = y.mutable_data();
-    py::gil_scoped_release release;
-    concat_rows(parts, widths, py_, outer, total * inner);
+    {
+      py::gil_scoped_release release;
+      concat_rows(parts, widths, py_, outer, total * inner);
+    }
     return y;
   });
 }

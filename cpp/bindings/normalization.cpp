@@ -89,9 +89,11 @@ py::object batch_norm_backward(const py::array& grad_y, const py::array& x, cons
     const T* pro = optional_like<T>(relu_out, x, "batch_norm_backward", "relu_out");
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
-    py::gil_scoped_release release;
-    fastnn::batch_norm_backward(pdy, px, pm, pi, pw, pdx, pdw, pdb, d.N, d.C, d.S, training, accumulate_weight,
-                                accumulate_bias, pro);
+    {
+      py::gil_scoped_release release;
+      fastnn::batch_norm_backward(pdy, px, pm, pi, pw, pdx, pdw, pdb, d.N, d.C, d.S, training, accumulate_weight,
+                                  accumulate_bias, pro);
+    }
     return result;
   });
 }
@@ -138,9 +140,11 @@ py::object group_norm_backward_impl(const py::array& grad_y, const py::array& x,
     T* pdb = optional_out<T>(grad_bias, {d.C}, what);
     T* pdx;
     py::object result = optional_output<T>(need_input_grad, shape_of(x), pdx);
-    py::gil_scoped_release release;
-    fastnn::group_norm_backward(pdy, px, pm, pi, pw, pdx, pdw, pdb, d.N, d.C, d.S, G, accumulate_weight,
-                                accumulate_bias);
+    {
+      py::gil_scoped_release release;
+      fastnn::group_norm_backward(pdy, px, pm, pi, pw, pdx, pdw, pdb, d.N, d.C, d.S, G, accumulate_weight,
+                                  accumulate_bias);
+    }
     return result;
   });
 }

@@ -120,8 +120,10 @@ py::array avg_pool2d_forward_py(const py::array& x, const py::object& kernel_siz
     const T* px = in_ptr<T>(x, "avg_pool2d_forward input");
     auto y = empty_array<T>({g.batch, g.channels, g.out_h, g.out_w});
     T* py_ = y.mutable_data();
-    py::gil_scoped_release release;
-    avg_pool2d_forward(px, py_, g, opt);
+    {
+      py::gil_scoped_release release;
+      avg_pool2d_forward(px, py_, g, opt);
+    }
     return y;
   });
 }
@@ -139,8 +141,10 @@ py::array avg_pool2d_backward_py(const py::array& grad_y, const std::vector<inde
     const T* pdy = in_ptr<T>(grad_y, "avg_pool2d_backward grad_output");
     auto dx = empty_array<T>({g.batch, g.channels, g.height, g.width});
     T* pdx = dx.mutable_data();
-    py::gil_scoped_release release;
-    avg_pool2d_backward(pdy, pdx, g, opt);
+    {
+      py::gil_scoped_release release;
+      avg_pool2d_backward(pdy, pdx, g, opt);
+    }
     return dx;
   });
 }
@@ -161,8 +165,10 @@ py::array adaptive_avg_pool2d_forward_py(const py::array& x, const py::object& o
     const T* px = in_ptr<T>(x, "adaptive_avg_pool2d_forward input");
     auto y = empty_array<T>({g.batch, g.channels, g.out_h, g.out_w});
     T* py_ = y.mutable_data();
-    py::gil_scoped_release release;
-    adaptive_avg_pool2d_forward(px, py_, g);
+    {
+      py::gil_scoped_release release;
+      adaptive_avg_pool2d_forward(px, py_, g);
+    }
     return y;
   });
 }
@@ -177,8 +183,10 @@ py::array adaptive_avg_pool2d_backward_py(const py::array& grad_y, const std::ve
     const T* pdy = in_ptr<T>(grad_y, "adaptive_avg_pool2d_backward grad_output");
     auto dx = empty_array<T>({g.batch, g.channels, g.height, g.width});
     T* pdx = dx.mutable_data();
-    py::gil_scoped_release release;
-    adaptive_avg_pool2d_backward(pdy, pdx, g);
+    {
+      py::gil_scoped_release release;
+      adaptive_avg_pool2d_backward(pdy, pdx, g);
+    }
     return dx;
   });
 }

@@ -372,11 +372,10 @@ def _build_root(node):
 
 
 def _encode_module(module, path):
-    table = _module_table.get()
-    if table is not None:
-        if id(module) in table:
-            return {"__same_as__": table[id(module)][0]}
-        table[id(module)] = (len(table), module)  # the module itself: its id stays its own while encoding
+    table = _module_table.get()  # id -> (number, module: kept, so its id stays its own while encoding)
+    if id(module) in table:
+        return {"__same_as__": table[id(module)][0]}
+    table[id(module)] = (len(table), module)
     where = _describe(path, module)
     if isinstance(module, Graph) or (type(module).traced and _resolvable(type(module)) is None):
         return _encode_graph(module, path)
@@ -489,14 +488,12 @@ def _build_graph(node):
 
 
 def _build(node):
-    table = _module_table.get()
+    table = _module_table.get()  # number -> module built (None while its children are built)
     if isinstance(node, dict) and "__same_as__" in node:
         n = node["__same_as__"]
-        if table is None or len(node) != 1 or type(n) is not int or not 0 <= n < len(table) or table[n] is None:
+        if len(node) != 1 or type(n) is not int or not 0 <= n < len(table) or table[n] is None:
             raise _Corrupt(f"bad shared-module reference {json.dumps(node)[:80]}")
         return table[n]
-    if table is None:
-        return _build_node(node)
     n = len(table)
     table[n] = None  # numbered before its children, as _encode_module numbers them
     table[n] = _build_node(node)

@@ -531,17 +531,16 @@ class Module:
     def named_modules(self, prefix="", remove_duplicate=True):
         """(path, module) pairs, this module first. A module registered at several places (a layer used twice
         in a Sequential) comes once, at its first path, unless remove_duplicate=False (PyTorch's rule)."""
-        seen = set() if remove_duplicate else None
-        stack = [(prefix, self)]
-        while stack:
-            path, m = stack.pop()
-            if seen is not None:
-                if id(m) in seen:
-                    continue
-                seen.add(id(m))
-            yield path, m
-            stack.extend(reversed([(f"{path}.{name}" if path else name, child)
-                                   for name, child in m._modules.items()]))
+        return self._walk(prefix, set() if remove_duplicate else None)
+
+    def _walk(self, prefix, seen):
+        if seen is not None:
+            if id(self) in seen:
+                return
+            seen.add(id(self))
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child._walk(f"{prefix}.{name}" if prefix else name, seen)
 
     def modules(self):
         for _, m in self.named_modules():

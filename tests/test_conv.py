@@ -43,8 +43,8 @@ CASES = [
     (2, 64, 8, 8, 12, (3, 3), 1, 1, 1, 1),          # ResNet's last stage
 ]
 
-# Stride 1 with output rows of 16 or 32 (whole packets at every CPU level): the weight gradient straight from x
-# and dy (kernels/conv_weight_grad.hpp). Tiles of 8, 2 and 1 output channels; flattened kernels of 3k, 3k + 1
+# Stride 1 (and 2) with output rows of 16 or 32 (whole packets at every CPU level): the weight gradient straight
+# from x and dy (kernels/conv_weight_grad.hpp). Tiles of 8, 2 and 1 output channels; flattened kernels of 3k, 3k + 1
 # and 3k + 2 taps; padding, none, asymmetric, a 1×1 kernel with padding; dilation; more images than chunks;
 # images summed over several cache passes of one chunk.
 DIRECT_DW = [
@@ -58,6 +58,15 @@ DIRECT_DW = [
     (2, 3, 4, 14, 4, (1, 1), 1, 1, 1, 1),
     (9, 2, 3, 16, 3, (3, 3), 1, 1, 1, 1),
     (32, 16, 12, 32, 64, (3, 3), 1, 1, 1, 1),
+    # stride 2 (copies per row phase): rows of 16 and of 8, a 1×1 kernel (one row phase read), dilation 2 (row
+    # phase 1 never read) and 3 (phases 0, 1, 0), one strided axis each way
+    (3, 5, 32, 32, 9, (3, 3), 2, 1, 1, 1),
+    (3, 6, 16, 16, 10, (3, 3), 2, 1, 1, 1),
+    (3, 5, 32, 32, 7, (1, 1), 2, 0, 1, 1),
+    (2, 3, 31, 31, 4, (3, 3), 2, 2, 2, 1),
+    (2, 3, 35, 35, 4, (3, 3), 2, 1, 3, 1),
+    (2, 3, 9, 32, 4, (3, 3), (2, 1), 1, 1, 1),
+    (2, 3, 8, 31, 4, (3, 3), (1, 2), 1, 1, 1),
 ]
 
 # Stride 2 (kernels/conv_direct.hpp): the forward as a direct convolution over phase planes of the input (dx

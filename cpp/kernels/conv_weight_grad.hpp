@@ -1,12 +1,13 @@
-// Direct (im2col-free) weight gradient of an ungrouped stride-1 convolution, any padding and dilation:
-//   dW[o, c, i, j] = Σ_n Σ_p dy[n, o, p] · xpad[n, c, oh + i·dh, ow + j·dw],  p = oh·Wo + ow.
-// Each image's padded input is copied kw times, shifted by j·dw columns and cut to Wo columns: in copy j, tap
-// (c, i, j) is the contiguous run of Ho·Wo values from row i·dh of channel c, laid out exactly as dy's plane.
-// So every tap is a dot product of two contiguous runs of P values (kw copies of the input instead of
-// im2col's kh·kw). A register tile of kBlockO output channels × 3 taps (consecutive in the flattened kernel,
-// k = (c·kh + i)·kw + j) accumulates packets of dy · x over a chunk of images, and each lane sum is reduced
-// once per chunk. The blocked im2col + GEMM path builds a K × columns matrix and packs it again for a GEMM only
-// O wide; this reads dy where it lies.
+// Direct (im2col-free) weight gradient of an ungrouped convolution of stride 1 or 2, any padding and dilation:
+//   dW[o, c, i, j] = Σ_n Σ_p dy[n, o, p] · xpad[n, c, oh·sh + i·dh, ow·sw + j·dw],  p = oh·Wo + ow.
+// Each image's padded input is copied sh·kw times, copy (a, j) holding rows a, a + sh, ... and columns
+// j·dw, j·dw + sw, ... cut to Wo columns: tap (c, i, j) is then the contiguous run of Ho·Wo values from row
+// ⌊i·dh / sh⌋ of channel c in copy ((i·dh) mod sh, j), laid out exactly as dy's plane. So every tap is a dot
+// product of two contiguous runs of P values (sh·kw copies of the input instead of im2col's kh·kw). A register
+// tile of kBlockO output channels × 3 taps (consecutive in the flattened kernel, k = (c·kh + i)·kw + j)
+// accumulates packets of dy · x over a chunk of images, and each lane sum is reduced once per chunk. The blocked
+// im2col + GEMM path builds a K × columns matrix and packs it again for a GEMM only O wide; this reads dy where
+// it lies.
 //
 // Applies when a plane is whole packets (P a multiple of the full packet): no tails, no masks.
 // Reproducibility: images are dealt to a fixed number of chunks (by the shape only); each chunk sums its images
@@ -28,48 +29,61 @@ namespace fastnn::detail {
 constexpr index_t kWeightGradDirectChunks = 8;
 constexpr index_t kWeightGradPassBytes = index_t(384) << 10;
 
-// Where it runs: stride 1, planes of whole full packets, rows at least 16 wide. Measured at 1 thread on Zen 4
-// (AVX-512, a loaded machine), batch 32, against im2col + GEMM: 3×3 16→16 on 32×32 1.7–2.3 ms vs 2.9–3.9,
-// 32→32 on 16×16 1.7–2.4 vs 2.2–3.4, 3→16 on 32×32 0.3–0.4 vs 0.6–0.7; 64→64 on 8×8 was no faster
-// (2.5–3.3 vs 2.2–2.5: few packets per lane sum), and an earlier stride-2 version was slower than im2col.
+// Where it runs: stride 1 or 2, planes of whole full packets, rows at least 16 wide (8 at stride 2). Measured at
+// 1 thread on Zen 4 (AVX-512, a loaded machine), batch 32, against im2col + GEMM: 3×3 16→16 on 32×32 1.7–2.3 ms
+// vs 2.9–3.9, 32→32 on 16×16 1.7–2.4 vs 2.2–3.4, 3→16 on 32×32 0.3–0.4 vs 0.6–0.7; 64→64 on 8×8 was no faster
+// (2.5–3.3 vs 2.2–2.5: few packets per lane sum). Stride 2, 2 threads, ResNet-8's layers (best of 3–4 runs
+// each, a loaded machine): 3×3 16→32 from 32×32 1.16–1.31 → 0.88–1.02 ms, 32→64 from 16×16 1.11–1.46 →
+// 1.01–1.13 ms, 1×1 16→32 0.15–0.18 → 0.12–0.13 ms (im2col then already split rows into phases).
 template <typename T>
 bool weight_grad_direct_applies(const ConvGeometry& g, index_t groups) {
-  return groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.out_h > 0 && g.out_w >= 16 &&
-         g.plane() % DirectPacket<T>::full == 0;
+  return groups == 1 && g.stride_h <= 2 && g.stride_w <= 2 && g.out_h > 0 &&
+         (g.out_w >= 16 || (g.stride_w == 2 && g.out_w >= 8)) && g.plane() % DirectPacket<T>::full == 0;
 }
 
-// Layout of one image's shifted copies: copy j, channel c is a [rows, Wo] plane, rows = Ho + dh·(kh − 1).
+// Layout of one image's shifted copies: copy (a, j), a < sh (a row phase), j < kw, channel c is a [rows, Wo]
+// plane, rows = Ho + ⌊dh·(kh − 1) / sh⌋.
 struct ShiftedLayout {
-  index_t channels, rows, cols;
+  index_t channels, rows, cols, copies;
   index_t plane() const { return rows * cols; }
-  index_t image(index_t copies) const { return copies * channels * plane(); }
-  index_t offset(index_t j, index_t c) const { return (j * channels + c) * plane(); }
+  index_t image() const { return copies * channels * plane(); }
+  index_t offset(index_t copy, index_t c) const { return (copy * channels + c) * plane(); }
 };
 
 inline ShiftedLayout shifted_layout(const ConvGeometry& g) {
-  return {g.channels, g.out_h + g.dilation_h * (g.kernel_h - 1), g.out_w};
+  return {g.channels, g.out_h + g.dilation_h * (g.kernel_h - 1) / g.stride_h, g.out_w, g.stride_h * g.kernel_w};
 }
 
-// dst[j, c, r, q] = x[c, r − pad_h, q + j·dw − pad_w], zero outside the image.
+// dst[a·kw + j, c, r, q] = x[c, r·sh + a − pad_h, q·sw + j·dw − pad_w], zero outside the image: tap (c, i, j)
+// reads copy ((i·dh) mod sh, j) from row ⌊i·dh / sh⌋ on, Ho·Wo values in a row, laid out as dy's plane.
 template <typename T>
 void shifted_copies(const T* x, T* dst, const ConvGeometry& g, const ShiftedLayout& L) {
-  for (index_t j = 0; j < g.kernel_w; ++j) {
-    // Columns q read w = q + j·dw − pad_w: zeros, a run of the row, zeros.
-    const index_t shift = j * g.dilation_w - g.pad_w;
-    const index_t lo = std::clamp<index_t>(-shift, 0, L.cols), hi = std::clamp<index_t>(g.width - shift, lo, L.cols);
-    for (index_t c = 0; c < g.channels; ++c) {
-      T* plane = dst + L.offset(j, c);
-      for (index_t r = 0; r < L.rows; ++r) {
-        T* row = plane + r * L.cols;
-        const index_t h = r - g.pad_h;
-        if (h < 0 || h >= g.height) {
-          std::fill(row, row + L.cols, T(0));
-          continue;
+  for (index_t a = 0; a < g.stride_h; ++a) {
+    bool read = false;  // whether any tap row reads this row phase (a 1×1 kernel reads phase 0 only)
+    for (index_t i = 0; i < g.kernel_h; ++i) read = read || i * g.dilation_h % g.stride_h == a;
+    if (!read) continue;
+    for (index_t j = 0; j < g.kernel_w; ++j) {
+      // Columns q read w = q·sw + j·dw − pad_w: zeros, a run of the row, zeros.
+      const index_t shift = j * g.dilation_w - g.pad_w;
+      index_t lo, hi;
+      valid_range(shift, g.stride_w, g.width, L.cols, lo, hi);
+      for (index_t c = 0; c < g.channels; ++c) {
+        T* plane = dst + L.offset(a * g.kernel_w + j, c);
+        for (index_t r = 0; r < L.rows; ++r) {
+          T* row = plane + r * L.cols;
+          const index_t h = r * g.stride_h + a - g.pad_h;
+          if (h < 0 || h >= g.height) {
+            std::fill(row, row + L.cols, T(0));
+            continue;
+          }
+          const T* src = x + (c * g.height + h) * g.width + shift;
+          std::fill(row, row + lo, T(0));
+          if (g.stride_w == 1)
+            std::copy(src + lo, src + hi, row + lo);
+          else
+            copy_strided(src + lo * g.stride_w, row + lo, hi - lo, g.stride_w);
+          std::fill(row + hi, row + L.cols, T(0));
         }
-        const T* src = x + (c * g.height + h) * g.width;
-        std::fill(row, row + lo, T(0));
-        std::copy(src + lo + shift, src + hi + shift, row + lo);
-        std::fill(row + hi, row + L.cols, T(0));
       }
     }
   }
@@ -86,8 +100,8 @@ void weight_grad_tile(const T* dy, const T* shifted, T* dw, const ConvGeometry& 
   const index_t P = g.plane(), kk = g.kernel_h * g.kernel_w, K = g.channels * kk;
   const T* x_tap[kTaps];
   for (int t = 0; t < kTaps; ++t) {
-    const index_t k = k0 + t, c = k / kk, i = k % kk / g.kernel_w, j = k % g.kernel_w;
-    x_tap[t] = shifted + L.offset(j, c) + i * g.dilation_h * L.cols;
+    const index_t k = k0 + t, c = k / kk, u = k % kk / g.kernel_w * g.dilation_h, j = k % g.kernel_w;
+    x_tap[t] = shifted + L.offset(u % g.stride_h * g.kernel_w + j, c) + u / g.stride_h * L.cols;
   }
   const T* dy_o = dy + o0 * P;
   Pk acc[kBlockO][kTaps];
@@ -139,7 +153,7 @@ template <typename T, typename Pk>
 void weight_grad_images(const T* x, const T* dy, T* dw, const ConvGeometry& g, index_t O, index_t count, bool add) {
   const ShiftedLayout L = shifted_layout(g);
   const index_t image_in = g.channels * g.height * g.width, P = g.plane(), K = g.rows();
-  const index_t image = L.image(g.kernel_w);
+  const index_t image = L.image();
   const index_t pass = std::max<index_t>(
       1, kWeightGradPassBytes / std::max<index_t>(1, (image + O * P) * index_t(sizeof(T))));
   T* shifted = scratch<T>(0, std::min(pass, count) * image);

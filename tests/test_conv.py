@@ -95,9 +95,9 @@ STRIDED = [
     (2, 4, 7, 34, 3, (4, 4), 2, 3, 1, 1),
     (2, 4, 10, 17, 6, (3, 3), (2, 1), 1, 1, 1),
     (2, 4, 6, 40, 6, (3, 3), (1, 2), (0, 1), 1, 1),
-    # im2col/col2im through the phases of each input row (kernels/im2col.hpp): taps reading phases 0, 1, 0
-    # (dilation 3), a phase no tap reads (stride 3, kw 2), one image in bands of output rows, and rows too long
-    # for the phase buffer (the element-by-element path)
+    # im2col through the phases of each input row (kernels/im2col.hpp): taps reading phases 0, 1, 0 (dilation
+    # 3), a phase no tap reads (stride 3, kw 2), one image in bands of output rows, and rows too long for the
+    # phase buffer (the element-by-element path)
     (2, 3, 13, 14, 4, (3, 3), 2, 2, 3, 1),
     (2, 3, 10, 17, 4, (2, 2), 3, 1, 1, 1),
     (1, 16, 40, 64, 8, (3, 3), 2, 1, 1, 1),

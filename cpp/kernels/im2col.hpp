@@ -134,27 +134,17 @@ inline bool phase_rows_apply(const ConvGeometry& g) {
   return g.stride_w > 1 && g.kernel_w > 1 && g.stride_w * phase_span(g) <= kPhaseRowMax;
 }
 
-// phases[q·span + t] = input row `src` at column t·sw + q − pad_w, for the t that fall inside the row (the rest
-// of the buffer keeps the zeros it was given), for phase q only.
+// phases[q·span + t] = input row `src` at column t·sw + q − pad_w, for every phase q and the t that fall inside
+// the row (the rest of the buffer keeps the zeros it was given). Phases no tap reads (kw < sw, or dilation
+// sharing a factor with the stride) are split too: one pass over the row, cheaper than working out which.
 template <typename T>
-void split_row_phase(const T* src, T* phases, const ConvGeometry& g, index_t span, index_t q) {
+void split_row_phases(const T* src, T* phases, const ConvGeometry& g, index_t span) {
   const index_t sw = g.stride_w;
-  index_t lo, hi;
-  valid_range(q - g.pad_w, sw, g.width, span, lo, hi);
-  const T* s = src + q - g.pad_w;
-  T* ph = phases + q * span;
-  if (sw == 2) {
-    for (index_t t = lo; t < hi; ++t) ph[t] = s[2 * t];
-  } else {
-    for (index_t t = lo; t < hi; ++t) ph[t] = s[t * sw];
+  for (index_t q = 0; q < sw; ++q) {
+    index_t lo, hi;
+    valid_range(q - g.pad_w, sw, g.width, span, lo, hi);
+    copy_strided(src + (lo * sw + q - g.pad_w), phases + q * span + lo, hi - lo, sw);
   }
-}
-
-// Whether tap j is the first (in j order) to read its phase.
-inline bool first_of_phase(const ConvGeometry& g, index_t j) {
-  bool first = true;
-  for (index_t k = 0; k < j; ++k) first = first && k * g.dilation_w % g.stride_w != j * g.dilation_w % g.stride_w;
-  return first;
 }
 
 // Every tap of one channel for output rows [row_begin, row_end): tap (i, j) goes to dst + (i·kw + j)·tap_stride,
@@ -174,9 +164,9 @@ void im2col_channel_phased(const T* plane, T* dst, index_t tap_stride, const Con
         for (index_t j = 0; j < g.kernel_w; ++j) std::fill(d + j * tap_stride, d + j * tap_stride + Wo, T(0));
         continue;
       }
+      split_row_phases(plane + ih * g.width, phases, g, span);
       for (index_t j = 0; j < g.kernel_w; ++j) {
         const index_t u = j * g.dilation_w;
-        if (first_of_phase(g, j)) split_row_phase(plane + ih * g.width, phases, g, span, u % sw);
         std::memcpy(d + j * tap_stride, phases + u % sw * span + u / sw, sizeof(T) * Wo);
       }
     }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernels/entry.hpp"
+#include "kernels/packet_map.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
 
@@ -66,24 +67,6 @@ void for_each_block(index_t n, Fn&& fn) {
     const index_t begin = b * kBlock;
     fn(begin, std::min(kBlock, n - begin));
   });
-}
-
-// out[i] = f(in[i]...) with f a generic lambda over Eigen packets, applied to whole SIMD packets and then
-// to the scalar tail (Eigen's packet functions also take scalars). Piecewise functions need this: Eigen
-// 3.4's select() is not vectorised, and GCC gives up on chains of ?: over floats (trapping math).
-template <typename T, typename F, typename... In>
-void packet_map(index_t m, T* out, F&& f, const In*... in) {
-  using P = typename Eigen::internal::packet_traits<T>::type;
-  constexpr index_t L = Eigen::internal::packet_traits<T>::size;
-  index_t i = 0;
-  for (; i + L <= m; i += L) Eigen::internal::pstoreu(out + i, f(Eigen::internal::ploadu<P>(in + i)...));
-  for (; i < m; ++i) out[i] = f(in[i]...);
-}
-
-// A constant as a packet (or scalar) of the same type as `like`.
-template <typename P, typename T>
-P splat(const P&, T value) {
-  return Eigen::internal::pset1<P>(value);
 }
 
 template <typename T, int N>

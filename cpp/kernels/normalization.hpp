@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/entry.hpp"
+#include "kernels/packet_map.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/reductions.hpp"
 #include "kernels/scratch.hpp"
@@ -80,24 +81,25 @@ void for_each_row(index_t N, index_t C, index_t S, F&& fn) {
 
 // One row of batch norm's output: y = x·scale + shift; with relu, then max(·, 0); with a residual r (relu
 // too), relu(x·scale + shift + r). Each element's arithmetic is the separate ops' (the add kernel's v + r,
-// the relu kernel's v > 0 ? v : 0·v + 0, here v·[v > 0] + 0: the same bits, NaN and -inf included, in a
-// form GCC vectorises, which it does not for ?: over floats), so a fused forward gives the unfused bits.
+// the relu kernel's v > 0 ? v : 0·v + 0, here v·[v > 0] + 0: the same bits, NaN and -inf included), so a
+// fused forward gives the unfused bits. On explicit packets (packet_map): GCC keeps a comparison over floats
+// scalar and branchy wherever it has no masked instructions (AVX2), trapping math.
 template <typename T>
 void normalise_row(const T* x, const T* r, T* y, index_t n, T scale, T shift, bool relu) {
-  if (r) {
-    for (index_t s = 0; s < n; ++s) {
-      T v = x[s] * scale + shift;
-      v = v + r[s];
-      y[s] = v * T(v > T(0)) + T(0);
-    }
-  } else if (relu) {
-    for (index_t s = 0; s < n; ++s) {
-      const T v = x[s] * scale + shift;
-      y[s] = v * T(v > T(0)) + T(0);
-    }
-  } else {
-    for (index_t s = 0; s < n; ++s) y[s] = x[s] * scale + shift;
-  }
+  namespace pk = Eigen::internal;
+  using detail::splat;
+  // x·scale + shift as one fused multiply-add where the level has FMA (as GCC contracts the scalar form)
+  auto affine = [scale, shift](auto v) { return pk::pmadd(v, splat(v, scale), splat(v, shift)); };
+  auto relu_of = [](auto v) {  // v·[v > 0] + 0
+    const auto zero = splat(v, T(0));
+    return pk::padd(pk::pmul(v, pk::pand(pk::pcmp_lt(zero, v), splat(v, T(1)))), zero);
+  };
+  if (r)
+    detail::packet_map(n, y, [&](auto v, auto rv) { return relu_of(pk::padd(affine(v), rv)); }, x, r);
+  else if (relu)
+    detail::packet_map(n, y, [&](auto v) { return relu_of(affine(v)); }, x);
+  else
+    detail::packet_map(n, y, affine, x);
 }
 
 // Asks for the n values at p in cache ahead of their use.
@@ -110,7 +112,11 @@ void prefetch_row(const T* p, index_t n) {
 // from relu's output y.
 template <typename T>
 void relu_mask(const T* y, const T* dy, T* out, index_t n) {
-  for (index_t s = 0; s < n; ++s) out[s] = dy[s] * T(y[s] > T(0));
+  namespace pk = Eigen::internal;
+  using detail::splat;
+  detail::packet_map(n, out, [](auto v, auto g) {
+    return pk::pmul(g, pk::pand(pk::pcmp_lt(splat(v, T(0)), v), splat(v, T(1))));
+  }, y, dy);
 }
 
 }  // namespace norm_detail

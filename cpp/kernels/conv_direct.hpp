@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "kernels/im2col.hpp"
 #include "kernels/parallel.hpp"
@@ -23,116 +24,106 @@ struct DirectPacket {
   static index_t width(index_t Wo) { return use_half(Wo) ? half : full; }
 };
 
-// Direct convolution of output rows for stride 1 or 2 (any dilation), one group (inference and first layers: no
-// column matrix at all), on packets Pk of L lanes. The input planes were copied once into a zero-padded scratch
-// (SplitLayout below): for stride s, each channel as s×s phase planes, phase (p, q) holding
+// Direct convolution of one output plane for stride 1 or 2 (any dilation), one group (inference and first
+// layers: no column matrix at all), on packets Pk of L lanes. The input planes were copied once into a
+// zero-padded scratch (SplitLayout below): for stride s, each channel as s×s phase planes, phase (p, q) holding
 // the padded input's rows p, p + s, ... and columns q, q + s, ..., so that every kernel tap reads a contiguous run
 // of one phase plane for a run of outputs; rows are long enough for whole packets. `taps[k]` is tap k's offset
-// from an output position's own, k = (c·kh + i)·kw + j. A strip is two packets of outputs, accumulated in
-// registers for kBlockO output channels, summing taps in k order with FMA: normally two packets of one row (at
-// columns first and second, normally first + L); when rows are exactly one packet wide, the same columns of
-// two rows. Rows are covered with full packets only: the last strip moves left to end at Wo, overlapping its
-// neighbour (those columns are computed twice, the same way, so the same bits). Only rows narrower than one
-// packet go through a bounce buffer. Every output is the same sum whichever way its strip was formed.
-template <typename T, typename Pk, int kBlockO>
-struct DirectRows {
+// from an output position's own, k = (c·kh + i)·kw + j.
+//
+// The plane is a list of packet positions: each row covered by full packets, the last one moved left to end at
+// Wo, overlapping its neighbour (those columns are computed twice, the same way, so the same bits); rows
+// narrower than one packet are one position each, stored through a bounce buffer. A strip is kPackets
+// positions (wherever they lie: the end of one row and the start of the next), accumulated in registers for
+// kBlockO output channels, summing taps in k order with FMA. The last strip repeats its last position where
+// the list runs out. Every output is the same sum whichever strip computed it.
+template <typename T, typename Pk, int kBlockO, int kPackets>
+struct DirectStrips {
   static constexpr index_t L = Eigen::internal::unpacket_traits<Pk>::size;
 
-  // Packet a at (row ha, column ca), packet b at (hb, cb); n_out > 0: only the first n_out columns of row ha
-  // are outputs (rows narrower than a packet; then hb == ha and cb == L).
-  static void strip(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
-                    const ConvGeometry& g, index_t o0, index_t ha, index_t ca, index_t hb, index_t cb,
-                    index_t n_out) {
+  // Packets at input offsets in[p] (row·Wp + column of the padded plane) and output offsets out[p]; n_out > 0:
+  // only the first n_out lanes are outputs (rows narrower than a packet).
+  static void strip(const T* padded, const index_t* taps, const T* weight, const T* bias, T* y, index_t K,
+                    index_t plane, index_t o0, const index_t* in, const index_t* out, index_t n_out) {
     namespace pk = Eigen::internal;
-    const index_t Wo = g.out_w, K = g.channels * g.kernel_h * g.kernel_w;
-    auto init = [&](int q) { return pk::pset1<Pk>(bias ? bias[o0 + q] : T(0)); };
-    // Named accumulators (an array would live on the stack across the tap loops).
-    Pk a0 = init(0), a1 = a0, b0, b1, c0, c1, d0, d1, e0, e1, f0, f1, g0, g1, h0, h1;
-    if constexpr (kBlockO >= 4) b0 = b1 = init(1), c0 = c1 = init(2), d0 = d1 = init(3);
-    if constexpr (kBlockO == 8) e0 = e1 = init(4), f0 = f1 = init(5), g0 = g1 = init(6), h0 = h1 = init(7);
+    Pk acc[kBlockO][kPackets];
+#pragma GCC unroll 8
+    for (int q = 0; q < kBlockO; ++q)
+#pragma GCC unroll 3
+      for (int p = 0; p < kPackets; ++p) acc[q][p] = pk::pset1<Pk>(bias ? bias[o0 + q] : T(0));
+    const T* base[kPackets];
+#pragma GCC unroll 3
+    for (int p = 0; p < kPackets; ++p) base[p] = padded + in[p];
     const T* w0 = weight + o0 * K;
-    const T* base_a = padded + ha * Wp + ca;
-    const T* base_b = padded + hb * Wp + cb;
     for (index_t k = 0; k < K; ++k) {
-      const Pk x0 = pk::ploadu<Pk>(base_a + taps[k]), x1 = pk::ploadu<Pk>(base_b + taps[k]);
-      const T* wt = w0 + k;
-      Pk wq = pk::pset1<Pk>(wt[0]);
-      a0 = pk::pmadd(wq, x0, a0), a1 = pk::pmadd(wq, x1, a1);
-      if constexpr (kBlockO >= 4) {
-        wq = pk::pset1<Pk>(wt[K]);
-        b0 = pk::pmadd(wq, x0, b0), b1 = pk::pmadd(wq, x1, b1);
-        wq = pk::pset1<Pk>(wt[2 * K]);
-        c0 = pk::pmadd(wq, x0, c0), c1 = pk::pmadd(wq, x1, c1);
-        wq = pk::pset1<Pk>(wt[3 * K]);
-        d0 = pk::pmadd(wq, x0, d0), d1 = pk::pmadd(wq, x1, d1);
-      }
-      if constexpr (kBlockO == 8) {
-        wq = pk::pset1<Pk>(wt[4 * K]);
-        e0 = pk::pmadd(wq, x0, e0), e1 = pk::pmadd(wq, x1, e1);
-        wq = pk::pset1<Pk>(wt[5 * K]);
-        f0 = pk::pmadd(wq, x0, f0), f1 = pk::pmadd(wq, x1, f1);
-        wq = pk::pset1<Pk>(wt[6 * K]);
-        g0 = pk::pmadd(wq, x0, g0), g1 = pk::pmadd(wq, x1, g1);
-        wq = pk::pset1<Pk>(wt[7 * K]);
-        h0 = pk::pmadd(wq, x0, h0), h1 = pk::pmadd(wq, x1, h1);
+      Pk x[kPackets];
+#pragma GCC unroll 3
+      for (int p = 0; p < kPackets; ++p) x[p] = pk::ploadu<Pk>(base[p] + taps[k]);
+#pragma GCC unroll 8
+      for (int q = 0; q < kBlockO; ++q) {
+        const Pk wq = pk::pset1<Pk>(w0[q * K + k]);
+#pragma GCC unroll 3
+        for (int p = 0; p < kPackets; ++p) acc[q][p] = pk::pmadd(wq, x[p], acc[q][p]);
       }
     }
-    auto store = [&](int q, const Pk& v0, const Pk& v1) {
-      T* plane = y + (o0 + q) * g.out_h * Wo;
-      if (n_out == 0) {  // full packets
-        pk::pstoreu(plane + ha * Wo + ca, v0);
-        pk::pstoreu(plane + hb * Wo + cb, v1);
-      } else {
-        alignas(64) T tmp[2 * L];
-        pk::pstoreu(tmp, v0);
-        pk::pstoreu(tmp + L, v1);
-        std::copy(tmp, tmp + n_out, plane + ha * Wo);
+#pragma GCC unroll 8
+    for (int q = 0; q < kBlockO; ++q) {
+      T* dst = y + (o0 + q) * plane;
+#pragma GCC unroll 3
+      for (int p = 0; p < kPackets; ++p) {
+        if (n_out == 0) {
+          pk::pstoreu(dst + out[p], acc[q][p]);
+        } else {
+          alignas(64) T tmp[L];
+          pk::pstoreu(tmp, acc[q][p]);
+          std::copy(tmp, tmp + n_out, dst + out[p]);
+        }
       }
-    };
-    store(0, a0, a1);
-    if constexpr (kBlockO >= 4) store(1, b0, b1), store(2, c0, c1), store(3, d0, d1);
-    if constexpr (kBlockO == 8) store(4, e0, e1), store(5, f0, f1), store(6, g0, g1), store(7, h0, h1);
+    }
   }
 
-  // Every output row of channels o0 .. o0 + kBlockO.
-  static void rows(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
-                   const ConvGeometry& g, index_t o0) {
-    const index_t Wo = g.out_w, Ho = g.out_h;
-    auto run = [&](index_t ha, index_t ca, index_t hb, index_t cb, index_t n_out) {
-      strip(padded, Wp, taps, weight, bias, y, g, o0, ha, ca, hb, cb, n_out);
-    };
-    if (Wo < L) {
-      for (index_t oh = 0; oh < Ho; ++oh) run(oh, 0, oh, L, Wo);
-    } else if (Wo == L) {  // one packet per row: two rows per strip
-      for (index_t oh = 0; oh < Ho; oh += 2) run(oh, 0, std::min(oh + 1, Ho - 1), 0, 0);
-    } else if (Wo < 2 * L) {
-      for (index_t oh = 0; oh < Ho; ++oh) run(oh, 0, oh, Wo - L, 0);
-    } else {
-      for (index_t oh = 0; oh < Ho; ++oh) {
-        index_t ow = 0;
-        for (; ow + 2 * L <= Wo; ow += 2 * L) run(oh, ow, oh, ow + L, 0);
-        if (ow < Wo) run(oh, Wo - 2 * L, oh, Wo - L, 0);
-      }
-    }
+  // Every position of channels o0 .. o0 + kBlockO; `count` positions, the lists padded to whole strips.
+  static void plane(const T* padded, const index_t* taps, const T* weight, const T* bias, T* y, const ConvGeometry& g,
+                    index_t o0, const index_t* in, const index_t* out, index_t count) {
+    const index_t K = g.channels * g.kernel_h * g.kernel_w, n_out = g.out_w < L ? g.out_w : 0;
+    for (index_t s = 0; s < count; s += kPackets)
+      strip(padded, taps, weight, bias, y, K, g.plane(), o0, in + s, out + s, n_out);
   }
 };
 
-// Output channels per register block: 8 where there are registers for 16 accumulators (AVX-512's 32), else 4.
+// Output channels × packets per register block: 8 × 2 where there are registers for 16 accumulators
+// (AVX-512's 32), else 4 × 3 (AVX2's 16: 12 accumulators, 3 input packets and the weight).
 constexpr int kDirectBlockO = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
+constexpr int kDirectPackets = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 2 : 3;
 
 template <typename T, typename Pk>
 void direct_conv_channels(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
                           const ConvGeometry& g, index_t O) {
+  constexpr index_t L = Eigen::internal::unpacket_traits<Pk>::size;
+  const index_t Wo = g.out_w, Ho = g.out_h;
+  // The packet positions, padded to whole strips by repeating the last.
+  std::vector<index_t> in, out;
+  for (index_t oh = 0; oh < Ho; ++oh) {
+    for (index_t ow = 0; ow == 0 || ow + L <= Wo; ow += L) in.push_back(oh * Wp + ow), out.push_back(oh * Wo + ow);
+    if (Wo > L && Wo % L) in.push_back(oh * Wp + Wo - L), out.push_back(oh * Wo + Wo - L);
+  }
+  const index_t count = index_t(in.size());
+  while (in.size() % kDirectPackets) in.push_back(in.back()), out.push_back(out.back());
   // Output channels split over threads in register blocks when this image is all the work there is (batch 1:
   // otherwise the caller's loop over images is the parallel one, and this runs inline).
   const index_t K = g.channels * g.kernel_h * g.kernel_w;
-  for_each_slice(O, kDirectBlockO, O * K * g.plane(), kParallelMinMacs, [&](index_t begin, index_t count) {
+  for_each_slice(O, kDirectBlockO, O * K * g.plane(), kParallelMinMacs, [&](index_t begin, index_t n) {
+    using Block = DirectStrips<T, Pk, kDirectBlockO, kDirectPackets>;
     index_t o = begin;
-    for (; o + kDirectBlockO <= begin + count; o += kDirectBlockO)
-      DirectRows<T, Pk, kDirectBlockO>::rows(padded, Wp, taps, weight, bias, y, g, o);
+    for (; o + kDirectBlockO <= begin + n; o += kDirectBlockO)
+      Block::plane(padded, taps, weight, bias, y, g, o, in.data(), out.data(), count);
     if constexpr (kDirectBlockO == 8)
-      for (; o + 4 <= begin + count; o += 4) DirectRows<T, Pk, 4>::rows(padded, Wp, taps, weight, bias, y, g, o);
-    for (; o < begin + count; ++o) DirectRows<T, Pk, 1>::rows(padded, Wp, taps, weight, bias, y, g, o);
+      for (; o + 4 <= begin + n; o += 4)
+        DirectStrips<T, Pk, 4, kDirectPackets>::plane(padded, taps, weight, bias, y, g, o, in.data(), out.data(),
+                                                      count);
+    for (; o < begin + n; ++o)
+      DirectStrips<T, Pk, 1, kDirectPackets>::plane(padded, taps, weight, bias, y, g, o, in.data(), out.data(),
+                                                    count);
   });
 }
 

@@ -143,12 +143,10 @@ inline SplitLayout split_layout(const ConvGeometry& g, index_t L) {
           Wo_padded + g.dilation_w * (g.kernel_w - 1) / g.stride_w, g.stride_h * g.stride_w};
 }
 
+// Writes one image's padded scratch (layout S, zeros where the input has none) into `padded`.
 template <typename T>
-void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
-  using P = DirectPacket<T>;
-  const index_t sh = g.stride_h, sw = g.stride_w, kk = g.kernel_h * g.kernel_w, K = g.channels * kk;
-  const SplitLayout S = split_layout(g, P::width(g.out_w));
-  T* padded = scratch<T>(0, g.channels * S.channel());
+void pad_split(const T* x, T* padded, const ConvGeometry& g, const SplitLayout& S) {
+  const index_t sh = g.stride_h, sw = g.stride_w;
   std::fill(padded, padded + g.channels * S.channel(), T(0));
   for (index_t c = 0; c < g.channels; ++c)
     for (index_t p = 0; p < sh; ++p)
@@ -168,6 +166,25 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
             for (index_t t = lo; t < hi; ++t) dst[t] = src[t * sw];
         }
       }
+}
+
+// direct_conv_channels on the packet that rows g.out_w wide take (DirectPacket).
+template <typename T>
+void direct_conv_padded(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
+                        const ConvGeometry& g, index_t O) {
+  using P = DirectPacket<T>;
+  if (P::use_half(g.out_w))
+    direct_conv_channels<T, typename P::Half>(padded, Wp, taps, weight, bias, y, g, O);
+  else
+    direct_conv_channels<T, typename P::Full>(padded, Wp, taps, weight, bias, y, g, O);
+}
+
+template <typename T>
+void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
+  const index_t sh = g.stride_h, sw = g.stride_w, kk = g.kernel_h * g.kernel_w, K = g.channels * kk;
+  const SplitLayout S = split_layout(g, DirectPacket<T>::width(g.out_w));
+  T* padded = scratch<T>(0, g.channels * S.channel());
+  pad_split(x, padded, g, S);
   auto taps = std::make_unique<index_t[]>(K);
   for (index_t c = 0; c < g.channels; ++c)
     for (index_t i = 0; i < g.kernel_h; ++i)
@@ -176,10 +193,7 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
         taps[c * kk + i * g.kernel_w + j] = c * S.channel() + (di % sh * sw + dj % sw) * S.phase_plane() +
                                             di / sh * S.cols + dj / sw;
       }
-  if (P::use_half(g.out_w))
-    direct_conv_channels<T, typename P::Half>(padded, S.cols, taps.get(), weight, bias, y, g, O);
-  else
-    direct_conv_channels<T, typename P::Full>(padded, S.cols, taps.get(), weight, bias, y, g, O);
+  direct_conv_padded(padded, S.cols, taps.get(), weight, bias, y, g, O);
 }
 
 // Direct (im2col-free) forward for stride-1 or stride-2 convolutions. It wins while the input rows

@@ -1,0 +1,136 @@
+// dx of a stride-2 convolution (dilation 1, one group) as four stride-1 direct convolutions of dy, one per phase
+// of dx. Along one axis, dx position h = 2a + p (phase p) receives dy[oh] through the kernel taps i with
+// 2·oh + i − pad = h, that is the taps i ≡ p + pad (mod 2), from dy row oh = a − e_i with e_i = (i − p − pad)/2.
+// So phase p is a stride-1 correlation of dy with those taps in reverse order (correlation tap t is kernel index
+// last − 2t, `last` the phase's largest) and dy padded by e_last rows in front. The four phase outputs are then
+// interleaved into dx. This replaces dcol = Wᵀ·dY (a GEMM only O deep) and col2im's scatter: the same
+// multiply-adds, run by the direct kernel (kernels/conv_direct.hpp), and one strided copy of dx.
+#pragma once
+#include <algorithm>
+#include <memory>
+
+#include "kernels/conv_direct.hpp"
+#include "kernels/im2col.hpp"
+#include "kernels/parallel.hpp"
+#include "kernels/scratch.hpp"
+
+namespace fastnn::detail {
+
+// The taps of one axis that reach phase p of an input `size` long: `count` of them (0: dx is zero on the
+// phase), correlation tap t being kernel index last − 2t; `front` rows of zeros before dy (e_last; negative
+// when the padding exceeds what the taps reach: then this path does not apply); `positions` of the phase.
+struct PhaseTaps {
+  index_t count, last, front, positions;
+};
+
+inline PhaseTaps phase_taps(index_t p, index_t kernel, index_t pad, index_t size) {
+  PhaseTaps t{0, -1, 0, (size - p + 1) / 2};
+  for (index_t i = 0; i < kernel; ++i)
+    if (((i - p - pad) & 1) == 0) ++t.count, t.last = i;
+  if (t.count) t.front = (t.last - p - pad) / 2;  // exact: last − p − pad is even
+  return t;
+}
+
+// The stride-1 convolution of dy [O, Ho, Wo] that gives phase (p, q) of dx [C, ...].
+inline ConvGeometry phase_geometry(const ConvGeometry& g, index_t O, const PhaseTaps& rows, const PhaseTaps& cols) {
+  ConvGeometry t{};
+  t.batch = g.batch, t.channels = O, t.height = g.out_h, t.width = g.out_w;
+  t.kernel_h = rows.count, t.kernel_w = cols.count, t.stride_h = t.stride_w = 1;
+  t.pad_h = rows.front, t.pad_w = cols.front, t.dilation_h = t.dilation_w = 1;
+  t.out_h = rows.positions, t.out_w = cols.positions;
+  return t;
+}
+
+// Where it applies: stride 2 both ways, no dilation, one group, and every phase with taps a direct convolution
+// that the direct kernel takes (conv_direct.hpp's rule), with zeros only in front of dy, not cut from it.
+template <typename T>
+bool dx_phases_apply(const ConvGeometry& g, index_t O, index_t groups) {
+  if (groups != 1 || g.stride_h != 2 || g.stride_w != 2 || g.dilation_h != 1 || g.dilation_w != 1) return false;
+  for (index_t p = 0; p < 2; ++p)
+    for (index_t q = 0; q < 2; ++q) {
+      const PhaseTaps rows = phase_taps(p, g.kernel_h, g.pad_h, g.height);
+      const PhaseTaps cols = phase_taps(q, g.kernel_w, g.pad_w, g.width);
+      if (rows.count == 0 || cols.count == 0 || rows.positions == 0 || cols.positions == 0) continue;
+      if (rows.front < 0 || cols.front < 0 || !direct_applies<T>(phase_geometry(g, O, rows, cols), 1)) return false;
+    }
+  return true;
+}
+
+// grad_x [N, C, H, W] = the input gradient of the convolution (dx_phases_apply must hold). Each image's dy is
+// padded once, for all four phases: by the largest front of zeros (F); phase tap t then reads padded row
+// a + t − front + F.
+template <typename T>
+void conv_dx_phases(const T* grad_y, const T* weight, T* grad_x, const ConvGeometry& g, index_t O) {
+  const index_t C = g.channels, H = g.height, W = g.width, kh = g.kernel_h, kw = g.kernel_w;
+  struct Phase {
+    PhaseTaps rows, cols;
+    ConvGeometry geometry;
+    std::unique_ptr<T[]> weight;  // [C, O, rows.count, cols.count]
+    std::unique_ptr<index_t[]> taps;
+  };
+  Phase phases[4];
+  // The padded dy all phases read: a stride-1 geometry whose layout covers every phase's reach.
+  ConvGeometry all{};
+  all.batch = g.batch, all.channels = O, all.height = g.out_h, all.width = g.out_w;
+  all.stride_h = all.stride_w = all.dilation_h = all.dilation_w = 1;
+  all.kernel_h = all.kernel_w = 1;
+  index_t largest = 0, lanes = 0;
+  for (index_t p = 0; p < 2; ++p)
+    for (index_t q = 0; q < 2; ++q) {
+      Phase& f = phases[p * 2 + q];
+      f.rows = phase_taps(p, kh, g.pad_h, H), f.cols = phase_taps(q, kw, g.pad_w, W);
+      if (f.rows.count == 0 || f.cols.count == 0) continue;
+      f.geometry = phase_geometry(g, O, f.rows, f.cols);
+      all.pad_h = std::max(all.pad_h, f.rows.front), all.pad_w = std::max(all.pad_w, f.cols.front);
+      all.out_h = std::max(all.out_h, f.rows.positions), all.out_w = std::max(all.out_w, f.cols.positions);
+      largest = std::max(largest, f.rows.positions * f.cols.positions);
+      lanes = std::max(lanes, DirectPacket<T>::width(f.cols.positions));
+    }
+  for (Phase& f : phases) {
+    if (f.rows.count == 0 || f.cols.count == 0) continue;
+    all.kernel_h = std::max(all.kernel_h, f.rows.count - f.rows.front + all.pad_h);
+    all.kernel_w = std::max(all.kernel_w, f.cols.count - f.cols.front + all.pad_w);
+  }
+  const SplitLayout S = split_layout(all, lanes);
+  for (Phase& f : phases) {
+    if (f.rows.count == 0 || f.cols.count == 0) continue;
+    const index_t nh = f.rows.count, nw = f.cols.count;
+    f.weight = uninitialized<T>(C * O * nh * nw);
+    f.taps = std::make_unique<index_t[]>(O * nh * nw);
+    for (index_t o = 0; o < O; ++o)
+      for (index_t t = 0; t < nh; ++t)
+        for (index_t u = 0; u < nw; ++u) {
+          f.taps[(o * nh + t) * nw + u] =
+              o * S.channel() + (t - f.rows.front + all.pad_h) * S.cols + u - f.cols.front + all.pad_w;
+          for (index_t c = 0; c < C; ++c)
+            f.weight[((c * O + o) * nh + t) * nw + u] =
+                weight[((o * C + c) * kh + f.rows.last - 2 * t) * kw + f.cols.last - 2 * u];
+        }
+  }
+  const index_t dy_image = O * g.plane();
+  parallel_for(g.batch, O * C * kh * kw * g.columns() >= kParallelMinMacs, [&](index_t n) {
+    T* padded = scratch<T>(0, O * S.channel());
+    pad_split(grad_y + n * dy_image, padded, all, S);
+    T* out = scratch<T>(1, C * largest);
+    T* dx = grad_x + n * C * H * W;
+    for (index_t p = 0; p < 2; ++p)
+      for (index_t q = 0; q < 2; ++q) {
+        const Phase& f = phases[p * 2 + q];
+        const index_t rows = f.rows.positions, cols = f.cols.positions;
+        const bool zero = f.rows.count == 0 || f.cols.count == 0;
+        if (!zero)
+          direct_conv_padded(padded, S.cols, f.taps.get(), f.weight.get(), static_cast<const T*>(nullptr), out,
+                             f.geometry, C);
+        for (index_t c = 0; c < C; ++c)
+          for (index_t a = 0; a < rows; ++a) {
+            T* dst = dx + (c * H + 2 * a + p) * W + q;
+            if (zero)
+              for (index_t b = 0; b < cols; ++b) dst[2 * b] = T(0);
+            else
+              scatter_strided(out + (c * rows + a) * cols, dst, cols, 2);
+          }
+      }
+  });
+}
+
+}  // namespace fastnn::detail

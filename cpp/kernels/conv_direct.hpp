@@ -130,7 +130,7 @@ void direct_conv_channels(const T* padded, index_t Wp, const index_t* taps, cons
 // The padded scratch of one image for stride s = (sh, sw): per channel, sh·sw phase planes of rows × cols,
 // phase (p, q) row r column t = padded input (r·sh + p, t·sw + q). Output (oh, ow) reads tap (i, j) at phase
 // ((i·dh) mod sh, (j·dw) mod sw), row oh + ⌊i·dh / sh⌋, column ow + ⌊j·dw / sw⌋. Stride 1: one plane, the
-// padded input itself. Columns: Wo rounded up to whole strips, plus the taps' reach.
+// padded input itself. Columns: Wo rounded up to whole packets, plus the taps' reach.
 struct SplitLayout {
   index_t rows, cols, phases;
   index_t phase_plane() const { return rows * cols; }
@@ -138,7 +138,7 @@ struct SplitLayout {
 };
 
 inline SplitLayout split_layout(const ConvGeometry& g, index_t L) {
-  const index_t Wo_padded = (g.out_w + 2 * L - 1) / (2 * L) * (2 * L);
+  const index_t Wo_padded = (g.out_w + L - 1) / L * L;
   return {g.out_h + g.dilation_h * (g.kernel_h - 1) / g.stride_h,
           Wo_padded + g.dilation_w * (g.kernel_w - 1) / g.stride_w, g.stride_h * g.stride_w};
 }
@@ -148,6 +148,30 @@ template <typename T>
 void pad_split(const T* x, T* padded, const ConvGeometry& g, const SplitLayout& S) {
   const index_t sh = g.stride_h, sw = g.stride_w;
   std::fill(padded, padded + g.channels * S.channel(), T(0));
+  if (sw == 2) {
+    // Each input row split once into both column phases: input column w goes to phase q = (w + pad_w) mod 2,
+    // column (w + pad_w − q)/2, so even columns 2u to column u + even_at of one phase, odd ones to u + odd_at
+    // of the other.
+    const index_t q_even = g.pad_w % 2, q_odd = 1 - q_even;
+    const index_t even_at = (g.pad_w - q_even) / 2, odd_at = (1 + g.pad_w - q_odd) / 2;
+    // Columns past the layout are never read: only those that land inside it are copied.
+    const index_t n_even = std::min((g.width + 1) / 2, S.cols - even_at);
+    const index_t n_odd = std::min(g.width / 2, S.cols - odd_at);
+    const index_t pairs = std::max<index_t>(0, std::min(n_even, n_odd));
+    for (index_t c = 0; c < g.channels; ++c)
+      for (index_t p = 0; p < sh; ++p)
+        for (index_t r = 0; r < S.rows; ++r) {
+          const index_t h = r * sh + p - g.pad_h;
+          if (h < 0 || h >= g.height) continue;
+          const T* src = x + (c * g.height + h) * g.width;
+          T* even = padded + c * S.channel() + (p * 2 + q_even) * S.phase_plane() + r * S.cols + even_at;
+          T* odd = padded + c * S.channel() + (p * 2 + q_odd) * S.phase_plane() + r * S.cols + odd_at;
+          deinterleave(src, even, odd, pairs);
+          for (index_t u = pairs; u < n_even; ++u) even[u] = src[2 * u];
+          for (index_t u = pairs; u < n_odd; ++u) odd[u] = src[2 * u + 1];
+        }
+    return;
+  }
   for (index_t c = 0; c < g.channels; ++c)
     for (index_t p = 0; p < sh; ++p)
       for (index_t q = 0; q < sw; ++q) {

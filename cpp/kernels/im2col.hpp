@@ -76,6 +76,13 @@ template <typename T>
   }
 }
 
+// even[u] = src[2u], odd[u] = src[2u + 1], u < n: a row split into its two column phases (vectorised: GCC
+// permutes whole packets).
+template <typename T>
+[[gnu::noinline]] void deinterleave(const T* __restrict src, T* __restrict even, T* __restrict odd, index_t n) {
+  for (index_t u = 0; u < n; ++u) even[u] = src[2 * u], odd[u] = src[2 * u + 1];
+}
+
 template <typename T>
 [[gnu::noinline]] void scatter_strided(const T* __restrict src, T* __restrict dst, index_t n, index_t stride) {
   if (stride == 2) {

@@ -107,15 +107,15 @@ STRIDED = [
 
 # Stride-2 dx as four stride-1 direct convolutions of dy, one per phase of dx (kernels/conv_dx_phases.hpp):
 # ResNet's shapes, odd planes (phases of different sizes), no padding (zeros in front of dy for one phase),
-# 2×2 and 5×5 kernels, a 1×3 kernel (half the rows of dx receive nothing), rows narrower than a packet, two
-# rows, many channels on one image.
+# 2×2 and 5×5 kernels, a 2×3 kernel with padding 0 and 1 (one phase's taps reach one row of dy each), rows
+# narrower than a packet, two rows, many channels on one image.
 DX_PHASES = [
     (2, 5, 16, 16, 6, (3, 3), 2, 1, 1, 1),
     (2, 4, 17, 15, 5, (3, 3), 2, 1, 1, 1),
     (2, 3, 17, 18, 4, (3, 3), 2, 0, 1, 1),
     (2, 3, 16, 16, 4, (2, 2), 2, 0, 1, 1),
     (2, 3, 12, 20, 4, (5, 5), 2, 2, 1, 1),
-    (2, 3, 10, 18, 4, (1, 3), 2, (0, 1), 1, 1),
+    (2, 3, 10, 18, 4, (2, 3), 2, (0, 1), 1, 1),
     (2, 3, 9, 10, 4, (3, 3), 2, 1, 1, 1),
     (3, 4, 2, 34, 5, (3, 3), 2, 1, 1, 1),
     (1, 24, 16, 16, 40, (3, 3), 2, 1, 1, 1),

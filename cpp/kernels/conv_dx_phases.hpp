@@ -41,11 +41,14 @@ inline ConvGeometry phase_geometry(const ConvGeometry& g, index_t O, const Phase
   return t;
 }
 
-// Where it applies: stride 2 both ways, no dilation, one group, and every phase with taps a direct convolution
-// that the direct kernel takes (conv_direct.hpp's rule), with zeros only in front of dy, not cut from it.
+// Where it applies: stride 2 both ways, no dilation, one group, a kernel at least 2 × 2, and every phase with
+// taps a direct convolution that the direct kernel takes (conv_direct.hpp's rule), with zeros only in front of
+// dy, not cut from it. A 1 × 1 kernel reaches one phase only, a pointwise product: the GEMM path is faster there
+// (ResNet-8's 16 → 32 projection, Zen 2, 2 threads, batch 32: dx 175 µs by GEMM and col2im, 263 µs by phases).
 template <typename T>
 bool dx_phases_apply(const ConvGeometry& g, index_t O, index_t groups) {
   if (groups != 1 || g.stride_h != 2 || g.stride_w != 2 || g.dilation_h != 1 || g.dilation_w != 1) return false;
+  if (g.kernel_h < 2 || g.kernel_w < 2) return false;
   for (index_t p = 0; p < 2; ++p)
     for (index_t q = 0; q < 2; ++q) {
       const PhaseTaps rows = phase_taps(p, g.kernel_h, g.pad_h, g.height);

@@ -12,15 +12,18 @@
 
 namespace fastnn::detail {
 
-// The SIMD packet a direct convolution runs on for output rows Wo wide: the full packet, or the half packet
-// (on AVX-512, 8 floats) when rows are narrower than a full one, so strips stay whole packets on small planes.
+// The SIMD packet a direct convolution runs on for output rows Wo wide: the full packet, or, on AVX-512, the
+// half packet (8 floats) when rows are narrower than a full one, so strips stay whole packets on small planes.
+// Below AVX-512 rows narrower than a packet go through the bounce buffer instead: a second copy of the kernels
+// for 4-wide rows would not fit the wheel's 2 MB.
 template <typename T>
 struct DirectPacket {
   using Full = typename Eigen::internal::packet_traits<T>::type;
   using Half = typename Eigen::internal::packet_traits<T>::half;
   static constexpr index_t full = index_t(sizeof(Full) / sizeof(T));
   static constexpr index_t half = index_t(sizeof(Half) / sizeof(T));
-  static bool use_half(index_t Wo) { return Wo < full && half < full && Wo >= half; }
+  static constexpr bool has_half = sizeof(Full) == 64 && half < full;
+  static bool use_half(index_t Wo) { return has_half && Wo < full && Wo >= half; }
   static index_t width(index_t Wo) { return use_half(Wo) ? half : full; }
 };
 
@@ -92,9 +95,15 @@ struct DirectStrips {
 };
 
 // Output channels × packets per register block: 8 × 2 where there are registers for 16 accumulators
-// (AVX-512's 32), else 4 × 3 (AVX2's 16: 12 accumulators, 3 input packets and the weight).
-constexpr int kDirectBlockO = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
+// (AVX-512's 32), 4 × 3 on AVX2 (16 registers: 12 accumulators, 3 input packets and the weight; 4 × 2 ran 17%
+// slower, 3×3 16→16 on 32×32, Zen 2: forward 1104 → 916 µs), and 4 × 2 on the SSE baseline (smaller code: the
+// wheel's 2 MB).
+#ifdef __AVX2__
 constexpr int kDirectPackets = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 2 : 3;
+#else
+constexpr int kDirectPackets = 2;
+#endif
+constexpr int kDirectBlockO = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
 
 template <typename T, typename Pk>
 void direct_conv_channels(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
@@ -197,10 +206,10 @@ template <typename T>
 void direct_conv_padded(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
                         const ConvGeometry& g, index_t O) {
   using P = DirectPacket<T>;
-  if (P::use_half(g.out_w))
-    direct_conv_channels<T, typename P::Half>(padded, Wp, taps, weight, bias, y, g, O);
-  else
-    direct_conv_channels<T, typename P::Full>(padded, Wp, taps, weight, bias, y, g, O);
+  if constexpr (P::has_half)
+    if (P::use_half(g.out_w))
+      return direct_conv_channels<T, typename P::Half>(padded, Wp, taps, weight, bias, y, g, O);
+  direct_conv_channels<T, typename P::Full>(padded, Wp, taps, weight, bias, y, g, O);
 }
 
 template <typename T>

@@ -54,10 +54,9 @@ void for_each_plane(index_t batch, index_t channels, index_t work, Fn&& fn) {
   parallel_for(batch * channels, work >= kParallelMinElements, [&](index_t t) { fn(t / channels, t % channels); });
 }
 
-// dst[o] = src[o·stride], for col2im dst[o·stride] += src[o] and for scattering dst[o·stride] = src[o], o < n,
-// the two arrays apart: loops of their own (inlined into col2im's nest, GCC kept the bounds on the stack and
-// re-read them for every element). ResNet-8's 16 → 32 stride-2 dx 811 → 673 µs, its 1×1 projection's 137 → 121 µs
-// (best of 6, 2 threads, Zen 4).
+// dst[o] = src[o·stride] and, for col2im, dst[o·stride] += src[o], o < n, the two arrays apart: loops of their
+// own (inlined into col2im's nest, GCC kept the bounds on the stack and re-read them for every element). ResNet-8's
+// 16 → 32 stride-2 dx 811 → 673 µs, its 1×1 projection's 137 → 121 µs (best of 6, 2 threads, Zen 4).
 template <typename T>
 [[gnu::noinline]] void copy_strided(const T* __restrict src, T* __restrict dst, index_t n, index_t stride) {
   if (stride == 2) {
@@ -81,15 +80,6 @@ template <typename T>
 template <typename T>
 [[gnu::noinline]] void deinterleave(const T* __restrict src, T* __restrict even, T* __restrict odd, index_t n) {
   for (index_t u = 0; u < n; ++u) even[u] = src[2 * u], odd[u] = src[2 * u + 1];
-}
-
-template <typename T>
-[[gnu::noinline]] void scatter_strided(const T* __restrict src, T* __restrict dst, index_t n, index_t stride) {
-  if (stride == 2) {
-    for (index_t o = 0; o < n; ++o) dst[2 * o] = src[o];
-  } else {
-    for (index_t o = 0; o < n; ++o) dst[o * stride] = src[o];
-  }
 }
 
 // One kernel tap's values for output rows [row_begin, row_end) of one plane, written from dst on: zeros where

@@ -4,7 +4,6 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <memory>
-#include <vector>
 
 #include "kernels/im2col.hpp"
 #include "kernels/parallel.hpp"
@@ -85,12 +84,22 @@ struct DirectStrips {
     }
   }
 
-  // Every position of channels o0 .. o0 + kBlockO; `count` positions, the lists padded to whole strips.
-  static void plane(const T* padded, const index_t* taps, const T* weight, const T* bias, T* y, const ConvGeometry& g,
-                    index_t o0, const index_t* in, const index_t* out, index_t count) {
-    const index_t K = g.channels * g.kernel_h * g.kernel_w, n_out = g.out_w < L ? g.out_w : 0;
-    for (index_t s = 0; s < count; s += kPackets)
-      strip(padded, taps, weight, bias, y, K, g.plane(), o0, in + s, out + s, n_out);
+  // Every position of channels o0 .. o0 + kBlockO, in order: the k-th packet of row oh lies at column
+  // min(k·L, Wo − L) (0 on rows narrower than a packet); the last strip repeats the last position.
+  static void plane(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
+                    const ConvGeometry& g, index_t o0) {
+    const index_t Wo = g.out_w, K = g.channels * g.kernel_h * g.kernel_w, n_out = Wo < L ? Wo : 0;
+    const index_t per_row = Wo > L ? (Wo + L - 1) / L : 1, count = g.out_h * per_row;
+    index_t oh = 0, k = 0;  // the next position: row oh, k-th packet of the row
+    for (index_t s = 0; s < count; s += kPackets) {
+      index_t in[kPackets], out[kPackets];
+      for (int p = 0; p < kPackets; ++p) {
+        const index_t ow = n_out ? 0 : std::min(k * L, Wo - L);
+        in[p] = oh * Wp + ow, out[p] = oh * Wo + ow;
+        if (s + p + 1 < count && ++k == per_row) k = 0, ++oh;  // past the end: the last position again
+      }
+      strip(padded, taps, weight, bias, y, K, g.plane(), o0, in, out, n_out);
+    }
   }
 };
 
@@ -108,31 +117,17 @@ constexpr int kDirectBlockO = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 :
 template <typename T, typename Pk>
 void direct_conv_channels(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
                           const ConvGeometry& g, index_t O) {
-  constexpr index_t L = Eigen::internal::unpacket_traits<Pk>::size;
-  const index_t Wo = g.out_w, Ho = g.out_h;
-  // The packet positions, padded to whole strips by repeating the last.
-  std::vector<index_t> in, out;
-  for (index_t oh = 0; oh < Ho; ++oh) {
-    for (index_t ow = 0; ow == 0 || ow + L <= Wo; ow += L) in.push_back(oh * Wp + ow), out.push_back(oh * Wo + ow);
-    if (Wo > L && Wo % L) in.push_back(oh * Wp + Wo - L), out.push_back(oh * Wo + Wo - L);
-  }
-  const index_t count = index_t(in.size());
-  while (in.size() % kDirectPackets) in.push_back(in.back()), out.push_back(out.back());
   // Output channels split over threads in register blocks when this image is all the work there is (batch 1:
   // otherwise the caller's loop over images is the parallel one, and this runs inline).
   const index_t K = g.channels * g.kernel_h * g.kernel_w;
   for_each_slice(O, kDirectBlockO, O * K * g.plane(), kParallelMinMacs, [&](index_t begin, index_t n) {
-    using Block = DirectStrips<T, Pk, kDirectBlockO, kDirectPackets>;
     index_t o = begin;
     for (; o + kDirectBlockO <= begin + n; o += kDirectBlockO)
-      Block::plane(padded, taps, weight, bias, y, g, o, in.data(), out.data(), count);
+      DirectStrips<T, Pk, kDirectBlockO, kDirectPackets>::plane(padded, Wp, taps, weight, bias, y, g, o);
     if constexpr (kDirectBlockO == 8)
       for (; o + 4 <= begin + n; o += 4)
-        DirectStrips<T, Pk, 4, kDirectPackets>::plane(padded, taps, weight, bias, y, g, o, in.data(), out.data(),
-                                                      count);
-    for (; o < begin + n; ++o)
-      DirectStrips<T, Pk, 1, kDirectPackets>::plane(padded, taps, weight, bias, y, g, o, in.data(), out.data(),
-                                                    count);
+        DirectStrips<T, Pk, 4, kDirectPackets>::plane(padded, Wp, taps, weight, bias, y, g, o);
+    for (; o < begin + n; ++o) DirectStrips<T, Pk, 1, kDirectPackets>::plane(padded, Wp, taps, weight, bias, y, g, o);
   });
 }
 
@@ -231,7 +226,7 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
 
 // Direct (im2col-free) forward for stride-1 or stride-2 convolutions. It wins while the input rows
 // one output row reads (C·kh of them, padded width) stay in L1 (≤ kDirectMaxRowBytes), and while its strips
-// are whole packets (rows at least two packets wide, or exactly one: then a strip takes two rows) or the depth
+// are whole packets (rows at least two packets wide, or exactly one, as the strips were measured) or the depth
 // K = C·kh·kw is small (≤ kDirectMaxDepth: the column matrix would cost more than the arithmetic). Measured
 // on a grid of 3×3 convolutions (C = O = 16..128, planes 8..56) at 2 threads on AVX2: where this rule picks
 // the direct kernel it ran at 110–170 GFLOP/s against im2col's 50–150; elsewhere im2col was ahead.

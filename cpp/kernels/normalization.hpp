@@ -79,6 +79,13 @@ void for_each_row(index_t N, index_t C, index_t S, F&& fn) {
   });
 }
 
+// [v > 0]: 1 or 0, a packet or a scalar of T.
+template <typename T, typename V>
+V positive(const V& v) {
+  namespace pk = Eigen::internal;
+  return pk::pand(pk::pcmp_lt(detail::splat(v, T(0)), v), detail::splat(v, T(1)));
+}
+
 // One row of batch norm's output: y = x·scale + shift; with relu, then max(·, 0); with a residual r (relu
 // too), relu(x·scale + shift + r). Each element's arithmetic is the separate ops' (the add kernel's v + r,
 // the relu kernel's v > 0 ? v : 0·v + 0, here v·[v > 0] + 0: the same bits, NaN and -inf included), so a
@@ -90,10 +97,7 @@ void normalise_row(const T* x, const T* r, T* y, index_t n, T scale, T shift, bo
   using detail::splat;
   // x·scale + shift as one fused multiply-add where the level has FMA (as GCC contracts the scalar form)
   auto affine = [scale, shift](auto v) { return pk::pmadd(v, splat(v, scale), splat(v, shift)); };
-  auto relu_of = [](auto v) {  // v·[v > 0] + 0
-    const auto zero = splat(v, T(0));
-    return pk::padd(pk::pmul(v, pk::pand(pk::pcmp_lt(zero, v), splat(v, T(1)))), zero);
-  };
+  auto relu_of = [](auto v) { return pk::padd(pk::pmul(v, positive<T>(v)), splat(v, T(0))); };  // v·[v > 0] + 0
   if (r)
     detail::packet_map(n, y, [&](auto v, auto rv) { return relu_of(pk::padd(affine(v), rv)); }, x, r);
   else if (relu)
@@ -112,11 +116,7 @@ void prefetch_row(const T* p, index_t n) {
 // from relu's output y.
 template <typename T>
 void relu_mask(const T* y, const T* dy, T* out, index_t n) {
-  namespace pk = Eigen::internal;
-  using detail::splat;
-  detail::packet_map(n, out, [](auto v, auto g) {
-    return pk::pmul(g, pk::pand(pk::pcmp_lt(splat(v, T(0)), v), splat(v, T(1))));
-  }, y, dy);
+  detail::packet_map(n, out, [](auto v, auto g) { return Eigen::internal::pmul(g, positive<T>(v)); }, y, dy);
 }
 
 }  // namespace norm_detail

@@ -19,6 +19,7 @@
 
 #include "kernels/conv_direct.hpp"
 #include "kernels/im2col.hpp"
+#include "kernels/packet_map.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/scratch.hpp"
 
@@ -54,35 +55,46 @@ inline ShiftedLayout shifted_layout(const ConvGeometry& g) {
   return {g.channels, g.out_h + g.dilation_h * (g.kernel_h - 1) / g.stride_h, g.out_w, g.stride_h * g.kernel_w};
 }
 
+// Columns of one padded input row that a row of the shifted copies reads: padded column j·dw + q·sw for
+// q < Wo, j < kw (padded column u is input column u − pad_w), rounded up to pairs for the stride-2 split.
+inline index_t shifted_row_span(const ConvGeometry& g, const ShiftedLayout& L) {
+  const index_t span = (L.cols - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
+  return span + span % 2;
+}
+
 // dst[a·kw + j, c, r, q] = x[c, r·sh + a − pad_h, q·sw + j·dw − pad_w], zero outside the image: tap (c, i, j)
 // reads copy ((i·dh) mod sh, j) from row ⌊i·dh / sh⌋ on, Ho·Wo values in a row, laid out as dy's plane.
+// Each input row is copied once into `row` (shifted_row_span values, with its zero padding) and, at stride 2,
+// split into its even and odd columns (`phases`, the same size); every copy's row is then a contiguous run of
+// it, moved in whole packets (row by row, calls to memmove and memset cost more than the copying).
 template <typename T>
-void shifted_copies(const T* x, T* dst, const ConvGeometry& g, const ShiftedLayout& L) {
+void shifted_copies(const T* x, T* dst, const ConvGeometry& g, const ShiftedLayout& L, T* row, T* phases) {
+  const index_t span = shifted_row_span(g, L), half = span / 2;
+  const index_t lo = std::min(g.pad_w, span), hi = std::clamp(g.pad_w + g.width, lo, span);
+  std::fill(row, row + lo, T(0));
+  std::fill(row + hi, row + span, T(0));
+  const auto same = [](auto v) { return v; };
   for (index_t a = 0; a < g.stride_h; ++a) {
     bool read = false;  // whether any tap row reads this row phase (a 1×1 kernel reads phase 0 only)
     for (index_t i = 0; i < g.kernel_h; ++i) read = read || i * g.dilation_h % g.stride_h == a;
     if (!read) continue;
-    for (index_t j = 0; j < g.kernel_w; ++j) {
-      // Columns q read w = q·sw + j·dw − pad_w: zeros, a run of the row, zeros.
-      const index_t shift = j * g.dilation_w - g.pad_w;
-      index_t lo, hi;
-      valid_range(shift, g.stride_w, g.width, L.cols, lo, hi);
-      for (index_t c = 0; c < g.channels; ++c) {
-        T* plane = dst + L.offset(a * g.kernel_w + j, c);
-        for (index_t r = 0; r < L.rows; ++r) {
-          T* row = plane + r * L.cols;
-          const index_t h = r * g.stride_h + a - g.pad_h;
-          if (h < 0 || h >= g.height) {
-            std::fill(row, row + L.cols, T(0));
-            continue;
+    for (index_t c = 0; c < g.channels; ++c) {
+      for (index_t r = 0; r < L.rows; ++r) {
+        const index_t h = r * g.stride_h + a - g.pad_h;
+        const bool inside = h >= 0 && h < g.height;
+        if (inside) {
+          packet_map(hi - lo, row + lo, same, x + (c * g.height + h) * g.width + (lo - g.pad_w));
+          if (g.stride_w == 2) deinterleave(row, phases, phases + half, half);
+        }
+        for (index_t j = 0; j < g.kernel_w; ++j) {
+          T* out = dst + L.offset(a * g.kernel_w + j, c) + r * L.cols;
+          if (!inside) {
+            std::fill(out, out + L.cols, T(0));
+          } else {
+            const index_t u = j * g.dilation_w;  // the copy's first padded column
+            const T* src = g.stride_w == 1 ? row + u : phases + u % 2 * half + u / 2;
+            packet_map(L.cols, out, same, src);
           }
-          const T* src = x + (c * g.height + h) * g.width + shift;
-          std::fill(row, row + lo, T(0));
-          if (g.stride_w == 1)
-            std::copy(src + lo, src + hi, row + lo);
-          else
-            copy_strided(src + lo * g.stride_w, row + lo, hi - lo, g.stride_w);
-          std::fill(row + hi, row + L.cols, T(0));
         }
       }
     }
@@ -156,10 +168,12 @@ void weight_grad_images(const T* x, const T* dy, T* dw, const ConvGeometry& g, i
   const index_t image = L.image();
   const index_t pass = std::max<index_t>(
       1, kWeightGradPassBytes / std::max<index_t>(1, (image + O * P) * index_t(sizeof(T))));
-  T* shifted = scratch<T>(0, std::min(pass, count) * image);
+  const index_t copies = std::min(pass, count) * image, span = shifted_row_span(g, L);
+  T* shifted = scratch<T>(0, copies + 2 * span);
   for (index_t first = 0; first < count; first += pass) {
     const index_t n = std::min(pass, count - first);
-    for (index_t m = 0; m < n; ++m) shifted_copies(x + (first + m) * image_in, shifted + m * image, g, L);
+    for (index_t m = 0; m < n; ++m)
+      shifted_copies(x + (first + m) * image_in, shifted + m * image, g, L, shifted + copies, shifted + copies + span);
     const T* dy_pass = dy + first * O * P;
     const bool acc = add || first > 0;
     index_t k = 0;

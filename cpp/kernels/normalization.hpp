@@ -211,27 +211,25 @@ void batch_norm_backward(const T* grad_y, const T* x, const T* mean, const T* in
   using namespace norm_detail;
   const index_t M = N * S;
   const bool need_sums = grad_weight || grad_bias || (grad_x && training);
-  // relu_out: the masked gradient goes to a kept buffer, written by the thread that then reads it
-  const T* dy_in = grad_y;
-  T* masked = relu_out ? detail::scratch<T>(2, N * C * S) : nullptr;
-  if (relu_out) grad_y = masked;
   if (need_sums && S > 1) {
     // Channel by channel while its values are in cache, one region (the sweeps below: S == 1, or no sums).
+    // relu_out: each row is masked into a one-row buffer (L1), once for the sums and again for dx, rather
+    // than into a whole masked array: the channel's dy, y and x then stay in L2 for the dx loop.
     for_each_slice(C, 1, N * C * S, kParallelMinElements, [&](index_t c0, index_t cn) {
+      T* row_dy = relu_out ? detail::scratch<T>(2, S) : nullptr;
       for (index_t c = c0; c < c0 + cn; ++c) {
         const T mu = mean[c], is = invstd[c];
-        // Both sums row by row while the row is in L1 (each in its own fixed order, as two sweeps would); with
-        // relu_out, the row is masked first, into the buffer the dx loop below reads back from L2.
+        // Both sums row by row while the row is in L1 (each in its own fixed order, as two sweeps would).
         ChannelLanes<T> dy_sum, dy_xhat_sum;
         for (index_t n = 0; n < N; ++n) {
           const index_t row = (n * C + c) * S;
           if (n + 1 < N) {  // rows lie a channel stride apart, and the hardware prefetchers stop at each page
             prefetch_row(x + row + C * S, S);
-            prefetch_row(dy_in + row + C * S, S);
+            prefetch_row(grad_y + row + C * S, S);
             if (relu_out) prefetch_row(relu_out + row + C * S, S);
           }
-          if (relu_out) relu_mask(relu_out + row, dy_in + row, masked + row, S);
           const T *dy = grad_y + row, *xr = x + row;
+          if (relu_out) relu_mask(relu_out + row, dy, row_dy, S), dy = row_dy;
           dy_sum.add(S, [&](index_t s) { return dy[s]; });
           dy_xhat_sum.add(S, [&](index_t s) { return dy[s] * (xr[s] - mu); });
         }
@@ -241,9 +239,10 @@ void batch_norm_backward(const T* grad_y, const T* x, const T* mean, const T* in
         if (!grad_x) continue;
         const T g = (weight ? weight[c] : T(1)) * is, db = sdy / T(M), dg = sdx / T(M);
         for (index_t n = 0; n < N; ++n) {
-          const T* dy = grad_y + (n * C + c) * S;
-          const T* xr = x + (n * C + c) * S;
-          T* dx = grad_x + (n * C + c) * S;
+          const index_t row = (n * C + c) * S;
+          const T *dy = grad_y + row, *xr = x + row;
+          if (relu_out) relu_mask(relu_out + row, dy, row_dy, S), dy = row_dy;
+          T* dx = grad_x + row;
           if (training)
             for (index_t s = 0; s < S; ++s) dx[s] = g * (dy[s] - db - (xr[s] - mu) * is * dg);
           else
@@ -253,7 +252,11 @@ void batch_norm_backward(const T* grad_y, const T* x, const T* mean, const T* in
     });
     return;
   }
-  if (relu_out) relu_mask(relu_out, dy_in, masked, N * C * S);
+  if (relu_out) {  // the whole masked gradient first, into a kept buffer
+    T* masked = detail::scratch<T>(2, N * C * S);
+    relu_mask(relu_out, grad_y, masked, N * C * S);
+    grad_y = masked;
+  }
   std::vector<T> sum_dy(C), sum_dy_xhat(C);
   if (need_sums) {
     channel_sums(N, C, S, sum_dy.data(), [&](index_t, index_t, index_t i) { return grad_y[i]; });

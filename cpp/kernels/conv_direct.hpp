@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "kernels/im2col.hpp"
+#include "kernels/packet_map.hpp"
 #include "kernels/parallel.hpp"
 #include "kernels/scratch.hpp"
 
@@ -189,7 +190,7 @@ void pad_split(const T* x, T* padded, const ConvGeometry& g, const SplitLayout& 
           const T* src = x + (c * g.height + h) * g.width + q - g.pad_w;
           T* dst = phase + r * S.cols;
           if (sw == 1)
-            std::copy(src + lo, src + hi, dst + lo);
+            packet_copy(hi - lo, dst + lo, src + lo);
           else
             for (index_t t = lo; t < hi; ++t) dst[t] = src[t * sw];
         }

@@ -77,7 +77,6 @@ void shifted_copies(const T* x, T* dst, const ConvGeometry& g, const ShiftedLayo
   const index_t lo = std::min(g.pad_w, span), hi = std::clamp(g.pad_w + g.width, lo, span);
   std::fill(row, row + lo, T(0));
   std::fill(row + hi, row + span, T(0));
-  const auto same = [](auto v) { return v; };
   for (index_t a = 0; a < g.stride_h; ++a) {
     bool read = false;  // whether any tap row reads this row phase (a 1×1 kernel reads phase 0 only)
     for (index_t i = 0; i < g.kernel_h; ++i) read = read || i * g.dilation_h % g.stride_h == a;
@@ -87,7 +86,7 @@ void shifted_copies(const T* x, T* dst, const ConvGeometry& g, const ShiftedLayo
         const index_t h = r * g.stride_h + a - g.pad_h;
         const bool inside = h >= 0 && h < g.height;
         if (inside) {
-          packet_map(hi - lo, row + lo, same, x + (c * g.height + h) * g.width + (lo - g.pad_w));
+          packet_copy(hi - lo, row + lo, x + (c * g.height + h) * g.width + (lo - g.pad_w));
           if (g.stride_w == 2) deinterleave(row, phases, phases + half, half);
         }
         for (index_t j = 0; j < g.kernel_w; ++j) {
@@ -97,7 +96,7 @@ void shifted_copies(const T* x, T* dst, const ConvGeometry& g, const ShiftedLayo
           } else {
             const index_t u = j * g.dilation_w;  // the copy's first padded column
             const T* src = g.stride_w == 1 ? row + u : phases + u % 2 * half + u / 2;
-            packet_map(L.cols, out, same, src);
+            packet_copy(L.cols, out, src);
           }
         }
       }

@@ -19,6 +19,13 @@ void packet_map(index_t m, T* out, F&& f, const In*... in) {
   for (; i < m; ++i) out[i] = f(in[i]...);
 }
 
+// dst[i] = src[i] for i < n in whole packets, inline: for runs of a few dozen values (rows of a small plane)
+// a call to memmove costs more than the copy.
+template <typename T>
+void packet_copy(index_t n, T* dst, const T* src) {
+  packet_map(n, dst, [](auto v) { return v; }, src);
+}
+
 // A constant as a packet (or scalar) of the same type as `like`.
 template <typename P, typename T>
 P splat(const P&, T value) {

@@ -46,7 +46,8 @@ CASES = [
 # Stride 1 (and 2) with output rows of 16 or 32 (whole packets at every CPU level): the weight gradient straight
 # from x and dy (kernels/conv_weight_grad.hpp). Tiles of 8, 2 and 1 output channels; flattened kernels of 3k, 3k + 1
 # and 3k + 2 taps; padding, none, asymmetric, a 1×1 kernel with padding; dilation; more images than chunks;
-# images summed over several cache passes of one chunk.
+# images summed over several cache passes of one chunk. The direct kernels are float32's (float64 takes im2col +
+# GEMM, kernels/conv_direct.hpp): the float32 runs of these cases check them, the float64 ones the GEMM path.
 DIRECT_DW = [
     (2, 3, 16, 16, 5, (3, 3), 1, 1, 1, 1),
     (3, 2, 5, 32, 10, (3, 3), 1, 1, 1, 1),
@@ -133,20 +134,24 @@ def test_conv2d_kernels_match_oracle(case, dtype):
         np.testing.assert_allclose(a, e, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale * 10, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])  # float32: the direct kernels' modes too
 @pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5], DIRECT_DW[0], DIRECT_DW[-1], STRIDED[0], STRIDED[2]])
-def test_overwrite_and_skip_modes(case):
+def test_overwrite_and_skip_modes(case, dtype):
     """accumulate=False overwrites stale gradients; None skips dW/db; need_input_grad=False returns None."""
     N, C, H, W, O, k, s, p, d, g = case
     r = rng(1)
-    x, w = r.standard_normal((N, C, H, W)), r.standard_normal((O, C // g) + k)
-    dy = r.standard_normal(fnn.ops.conv2d_forward(x, w, None, s, p, d, g).shape)
-    _, want_dw, want_db = oracle.conv2d_backward(dy, x, w, s, p, d, g)
-    gw, gb = np.full_like(w, 7.0), np.full(O, 7.0)
+    x, w = r.standard_normal((N, C, H, W)).astype(dtype), r.standard_normal((O, C // g) + k).astype(dtype)
+    dy = r.standard_normal(fnn.ops.conv2d_forward(x, w, None, s, p, d, g).shape).astype(dtype)
+    want_dx, want_dw, want_db = oracle.conv2d_backward(*(a.astype(np.float64) for a in (dy, x, w)), s, p, d, g)
+    scale = np.sqrt(C * np.prod(k) + N * 100) if dtype == np.float32 else 1.0  # as test_conv2d_kernels_...
+    tol = dict(rtol=TOL[dtype]["rtol"] * scale, atol=TOL[dtype]["atol"] * scale * 10)
+    gw, gb = np.full_like(w, 7.0), np.full(O, 7.0, dtype)
     assert fnn.ops.conv2d_backward(dy, x, w, gw, gb, s, p, d, g, False, False, False) is None
-    np.testing.assert_allclose(gw, want_dw, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(gb, want_db, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gw, want_dw, **tol)
+    np.testing.assert_allclose(gb, want_db, **tol)
     dx = fnn.ops.conv2d_backward(dy, x, w, None, None, s, p, d, g)
-    np.testing.assert_allclose(dx, oracle.conv2d_backward(dy, x, w, s, p, d, g)[0], rtol=1e-10, atol=1e-12)
+    assert dx.dtype == dtype
+    np.testing.assert_allclose(dx, want_dx, **tol)
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[11], CASES[-2]])

@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <memory>
+#include <type_traits>
 
 #include "kernels/im2col.hpp"
 #include "kernels/packet_map.hpp"
@@ -235,8 +236,11 @@ constexpr index_t kDirectMaxDepth = 256;
 constexpr index_t kDirectMaxRowBytes = index_t(24) << 10;
 
 // With groups, each group is its own convolution over C/groups input channels (depthwise: one).
+// float32 only: float64 convolutions (for checking results, not for speed) take im2col + GEMM, and the direct
+// kernels' float64 copies (16 kB of SPEC P10's 2 MB wheel, with the weight gradient's) are not built.
 template <typename T>
 bool direct_applies(const ConvGeometry& g, index_t groups) {
+  if constexpr (!std::is_same_v<T, float>) return false;
   const index_t L = DirectPacket<T>::width(g.out_w);
   const index_t group_channels = g.channels / groups, K = group_channels * g.kernel_h * g.kernel_w;
   const index_t row_bytes = group_channels * g.kernel_h * split_layout(g, L).cols * index_t(sizeof(T));

@@ -235,12 +235,15 @@ void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const C
 constexpr index_t kDirectMaxDepth = 256;
 constexpr index_t kDirectMaxRowBytes = index_t(24) << 10;
 
+// The direct kernels (this forward, the stride-1 dx and kernels/conv_weight_grad.hpp) are float32's alone:
+// float64 convolutions (for checking results, not for speed) take im2col + GEMM, and the kernels' float64
+// copies (16 kB of SPEC P10's 2 MB wheel) are not built.
+template <typename T>
+constexpr bool kDirectKernels = std::is_same_v<T, float>;
+
 // With groups, each group is its own convolution over C/groups input channels (depthwise: one).
-// float32 only: float64 convolutions (for checking results, not for speed) take im2col + GEMM, and the direct
-// kernels' float64 copies (16 kB of SPEC P10's 2 MB wheel, with the weight gradient's) are not built.
 template <typename T>
 bool direct_applies(const ConvGeometry& g, index_t groups) {
-  if constexpr (!std::is_same_v<T, float>) return false;
   const index_t L = DirectPacket<T>::width(g.out_w);
   const index_t group_channels = g.channels / groups, K = group_channels * g.kernel_h * g.kernel_w;
   const index_t row_bytes = group_channels * g.kernel_h * split_layout(g, L).cols * index_t(sizeof(T));
@@ -248,7 +251,7 @@ bool direct_applies(const ConvGeometry& g, index_t groups) {
   // Strided: only kernels that reach every phase (a 1×1 stride-2 kernel would copy 4 phases to read one).
   const bool strides = (g.stride_h == 1 || (g.stride_h == 2 && g.kernel_h >= 2)) &&
                        (g.stride_w == 1 || (g.stride_w == 2 && g.kernel_w >= 2));
-  return strides && row_bytes <= kDirectMaxRowBytes && (whole_strips || K <= kDirectMaxDepth);
+  return kDirectKernels<T> && strides && row_bytes <= kDirectMaxRowBytes && (whole_strips || K <= kDirectMaxDepth);
 }
 
 }  // namespace fastnn::detail

@@ -16,7 +16,6 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <memory>
-#include <type_traits>
 
 #include "kernels/conv_direct.hpp"
 #include "kernels/im2col.hpp"
@@ -37,10 +36,9 @@ constexpr index_t kWeightGradPassBytes = index_t(384) << 10;
 // (2.5–3.3 vs 2.2–2.5: few packets per lane sum). Stride 2, 2 threads, ResNet-8's layers (best of 3–4 runs
 // each, a loaded machine): 3×3 16→32 from 32×32 1.16–1.31 → 0.88–1.02 ms, 32→64 from 16×16 1.11–1.46 →
 // 1.01–1.13 ms, 1×1 16→32 0.15–0.18 → 0.12–0.13 ms (im2col then already split rows into phases).
-// float32 only, as the direct forward (conv_direct.hpp, direct_applies).
 template <typename T>
 bool weight_grad_direct_applies(const ConvGeometry& g, index_t groups) {
-  return std::is_same_v<T, float> && groups == 1 && g.stride_h <= 2 && g.stride_w <= 2 && g.out_h > 0 &&
+  return kDirectKernels<T> && groups == 1 && g.stride_h <= 2 && g.stride_w <= 2 && g.out_h > 0 &&
          (g.out_w >= 16 || (g.stride_w == 2 && g.out_w >= 8)) && g.plane() % DirectPacket<T>::full == 0;
 }
 

@@ -9,6 +9,7 @@
 #include "kernels/im2col.hpp"
 #include "kernels/packet_map.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/row_phases.hpp"
 #include "kernels/scratch.hpp"
 
 namespace fastnn::detail {
@@ -149,52 +150,20 @@ inline SplitLayout split_layout(const ConvGeometry& g, index_t L) {
           Wo_padded + g.dilation_w * (g.kernel_w - 1) / g.stride_w, g.stride_h * g.stride_w};
 }
 
-// Writes one image's padded scratch (layout S, zeros where the input has none) into `padded`.
+// Writes one image's padded scratch (layout S, zeros where the input has none) into `padded`: each input row
+// split once into its column phases (RowPhases).
 template <typename T>
 void pad_split(const T* x, T* padded, const ConvGeometry& g, const SplitLayout& S) {
   const index_t sh = g.stride_h, sw = g.stride_w;
+  const RowPhases rows(g.width, g.pad_w, sw, S.cols);
   std::fill(padded, padded + g.channels * S.channel(), T(0));
-  if (sw == 2) {
-    // Each input row split once into both column phases: input column w goes to phase q = (w + pad_w) mod 2,
-    // column (w + pad_w − q)/2, so even columns 2u to column u + even_at of one phase, odd ones to u + odd_at
-    // of the other.
-    const index_t q_even = g.pad_w % 2, q_odd = 1 - q_even;
-    const index_t even_at = (g.pad_w - q_even) / 2, odd_at = (1 + g.pad_w - q_odd) / 2;
-    // Columns past the layout are never read: only those that land inside it are copied.
-    const index_t n_even = std::min((g.width + 1) / 2, S.cols - even_at);
-    const index_t n_odd = std::min(g.width / 2, S.cols - odd_at);
-    const index_t pairs = std::max<index_t>(0, std::min(n_even, n_odd));
-    for (index_t c = 0; c < g.channels; ++c)
-      for (index_t p = 0; p < sh; ++p)
-        for (index_t r = 0; r < S.rows; ++r) {
-          const index_t h = r * sh + p - g.pad_h;
-          if (h < 0 || h >= g.height) continue;
-          const T* src = x + (c * g.height + h) * g.width;
-          T* even = padded + c * S.channel() + (p * 2 + q_even) * S.phase_plane() + r * S.cols + even_at;
-          T* odd = padded + c * S.channel() + (p * 2 + q_odd) * S.phase_plane() + r * S.cols + odd_at;
-          deinterleave(src, even, odd, pairs);
-          for (index_t u = pairs; u < n_even; ++u) even[u] = src[2 * u];
-          for (index_t u = pairs; u < n_odd; ++u) odd[u] = src[2 * u + 1];
-        }
-    return;
-  }
   for (index_t c = 0; c < g.channels; ++c)
     for (index_t p = 0; p < sh; ++p)
-      for (index_t q = 0; q < sw; ++q) {
-        // Columns t read input w = t·sw + q − pad_w: t in [lo, hi) fall inside the row.
-        T* phase = padded + c * S.channel() + (p * sw + q) * S.phase_plane();
-        index_t lo, hi;
-        valid_range(q - g.pad_w, sw, g.width, S.cols, lo, hi);
-        for (index_t r = 0; r < S.rows; ++r) {
-          const index_t h = r * sh + p - g.pad_h;
-          if (h < 0 || h >= g.height) continue;
-          const T* src = x + (c * g.height + h) * g.width + q - g.pad_w;
-          T* dst = phase + r * S.cols;
-          if (sw == 1)
-            packet_copy(hi - lo, dst + lo, src + lo);
-          else
-            for (index_t t = lo; t < hi; ++t) dst[t] = src[t * sw];
-        }
+      for (index_t r = 0; r < S.rows; ++r) {
+        const index_t h = r * sh + p - g.pad_h;
+        if (h < 0 || h >= g.height) continue;
+        rows.split(x + (c * g.height + h) * g.width,
+                   padded + c * S.channel() + p * sw * S.phase_plane() + r * S.cols, S.phase_plane());
       }
 }
 
@@ -209,8 +178,10 @@ void direct_conv_padded(const T* padded, index_t Wp, const index_t* taps, const 
   direct_conv_channels<T, typename P::Full>(padded, Wp, taps, weight, bias, y, g, O);
 }
 
+// Not inlined into the caller's loop over images: inlined (with the row split of kernels/row_phases.hpp) it
+// ran 1–2% slower (register pressure in the caller's lambda).
 template <typename T>
-void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
+[[gnu::noinline]] void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
   const index_t sh = g.stride_h, sw = g.stride_w, kk = g.kernel_h * g.kernel_w, K = g.channels * kk;
   const SplitLayout S = split_layout(g, DirectPacket<T>::width(g.out_w));
   T* padded = scratch<T>(0, g.channels * S.channel());

@@ -9,6 +9,7 @@
 
 #include "kernels/entry.hpp"
 #include "kernels/parallel.hpp"
+#include "kernels/row_phases.hpp"
 
 namespace fastnn {
 
@@ -37,16 +38,6 @@ struct ConvGeometry {
 
 namespace detail {
 
-inline index_t div_ceil(index_t a, index_t b) { return (a + b - 1) / b; }
-
-// Output positions o in [lo, hi) read input o·stride + offset inside [0, size); the others read padding.
-inline void valid_range(index_t offset, index_t stride, index_t size, index_t out, index_t& lo, index_t& hi) {
-  lo = offset >= 0 ? 0 : div_ceil(-offset, stride);
-  hi = size - offset <= 0 ? 0 : div_ceil(size - offset, stride);
-  lo = std::min(lo, out);
-  hi = std::max(lo, std::min(hi, out));
-}
-
 // fn(n, c) for every image and channel; threaded over (n, c) pairs when the work is large. Each pair
 // writes its own memory, so the thread count never changes a result.
 template <typename Fn>
@@ -54,18 +45,9 @@ void for_each_plane(index_t batch, index_t channels, index_t work, Fn&& fn) {
   parallel_for(batch * channels, work >= kParallelMinElements, [&](index_t t) { fn(t / channels, t % channels); });
 }
 
-// dst[o] = src[o·stride] and, for col2im, dst[o·stride] += src[o], o < n, the two arrays apart: loops of their
-// own (inlined into col2im's nest, GCC kept the bounds on the stack and re-read them for every element). ResNet-8's
-// 16 → 32 stride-2 dx 811 → 673 µs, its 1×1 projection's 137 → 121 µs (best of 6, 2 threads, Zen 4).
-template <typename T>
-[[gnu::noinline]] void copy_strided(const T* __restrict src, T* __restrict dst, index_t n, index_t stride) {
-  if (stride == 2) {
-    for (index_t o = 0; o < n; ++o) dst[o] = src[2 * o];
-  } else {
-    for (index_t o = 0; o < n; ++o) dst[o] = src[o * stride];
-  }
-}
-
+// dst[o·stride] += src[o], o < n, the two arrays apart: a loop of its own, as copy_strided (inlined into
+// col2im's nest, GCC kept the bounds on the stack and re-read them for every element). ResNet-8's 16 → 32
+// stride-2 dx 811 → 673 µs, its 1×1 projection's 137 → 121 µs (best of 6, 2 threads, Zen 4; both loops).
 template <typename T>
 [[gnu::noinline]] void add_strided(const T* __restrict src, T* __restrict dst, index_t n, index_t stride) {
   if (stride == 2) {
@@ -73,13 +55,6 @@ template <typename T>
   } else {
     for (index_t o = 0; o < n; ++o) dst[o * stride] += src[o];
   }
-}
-
-// even[u] = src[2u], odd[u] = src[2u + 1], u < n: a row split into its two column phases (vectorised: GCC
-// permutes whole packets).
-template <typename T>
-[[gnu::noinline]] void deinterleave(const T* __restrict src, T* __restrict even, T* __restrict odd, index_t n) {
-  for (index_t u = 0; u < n; ++u) even[u] = src[2 * u], odd[u] = src[2 * u + 1];
 }
 
 // One kernel tap's values for output rows [row_begin, row_end) of one plane, written from dst on: zeros where
@@ -141,25 +116,13 @@ inline bool phase_rows_apply(const ConvGeometry& g) {
   return g.stride_w > 1 && g.kernel_w > 1 && g.stride_w * phase_span(g) <= kPhaseRowMax;
 }
 
-// phases[q·span + t] = input row `src` at column t·sw + q − pad_w, for every phase q and the t that fall inside
-// the row (the rest of the buffer keeps the zeros it was given). Phases no tap reads (kw < sw, or dilation
-// sharing a factor with the stride) are split too: one pass over the row, cheaper than working out which.
-template <typename T>
-void split_row_phases(const T* src, T* phases, const ConvGeometry& g, index_t span) {
-  const index_t sw = g.stride_w;
-  for (index_t q = 0; q < sw; ++q) {
-    index_t lo, hi;
-    valid_range(q - g.pad_w, sw, g.width, span, lo, hi);
-    copy_strided(src + (lo * sw + q - g.pad_w), phases + q * span + lo, hi - lo, sw);
-  }
-}
-
 // Every tap of one channel for output rows [row_begin, row_end): tap (i, j) goes to dst + (i·kw + j)·tap_stride,
 // its rows Wo apart from there (im2col_tap_rows' layout, through the phases above).
 template <typename T>
 void im2col_channel_phased(const T* plane, T* dst, index_t tap_stride, const ConvGeometry& g, index_t row_begin,
                            index_t row_end) {
   const index_t sw = g.stride_w, Wo = g.out_w, span = phase_span(g);
+  const RowPhases rows(g.width, g.pad_w, sw, span);
   alignas(64) T phases[kPhaseRowMax];
   std::fill(phases, phases + sw * span, T(0));
   for (index_t i = 0; i < g.kernel_h; ++i) {
@@ -171,10 +134,10 @@ void im2col_channel_phased(const T* plane, T* dst, index_t tap_stride, const Con
         for (index_t j = 0; j < g.kernel_w; ++j) std::fill(d + j * tap_stride, d + j * tap_stride + Wo, T(0));
         continue;
       }
-      split_row_phases(plane + ih * g.width, phases, g, span);
+      rows.split(plane + ih * g.width, phases, span);
       for (index_t j = 0; j < g.kernel_w; ++j) {
         const index_t u = j * g.dilation_w;
-        std::memcpy(d + j * tap_stride, phases + u % sw * span + u / sw, sizeof(T) * Wo);
+        packet_copy(Wo, d + j * tap_stride, phases + u % sw * span + u / sw);
       }
     }
   }

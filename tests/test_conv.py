@@ -1,6 +1,8 @@
 """Convolution (K2, L2): kernels against the nested-loop oracle (tests/conv_oracles.py), finite-difference
 gradients, bit-identical results for any thread count and alignment, the seed 002 shape examples, layouts,
 save/load and bad input."""
+import re
+
 import numpy as np
 import pytest
 
@@ -366,6 +368,32 @@ def test_conv_bad_input_messages():
         fnn.nn.Conv2d(3, 8, 3, padding_mode="reflect")
     with pytest.raises(ValueError, match=r"conv2d_forward: input \(1, 2, 5, 5\) does not match weight"):
         fnn.ops.conv2d_forward(np.zeros((1, 2, 5, 5)), np.zeros((4, 3, 3, 3)))
+
+
+# The input's NaN / inf check, on every forward path: the direct kernel checks each image (each group of it) in
+# the work item that copies it; im2col + GEMM (float64, deep or kept-col layers) and 1×1 check the whole input.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make, shape", [
+    (lambda: fnn.nn.Conv2d(4, 8, 3, padding=1), (3, 4, 16, 16)),  # float32: direct
+    (lambda: fnn.nn.Conv2d(4, 8, 3, stride=2, padding=1), (3, 4, 16, 16)),  # float32: direct, stride 2
+    (lambda: fnn.nn.Conv2d(4, 8, 3, padding=1, groups=2), (3, 4, 16, 16)),  # float32: direct, per group
+    (lambda: fnn.nn.Conv2d(64, 8, 3, padding=1), (2, 64, 6, 6)),  # depth 576 on a narrow plane: im2col
+    (lambda: fnn.nn.Conv2d(4, 8, 1), (3, 4, 16, 16)),  # pointwise
+])
+@pytest.mark.parametrize("where", [0, -1, "middle"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_conv_forward_rejects_non_finite_input_on_every_path(make, shape, where, bad, dtype):
+    conv = make()
+    if dtype == np.float64:
+        conv = conv.double()
+    x = rng(1).standard_normal(shape).astype(dtype)
+    clean = conv(x)
+    flat = x.reshape(-1)
+    flat[flat.size // 2 + 3 if where == "middle" else where] = bad
+    with pytest.raises(ValueError, match=r"Conv2d.*NaN or infinity.*" + re.escape(str(shape))):
+        conv(x)
+    flat[:] = np.nan_to_num(flat, nan=0.0, posinf=0.0, neginf=0.0)
+    assert np.isfinite(conv(x)).all() and conv(x).shape == clean.shape
 
 
 def test_cnn_save_load_round_trip_bit_exact(tmp_path):

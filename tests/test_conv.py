@@ -108,6 +108,23 @@ STRIDED = [
 ]
 
 
+# Stride-2 dx as four stride-1 direct convolutions of dy, one per phase of dx (kernels/conv_dx_phases.hpp,
+# float32): ResNet's shapes, odd planes (phases of different sizes), no padding (zeros in front of dy for one
+# phase), 2×2 and 5×5 kernels, a 2×3 kernel with padding 0 and 1 (one phase's taps reach one row of dy each),
+# rows narrower than a packet, two rows, many channels on one image.
+DX_PHASES = [
+    (2, 5, 16, 16, 6, (3, 3), 2, 1, 1, 1),
+    (2, 4, 17, 15, 5, (3, 3), 2, 1, 1, 1),
+    (2, 3, 17, 18, 4, (3, 3), 2, 0, 1, 1),
+    (2, 3, 16, 16, 4, (2, 2), 2, 0, 1, 1),
+    (2, 3, 12, 20, 4, (5, 5), 2, 2, 1, 1),
+    (2, 3, 10, 18, 4, (2, 3), 2, (0, 1), 1, 1),
+    (2, 3, 9, 10, 4, (3, 3), 2, 1, 1, 1),
+    (3, 4, 2, 34, 5, (3, 3), 2, 1, 1, 1),
+    (1, 24, 16, 16, 40, (3, 3), 2, 1, 1, 1),
+]
+
+
 def _run(case, dtype, seed=0):
     N, C, H, W, O, k, s, p, d, g = case
     r = rng(seed)
@@ -125,7 +142,7 @@ def _run(case, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", CASES + DIRECT_DW + STRIDED)
+@pytest.mark.parametrize("case", CASES + DIRECT_DW + STRIDED + DX_PHASES)
 def test_conv2d_kernels_match_oracle(case, dtype):
     got, want = _run(case, dtype)
     depth = case[1] * np.prod(case[5]) + case[0] * 100  # longest sums (forward, dW/db over the batch)
@@ -137,7 +154,8 @@ def test_conv2d_kernels_match_oracle(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])  # float32: the direct kernels' modes too
-@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5], DIRECT_DW[0], DIRECT_DW[-1], STRIDED[0], STRIDED[2]])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[5], DIRECT_DW[0], DIRECT_DW[-1], STRIDED[0], STRIDED[2],
+                                  DX_PHASES[5]])
 def test_overwrite_and_skip_modes(case, dtype):
     """accumulate=False overwrites stale gradients; None skips dW/db; need_input_grad=False returns None."""
     N, C, H, W, O, k, s, p, d, g = case
@@ -265,6 +283,7 @@ def _shifted(a, offset):
     (6, 32, 16, 16, 64, (3, 3), 2, 1, 1, 1),
     (8, 16, 32, 32, 32, (1, 1), 2, 0, 1, 1),
     (1, 40, 17, 33, 24, (3, 3), 2, 1, 1, 1),         # one image: output channels split over threads
+    (5, 8, 17, 15, 12, (3, 3), 2, 1, 1, 1),          # stride-2 dx per phase of dx, odd planes
 ])
 def test_conv_bits_do_not_depend_on_alignment_or_thread_count(case, dtype):
     N, C, H, W, O, k, s, p, d, g = case

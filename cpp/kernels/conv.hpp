@@ -5,7 +5,8 @@
 //             over output channels). A 1×1, stride-1, unpadded convolution reads x[n] as its column matrix.
 //   backward: db = Σ dy;  per block (or band of output rows of one large image): dWg (+)= dYg · colgᵀ with
 //             im2col recomputed in cache (cheaper than keeping a whole-batch column matrix), and
-//             dx = col2im(Wgᵀ · dYg) — or, for stride 1, dx as a direct convolution of dy.
+//             dx = col2im(Wgᵀ · dYg) — or, for stride 1, dx as a direct convolution of dy, and for stride 2
+//             as four, one per phase of dx (kernels/conv_dx_phases.hpp).
 //
 // Reproducibility (kernels/parallel.hpp): blocks and bands depend on the shape only, never on the thread
 // count; the weight gradient, a reduction over N·P, is summed into a fixed number of chunks of blocks whose
@@ -21,6 +22,7 @@
 
 #include "kernels/entry.hpp"
 #include "kernels/conv_direct.hpp"
+#include "kernels/conv_dx_phases.hpp"
 #include "kernels/conv_weight_grad.hpp"
 #include "kernels/dense.hpp"
 #include "kernels/im2col.hpp"
@@ -209,11 +211,20 @@ void conv2d_backward(const T* grad_y, const T* x, const T* weight, T* grad_weigh
   // The weight gradient straight from x and dy (kernels/conv_weight_grad.hpp) where output rows are whole
   // packets; the blocked im2col path below then runs for dx only, if at all. float32 only: a float64 copy of
   // the kernel in every CPU level's library would not fit SPEC P10's 2 MB wheel (float64 takes im2col).
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (detail::kDirectKernels<T>) {
     if (grad_weight && !col && detail::weight_grad_direct_applies<T>(g, groups)) {
       detail::conv_weight_grad_direct(x, grad_y, grad_weight, g, O, accumulate_weight);
       grad_weight = nullptr;
       if (!grad_x) return;
+    }
+  }
+  // dx of a stride-2 convolution: four stride-1 direct convolutions of dy, one per phase of dx (float32 only,
+  // as the direct kernels it runs).
+  if constexpr (detail::kDirectKernels<T>) {
+    if (grad_x && detail::dx_phases_apply<T>(g, O, groups)) {
+      detail::conv_dx_phases(grad_y, weight, grad_x, g, O);
+      grad_x = nullptr;  // done
+      if (!grad_weight) return;
     }
   }
   // dx of a stride-1 convolution is itself a stride-1 convolution: of dy, padded by d·(k − 1) − pad, with the

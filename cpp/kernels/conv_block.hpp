@@ -31,7 +31,7 @@ void conv_block_forward(const T* x, const T* weight, const T* bias, T* y, const 
   const index_t in_size = conv.channels * conv.height * conv.width, conv_size = out_channels * conv.plane();
   const index_t out_size = pool_kind == PoolKind::none ? conv_size : out_channels * pool.plane();
   const index_t macs = conv.batch * conv_size * (conv.channels / groups) * conv.kernel_h * conv.kernel_w;
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (detail::kDirectKernels<T>) {
     if (pool_kind == PoolKind::max && detail::pooled_conv_applies<T>(conv, groups, activations, pool)) {
       // Pooling in registers (kernels/conv_infer.hpp). Work items are images or, with fewer images than twice
       // the threads, (image, share of the output channel blocks) pairs; the bits are the same either way.

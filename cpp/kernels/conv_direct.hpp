@@ -108,13 +108,9 @@ struct DirectStrips {
 
 // Output channels × packets per register block: 8 × 2 where there are registers for 16 accumulators
 // (AVX-512's 32), 4 × 3 on AVX2 (16 registers: 12 accumulators, 3 input packets and the weight; 4 × 2 ran 17%
-// slower, 3×3 16→16 on 32×32, Zen 2: forward 1104 → 916 µs), and 4 × 2 on the SSE baseline (smaller code: the
-// wheel's 2 MB).
-#ifdef __AVX2__
+// slower, 3×3 16→16 on 32×32, Zen 2: forward 1104 → 916 µs). The SSE baseline builds no direct kernels
+// (kDirectKernels below).
 constexpr int kDirectPackets = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 2 : 3;
-#else
-constexpr int kDirectPackets = 2;
-#endif
 constexpr int kDirectBlockO = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
 
 template <typename T, typename Pk>
@@ -167,9 +163,10 @@ void pad_split(const T* x, T* padded, const ConvGeometry& g, const SplitLayout& 
       }
 }
 
-// direct_conv_channels on the packet that rows g.out_w wide take (DirectPacket).
+// direct_conv_channels on the packet that rows g.out_w wide take (DirectPacket). Not inlined: its callers
+// (the forward, the stride-2 dx's phases) share one copy of the kernels.
 template <typename T>
-void direct_conv_padded(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
+[[gnu::noinline]] void direct_conv_padded(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
                         const ConvGeometry& g, index_t O) {
   using P = DirectPacket<T>;
   if constexpr (P::has_half)
@@ -206,11 +203,16 @@ template <typename T>
 constexpr index_t kDirectMaxDepth = 256;
 constexpr index_t kDirectMaxRowBytes = index_t(24) << 10;
 
-// The direct kernels (this forward, the stride-1 dx and kernels/conv_weight_grad.hpp) are float32's alone:
-// float64 convolutions (for checking results, not for speed) take im2col + GEMM, and the kernels' float64
-// copies (16 kB of SPEC P10's 2 MB wheel) are not built.
+// The direct kernels (this forward, the stride-1 and stride-2 dx, kernels/conv_weight_grad.hpp and the pooled
+// inference kernel) are float32's alone, on AVX2 and above: float64 convolutions (for checking results, not for
+// speed) and the SSE baseline library (CPUs from before 2013, a fallback) take im2col + GEMM. Their copies
+// would cost SPEC P10's 2 MB wheel 16 kB (float64) and 15 kB (the baseline, gzip -9 of its library).
 template <typename T>
+#ifdef __AVX2__
 constexpr bool kDirectKernels = std::is_same_v<T, float>;
+#else
+constexpr bool kDirectKernels = false;
+#endif
 
 // With groups, each group is its own convolution over C/groups input channels (depthwise: one).
 template <typename T>

@@ -166,8 +166,8 @@ void pad_split(const T* x, T* padded, const ConvGeometry& g, const SplitLayout& 
 // direct_conv_channels on the packet that rows g.out_w wide take (DirectPacket). Not inlined: its callers
 // (the forward, the stride-2 dx's phases) share one copy of the kernels.
 template <typename T>
-[[gnu::noinline]] void direct_conv_padded(const T* padded, index_t Wp, const index_t* taps, const T* weight, const T* bias, T* y,
-                        const ConvGeometry& g, index_t O) {
+[[gnu::noinline]] void direct_conv_padded(const T* padded, index_t Wp, const index_t* taps, const T* weight,
+                                          const T* bias, T* y, const ConvGeometry& g, index_t O) {
   using P = DirectPacket<T>;
   if constexpr (P::has_half)
     if (P::use_half(g.out_w))
@@ -178,7 +178,8 @@ template <typename T>
 // Not inlined into the caller's loop over images: inlined (with the row split of kernels/row_phases.hpp) it
 // ran 1–2% slower (register pressure in the caller's lambda).
 template <typename T>
-[[gnu::noinline]] void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g, index_t O) {
+[[gnu::noinline]] void direct_conv_image(const T* x, const T* weight, const T* bias, T* y, const ConvGeometry& g,
+                                         index_t O) {
   const index_t sh = g.stride_h, sw = g.stride_w, kk = g.kernel_h * g.kernel_w, K = g.channels * kk;
   const SplitLayout S = split_layout(g, DirectPacket<T>::width(g.out_w));
   T* padded = scratch<T>(0, g.channels * S.channel());
@@ -224,7 +225,8 @@ bool direct_applies(const ConvGeometry& g, index_t groups) {
   // Strided: only kernels that reach every phase (a 1×1 stride-2 kernel would copy 4 phases to read one).
   const bool strides = (g.stride_h == 1 || (g.stride_h == 2 && g.kernel_h >= 2)) &&
                        (g.stride_w == 1 || (g.stride_w == 2 && g.kernel_w >= 2));
-  return kDirectKernels<T> && strides && row_bytes <= kDirectMaxRowBytes && (whole_strips || K <= kDirectMaxDepth);
+  return kDirectKernels<T> && strides && row_bytes <= kDirectMaxRowBytes &&
+         (whole_strips || K <= kDirectMaxDepth);
 }
 
 }  // namespace fastnn::detail

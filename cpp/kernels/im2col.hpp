@@ -45,9 +45,6 @@ void for_each_plane(index_t batch, index_t channels, index_t work, Fn&& fn) {
   parallel_for(batch * channels, work >= kParallelMinElements, [&](index_t t) { fn(t / channels, t % channels); });
 }
 
-// dst[o·stride] += src[o], o < n, the two arrays apart: a loop of its own, as copy_strided (inlined into
-// col2im's nest, GCC kept the bounds on the stack and re-read them for every element). ResNet-8's 16 → 32
-// stride-2 dx 811 → 673 µs, its 1×1 projection's 137 → 121 µs (best of 6, 2 threads, Zen 4; both loops).
 // dst[o·stride] = src[o], o < n: the inverse of copy_strided (kernels/conv_dx_phases.hpp interleaves its phases
 // into dx with it).
 template <typename T>
@@ -59,6 +56,9 @@ template <typename T>
   }
 }
 
+// dst[o·stride] += src[o], o < n, the two arrays apart: a loop of its own, as copy_strided (inlined into
+// col2im's nest, GCC kept the bounds on the stack and re-read them for every element). ResNet-8's 16 → 32
+// stride-2 dx 811 → 673 µs, its 1×1 projection's 137 → 121 µs (best of 6, 2 threads, Zen 4; both loops).
 template <typename T>
 [[gnu::noinline]] void add_strided(const T* __restrict src, T* __restrict dst, index_t n, index_t stride) {
   if (stride == 2) {

@@ -34,7 +34,8 @@ template <typename T>
 // even[u] = src[2u], odd[u] = src[2u + 1], u < n: a row split into its two column phases (vectorised: GCC
 // permutes whole packets). Inline: a call from AVX code costs a vzeroupper per row.
 template <typename T>
-[[gnu::always_inline]] inline void deinterleave(const T* __restrict src, T* __restrict even, T* __restrict odd, index_t n) {
+[[gnu::always_inline]] inline void deinterleave(const T* __restrict src, T* __restrict even, T* __restrict odd,
+                                                index_t n) {
   for (index_t u = 0; u < n; ++u) even[u] = src[2 * u], odd[u] = src[2 * u + 1];
 }
 
